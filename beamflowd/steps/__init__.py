@@ -1,0 +1,39 @@
+"""Step kinds by name: the engine looks a step's ``uses`` up here (one module per kind)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+
+from beamflowd.steps.base import (
+    MAX_OUTPUT_BYTES,
+    ParamError,
+    PermanentError,
+    StepContext,
+    StepError,
+    StepKind,
+    encode_output,
+)
+from beamflowd.steps.demo import DemoStep
+from beamflowd.steps.exec import ExecStep
+from beamflowd.steps.http import HttpStep, aclose_http_client
+from beamflowd.steps.noop import NoopStep
+from beamflowd.steps.python import PythonStep
+from beamflowd.steps.sleep import SleepStep
+
+_KINDS: tuple[StepKind, ...] = (NoopStep(), SleepStep(), DemoStep(), PythonStep(), HttpStep(), ExecStep())
+
+#: Read-only: kinds are process-wide singletons.
+STEP_KINDS: Mapping[str, StepKind] = MappingProxyType({kind.name: kind for kind in _KINDS})
+
+__all__ = [
+    "MAX_OUTPUT_BYTES",
+    "STEP_KINDS",
+    "ParamError",
+    "PermanentError",
+    "StepContext",
+    "StepError",
+    "StepKind",
+    "aclose_http_client",
+    "encode_output",
+]

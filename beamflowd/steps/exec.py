@@ -1,0 +1,133 @@
+"""``exec``: runs an argv (never a shell) on the node; off unless the node's config sets ``allow_exec``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+from collections.abc import Mapping
+from typing import Any
+
+from beamflowd.steps.base import (
+    ParamError,
+    Params,
+    PermanentError,
+    StepContext,
+    StepError,
+    param_error_to_step_error,
+)
+
+_ALLOWED = ("argv", "env", "cwd")
+#: Stdout kept in the output (the rest is read and dropped so the child never blocks on a full pipe).
+MAX_STDOUT_BYTES = 16 * 1024
+#: Stderr tail kept for the error message of a failed run.
+MAX_STDERR_BYTES = 2 * 1024
+_CHUNK = 64 * 1024
+
+
+def _parse(
+    params: Mapping[str, Any], *, resolved: bool
+) -> tuple[list[str] | None, dict[str, str] | None, str | None]:
+    p = Params(ExecStep.name, params, allowed=_ALLOWED, required=("argv",), resolved=resolved)
+    argv = p.str_list("argv", non_empty=True)
+    if argv is not None and not argv[0]:
+        raise ParamError("argv[0]", "the program must not be empty")
+    cwd = p.text("cwd")
+    if cwd is not None and not cwd:
+        raise ParamError("cwd", "must not be empty")
+    return argv, p.str_mapping("env"), cwd
+
+
+async def _read_head(stream: asyncio.StreamReader, limit: int) -> tuple[bytes, bool]:
+    """Read to EOF, keeping the first ``limit`` bytes; also report whether anything was dropped."""
+    kept = bytearray()
+    truncated = False
+    while chunk := await stream.read(_CHUNK):
+        room = limit - len(kept)
+        if len(chunk) > room:
+            truncated = True
+        kept += chunk[: max(room, 0)]
+    return bytes(kept), truncated
+
+
+async def _read_tail(stream: asyncio.StreamReader, limit: int) -> bytes:
+    """Read to EOF, keeping the last ``limit`` bytes (where the error usually is)."""
+    tail = b""
+    while chunk := await stream.read(_CHUNK):
+        tail = (tail + chunk)[-limit:]
+    return tail
+
+
+def _kill_group(proc: asyncio.subprocess.Process) -> None:
+    """Kill the child and anything it spawned (it leads its own session)."""
+    if proc.returncode is not None:
+        return
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(ProcessLookupError):
+        proc.kill()
+
+
+class ExecStep:
+    """Exit code 0 succeeds; anything else is a transient failure carrying the stderr tail."""
+
+    name = "exec"
+
+    def validate(self, params: Mapping[str, Any]) -> None:
+        _parse(params, resolved=False)
+
+    def durable_delay_ms(self, params: Mapping[str, Any]) -> int | None:
+        return None
+
+    async def run(self, ctx: StepContext, params: Mapping[str, Any]) -> Any:
+        if not ctx.allow_exec:
+            raise PermanentError(
+                f"exec steps are disabled on node {ctx.node_id}: set allow_exec = true in its config"
+            )
+        try:
+            argv, extra_env, cwd = _parse(params, resolved=True)
+        except ParamError as exc:
+            raise param_error_to_step_error(exc) from None
+        assert argv is not None
+        env = dict(os.environ)
+        env.update(extra_env or {})
+        env.update(
+            BEAMFLOW_WORKFLOW_ID=ctx.workflow_id,
+            BEAMFLOW_STEP_ID=ctx.step_id,
+            BEAMFLOW_ATTEMPT=str(ctx.attempt),
+            BEAMFLOW_IDEMPOTENCY_KEY=ctx.idempotency_key,
+        )
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *argv,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                env=env,
+                cwd=cwd,
+                start_new_session=True,
+            )
+        except OSError as exc:  # missing program, bad cwd, not executable: retrying will not help
+            raise PermanentError(f"cannot start {argv[0]!r}: {exc.strerror or exc}") from None
+        assert proc.stdout is not None and proc.stderr is not None
+        try:
+            (stdout, truncated), stderr, exit_code = await asyncio.gather(
+                _read_head(proc.stdout, MAX_STDOUT_BYTES),
+                _read_tail(proc.stderr, MAX_STDERR_BYTES),
+                proc.wait(),
+            )
+        except BaseException:  # cancelled (step timeout, shutdown): do not leave the child running
+            _kill_group(proc)
+            with contextlib.suppress(BaseException):
+                await asyncio.shield(proc.wait())
+            raise
+        if exit_code != 0:
+            how = f"killed by signal {-exit_code}" if exit_code < 0 else f"exited with code {exit_code}"
+            tail = stderr.decode("utf-8", errors="replace").strip()
+            raise StepError(f"{argv[0]} {how}" + (f"; stderr: {tail}" if tail else ""), "transient")
+        return {
+            "exit_code": exit_code,
+            "stdout": stdout.decode("utf-8", errors="replace"),
+            "stdout_truncated": truncated,
+        }

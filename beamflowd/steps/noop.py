@@ -1,0 +1,23 @@
+"""``noop``: does nothing; the cheapest step, used to measure engine overhead and as a join point."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from beamflowd.steps.base import Params, StepContext
+
+
+class NoopStep:
+    """Takes no params and outputs null."""
+
+    name = "noop"
+
+    def validate(self, params: Mapping[str, Any]) -> None:
+        Params(self.name, params, allowed=(), resolved=False)
+
+    async def run(self, ctx: StepContext, params: Mapping[str, Any]) -> Any:
+        return None
+
+    def durable_delay_ms(self, params: Mapping[str, Any]) -> int | None:
+        return None

@@ -1,0 +1,358 @@
+"""Step kinds against real things: a local HTTP server, real subprocesses, real imports."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from beamflowd.steps import STEP_KINDS, aclose_http_client
+from beamflowd.steps.base import (
+    MAX_OUTPUT_BYTES,
+    ParamError,
+    PermanentError,
+    StepContext,
+    StepError,
+    encode_output,
+)
+from beamflowd.steps.exec import MAX_STDOUT_BYTES
+
+
+def make_ctx(*, allow_exec: bool = False, attempt: int = 1, input: Any = None) -> StepContext:
+    return StepContext(
+        workflow_id="wf-1",
+        step_id="s1",
+        attempt=attempt,
+        idempotency_key=f"wf-1/s1/{attempt}",
+        input=input if input is not None else {"name": "Ada"},
+        results={"prev": {"x": 1}},
+        node_id="node-a",
+        allow_exec=allow_exec,
+        args={},
+    )
+
+
+def run(kind: str, params: Mapping[str, Any], ctx: StepContext | None = None) -> Any:
+    step = STEP_KINDS[kind]
+    step.validate(params)
+    return asyncio.run(step.run(ctx or make_ctx(), params))
+
+
+def invalid(kind: str, params: Any) -> ParamError:
+    with pytest.raises(ParamError) as info:
+        STEP_KINDS[kind].validate(params)
+    return info.value
+
+
+def test_registry_has_all_kinds() -> None:
+    assert set(STEP_KINDS) == {"noop", "sleep", "demo", "python", "http", "exec"}
+    for name, kind in STEP_KINDS.items():
+        assert kind.name == name
+
+
+# --- validation -------------------------------------------------------------------------------------------
+
+
+def test_unknown_param_names_field_and_allowed() -> None:
+    err = invalid("sleep", {"duration": "1s", "durration": "2s"})
+    assert err.field == "durration"
+    assert "duration" in err.message
+    err = invalid("noop", {"x": 1})
+    assert err.field == "x"
+
+
+def test_missing_required() -> None:
+    assert invalid("sleep", {}).field == "duration"
+    assert invalid("python", {}).field == "function"
+    assert invalid("http", {}).field == "url"
+    assert invalid("exec", {}).field == "argv"
+
+
+@pytest.mark.parametrize(
+    ("kind", "params", "field"),
+    [
+        ("sleep", {"duration": 5}, "duration"),
+        ("sleep", {"duration": "5 parsecs"}, "duration"),
+        ("demo", {"failure_rate": 1.5}, "failure_rate"),
+        ("demo", {"failure_rate": True}, "failure_rate"),
+        ("demo", {"failure_rate": 0.6, "timeout_rate": 0.6}, "failure_rate"),
+        ("demo", {"min_latency": "2s", "max_latency": "1s"}, "max_latency"),
+        ("demo", {"error_class": 3}, "error_class"),
+        ("demo", {"output": {1, 2}}, "output"),
+        ("python", {"function": "no_colon"}, "function"),
+        ("python", {"function": "a.b:c", "args": [1]}, "args"),
+        ("http", {"url": "ftp://x"}, "url"),
+        ("http", {"url": "http://x", "method": "BREW"}, "method"),
+        ("http", {"url": "http://x", "headers": {"a": 1}}, "headers.a"),
+        ("http", {"url": "http://x", "expect_status": [200, 999]}, "expect_status[1]"),
+        ("http", {"url": "http://x", "expect_status": []}, "expect_status"),
+        ("exec", {"argv": []}, "argv"),
+        ("exec", {"argv": "echo hi"}, "argv"),
+        ("exec", {"argv": [1]}, "argv[0]"),
+        ("exec", {"argv": ["echo"], "env": {"A": 1}}, "env.A"),
+    ],
+)
+def test_bad_literals(kind: str, params: dict[str, Any], field: str) -> None:
+    err = invalid(kind, params)
+    assert err.field == field
+    assert str(err).startswith(field)
+
+
+def test_expressions_skip_type_checks() -> None:
+    expr = "${{ input.x }}"
+    STEP_KINDS["sleep"].validate({"duration": expr})
+    STEP_KINDS["demo"].validate({"failure_rate": expr, "min_latency": expr})
+    STEP_KINDS["http"].validate({"url": expr, "headers": expr, "expect_status": [200, expr]})
+    STEP_KINDS["exec"].validate({"argv": expr})
+    STEP_KINDS["exec"].validate({"argv": ["echo", expr]})
+    STEP_KINDS["python"].validate({"function": expr})
+
+
+def test_params_must_be_a_mapping() -> None:
+    assert invalid("noop", ["x"]).field == "with"
+
+
+# --- noop, sleep, demo ------------------------------------------------------------------------------------
+
+
+def test_noop() -> None:
+    assert run("noop", {}) is None
+    assert STEP_KINDS["noop"].durable_delay_ms({}) is None
+
+
+def test_sleep_is_durable() -> None:
+    assert STEP_KINDS["sleep"].durable_delay_ms({"duration": "1.5s"}) == 1500
+    assert run("sleep", {"duration": "2h"}) == {"slept_ms": 7_200_000}  # returns at once
+    assert STEP_KINDS["demo"].durable_delay_ms({}) is None
+
+
+def test_demo_success_default_and_custom_output() -> None:
+    out = run("demo", {"min_latency": "1ms", "max_latency": "3ms"})
+    assert out["ok"] is True and 1 <= out["latency_ms"] <= 3
+    assert run("demo", {"output": [1, "a"]}) == [1, "a"]
+    assert run("demo", {"failure_rate": 0, "timeout_rate": 0}) == {"ok": True, "latency_ms": 0}
+
+
+def test_demo_failure_and_timeout_rates() -> None:
+    with pytest.raises(StepError) as info:
+        run("demo", {"failure_rate": 1, "error_class": "flaky"})
+    assert info.value.error_class == "flaky"
+    assert "simulated failure" in info.value.message
+    with pytest.raises(StepError) as info:
+        run("demo", {"timeout_rate": 1.0})
+    assert info.value.error_class == "timeout"
+    with pytest.raises(StepError) as info:
+        run("demo", {"failure_rate": 1})
+    assert info.value.error_class == "transient"
+
+
+def test_demo_bad_resolved_param_is_permanent() -> None:
+    with pytest.raises(PermanentError):
+        asyncio.run(STEP_KINDS["demo"].run(make_ctx(), {"failure_rate": "lots"}))
+
+
+# --- python -----------------------------------------------------------------------------------------------
+
+
+def test_python_sync_and_async() -> None:
+    assert run("python", {"function": "tests.fixtures.pysteps:greet"}) == {"message": "Hello, Ada"}
+    out = run("python", {"function": "tests.fixtures.pysteps:greet_async"}, make_ctx(attempt=3))
+    assert out == {"message": "Hello, Ada", "attempt": 3}
+
+
+def test_python_args_are_the_args_param() -> None:
+    out = run("python", {"function": "tests.fixtures.pysteps:echo_args", "args": {"k": "v"}})
+    assert out == {"args": {"k": "v"}, "results": {"prev": {"x": 1}}}
+    out = run("python", {"function": "tests.fixtures.pysteps:echo_args"})
+    assert out["args"] == {}
+
+
+def test_python_errors() -> None:
+    fn = "tests.fixtures.pysteps:"
+    with pytest.raises(PermanentError):
+        run("python", {"function": fn + "always_permanent"})
+    with pytest.raises(StepError) as info:
+        run("python", {"function": fn + "flaky_until", "args": {"succeed_on": 2}})
+    assert info.value.error_class == "transient"
+    flaky = {"function": fn + "flaky_until", "args": {"succeed_on": 2}}
+    assert run("python", flaky, make_ctx(attempt=2)) == {"attempt": 2}
+    with pytest.raises(StepError) as info:
+        run("python", {"function": fn + "boom"})
+    assert info.value.error_class == "transient"
+    assert info.value.message == "RuntimeError: boom"
+    for missing in ("no_such_module_xyz:f", fn + "nope", fn + "not_callable"):
+        with pytest.raises(PermanentError):
+            run("python", {"function": missing})
+
+
+def test_python_record(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("BEAMFLOW_TEST_RECORD_FILE", raising=False)
+    path = tmp_path / "rec.txt"
+    params = {"function": "tests.fixtures.pysteps:record", "args": {"file": str(path)}}
+    assert run("python", params, make_ctx(attempt=2)) == {"recorded": True}
+    assert path.read_text() == "wf-1 s1 2 wf-1/s1/2\n"
+
+
+# --- http -------------------------------------------------------------------------------------------------
+
+
+class _Handler(BaseHTTPRequestHandler):
+    def _send(self, status: int, body: bytes, ctype: str = "application/json") -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self) -> None:
+        if self.path == "/ok":
+            self._send(200, b'{"hello": "world"}')
+        elif self.path == "/text":
+            self._send(200, b"plain", "text/plain")
+        elif self.path == "/fail":
+            self._send(500, b'{"error": "down"}')
+        elif self.path == "/throttle":
+            self._send(429, b"slow down", "text/plain")
+        else:
+            self._send(404, b'{"error": "missing"}')
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length", "0"))
+        payload = json.loads(self.rfile.read(length) or b"null")
+        body = {"got": payload, "idempotency_key": self.headers.get("Idempotency-Key")}
+        self._send(201, json.dumps(body).encode())
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[str]:
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def run_http(params: Mapping[str, Any]) -> Any:
+    async def go() -> Any:
+        try:
+            STEP_KINDS["http"].validate(params)
+            return await STEP_KINDS["http"].run(make_ctx(), params)
+        finally:
+            await aclose_http_client()
+
+    return asyncio.run(go())
+
+
+def test_http_ok(server: str) -> None:
+    assert run_http({"url": server + "/ok"}) == {"status": 200, "body": {"hello": "world"}}
+    assert run_http({"url": server + "/text"}) == {"status": 200, "body": "plain"}
+
+
+def test_http_post_json_and_idempotency_key(server: str) -> None:
+    out = run_http({"method": "post", "url": server + "/echo", "json": {"a": 1}})
+    assert out == {"status": 201, "body": {"got": {"a": 1}, "idempotency_key": "wf-1/s1/1"}}
+    out = run_http({"method": "POST", "url": server + "/x", "headers": {"idempotency-key": "mine"}})
+    assert out["body"]["idempotency_key"] == "mine"
+
+
+def test_http_transient_vs_permanent(server: str) -> None:
+    for path in ("/fail", "/throttle"):
+        with pytest.raises(StepError) as info:
+            run_http({"url": server + path})
+        assert info.value.error_class == "transient", path
+    with pytest.raises(PermanentError) as perm:
+        run_http({"url": server + "/missing"})
+    assert "404" in perm.value.message
+    # A 404 can be expected; then a 200 is not.
+    assert run_http({"url": server + "/missing", "expect_status": [404]})["status"] == 404
+    with pytest.raises(PermanentError):
+        run_http({"url": server + "/ok", "expect_status": [404]})
+
+
+def test_http_connect_error_is_transient(server: str) -> None:
+    # Port 1 on loopback: nothing listens there, so the connection is refused.
+    with pytest.raises(StepError) as info:
+        run_http({"url": "http://127.0.0.1:1/"})
+    assert info.value.error_class == "transient"
+
+
+# --- exec -------------------------------------------------------------------------------------------------
+
+
+def test_exec_refused_unless_allowed() -> None:
+    with pytest.raises(PermanentError) as info:
+        run("exec", {"argv": ["/bin/echo", "hi"]})
+    assert "node-a" in info.value.message and "allow_exec" in info.value.message
+
+
+def test_exec_echo_and_exit_code() -> None:
+    ctx = make_ctx(allow_exec=True)
+    out = run("exec", {"argv": ["/bin/echo", "hello", "world"]}, ctx)
+    assert out == {"exit_code": 0, "stdout": "hello world\n", "stdout_truncated": False}
+    with pytest.raises(StepError) as info:
+        run("exec", {"argv": ["sh", "-c", "echo bad thing >&2; exit 3"]}, ctx)
+    assert info.value.error_class == "transient"
+    assert "code 3" in info.value.message and "bad thing" in info.value.message
+    with pytest.raises(PermanentError):
+        run("exec", {"argv": ["/no/such/program"]}, ctx)
+
+
+def test_exec_env(tmp_path: Path) -> None:
+    params = {"argv": ["/usr/bin/env"], "env": {"EXTRA": "yes"}, "cwd": str(tmp_path)}
+    out = run("exec", params, make_ctx(allow_exec=True, attempt=4))
+    env = dict(line.split("=", 1) for line in out["stdout"].splitlines() if "=" in line)
+    assert env["EXTRA"] == "yes"
+    assert env["BEAMFLOW_WORKFLOW_ID"] == "wf-1"
+    assert env["BEAMFLOW_STEP_ID"] == "s1"
+    assert env["BEAMFLOW_ATTEMPT"] == "4"
+    assert env["BEAMFLOW_IDEMPOTENCY_KEY"] == "wf-1/s1/4"
+    assert "PATH" in env  # the node's env is inherited
+
+
+def test_exec_stdout_truncated() -> None:
+    params = {"argv": ["sh", "-c", "head -c 100000 /dev/zero | tr '\\0' x"]}
+    out = run("exec", params, make_ctx(allow_exec=True))
+    assert out["stdout_truncated"] is True
+    assert out["stdout"] == "x" * MAX_STDOUT_BYTES
+    assert len(encode_output(out)) < MAX_OUTPUT_BYTES
+
+
+def test_exec_cancellation_kills_child(tmp_path: Path) -> None:
+    marker = tmp_path / "done"
+
+    async def go() -> None:
+        params = {"argv": ["sh", "-c", f"sleep 1; touch {marker}"]}
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(STEP_KINDS["exec"].run(make_ctx(allow_exec=True), params), 0.2)
+
+    asyncio.run(go())
+    time.sleep(1.3)
+    assert not marker.exists()
+
+
+# --- encode_output ----------------------------------------------------------------------------------------
+
+
+def test_encode_output() -> None:
+    assert encode_output({"b": 1, "a": [None, True]}) == '{"a":[null,true],"b":1}'
+    assert encode_output(None) == "null"
+    encode_output("x" * (MAX_OUTPUT_BYTES - 2))  # exactly at the limit, with quotes
+    with pytest.raises(StepError) as info:
+        encode_output("x" * MAX_OUTPUT_BYTES)
+    assert info.value.error_class == "permanent" and "65536" in info.value.message
+    with pytest.raises(StepError) as info:
+        encode_output({"s": {1, 2}})
+    assert info.value.error_class == "permanent"
+    with pytest.raises(StepError):
+        encode_output(float("nan"))
