@@ -1,0 +1,3 @@
+from beamflowd.main import main
+
+main()

@@ -1,0 +1,78 @@
+"""beamflow.v1.ClusterService: each node reports itself; any node gathers everyone's report."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+
+import grpc
+
+from beamflowd.api.gen.beamflow.v1 import cluster_pb2 as pb
+from beamflowd.api.gen.beamflow.v1 import cluster_pb2_grpc as pb_grpc
+from beamflowd.raft import ReplicatedState
+
+#: How long GetClusterStatus waits for each peer's own report.
+PEER_STATUS_TIMEOUT = 1.5
+
+_ROLES = {0: pb.NODE_ROLE_FOLLOWER, 1: pb.NODE_ROLE_CANDIDATE, 2: pb.NODE_ROLE_LEADER}
+
+
+class ClusterServicer(pb_grpc.ClusterServiceServicer):  # type: ignore[misc]
+    def __init__(self, node_id: str, raft: ReplicatedState, initial_cluster: Mapping[str, str],
+                 grpc_addr: str) -> None:
+        self.node_id = node_id
+        self.raft = raft
+        self.grpc_addr = grpc_addr
+        self.raft_to_id = {addr: nid for nid, addr in initial_cluster.items()}
+        self.initial_cluster = dict(initial_cluster)
+        self._channels: dict[str, grpc.aio.Channel] = {}
+
+    def leader_id(self) -> str:
+        leader = self.raft.raft_status().get("leader")
+        return "" if leader is None else self.raft_to_id.get(str(getattr(leader, "address", leader)), str(leader))
+
+    def local_status(self) -> pb.NodeStatus:
+        status = self.raft.raft_status()
+        digest, owned, liveness, hb_age = self.raft.digest_and_owned(self.node_id)
+        return pb.NodeStatus(
+            id=self.node_id, raft_address=self.initial_cluster[self.node_id], grpc_address=self.grpc_addr,
+            role=_ROLES.get(status.get("state", -1), pb.NODE_ROLE_UNSPECIFIED), term=status.get("raft_term", 0),
+            commit_index=status.get("commit_idx", 0), applied_index=status.get("last_applied", 0),
+            reachable=True, digest=digest, owned_workflows=owned, leader_id=self.leader_id(),
+            liveness=liveness, last_heartbeat_age_ms=hb_age,
+        )
+
+    async def GetNodeStatus(self, request: pb.GetNodeStatusRequest,
+                            context: grpc.aio.ServicerContext) -> pb.GetNodeStatusResponse:
+        return pb.GetNodeStatusResponse(node=self.local_status())
+
+    async def GetClusterStatus(self, request: pb.GetClusterStatusRequest,
+                               context: grpc.aio.ServicerContext) -> pb.GetClusterStatusResponse:
+        members = self.raft.member_grpc_addrs()
+        node_ids = sorted(set(self.initial_cluster) | set(members))
+        reports = await asyncio.gather(*(self._status_of(nid, members.get(nid, "")) for nid in node_ids))
+        return pb.GetClusterStatusResponse(nodes=reports, leader_id=self.leader_id())
+
+    async def _status_of(self, node_id: str, grpc_addr: str) -> pb.NodeStatus:
+        if node_id == self.node_id:
+            return self.local_status()
+        unreachable = pb.NodeStatus(id=node_id, raft_address=self.initial_cluster.get(node_id, ""),
+                                    grpc_address=grpc_addr, reachable=False)
+        if not grpc_addr:
+            unreachable.error = "has not joined yet (gRPC address unknown)"
+            return unreachable
+        channel = self._channels.get(grpc_addr)
+        if channel is None:
+            channel = self._channels[grpc_addr] = grpc.aio.insecure_channel(grpc_addr)
+        try:
+            response = await pb_grpc.ClusterServiceStub(channel).GetNodeStatus(
+                pb.GetNodeStatusRequest(), timeout=PEER_STATUS_TIMEOUT)
+            node: pb.NodeStatus = response.node
+            return node
+        except grpc.aio.AioRpcError as exc:
+            unreachable.error = f"{exc.code().name}: {exc.details()}"
+            return unreachable
+
+    async def close(self) -> None:
+        for channel in self._channels.values():
+            await channel.close()

@@ -1,0 +1,71 @@
+"""State -> protobuf messages. Called under the state lock; copies everything it returns."""
+
+from __future__ import annotations
+
+import json
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from beamflowd.api.gen.beamflow.v1 import workflow_pb2 as pb
+from beamflowd.state import Event, StepState, WorkflowState
+
+WORKFLOW_STATUS = {
+    "running": pb.WORKFLOW_STATUS_RUNNING,
+    "succeeded": pb.WORKFLOW_STATUS_SUCCEEDED,
+    "failed": pb.WORKFLOW_STATUS_FAILED,
+    "cancelled": pb.WORKFLOW_STATUS_CANCELLED,
+}
+STATUS_NAME = {v: k for k, v in WORKFLOW_STATUS.items()}
+STEP_STATUS = {
+    "pending": pb.STEP_STATUS_PENDING,
+    "running": pb.STEP_STATUS_RUNNING,
+    "retry_wait": pb.STEP_STATUS_RETRY_WAIT,
+    "succeeded": pb.STEP_STATUS_SUCCEEDED,
+    "failed": pb.STEP_STATUS_FAILED,
+    "cancelled": pb.STEP_STATUS_CANCELLED,
+}
+
+
+def timestamp(ms: int) -> Timestamp | None:
+    if not ms:
+        return None
+    ts = Timestamp()
+    ts.FromMilliseconds(ms)
+    return ts
+
+
+def step_message(wf: WorkflowState, step: StepState) -> pb.Step:
+    spec = wf.spec.step(step.id)
+    msg = pb.Step(
+        id=step.id, kind=spec.run, status=STEP_STATUS[step.status], attempts=step.attempts,
+        output_json=step.output_json, error=step.error, error_class=step.error_class, needs=list(spec.needs),
+    )
+    for name, ms in (("start_time", step.started_ms), ("end_time", step.ended_ms),
+                     ("next_attempt_time", step.next_ms)):
+        ts = timestamp(ms)
+        if ts is not None:
+            getattr(msg, name).CopyFrom(ts)
+    return msg
+
+
+def workflow_message(wf: WorkflowState) -> pb.Workflow:
+    return pb.Workflow(
+        id=wf.id, name=wf.name, status=WORKFLOW_STATUS[wf.status], owner=wf.owner, epoch=wf.epoch,
+        create_time=timestamp(wf.created_ms), update_time=timestamp(wf.updated_ms),
+        input_json=wf.input_json, steps=[step_message(wf, s) for s in wf.steps.values()], error=wf.error,
+        definition_json=json.dumps(wf.spec_plain, sort_keys=True), description=wf.spec.description,
+    )
+
+
+def summary_message(wf: WorkflowState) -> pb.WorkflowSummary:
+    return pb.WorkflowSummary(
+        id=wf.id, name=wf.name, status=WORKFLOW_STATUS[wf.status], owner=wf.owner, epoch=wf.epoch,
+        create_time=timestamp(wf.created_ms), update_time=timestamp(wf.updated_ms),
+        steps_total=len(wf.steps), steps_succeeded=sum(1 for s in wf.steps.values() if s.status == "succeeded"),
+    )
+
+
+def event_message(event: Event) -> pb.WorkflowEvent:
+    seq, ts, kind, step, attempt, message, node = event
+    return pb.WorkflowEvent(seq=seq, time=timestamp(ts), type=kind, step_id=step, attempt=attempt,
+                            message=message, node=node)

@@ -1,0 +1,174 @@
+"""beamflow.v1.WorkflowService: validate at the edge, write through Raft, read local state."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import secrets
+import time
+import uuid
+from collections.abc import AsyncIterator
+
+import grpc
+
+from beamflowd.api import convert
+from beamflowd.api.gen.beamflow.v1 import workflow_pb2 as pb
+from beamflowd.api.gen.beamflow.v1 import workflow_pb2_grpc as pb_grpc
+from beamflowd.changes import ChangeHub
+from beamflowd.raft import Proposer, ProposeError, ReplicatedState
+from beamflowd.spec import MAX_DEFINITION_BYTES, SpecError, parse_input, parse_workflow
+from beamflowd.state import SCHEMA_VERSION, Result
+
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
+MAX_PAGE_SIZE = 1000
+DEFAULT_PAGE_SIZE = 100
+MAX_REASON = 1000
+#: A watch stream re-checks state at least this often even without notifications.
+WATCH_RECHECK_SECONDS = 5.0
+
+_CODES = {name: getattr(grpc.StatusCode, name) for name in (
+    "NOT_FOUND", "ALREADY_EXISTS", "FAILED_PRECONDITION", "INVALID_ARGUMENT", "UNAVAILABLE", "ABORTED",
+    "RESOURCE_EXHAUSTED")}
+
+
+def new_workflow_id() -> str:
+    """Time-ordered and unique enough: 12 hex digits of milliseconds + 8 random hex digits."""
+    return f"wf-{int(time.time() * 1000):012x}{secrets.token_hex(4)}"
+
+
+async def _abort(context: grpc.aio.ServicerContext, code: str, message: str) -> None:
+    await context.abort(_CODES.get(code, grpc.StatusCode.INTERNAL), message)
+
+
+class WorkflowServicer(pb_grpc.WorkflowServiceServicer):  # type: ignore[misc]
+    def __init__(self, node_id: str, raft: ReplicatedState, proposer: Proposer, hub: ChangeHub) -> None:
+        self.node_id = node_id
+        self.raft = raft
+        self.proposer = proposer
+        self.hub = hub
+
+    async def _propose(self, context: grpc.aio.ServicerContext, cmd: dict[str, object]) -> Result:
+        try:
+            return await self.proposer.propose(cmd)
+        except ProposeError as exc:
+            await _abort(context, exc.code, exc.message)
+            raise AssertionError("unreachable") from None
+
+    async def SubmitWorkflow(self, request: pb.SubmitWorkflowRequest,
+                             context: grpc.aio.ServicerContext) -> pb.SubmitWorkflowResponse:
+        source = request.definition_source or "<definition>"
+        if len(request.definition.encode()) > MAX_DEFINITION_BYTES:
+            await _abort(context, "INVALID_ARGUMENT",
+                         f"{source}: definition is larger than the limit of {MAX_DEFINITION_BYTES} bytes")
+        try:
+            spec = parse_workflow(request.definition, source=source)
+            parse_input(request.input_json or "{}", source="input")
+        except SpecError as exc:
+            await _abort(context, "INVALID_ARGUMENT", str(exc))
+        if request.workflow_id and not _ID.match(request.workflow_id):
+            await _abort(context, "INVALID_ARGUMENT",
+                         "workflow_id: must match [A-Za-z0-9][A-Za-z0-9_.:-]{0,127}")
+        if len(request.request_id) > 128:
+            await _abort(context, "INVALID_ARGUMENT", "request_id: longer than 128 characters")
+        cmd: dict[str, object] = {
+            "v": SCHEMA_VERSION, "op": "submit", "rid": request.request_id or uuid.uuid4().hex,
+            "wf": request.workflow_id or new_workflow_id(), "spec": spec.to_plain(),
+            "input": _compact(request.input_json), "ts": int(time.time() * 1000), "node": self.node_id,
+        }
+        result = await self._propose(context, cmd)
+        if not result.ok:
+            await _abort(context, result.code, result.message)
+        return pb.SubmitWorkflowResponse(workflow_id=str(result.data["wf"]), owner=str(result.data["owner"]),
+                                         existing=bool(result.data["existing"]))
+
+    async def GetWorkflow(self, request: pb.GetWorkflowRequest,
+                          context: grpc.aio.ServicerContext) -> pb.GetWorkflowResponse:
+        with self.raft.lock:
+            wf = self.raft.sm.workflows.get(request.workflow_id)
+            if wf is not None:
+                response = pb.GetWorkflowResponse(workflow=convert.workflow_message(wf),
+                                                  events=[convert.event_message(e) for e in wf.events])
+        if wf is None:
+            await _abort(context, "NOT_FOUND", f"workflow {request.workflow_id!r} not found")
+        return response
+
+    async def ListWorkflows(self, request: pb.ListWorkflowsRequest,
+                            context: grpc.aio.ServicerContext) -> pb.ListWorkflowsResponse:
+        status = convert.STATUS_NAME.get(request.status) if request.status else None
+        if request.status and status is None:
+            await _abort(context, "INVALID_ARGUMENT", f"status: unknown value {request.status}")
+        page_size = min(request.page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+        try:
+            offset = int(request.page_token) if request.page_token else 0
+            if offset < 0:
+                raise ValueError
+        except ValueError:
+            await _abort(context, "INVALID_ARGUMENT", "page_token: not a token returned by ListWorkflows")
+        page: list[pb.WorkflowSummary] = []
+        total = 0
+        with self.raft.lock:
+            for wf in self.raft.sm.iter_newest_first():
+                if (status and wf.status != status) or (request.name and wf.name != request.name):
+                    continue
+                if offset <= total < offset + page_size:
+                    page.append(convert.summary_message(wf))
+                total += 1
+        next_token = str(offset + page_size) if offset + page_size < total else ""
+        return pb.ListWorkflowsResponse(workflows=page, next_page_token=next_token, total_matching=total)
+
+    async def CancelWorkflow(self, request: pb.CancelWorkflowRequest,
+                             context: grpc.aio.ServicerContext) -> pb.CancelWorkflowResponse:
+        if len(request.reason) > MAX_REASON:
+            await _abort(context, "INVALID_ARGUMENT", f"reason: longer than {MAX_REASON} characters")
+        cmd: dict[str, object] = {"v": SCHEMA_VERSION, "op": "cancel", "wf": request.workflow_id,
+                                  "reason": request.reason, "ts": int(time.time() * 1000), "node": self.node_id}
+        result = await self._propose(context, cmd)
+        if not result.ok:
+            await _abort(context, result.code, result.message)
+        with self.raft.lock:
+            wf = self.raft.sm.workflows[request.workflow_id]
+            message = convert.workflow_message(wf)
+        return pb.CancelWorkflowResponse(workflow=message, cancelled=bool(result.data.get("cancelled")))
+
+    async def WatchWorkflow(self, request: pb.WatchWorkflowRequest,
+                            context: grpc.aio.ServicerContext) -> AsyncIterator[pb.WatchWorkflowResponse]:
+        wf_id = request.workflow_id
+        try:
+            changed = self.hub.subscribe(wf_id)
+        except OverflowError as exc:
+            await _abort(context, "RESOURCE_EXHAUSTED", str(exc))
+            return
+        try:
+            last = request.after_seq
+            while True:
+                changed.clear()
+                with self.raft.lock:
+                    wf = self.raft.sm.workflows.get(wf_id)
+                    if wf is None:
+                        found = False
+                    else:
+                        found = True
+                        fresh = [convert.event_message(e) for e in wf.events if e[0] > last]
+                        status = convert.WORKFLOW_STATUS[wf.status]
+                        terminal = wf.terminal
+                if not found:
+                    await _abort(context, "NOT_FOUND", f"workflow {wf_id!r} not found")
+                    return
+                for event in fresh:
+                    yield pb.WatchWorkflowResponse(event=event, status=status)
+                    last = event.seq
+                if terminal:
+                    return
+                try:
+                    await asyncio.wait_for(changed.wait(), WATCH_RECHECK_SECONDS)
+                except TimeoutError:
+                    pass
+        finally:
+            self.hub.unsubscribe(wf_id, changed)
+
+
+def _compact(input_json: str) -> str:
+    """Canonical input text, so replicas and digests never depend on the client's whitespace."""
+    import json
+
+    return json.dumps(json.loads(input_json or "{}"), sort_keys=True, separators=(",", ":"))

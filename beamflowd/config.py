@@ -1,0 +1,130 @@
+"""Node configuration: a TOML file (``--config``) overlaid by command-line flags (flags win).
+
+Safe defaults: everything binds to loopback; a non-loopback Raft address requires a password
+(pysyncobj unpickles what arrives on its port); exec steps and chaos are off.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A bad configuration value; the message names the field."""
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    node_id: str
+    #: node id -> Raft address "host:port", etcd-style ``--initial-cluster``.
+    initial_cluster: Mapping[str, str]
+    grpc_addr: str = "127.0.0.1:7001"
+    data_dir: str = "./data"
+    allow_exec: bool = False
+    chaos_enabled: bool = False
+    raft_password: str | None = None
+    log_level: str = "info"
+    #: Seconds a step attempt may run when neither the step nor the workflow sets a timeout.
+    default_step_timeout: float = 300.0
+    #: Upper bound on concurrently running step attempts on this node.
+    max_concurrent_attempts: int = 10_000
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def raft_addr(self) -> str:
+        return self.initial_cluster[self.node_id]
+
+    @property
+    def raft_partners(self) -> list[str]:
+        return [addr for nid, addr in sorted(self.initial_cluster.items()) if nid != self.node_id]
+
+
+def parse_initial_cluster(text: str) -> dict[str, str]:
+    """``n1=127.0.0.1:7101,n2=127.0.0.1:7102`` -> {"n1": "127.0.0.1:7101", ...}."""
+    cluster: dict[str, str] = {}
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        name, sep, addr = part.partition("=")
+        if not sep or not name or not addr:
+            raise ConfigError(f"initial_cluster: expected id=host:port, got {part!r}")
+        _check_addr(f"initial_cluster[{name}]", addr)
+        if name in cluster:
+            raise ConfigError(f"initial_cluster: node id {name!r} appears twice")
+        cluster[name] = addr
+    if not cluster:
+        raise ConfigError("initial_cluster: empty")
+    return cluster
+
+
+def _check_addr(field_name: str, addr: str) -> tuple[str, int]:
+    host, sep, port = addr.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"{field_name}: expected host:port, got {addr!r}")
+    return host, int(port)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+_KNOWN = {f.name for f in fields(NodeConfig)} - {"extra"}
+
+
+def build_config(file_values: Mapping[str, Any], flag_values: Mapping[str, Any]) -> NodeConfig:
+    """Merge a TOML mapping and flags (None means "not given"), validate, and return the config."""
+    merged: dict[str, Any] = {}
+    for key, value in file_values.items():
+        if key not in _KNOWN:
+            raise ConfigError(f"config: unknown key {key!r} (known: {', '.join(sorted(_KNOWN))})")
+        merged[key] = value
+    merged.update({k: v for k, v in flag_values.items() if v is not None})
+    for required in ("node_id", "initial_cluster"):
+        if not merged.get(required):
+            raise ConfigError(f"{required}: required (flag --{required.replace('_', '-')} or config key)")
+    cluster = merged["initial_cluster"]
+    if isinstance(cluster, str):
+        cluster = parse_initial_cluster(cluster)
+    elif isinstance(cluster, Mapping):
+        cluster = {str(k): str(v) for k, v in cluster.items()}
+        for k, v in cluster.items():
+            _check_addr(f"initial_cluster[{k}]", v)
+    else:
+        raise ConfigError("initial_cluster: expected a string or a table")
+    merged["initial_cluster"] = cluster
+    node_id = str(merged["node_id"])
+    if node_id not in cluster:
+        raise ConfigError(f"node_id: {node_id!r} is not in initial_cluster ({', '.join(cluster)})")
+    grpc_host, _ = _check_addr("grpc_addr", str(merged.get("grpc_addr", NodeConfig.grpc_addr)))
+    raft_host, _ = _check_addr("initial_cluster", cluster[node_id])
+    if not _is_loopback(raft_host) and not merged.get("raft_password"):
+        raise ConfigError(
+            f"raft_password: required because the Raft address {cluster[node_id]} is not loopback "
+            "(the Raft port would otherwise accept unauthenticated peers)")
+    for key in ("allow_exec", "chaos_enabled"):
+        if key in merged and not isinstance(merged[key], bool):
+            raise ConfigError(f"{key}: expected true or false")
+    del grpc_host
+    try:
+        return NodeConfig(**merged)
+    except TypeError as exc:
+        raise ConfigError(f"config: {exc}") from None
+
+
+def load_toml(path: str) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"config: file {path!r} not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config: {path}: {exc}") from None

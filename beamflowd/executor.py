@@ -1,0 +1,265 @@
+"""Workflow actors: one asyncio task per workflow this node owns, driven by committed state.
+
+The log is the source of truth (the OTP idea): an actor reads its workflow's committed state, proposes
+the next transitions (start an attempt, record its result) and sleeps until the state changes or a
+committed time (retry, durable timer) arrives. Nothing here polls per workflow; the applier wakes
+actors through :meth:`Executor.on_changed`.
+
+An attempt that was committed as running but is not running here (after a restart or a
+reassignment) is executed again with the same attempt number and idempotency key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from beamflowd.backoff import retry_delay_ms
+from beamflowd.expressions import resolve
+from beamflowd.raft import Proposer, ProposeError, ReplicatedState
+from beamflowd.spec import StepSpec, WorkflowSpec
+from beamflowd.state import (
+    SCHEMA_VERSION,
+    STEP_PENDING,
+    STEP_RETRY_WAIT,
+    STEP_RUNNING,
+    STEP_SUCCEEDED,
+    WorkflowState,
+)
+from beamflowd.steps import STEP_KINDS
+from beamflowd.steps.base import StepContext, StepError, encode_output
+
+log = logging.getLogger(__name__)
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass(frozen=True, slots=True)
+class StepView:
+    status: str
+    attempts: int
+    next_ms: int
+    output_json: str
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowView:
+    """An immutable copy of what an actor needs, taken under the state lock."""
+
+    id: str
+    status: str
+    owner: str
+    epoch: int
+    terminal: bool
+    spec: WorkflowSpec
+    input_json: str
+    steps: Mapping[str, StepView]
+
+    @classmethod
+    def of(cls, wf: WorkflowState) -> WorkflowView:
+        return cls(wf.id, wf.status, wf.owner, wf.epoch, wf.terminal, wf.spec, wf.input_json,
+                   {s.id: StepView(s.status, s.attempts, s.next_ms, s.output_json) for s in wf.steps.values()})
+
+
+class Actor:
+    """Drives one workflow. Restarted by the executor from committed state if it crashes."""
+
+    def __init__(self, executor: Executor, workflow_id: str) -> None:
+        self.executor = executor
+        self.workflow_id = workflow_id
+        self.wake = asyncio.Event()
+        self.attempts: dict[tuple[str, int], asyncio.Task[None]] = {}
+        self.starting: set[tuple[str, int]] = set()
+        self.task: asyncio.Task[None] | None = None
+
+    async def run(self) -> None:
+        ex = self.executor
+        try:
+            while True:
+                self.wake.clear()
+                view = ex.view(self.workflow_id)
+                if view is None or view.terminal or view.owner != ex.node_id:
+                    return
+                next_due = self._advance(view)
+                timeout = None if next_due is None else max(0.0, (next_due - now_ms()) / 1000)
+                try:
+                    await asyncio.wait_for(self.wake.wait(), timeout)
+                except TimeoutError:
+                    pass
+        finally:
+            for task in self.attempts.values():
+                task.cancel()
+
+    def _advance(self, view: WorkflowView) -> int | None:
+        """Start what is ready; return the earliest committed time to wake up at, if any."""
+        now = now_ms()
+        next_due: int | None = None
+        for step in view.spec.steps:
+            st = view.steps[step.id]
+            if st.status == STEP_RUNNING:
+                key = (step.id, st.attempts)
+                if key not in self.attempts:
+                    self.attempts[key] = asyncio.create_task(self._attempt(view, step, st.attempts, st.next_ms))
+                continue
+            if st.status == STEP_RETRY_WAIT and st.next_ms > now:
+                next_due = st.next_ms if next_due is None else min(next_due, st.next_ms)
+                continue
+            if st.status in (STEP_PENDING, STEP_RETRY_WAIT):
+                if all(view.steps[n].status == STEP_SUCCEEDED for n in step.needs):
+                    key = (step.id, st.attempts + 1)
+                    if key not in self.starting:
+                        self.starting.add(key)
+                        asyncio.create_task(self._start(view, step, st.attempts + 1))
+        return next_due
+
+    async def _start(self, view: WorkflowView, step: StepSpec, attempt: int) -> None:
+        ts = now_ms()
+        try:
+            delay = STEP_KINDS[step.run].durable_delay_ms(resolve(step.params, _scope(view)))
+        except ValueError:
+            delay = None  # a bad resolved value fails the attempt itself, with the kind's message
+        cmd = {"v": SCHEMA_VERSION, "op": "start", "wf": view.id, "epoch": view.epoch, "step": step.id,
+               "attempt": attempt, "ts": ts, "wake": ts + delay if delay else 0, "node": self.executor.node_id}
+        try:
+            await self.executor.proposer.propose(cmd)
+        except ProposeError as exc:
+            log.warning("start %s/%s#%d not committed: %s", view.id, step.id, attempt, exc.message)
+            await asyncio.sleep(0.2)
+        finally:
+            self.starting.discard((step.id, attempt))
+            self.wake.set()
+
+    async def _attempt(self, view: WorkflowView, step: StepSpec, attempt: int, wake_ms: int) -> None:
+        ex = self.executor
+        if wake_ms:
+            delay = (wake_ms - now_ms()) / 1000
+            if delay > 0:
+                await asyncio.sleep(delay)
+        async with ex.attempt_slots:
+            cmd = await self._execute(view, step, attempt)
+        cmd.update({"v": SCHEMA_VERSION, "wf": view.id, "epoch": view.epoch, "step": step.id,
+                    "attempt": attempt, "node": ex.node_id})
+        for _ in range(50):  # bounded: ~50 proposal timeouts before the supervisor takes over
+            try:
+                await ex.proposer.propose(cmd)
+                break
+            except ProposeError as exc:
+                log.warning("result of %s/%s#%d not committed yet: %s", view.id, step.id, attempt, exc.message)
+                await asyncio.sleep(0.5)
+        self.wake.set()
+
+    async def _execute(self, view: WorkflowView, step: StepSpec, attempt: int) -> dict[str, Any]:
+        ex = self.executor
+        scope = _scope(view)
+        workflow_input, results = scope["input"], scope["steps"]
+        try:
+            params = resolve(step.params, scope)
+            ctx = StepContext(
+                workflow_id=view.id, step_id=step.id, attempt=attempt,
+                idempotency_key=f"{view.id}/{step.id}/{attempt}", input=workflow_input,
+                results=results, node_id=ex.node_id, allow_exec=ex.allow_exec, args=params,
+            )
+            timeout_ms = step.timeout_ms or view.spec.timeout_ms
+            timeout = timeout_ms / 1000 if timeout_ms else ex.default_step_timeout
+            output = await asyncio.wait_for(STEP_KINDS[step.run].run(ctx, params), timeout)
+            return {"op": "succeed", "output": encode_output(output), "ts": now_ms()}
+        except StepError as exc:
+            return self._failure(step, attempt, exc.message, exc.error_class)
+        except TimeoutError:
+            return self._failure(step, attempt, "step timed out", "timeout")
+        except ValueError as exc:  # expression evaluation on bad data: the author's error, not transient
+            return self._failure(step, attempt, str(exc), "permanent")
+
+    def _failure(self, step: StepSpec, attempt: int, message: str, error_class: str) -> dict[str, Any]:
+        ts = now_ms()
+        delay = retry_delay_ms(step.retry, attempt, random.random())
+        return {"op": "fail", "error": message, "error_class": error_class, "ts": ts, "retry_at": ts + max(delay, 1)}
+
+
+def _scope(view: WorkflowView) -> dict[str, Any]:
+    """What expressions see: the workflow input and the outputs of succeeded steps."""
+    return {
+        "input": json.loads(view.input_json) if view.input_json else {},
+        "steps": {sid: json.loads(s.output_json) if s.output_json else None
+                  for sid, s in view.steps.items() if s.status == STEP_SUCCEEDED},
+    }
+
+
+class Executor:
+    """Owns the actors of this node and keeps them in line with committed ownership."""
+
+    def __init__(self, node_id: str, raft: ReplicatedState, proposer: Proposer, *, allow_exec: bool,
+                 default_step_timeout: float, max_concurrent_attempts: int) -> None:
+        self.node_id = node_id
+        self.raft = raft
+        self.proposer = proposer
+        self.allow_exec = allow_exec
+        self.default_step_timeout = default_step_timeout
+        self.attempt_slots = asyncio.Semaphore(max_concurrent_attempts)
+        self.actors: dict[str, Actor] = {}
+        self.restarts = 0
+        self._closed = False
+
+    def view(self, workflow_id: str) -> WorkflowView | None:
+        with self.raft.lock:
+            wf = self.raft.sm.workflows.get(workflow_id)
+            return None if wf is None else WorkflowView.of(wf)
+
+    def scan(self) -> None:
+        """Adopt every workflow committed as ours (start-up, restore from snapshot)."""
+        with self.raft.lock:
+            mine = [wf.id for wf in self.raft.sm.workflows.values()
+                    if wf.owner == self.node_id and not wf.terminal]
+        self.on_changed(set(mine))
+
+    def on_changed(self, workflow_ids: set[str]) -> None:
+        """Called on the event loop after each applied batch with the workflows it touched."""
+        if self._closed:
+            return
+        for wf_id in workflow_ids:
+            actor = self.actors.get(wf_id)
+            if actor is not None:
+                actor.wake.set()
+                continue
+            with self.raft.lock:
+                wf = self.raft.sm.workflows.get(wf_id)
+                mine = wf is not None and wf.owner == self.node_id and not wf.terminal
+            if mine:
+                self._spawn(wf_id)
+
+    def _spawn(self, wf_id: str) -> None:
+        actor = Actor(self, wf_id)
+        self.actors[wf_id] = actor
+        actor.task = asyncio.create_task(actor.run(), name=f"actor:{wf_id}")
+        actor.task.add_done_callback(lambda t: self._on_actor_exit(wf_id, actor, t))
+
+    def _on_actor_exit(self, wf_id: str, actor: Actor, task: asyncio.Task[None]) -> None:
+        if self.actors.get(wf_id) is actor:
+            del self.actors[wf_id]
+        if self._closed or task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:
+            # Supervision: restart from committed state (bounded intensity comes with the fault-tolerance work).
+            log.error("actor %s crashed: %r; restarting from committed state", wf_id, exc)
+            self.restarts += 1
+            asyncio.get_running_loop().call_later(0.1, self.on_changed, {wf_id})
+        else:
+            # The actor left (terminal / not ours); re-check in case state changed as it exited.
+            self.on_changed({wf_id})
+
+    async def close(self) -> None:
+        self._closed = True
+        tasks = [a.task for a in self.actors.values() if a.task is not None]
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self.actors.clear()

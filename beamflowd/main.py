@@ -1,0 +1,66 @@
+"""``beamflowd``: run one BEAMFlow node. Flags override the TOML config file."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+
+from beamflowd.config import ConfigError, build_config, load_toml
+
+EXAMPLE = """example:
+  beamflowd --node-id n1 \\
+    --initial-cluster n1=127.0.0.1:7101,n2=127.0.0.1:7102,n3=127.0.0.1:7103 \\
+    --grpc-addr 127.0.0.1:7001 --data-dir ./data/n1
+  beamflowd --config deploy/config/n1.toml
+"""
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="beamflowd", description="Run one BEAMFlow node (Raft member, workflow executor, gRPC API).",
+        epilog=EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", help="TOML config file; flags given here override its keys")
+    parser.add_argument("--node-id", dest="node_id", help="this node's id, one of --initial-cluster")
+    parser.add_argument("--initial-cluster", dest="initial_cluster",
+                        help="all members as id=host:port (Raft addresses), comma separated")
+    parser.add_argument("--grpc-addr", dest="grpc_addr", help="gRPC listen address (default 127.0.0.1:7001)")
+    parser.add_argument("--data-dir", dest="data_dir", help="Raft journal and snapshots (default ./data)")
+    parser.add_argument("--allow-exec", dest="allow_exec", action="store_true", default=None,
+                        help="allow `exec` steps to run programs on this node (off by default)")
+    parser.add_argument("--enable-chaos", dest="chaos_enabled", action="store_true", default=None,
+                        help="accept destructive chaos calls (off by default)")
+    parser.add_argument("--log-level", dest="log_level", choices=["debug", "info", "warning", "error"])
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    try:
+        file_values = load_toml(args.config) if args.config else {}
+        flags = {k: v for k, v in vars(args).items() if k != "config"}
+        config = build_config(file_values, flags)
+    except ConfigError as exc:
+        print(f"beamflowd: error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    logging.basicConfig(
+        level=config.log_level.upper(), stream=sys.stderr,
+        format=f"%(asctime)s %(levelname)s {config.node_id} %(name)s: %(message)s")
+    logging.getLogger("pysyncobj").setLevel(logging.WARNING)
+
+    from beamflowd.node import Node
+
+    async def run() -> None:
+        await Node(config).run()
+
+    try:
+        asyncio.run(run())
+    except OSError as exc:
+        print(f"beamflowd: error: {exc}", file=sys.stderr)
+        sys.exit(1)
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,123 @@
+"""One BEAMFlow node: Raft + state machine + executor + gRPC server, wired together.
+
+Start-up order: Raft (replays journal and snapshot) -> join command committed (so every node learns
+this node's gRPC address and placement can pick it) -> actors adopted -> health SERVING.
+Shutdown on SIGTERM/SIGINT: health NOT_SERVING, gRPC drains, actors stop, Raft is destroyed, exit 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from beamflowd.api.cluster import ClusterServicer
+from beamflowd.api.gen.beamflow.v1 import cluster_pb2, cluster_pb2_grpc, workflow_pb2, workflow_pb2_grpc
+from beamflowd.api.workflows import WorkflowServicer
+from beamflowd.changes import ChangeHub
+from beamflowd.config import NodeConfig
+from beamflowd.executor import Executor
+from beamflowd.raft import Proposer, ProposeError, RaftTuning, ReplicatedState
+from beamflowd.state import SCHEMA_VERSION
+from beamflowd.steps import aclose_http_client
+
+log = logging.getLogger("beamflowd")
+
+#: Bound on gRPC request size (definitions are limited to 256 KiB; this leaves room for the envelope).
+MAX_GRPC_MESSAGE_BYTES = 4 * 1024 * 1024
+JOIN_RETRY_SECONDS = 0.5
+
+
+class Node:
+    def __init__(self, config: NodeConfig) -> None:
+        self.config = config
+        self.loop = asyncio.get_running_loop()
+        self.hub = ChangeHub()
+        self.executor: Executor | None = None
+        self.stopping = asyncio.Event()
+        self.raft = ReplicatedState(
+            config.raft_addr, config.raft_partners, config.data_dir, RaftTuning(), config.raft_password,
+            self._on_applied_threadsafe,
+        )
+        self.proposer = Proposer(self.raft, self.loop)
+        self.executor = Executor(config.node_id, self.raft, self.proposer, allow_exec=config.allow_exec,
+                                 default_step_timeout=config.default_step_timeout,
+                                 max_concurrent_attempts=config.max_concurrent_attempts)
+        self.health = health.aio.HealthServicer()
+        self.cluster = ClusterServicer(config.node_id, self.raft, config.initial_cluster, config.grpc_addr)
+        self.server = grpc.aio.server(options=[
+            ("grpc.max_receive_message_length", MAX_GRPC_MESSAGE_BYTES),
+            ("grpc.so_reuseport", 0),
+        ])
+
+    def _on_applied_threadsafe(self, changed: set[str]) -> None:
+        """Tick thread -> event loop. Never blocks the Raft thread."""
+        if not self.loop.is_closed():
+            self.loop.call_soon_threadsafe(self._on_applied, changed)
+
+    def _on_applied(self, changed: set[str]) -> None:
+        if self.executor is not None:
+            self.executor.on_changed(changed)
+        self.hub.publish(changed)
+
+    async def _join(self) -> None:
+        """Commit our membership (idempotent) — retried until a leader takes it or we are stopped."""
+        cmd = {"v": SCHEMA_VERSION, "op": "join", "node": self.config.node_id, "raft": self.config.raft_addr,
+               "grpc": self.config.grpc_addr}
+        while not self.stopping.is_set():
+            try:
+                result = await self.proposer.propose({**cmd, "ts": int(time.time() * 1000)}, timeout=5.0)
+                if result.ok:
+                    return
+                log.warning("join refused: %s", result.message)
+            except ProposeError as exc:
+                log.info("waiting for a leader to join the cluster: %s", exc.message)
+            await asyncio.sleep(JOIN_RETRY_SECONDS)
+
+    async def run(self) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            self.loop.add_signal_handler(sig, self.stopping.set)
+        workflow_pb2_grpc.add_WorkflowServiceServicer_to_server(
+            WorkflowServicer(self.config.node_id, self.raft, self.proposer, self.hub), self.server)
+        cluster_pb2_grpc.add_ClusterServiceServicer_to_server(self.cluster, self.server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        service_names = (
+            workflow_pb2.DESCRIPTOR.services_by_name["WorkflowService"].full_name,
+            cluster_pb2.DESCRIPTOR.services_by_name["ClusterService"].full_name,
+            health.SERVICE_NAME,
+            reflection.SERVICE_NAME,
+        )
+        reflection.enable_server_reflection(service_names, self.server)
+        await self.health.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
+        self.server.add_insecure_port(self.config.grpc_addr)
+        await self.server.start()
+        self.proposer.start()
+        log.info("node %s: raft %s, grpc %s, data %s", self.config.node_id, self.config.raft_addr,
+                 self.config.grpc_addr, self.config.data_dir)
+        await self._join()
+        if not self.stopping.is_set():
+            assert self.executor is not None
+            self.executor.scan()
+            await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
+            for name in service_names[:2]:
+                await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+            log.info("node %s joined; serving", self.config.node_id)
+        await self.stopping.wait()
+        await self.shutdown()
+
+    async def shutdown(self) -> None:
+        log.info("node %s shutting down", self.config.node_id)
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(grace=2.0)
+        if self.executor is not None:
+            await self.executor.close()
+        await self.proposer.stop()
+        await self.cluster.close()
+        await aclose_http_client()
+        self.raft.destroy()
+        log.info("node %s stopped", self.config.node_id)

@@ -1,0 +1,252 @@
+"""pysyncobj wiring: one replicated method that applies a *batch* of commands to the state machine.
+
+Threads (DESIGN §4a): pysyncobj's tick thread does networking, Raft and calls ``apply_batch``. The
+asyncio side reads state under :attr:`ReplicatedState.lock` and proposes through :class:`Proposer`,
+which coalesces everything queued while earlier batches are in flight into one Raft entry
+(group commit) and resolves each caller's future with its own :class:`~beamflowd.state.Result`.
+
+Snapshots are written by our own serializer (canonical JSON of the state + pysyncobj's raft metadata),
+on the tick thread, without forking the gRPC process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import pickle
+import threading
+import zlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, replicated
+
+from beamflowd.state import Result, StateMachine, encode_plain
+
+log = logging.getLogger(__name__)
+
+SNAPSHOT_MAGIC = b"BEAMFLOW-SNAPSHOT-1\n"
+
+#: Group commit limits: at most this many commands per Raft entry, this many entries in flight.
+MAX_BATCH_COMMANDS = 1000
+MAX_BATCHES_IN_FLIGHT = 4
+#: Bound on the proposer queue: beyond it, proposals fail fast with RESOURCE_EXHAUSTED.
+MAX_QUEUED_COMMANDS = 50_000
+
+# Failures after which the command certainly did not commit: safe to retry as is.
+_RETRYABLE = {FAIL_REASON.QUEUE_FULL, FAIL_REASON.MISSING_LEADER, FAIL_REASON.DISCARDED,
+              FAIL_REASON.NOT_LEADER}
+# "May have committed": our commands are idempotent (request ids, attempt/epoch checks), so these are
+# retried too; a duplicate comes back as a harmless rejection that callers re-read state after.
+_UNKNOWN = {FAIL_REASON.LEADER_CHANGED, FAIL_REASON.REQUEST_DENIED}
+
+
+@dataclass(frozen=True)
+class RaftTuning:
+    """Timing knobs, chosen and measured in docs/operations.md."""
+
+    min_timeout: float = 0.3
+    max_timeout: float = 0.9
+    append_period: float = 0.05
+    connection_retry: float = 1.0
+    leader_fallback: float = 3.0
+    compaction_min_entries: int = 20_000
+    compaction_min_time: float = 60.0
+
+
+AppliedCallback = Callable[[set[str]], None]
+
+
+class ReplicatedState(SyncObj):  # type: ignore[misc]
+    """The state machine behind pysyncobj. ``lock`` guards ``sm`` against readers on other threads."""
+
+    def __init__(self, self_addr: str, partners: list[str], data_dir: str, tuning: RaftTuning,
+                 password: str | None, on_applied: AppliedCallback) -> None:
+        self.sm = StateMachine()
+        self.lock = threading.Lock()
+        #: Bumped on every applied batch; keys the digest cache.
+        self.version = 0
+        self._digest_cache: tuple[int, str] = (-1, "")
+        self._on_applied = on_applied
+        os.makedirs(data_dir, exist_ok=True)
+        conf = SyncObjConf(
+            autoTick=True,
+            appendEntriesUseBatch=False,  # the default puts a ~100 ms floor under every commit
+            commandsWaitLeader=False,  # fail fast without a leader; Proposer retries with a deadline
+            raftMinTimeout=tuning.min_timeout,
+            raftMaxTimeout=tuning.max_timeout,
+            appendEntriesPeriod=tuning.append_period,
+            connectionRetryTime=tuning.connection_retry,
+            leaderFallbackTimeout=tuning.leader_fallback,
+            logCompactionMinEntries=tuning.compaction_min_entries,
+            logCompactionMinTime=tuning.compaction_min_time,
+            logCompactionSplit=True,
+            journalFile=os.path.join(data_dir, "raft.journal"),
+            fullDumpFile=os.path.join(data_dir, "raft.snapshot"),
+            bindAddress=self_addr,
+            password=password,
+            serializer=self._write_snapshot,
+            deserializer=self._read_snapshot,
+            useFork=False,
+        )
+        super().__init__(self_addr, partners, conf)
+
+    # ---------------------------------------------------------- tick thread
+    @replicated  # type: ignore[misc]
+    def apply_batch(self, commands: list[Mapping[str, Any]]) -> list[Result]:
+        with self.lock:
+            results = self.sm.apply_all(commands)
+            changed = self.sm.drain_changed()
+            self.version += 1
+        if changed:
+            self._on_applied(changed)
+        return results
+
+    def _write_snapshot(self, filename: str, raft_data: Any) -> None:
+        with self.lock:
+            state = zlib.compress(encode_plain(self.sm.to_plain()), 1)
+        meta = pickle.dumps(raft_data)  # pysyncobj's own entries and node set, not our classes
+        with open(filename, "wb") as f:
+            f.write(SNAPSHOT_MAGIC)
+            f.write(len(state).to_bytes(8, "big"))
+            f.write(state)
+            f.write(meta)
+            f.flush()
+            os.fsync(f.fileno())
+
+    def _read_snapshot(self, filename: str) -> Any:
+        import json
+
+        with open(filename, "rb") as f:
+            if f.read(len(SNAPSHOT_MAGIC)) != SNAPSHOT_MAGIC:
+                raise ValueError(f"{filename}: not a BEAMFlow snapshot")
+            size = int.from_bytes(f.read(8), "big")
+            plain = json.loads(zlib.decompress(f.read(size)))
+            raft_data = pickle.loads(f.read())
+        restored = StateMachine.from_plain(plain)
+        with self.lock:
+            self.sm.load(restored)
+            changed = self.sm.drain_changed()
+            self.version += 1
+        self._on_applied(changed)
+        return raft_data
+
+    # --------------------------------------------------------- any thread
+    def raft_status(self) -> dict[str, Any]:
+        status: dict[str, Any] = self.getStatus()
+        return status
+
+    def digest_and_owned(self, node_id: str) -> tuple[str, int, str, int]:
+        """(state digest, workflows owned by node_id, its liveness, heartbeat age ms), cached per version."""
+        with self.lock:
+            if self._digest_cache[0] != self.version:
+                self._digest_cache = (self.version, self.sm.digest())
+            member = self.sm.members.get(node_id)
+            liveness = "unknown" if member is None else ("alive" if member.alive else "dead")
+            return self._digest_cache[1], self.sm.owned_by(node_id), liveness, 0
+
+    def member_grpc_addrs(self) -> dict[str, str]:
+        with self.lock:
+            return {m.id: m.grpc_addr for m in self.sm.members.values()}
+
+
+class ProposeError(Exception):
+    """A proposal that could not be committed before its deadline; ``code`` is a gRPC code name."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass
+class _Pending:
+    command: Mapping[str, Any]
+    future: asyncio.Future[Result]
+    deadline: float
+
+
+class Proposer:
+    """Group commit on the asyncio side: one Raft entry per batch, results routed per command."""
+
+    def __init__(self, raft: ReplicatedState, loop: asyncio.AbstractEventLoop) -> None:
+        self._raft = raft
+        self._loop = loop
+        self._queue: list[_Pending] = []
+        self._wakeup = asyncio.Event()
+        self._slots = asyncio.Semaphore(MAX_BATCHES_IN_FLIGHT)
+        self._task: asyncio.Task[None] | None = None
+        self.batches = 0
+        self.commands = 0
+
+    def start(self) -> None:
+        self._task = self._loop.create_task(self._flush_forever(), name="proposer")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+        for p in self._queue:
+            if not p.future.done():
+                p.future.set_exception(ProposeError("UNAVAILABLE", "node is shutting down"))
+        self._queue.clear()
+
+    async def propose(self, command: Mapping[str, Any], timeout: float = 10.0) -> Result:
+        """Commit ``command`` and return its result; ProposeError(UNAVAILABLE) past ``timeout``."""
+        if len(self._queue) >= MAX_QUEUED_COMMANDS:
+            raise ProposeError("RESOURCE_EXHAUSTED", "too many commands queued on this node")
+        fut: asyncio.Future[Result] = self._loop.create_future()
+        self._queue.append(_Pending(command, fut, self._loop.time() + timeout))
+        self._wakeup.set()
+        try:
+            return await asyncio.wait_for(asyncio.shield(fut), timeout + 0.5)
+        except TimeoutError:
+            raise ProposeError("UNAVAILABLE", "no quorum: the command was not committed in time "
+                                              "(it may still commit; retrying with the same request id is safe)") from None
+
+    async def _flush_forever(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            while self._queue:
+                await self._slots.acquire()
+                batch = self._queue[:MAX_BATCH_COMMANDS]
+                del self._queue[:MAX_BATCH_COMMANDS]
+                now = self._loop.time()
+                live = [p for p in batch if p.deadline > now and not p.future.done()]
+                for p in batch:
+                    if p.deadline <= now and not p.future.done():
+                        p.future.set_exception(ProposeError("UNAVAILABLE", "no quorum before the deadline"))
+                if not live:
+                    self._slots.release()
+                    continue
+                self._send(live)
+
+    def _send(self, batch: list[_Pending]) -> None:
+        self.batches += 1
+        self.commands += len(batch)
+
+        def on_result(result: Any, error: int) -> None:  # tick thread
+            self._loop.call_soon_threadsafe(self._resolve, batch, result, error)
+
+        self._raft.apply_batch([p.command for p in batch], callback=on_result)
+
+    def _resolve(self, batch: list[_Pending], result: Any, error: int) -> None:
+        self._slots.release()
+        if error == FAIL_REASON.SUCCESS:
+            for p, r in zip(batch, result, strict=True):
+                if not p.future.done():
+                    p.future.set_result(r)
+            return
+        if error in _RETRYABLE or error in _UNKNOWN:
+            # Retry after a short pause (an election takes a few hundred ms); deadlines bound it.
+            self._loop.call_later(0.05, self._requeue, batch)
+            return
+        for p in batch:
+            if not p.future.done():
+                p.future.set_exception(ProposeError("UNAVAILABLE", f"raft refused the command ({error})"))
+
+    def _requeue(self, batch: list[_Pending]) -> None:
+        self._queue[:0] = [p for p in batch if not p.future.done()]
+        self._wakeup.set()

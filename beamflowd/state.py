@@ -1,0 +1,403 @@
+"""The replicated state machine: every node applies the same commands in the same order.
+
+``StateMachine.apply(command)`` is deterministic and pure: no clock, no randomness, no I/O. Every time
+stamp and random choice is made by the proposer and carried in the command; two replicas that apply
+the same log hold identical state and report the same :meth:`StateMachine.digest`.
+
+Commands are plain dicts of primitives with an ``op`` and a schema version ``v`` (see ``docs/state.md``).
+Each apply returns a :class:`Result`; rejections are results, not exceptions, so one bad command in a
+batch never affects its neighbours.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from beamflowd.backoff import should_retry
+from beamflowd.spec import RetryPolicy, WorkflowSpec
+
+SCHEMA_VERSION = 1
+
+#: Explicit limits (TigerBeetle-style): each bounds memory, snapshots and apply time.
+MAX_EVENTS_PER_WORKFLOW = 200
+MAX_REQUEST_IDS = 200_000
+MAX_EVENT_MESSAGE = 1_000
+
+WORKFLOW_RUNNING = "running"
+WORKFLOW_SUCCEEDED = "succeeded"
+WORKFLOW_FAILED = "failed"
+WORKFLOW_CANCELLED = "cancelled"
+TERMINAL_WORKFLOW = frozenset({WORKFLOW_SUCCEEDED, WORKFLOW_FAILED, WORKFLOW_CANCELLED})
+
+STEP_PENDING = "pending"
+STEP_RUNNING = "running"
+STEP_RETRY_WAIT = "retry_wait"
+STEP_SUCCEEDED = "succeeded"
+STEP_FAILED = "failed"
+STEP_CANCELLED = "cancelled"
+TERMINAL_STEP = frozenset({STEP_SUCCEEDED, STEP_FAILED, STEP_CANCELLED})
+
+# Event tuple layout: (seq, ts_ms, type, step_id, attempt, message, node)
+Event = tuple[int, int, str, str, int, str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """Outcome of one command. ``code`` is a gRPC-like code name: OK, NOT_FOUND, ALREADY_EXISTS, ..."""
+
+    code: str
+    message: str = ""
+    data: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.code == "OK"
+
+
+@dataclass(slots=True)
+class StepState:
+    id: str
+    status: str = STEP_PENDING
+    attempts: int = 0
+    output_json: str = ""
+    error: str = ""
+    error_class: str = ""
+    started_ms: int = 0
+    ended_ms: int = 0
+    #: Committed time of the next retry (retry_wait) or the durable wake-up time (running sleep).
+    next_ms: int = 0
+
+    def to_plain(self) -> list[Any]:
+        return [self.id, self.status, self.attempts, self.output_json, self.error, self.error_class,
+                self.started_ms, self.ended_ms, self.next_ms]
+
+    @classmethod
+    def from_plain(cls, p: list[Any]) -> StepState:
+        return cls(*p)
+
+
+@dataclass(slots=True)
+class WorkflowState:
+    id: str
+    name: str
+    spec: WorkflowSpec
+    spec_plain: dict[str, Any]
+    input_json: str
+    owner: str
+    created_ms: int
+    updated_ms: int
+    request_id: str
+    status: str = WORKFLOW_RUNNING
+    epoch: int = 1
+    error: str = ""
+    steps: dict[str, StepState] = field(default_factory=dict)
+    events: list[Event] = field(default_factory=list)
+    next_seq: int = 1
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL_WORKFLOW
+
+    def to_plain(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "name": self.name, "spec": self.spec_plain, "input": self.input_json,
+            "owner": self.owner, "created": self.created_ms, "updated": self.updated_ms,
+            "rid": self.request_id, "status": self.status, "epoch": self.epoch, "error": self.error,
+            "steps": [s.to_plain() for s in self.steps.values()],
+            "events": [list(e) for e in self.events], "next_seq": self.next_seq,
+        }
+
+    @classmethod
+    def from_plain(cls, p: Mapping[str, Any]) -> WorkflowState:
+        wf = cls(
+            id=p["id"], name=p["name"], spec=WorkflowSpec.from_plain(p["spec"]), spec_plain=p["spec"],
+            input_json=p["input"], owner=p["owner"], created_ms=p["created"], updated_ms=p["updated"],
+            request_id=p["rid"], status=p["status"], epoch=p["epoch"], error=p["error"],
+            next_seq=p["next_seq"],
+        )
+        for sp in p["steps"]:
+            step = StepState.from_plain(sp)
+            wf.steps[step.id] = step
+        wf.events = [tuple(e) for e in p["events"]]  # type: ignore[misc]
+        return wf
+
+
+@dataclass(slots=True)
+class Member:
+    id: str
+    raft_addr: str
+    grpc_addr: str
+    joined_ms: int
+    alive: bool = True
+    last_heartbeat_ms: int = 0
+
+    def to_plain(self) -> list[Any]:
+        return [self.id, self.raft_addr, self.grpc_addr, self.joined_ms, self.alive, self.last_heartbeat_ms]
+
+
+class StateMachine:
+    """All replicated state. Not thread-safe: the Raft wrapper serializes access with a lock."""
+
+    def __init__(self) -> None:
+        self.workflows: dict[str, WorkflowState] = {}
+        self.members: dict[str, Member] = {}
+        #: Non-terminal workflows per owner, kept incrementally so placement is O(nodes).
+        self.owned: dict[str, int] = {}
+        #: request id -> workflow id, FIFO-bounded; makes retried submits idempotent.
+        self.request_ids: dict[str, str] = {}
+        self.counters: dict[str, int] = {
+            "submitted": 0, "succeeded": 0, "failed": 0, "cancelled": 0,
+            "stale_rejected": 0, "retries_scheduled": 0, "steps_succeeded": 0, "steps_failed": 0,
+        }
+        #: Ids of workflows touched since the last :meth:`drain_changed` (not part of the state).
+        self._changed: set[str] = set()
+
+    # ------------------------------------------------------------------ apply
+    def apply(self, cmd: Mapping[str, Any]) -> Result:
+        """Apply one command. Deterministic: depends only on the state and the command."""
+        if cmd.get("v") != SCHEMA_VERSION:
+            return Result("INVALID_ARGUMENT", f"unsupported command version {cmd.get('v')!r}")
+        handler = _HANDLERS.get(cmd.get("op", ""))
+        if handler is None:
+            return Result("INVALID_ARGUMENT", f"unknown command {cmd.get('op')!r}")
+        return handler(self, cmd)
+
+    def apply_all(self, cmds: Iterable[Mapping[str, Any]]) -> list[Result]:
+        return [self.apply(c) for c in cmds]
+
+    def drain_changed(self) -> set[str]:
+        changed, self._changed = self._changed, set()
+        return changed
+
+    # --------------------------------------------------------------- handlers
+    def _join(self, cmd: Mapping[str, Any]) -> Result:
+        node = cmd["node"]
+        member = self.members.get(node)
+        if member is None:
+            self.members[node] = Member(node, cmd["raft"], cmd["grpc"], cmd["ts"], True, cmd["ts"])
+            self.owned.setdefault(node, 0)
+        else:
+            member.raft_addr, member.grpc_addr = cmd["raft"], cmd["grpc"]
+            member.alive, member.last_heartbeat_ms = True, cmd["ts"]
+        return Result("OK")
+
+    def _place(self) -> str | None:
+        """Least-loaded live member, ties broken by id: deterministic and spreads new work."""
+        best: tuple[int, str] | None = None
+        for node_id in sorted(self.members):
+            if not self.members[node_id].alive:
+                continue
+            key = (self.owned.get(node_id, 0), node_id)
+            if best is None or key < best:
+                best = key
+        return None if best is None else best[1]
+
+    def _submit(self, cmd: Mapping[str, Any]) -> Result:
+        rid, wf_id = cmd["rid"], cmd["wf"]
+        previous = self.request_ids.get(rid)
+        if previous is not None:
+            wf = self.workflows.get(previous)
+            owner = wf.owner if wf else ""
+            return Result("OK", data={"wf": previous, "owner": owner, "existing": True})
+        if wf_id in self.workflows:
+            return Result("ALREADY_EXISTS", f"workflow {wf_id!r} already exists")
+        owner = self._place()
+        if owner is None:
+            return Result("UNAVAILABLE", "no live node to own the workflow")
+        spec = WorkflowSpec.from_plain(cmd["spec"])
+        ts = cmd["ts"]
+        wf = WorkflowState(
+            id=wf_id, name=spec.name, spec=spec, spec_plain=cmd["spec"], input_json=cmd["input"],
+            owner=owner, created_ms=ts, updated_ms=ts, request_id=rid,
+        )
+        for step in spec.steps:
+            wf.steps[step.id] = StepState(step.id)
+        self.workflows[wf_id] = wf
+        self.owned[owner] = self.owned.get(owner, 0) + 1
+        self._remember_request(rid, wf_id)
+        self.counters["submitted"] += 1
+        self._event(wf, ts, "submitted", "", 0, f"owner {owner}", cmd.get("node", ""))
+        return Result("OK", data={"wf": wf_id, "owner": owner, "existing": False})
+
+    def _remember_request(self, rid: str, wf_id: str) -> None:
+        self.request_ids[rid] = wf_id
+        while len(self.request_ids) > MAX_REQUEST_IDS:
+            del self.request_ids[next(iter(self.request_ids))]
+
+    def _fenced(self, cmd: Mapping[str, Any]) -> tuple[WorkflowState | None, StepState | None, Result | None]:
+        """Common checks of step commands: workflow exists, not terminal, epoch current, step exists."""
+        wf = self.workflows.get(cmd["wf"])
+        if wf is None:
+            return None, None, Result("NOT_FOUND", f"workflow {cmd['wf']!r} not found")
+        if wf.terminal:
+            return wf, None, Result("FAILED_PRECONDITION", f"workflow is {wf.status}")
+        if cmd["epoch"] != wf.epoch:
+            self.counters["stale_rejected"] += 1
+            self._event(wf, cmd["ts"], "stale_result_rejected", cmd.get("step", ""), cmd.get("attempt", 0),
+                        f"epoch {cmd['epoch']} from {cmd.get('node', '?')} is not current ({wf.epoch})",
+                        cmd.get("node", ""))
+            return wf, None, Result("ABORTED", f"stale epoch {cmd['epoch']} (current {wf.epoch})")
+        step = wf.steps.get(cmd["step"])
+        if step is None:
+            return wf, None, Result("NOT_FOUND", f"step {cmd['step']!r} not found")
+        return wf, step, None
+
+    def _start(self, cmd: Mapping[str, Any]) -> Result:
+        wf, step, err = self._fenced(cmd)
+        if err is not None:
+            return err
+        assert wf is not None and step is not None
+        attempt = cmd["attempt"]
+        if step.status not in (STEP_PENDING, STEP_RETRY_WAIT) or attempt != step.attempts + 1:
+            return Result("FAILED_PRECONDITION", f"step {step.id} is {step.status} at attempt {step.attempts}")
+        for need in wf.spec.step(step.id).needs:
+            if wf.steps[need].status != STEP_SUCCEEDED:
+                return Result("FAILED_PRECONDITION", f"step {step.id} needs {need}")
+        step.status, step.attempts = STEP_RUNNING, attempt
+        step.started_ms, step.next_ms, step.error, step.error_class = cmd["ts"], cmd.get("wake", 0), "", ""
+        wf.updated_ms = cmd["ts"]
+        self._event(wf, cmd["ts"], "step_started", step.id, attempt, "", cmd.get("node", ""))
+        return Result("OK")
+
+    def _check_running(self, step: StepState, attempt: int) -> Result | None:
+        if step.status != STEP_RUNNING or step.attempts != attempt:
+            return Result("FAILED_PRECONDITION",
+                          f"step {step.id} is {step.status} at attempt {step.attempts}, not running {attempt}")
+        return None
+
+    def _succeed(self, cmd: Mapping[str, Any]) -> Result:
+        wf, step, err = self._fenced(cmd)
+        if err is not None:
+            return err
+        assert wf is not None and step is not None
+        err = self._check_running(step, cmd["attempt"])
+        if err is not None:
+            return err
+        ts = cmd["ts"]
+        step.status, step.output_json, step.ended_ms, step.next_ms = STEP_SUCCEEDED, cmd["output"], ts, 0
+        wf.updated_ms = ts
+        self.counters["steps_succeeded"] += 1
+        self._event(wf, ts, "step_succeeded", step.id, step.attempts, "", cmd.get("node", ""))
+        if all(s.status == STEP_SUCCEEDED for s in wf.steps.values()):
+            self._finish(wf, WORKFLOW_SUCCEEDED, ts, "", cmd.get("node", ""))
+        return Result("OK")
+
+    def _fail(self, cmd: Mapping[str, Any]) -> Result:
+        wf, step, err = self._fenced(cmd)
+        if err is not None:
+            return err
+        assert wf is not None and step is not None
+        err = self._check_running(step, cmd["attempt"])
+        if err is not None:
+            return err
+        ts, node = cmd["ts"], cmd.get("node", "")
+        error = str(cmd["error"])[:MAX_EVENT_MESSAGE]
+        error_class = cmd["error_class"]
+        policy: RetryPolicy = wf.spec.step(step.id).retry
+        step.error, step.error_class, step.ended_ms = error, error_class, ts
+        wf.updated_ms = ts
+        self.counters["steps_failed"] += 1
+        self._event(wf, ts, "step_failed", step.id, step.attempts, f"[{error_class}] {error}", node)
+        if should_retry(policy, step.attempts, error_class) and cmd.get("retry_at", 0) > 0:
+            step.status, step.next_ms = STEP_RETRY_WAIT, cmd["retry_at"]
+            self.counters["retries_scheduled"] += 1
+            self._event(wf, ts, "retry_scheduled", step.id, step.attempts + 1,
+                        f"in {max(0, cmd['retry_at'] - ts)}ms", node)
+            return Result("OK", data={"retry": True})
+        step.status, step.next_ms = STEP_FAILED, 0
+        self._finish(wf, WORKFLOW_FAILED, ts, f"step {step.id} failed after {step.attempts} attempt(s): "
+                     f"[{error_class}] {error}", node)
+        return Result("OK", data={"retry": False})
+
+    def _cancel(self, cmd: Mapping[str, Any]) -> Result:
+        wf = self.workflows.get(cmd["wf"])
+        if wf is None:
+            return Result("NOT_FOUND", f"workflow {cmd['wf']!r} not found")
+        if wf.terminal:
+            return Result("OK", data={"cancelled": False})
+        reason = str(cmd.get("reason") or "cancelled by request")[:MAX_EVENT_MESSAGE]
+        self._finish(wf, WORKFLOW_CANCELLED, cmd["ts"], reason, cmd.get("node", ""))
+        return Result("OK", data={"cancelled": True})
+
+    def _finish(self, wf: WorkflowState, status: str, ts: int, error: str, node: str) -> None:
+        assert not wf.terminal, "a terminal workflow never changes"
+        wf.status, wf.error, wf.updated_ms = status, error, ts
+        for step in wf.steps.values():
+            if step.status not in TERMINAL_STEP:
+                step.status, step.next_ms = STEP_CANCELLED, 0
+        self.owned[wf.owner] = self.owned.get(wf.owner, 0) - 1
+        assert self.owned[wf.owner] >= 0
+        self.counters[status] += 1
+        kind = {"succeeded": "completed", "failed": "failed", "cancelled": "cancelled"}[status]
+        self._event(wf, ts, kind, "", 0, error, node)
+
+    def _event(self, wf: WorkflowState, ts: int, kind: str, step: str, attempt: int, message: str,
+               node: str) -> None:
+        wf.events.append((wf.next_seq, ts, kind, step, attempt, message[:MAX_EVENT_MESSAGE], node))
+        wf.next_seq += 1
+        if len(wf.events) > MAX_EVENTS_PER_WORKFLOW:
+            del wf.events[0]
+        self._changed.add(wf.id)
+
+    # ---------------------------------------------------------------- queries
+    def iter_newest_first(self) -> Iterator[WorkflowState]:
+        return reversed(self.workflows.values())
+
+    def owned_by(self, node: str) -> int:
+        return self.owned.get(node, 0)
+
+    # ------------------------------------------------------ snapshot & digest
+    def to_plain(self) -> dict[str, Any]:
+        return {
+            "v": SCHEMA_VERSION,
+            "members": [m.to_plain() for m in self.members.values()],
+            "workflows": [wf.to_plain() for wf in self.workflows.values()],
+            "request_ids": list(self.request_ids.items()),
+            "counters": dict(self.counters),
+        }
+
+    @classmethod
+    def from_plain(cls, p: Mapping[str, Any]) -> StateMachine:
+        if p.get("v") != SCHEMA_VERSION:
+            raise ValueError(f"snapshot schema {p.get('v')!r} is not {SCHEMA_VERSION}")
+        sm = cls()
+        for mp in p["members"]:
+            sm.members[mp[0]] = Member(*mp)
+            sm.owned.setdefault(mp[0], 0)
+        for wp in p["workflows"]:
+            wf = WorkflowState.from_plain(wp)
+            sm.workflows[wf.id] = wf
+            if not wf.terminal:
+                sm.owned[wf.owner] = sm.owned.get(wf.owner, 0) + 1
+        sm.request_ids = {rid: wf for rid, wf in p["request_ids"]}
+        sm.counters.update(p["counters"])
+        return sm
+
+    def load(self, other: StateMachine) -> None:
+        """Replace this state in place (snapshot restore keeps references held by others valid)."""
+        self.workflows, self.members, self.owned = other.workflows, other.members, other.owned
+        self.request_ids, self.counters = other.request_ids, other.counters
+        self._changed = set(self.workflows)
+
+    def digest(self) -> str:
+        """SHA-256 of the canonical encoding: equal on replicas that applied the same log."""
+        return hashlib.sha256(encode_plain(self.to_plain())).hexdigest()
+
+
+def encode_plain(plain: Mapping[str, Any]) -> bytes:
+    """Canonical JSON: sorted keys, no whitespace. Used for the digest and for snapshots."""
+    return json.dumps(plain, sort_keys=True, separators=(",", ":")).encode()
+
+
+_HANDLERS = {
+    "join": StateMachine._join,
+    "submit": StateMachine._submit,
+    "start": StateMachine._start,
+    "succeed": StateMachine._succeed,
+    "fail": StateMachine._fail,
+    "cancel": StateMachine._cancel,
+}
