@@ -32,6 +32,17 @@ class NodeConfig:
     default_step_timeout: float = 300.0
     #: Upper bound on concurrently running step attempts on this node.
     max_concurrent_attempts: int = 10_000
+    #: Durability of the Raft journal: always | batch | off (see README "Durability").
+    fsync: str = "batch"
+    #: A node whose heartbeat the leader has not applied for this long is declared dead (seconds).
+    lease_timeout: float = 2.0
+    heartbeat_interval: float = 0.5
+    #: Supervision: more than this many actor restarts within the window fails the workflow.
+    max_actor_restarts: int = 5
+    actor_restart_window: float = 30.0
+    #: Retention of finished workflows: age in seconds and count; older/more are garbage-collected.
+    retention_seconds: float = 3600.0
+    retention_max_finished: int = 50_000
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -110,6 +121,12 @@ def build_config(file_values: Mapping[str, Any], flag_values: Mapping[str, Any])
         raise ConfigError(
             f"raft_password: required because the Raft address {cluster[node_id]} is not loopback "
             "(the Raft port would otherwise accept unauthenticated peers)")
+    if merged.get("fsync", "batch") not in ("always", "batch", "off"):
+        raise ConfigError(f"fsync: expected always, batch or off, got {merged['fsync']!r}")
+    lease = float(merged.get("lease_timeout", NodeConfig.lease_timeout))
+    beat = float(merged.get("heartbeat_interval", NodeConfig.heartbeat_interval))
+    if beat <= 0 or lease < 2 * beat:
+        raise ConfigError("lease_timeout: must be at least twice heartbeat_interval (both > 0)")
     for key in ("allow_exec", "chaos_enabled"):
         if key in merged and not isinstance(merged[key], bool):
             raise ConfigError(f"{key}: expected true or false")

@@ -79,12 +79,16 @@ class Actor:
         self.attempts: dict[tuple[str, int], asyncio.Task[None]] = {}
         self.starting: set[tuple[str, int]] = set()
         self.task: asyncio.Task[None] | None = None
+        #: An exception escaping an attempt crashes the actor (the supervisor restarts it).
+        self.crash: BaseException | None = None
 
     async def run(self) -> None:
         ex = self.executor
         try:
             while True:
                 self.wake.clear()
+                if self.crash is not None:
+                    raise self.crash
                 view = ex.view(self.workflow_id)
                 if view is None or view.terminal or view.owner != ex.node_id:
                     return
@@ -107,7 +111,9 @@ class Actor:
             if st.status == STEP_RUNNING:
                 key = (step.id, st.attempts)
                 if key not in self.attempts:
-                    self.attempts[key] = asyncio.create_task(self._attempt(view, step, st.attempts, st.next_ms))
+                    task = asyncio.create_task(self._attempt(view, step, st.attempts, st.next_ms))
+                    task.add_done_callback(self._attempt_done)
+                    self.attempts[key] = task
                 continue
             if st.status == STEP_RETRY_WAIT and st.next_ms > now:
                 next_due = st.next_ms if next_due is None else min(next_due, st.next_ms)
@@ -119,6 +125,11 @@ class Actor:
                         self.starting.add(key)
                         asyncio.create_task(self._start(view, step, st.attempts + 1))
         return next_due
+
+    def _attempt_done(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None and self.crash is None:
+            self.crash = task.exception()
+            self.wake.set()
 
     async def _start(self, view: WorkflowView, step: StepSpec, attempt: int) -> None:
         ts = now_ms()
@@ -143,6 +154,8 @@ class Actor:
             delay = (wake_ms - now_ms()) / 1000
             if delay > 0:
                 await asyncio.sleep(delay)
+        # Self-fencing: without a quorum for a lease, no new side effects start on this node.
+        await ex.quorum_ok.wait()
         async with ex.attempt_slots:
             cmd = await self._execute(view, step, attempt)
         cmd.update({"v": SCHEMA_VERSION, "wf": view.id, "epoch": view.epoch, "step": step.id,
@@ -197,15 +210,20 @@ class Executor:
     """Owns the actors of this node and keeps them in line with committed ownership."""
 
     def __init__(self, node_id: str, raft: ReplicatedState, proposer: Proposer, *, allow_exec: bool,
-                 default_step_timeout: float, max_concurrent_attempts: int) -> None:
+                 default_step_timeout: float, max_concurrent_attempts: int, quorum_ok: asyncio.Event,
+                 max_restarts: int = 5, restart_window: float = 30.0) -> None:
         self.node_id = node_id
         self.raft = raft
         self.proposer = proposer
         self.allow_exec = allow_exec
         self.default_step_timeout = default_step_timeout
         self.attempt_slots = asyncio.Semaphore(max_concurrent_attempts)
+        self.quorum_ok = quorum_ok
+        self.max_restarts = max_restarts
+        self.restart_window = restart_window
         self.actors: dict[str, Actor] = {}
         self.restarts = 0
+        self._restart_times: dict[str, list[float]] = {}
         self._closed = False
 
     def view(self, workflow_id: str) -> WorkflowView | None:
@@ -248,13 +266,50 @@ class Executor:
             return
         exc = task.exception()
         if exc is not None:
-            # Supervision: restart from committed state (bounded intensity comes with the fault-tolerance work).
-            log.error("actor %s crashed: %r; restarting from committed state", wf_id, exc)
-            self.restarts += 1
-            asyncio.get_running_loop().call_later(0.1, self.on_changed, {wf_id})
+            self._supervise(wf_id, exc)
         else:
             # The actor left (terminal / not ours); re-check in case state changed as it exited.
             self.on_changed({wf_id})
+
+    def _supervise(self, wf_id: str, exc: BaseException) -> None:
+        """Restart a crashed actor from committed state, at most max_restarts times per window."""
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        recent = [t for t in self._restart_times.get(wf_id, []) if now - t < self.restart_window]
+        recent.append(now)
+        self._restart_times[wf_id] = recent
+        self.restarts += 1
+        if len(recent) <= self.max_restarts:
+            log.error("actor %s crashed (%s: %s); restart %d/%d from committed state", wf_id,
+                      type(exc).__name__, exc, len(recent), self.max_restarts)
+            loop.call_later(0.05 * len(recent), self.on_changed, {wf_id})
+            return
+        del self._restart_times[wf_id]
+        reason = (f"actor crashed {len(recent)} times within {self.restart_window:g}s; last error: "
+                  f"{type(exc).__name__}: {exc}")
+        log.error("workflow %s: %s; failing it", wf_id, reason)
+        view = self.view(wf_id)
+        if view is None or view.terminal or view.owner != self.node_id:
+            return
+        cmd = {"v": SCHEMA_VERSION, "op": "abort", "wf": wf_id, "epoch": view.epoch, "reason": reason,
+               "ts": now_ms(), "node": self.node_id}
+        asyncio.create_task(self._abort(cmd))
+
+    async def _abort(self, cmd: dict[str, Any]) -> None:
+        try:
+            await self.proposer.propose(cmd)
+        except ProposeError as exc:
+            log.error("could not fail workflow %s: %s", cmd["wf"], exc.message)
+            self.on_changed({str(cmd["wf"])})
+
+    def crash_actor(self, wf_id: str, reason: str) -> bool:
+        """Chaos: crash one actor as an escaping exception would. Returns False if it is not here."""
+        actor = self.actors.get(wf_id)
+        if actor is None:
+            return False
+        actor.crash = RuntimeError(reason)
+        actor.wake.set()
+        return True
 
     async def close(self) -> None:
         self._closed = True

@@ -22,6 +22,7 @@ from beamflowd.api.workflows import WorkflowServicer
 from beamflowd.changes import ChangeHub
 from beamflowd.config import NodeConfig
 from beamflowd.executor import Executor
+from beamflowd.liveness import Liveness
 from beamflowd.raft import Proposer, ProposeError, RaftTuning, ReplicatedState
 from beamflowd.state import SCHEMA_VERSION
 from beamflowd.steps import aclose_http_client
@@ -31,6 +32,7 @@ log = logging.getLogger("beamflowd")
 #: Bound on gRPC request size (definitions are limited to 256 KiB; this leaves room for the envelope).
 MAX_GRPC_MESSAGE_BYTES = 4 * 1024 * 1024
 JOIN_RETRY_SECONDS = 0.5
+GC_INTERVAL_SECONDS = 10.0
 
 
 class Node:
@@ -42,14 +44,20 @@ class Node:
         self.stopping = asyncio.Event()
         self.raft = ReplicatedState(
             config.raft_addr, config.raft_partners, config.data_dir, RaftTuning(), config.raft_password,
-            self._on_applied_threadsafe,
+            self._on_applied_threadsafe, fsync=config.fsync,
         )
         self.proposer = Proposer(self.raft, self.loop)
+        self.liveness = Liveness(config.node_id, self.raft, self.proposer, lease=config.lease_timeout,
+                                 heartbeat_interval=config.heartbeat_interval)
         self.executor = Executor(config.node_id, self.raft, self.proposer, allow_exec=config.allow_exec,
                                  default_step_timeout=config.default_step_timeout,
-                                 max_concurrent_attempts=config.max_concurrent_attempts)
+                                 max_concurrent_attempts=config.max_concurrent_attempts,
+                                 quorum_ok=self.liveness.quorum_ok, max_restarts=config.max_actor_restarts,
+                                 restart_window=config.actor_restart_window)
+        self.background: list[asyncio.Task[None]] = []
         self.health = health.aio.HealthServicer()
-        self.cluster = ClusterServicer(config.node_id, self.raft, config.initial_cluster, config.grpc_addr)
+        self.cluster = ClusterServicer(config.node_id, self.raft, config.initial_cluster, config.grpc_addr,
+                                       self.liveness)
         self.server = grpc.aio.server(options=[
             ("grpc.max_receive_message_length", MAX_GRPC_MESSAGE_BYTES),
             ("grpc.so_reuseport", 0),
@@ -73,6 +81,7 @@ class Node:
             try:
                 result = await self.proposer.propose({**cmd, "ts": int(time.time() * 1000)}, timeout=5.0)
                 if result.ok:
+                    self.liveness.mark_committed()
                     return
                 log.warning("join refused: %s", result.message)
             except ProposeError as exc:
@@ -102,6 +111,8 @@ class Node:
         await self._join()
         if not self.stopping.is_set():
             assert self.executor is not None
+            self.background.append(asyncio.create_task(self.liveness.run(), name="liveness"))
+            self.background.append(asyncio.create_task(self._collect_garbage(), name="gc"))
             self.executor.scan()
             await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
             for name in service_names[:2]:
@@ -110,8 +121,31 @@ class Node:
         await self.stopping.wait()
         await self.shutdown()
 
+    async def _collect_garbage(self) -> None:
+        """Leader only: propose a replicated GC of finished workflows past retention."""
+        while True:
+            await asyncio.sleep(GC_INTERVAL_SECONDS)
+            if not self.raft.is_leader():
+                continue
+            now = int(time.time() * 1000)
+            before = now - int(self.config.retention_seconds * 1000)
+            with self.raft.lock:
+                finished = [wf for wf in self.raft.sm.workflows.values() if wf.terminal]
+                due = len(finished) > self.config.retention_max_finished or any(
+                    wf.updated_ms < before for wf in finished[:1000])
+            if due:
+                cmd = {"v": SCHEMA_VERSION, "op": "gc", "before": before,
+                       "keep_max": self.config.retention_max_finished, "limit": 10_000, "ts": now}
+                try:
+                    result = await self.proposer.propose(cmd)
+                    log.info("garbage-collected %s finished workflows", result.data.get("collected"))
+                except ProposeError as exc:
+                    log.warning("gc not committed: %s", exc.message)
+
     async def shutdown(self) -> None:
         log.info("node %s shutting down", self.config.node_id)
+        for task in self.background:
+            task.cancel()
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace=2.0)
         if self.executor is not None:

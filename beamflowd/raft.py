@@ -16,6 +16,7 @@ import logging
 import os
 import pickle
 import threading
+import time
 import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -24,9 +25,11 @@ from typing import Any
 from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, replicated
 
 from beamflowd.state import Result, StateMachine, encode_plain
+from beamflowd.transport import BeamTransport
 
 log = logging.getLogger(__name__)
 
+FSYNC_MODES = ("always", "batch", "off")
 SNAPSHOT_MAGIC = b"BEAMFLOW-SNAPSHOT-1\n"
 
 #: Group commit limits: at most this many commands per Raft entry, this many entries in flight.
@@ -63,7 +66,14 @@ class ReplicatedState(SyncObj):  # type: ignore[misc]
     """The state machine behind pysyncobj. ``lock`` guards ``sm`` against readers on other threads."""
 
     def __init__(self, self_addr: str, partners: list[str], data_dir: str, tuning: RaftTuning,
-                 password: str | None, on_applied: AppliedCallback) -> None:
+                 password: str | None, on_applied: AppliedCallback, fsync: str = "batch") -> None:
+        if fsync not in FSYNC_MODES:
+            raise ValueError(f"fsync: expected one of {', '.join(FSYNC_MODES)}, got {fsync!r}")
+        self.fsync = fsync
+        self._journal_dirty = False
+        self.journal_syncs = 0
+        #: node id -> time.monotonic() when this node last applied a heartbeat/join from it.
+        self.heartbeat_seen: dict[str, float] = {}
         self.sm = StateMachine()
         self.lock = threading.Lock()
         #: Bumped on every applied batch; keys the digest cache.
@@ -91,7 +101,39 @@ class ReplicatedState(SyncObj):  # type: ignore[misc]
             deserializer=self._read_snapshot,
             useFork=False,
         )
-        super().__init__(self_addr, partners, conf)
+        super().__init__(self_addr, partners, conf, transportClass=BeamTransport)
+        self._hook_journal()
+
+    # ------------------------------------------------------------ durability
+    def _hook_journal(self) -> None:
+        """Track appends to pysyncobj's journal so BeamTransport can sync before acknowledging."""
+        journal = self._SyncObj__raftLog
+        original_add = journal.add
+
+        def add(command: bytes, idx: int, term: int) -> None:
+            original_add(command, idx, term)
+            if self.fsync == "always":
+                journal.flush()
+                self.journal_syncs += 1
+            elif self.fsync == "batch":
+                self._journal_dirty = True
+
+        journal.add = add
+
+    def sync_journal_if_dirty(self) -> None:
+        """Called by the transport before any message leaves (tick thread)."""
+        if self._journal_dirty:
+            self._journal_dirty = False
+            self._SyncObj__raftLog.flush()
+            self.journal_syncs += 1
+
+    @property
+    def transport(self) -> BeamTransport:
+        transport: BeamTransport = self._SyncObj__transport
+        return transport
+
+    def is_leader(self) -> bool:
+        return bool(self._isLeader())
 
     # ---------------------------------------------------------- tick thread
     @replicated  # type: ignore[misc]
@@ -100,6 +142,10 @@ class ReplicatedState(SyncObj):  # type: ignore[misc]
             results = self.sm.apply_all(commands)
             changed = self.sm.drain_changed()
             self.version += 1
+        seen = time.monotonic()  # liveness is judged on the local clock, outside the state machine
+        for cmd in commands:
+            if cmd.get("op") in ("heartbeat", "join"):
+                self.heartbeat_seen[cmd["node"]] = seen
         if changed:
             self._on_applied(changed)
         return results
@@ -138,14 +184,12 @@ class ReplicatedState(SyncObj):  # type: ignore[misc]
         status: dict[str, Any] = self.getStatus()
         return status
 
-    def digest_and_owned(self, node_id: str) -> tuple[str, int, str, int]:
-        """(state digest, workflows owned by node_id, its liveness, heartbeat age ms), cached per version."""
+    def digest_and_owned(self, node_id: str) -> tuple[str, int]:
+        """(state digest, workflows owned by node_id); the digest is cached per applied version."""
         with self.lock:
             if self._digest_cache[0] != self.version:
                 self._digest_cache = (self.version, self.sm.digest())
-            member = self.sm.members.get(node_id)
-            liveness = "unknown" if member is None else ("alive" if member.alive else "dead")
-            return self._digest_cache[1], self.sm.owned_by(node_id), liveness, 0
+            return self._digest_cache[1], self.sm.owned_by(node_id)
 
     def member_grpc_addrs(self) -> dict[str, str]:
         with self.lock:

@@ -147,11 +147,14 @@ class StateMachine:
         self.members: dict[str, Member] = {}
         #: Non-terminal workflows per owner, kept incrementally so placement is O(nodes).
         self.owned: dict[str, int] = {}
+        #: Ids of non-terminal workflows per owner (a set: iterate it sorted, never in set order).
+        self.owned_ids: dict[str, set[str]] = {}
         #: request id -> workflow id, FIFO-bounded; makes retried submits idempotent.
         self.request_ids: dict[str, str] = {}
         self.counters: dict[str, int] = {
             "submitted": 0, "succeeded": 0, "failed": 0, "cancelled": 0,
             "stale_rejected": 0, "retries_scheduled": 0, "steps_succeeded": 0, "steps_failed": 0,
+            "reassigned": 0, "nodes_down": 0, "collected": 0,
         }
         #: Ids of workflows touched since the last :meth:`drain_changed` (not part of the state).
         self._changed: set[str] = set()
@@ -183,6 +186,7 @@ class StateMachine:
         else:
             member.raft_addr, member.grpc_addr = cmd["raft"], cmd["grpc"]
             member.alive, member.last_heartbeat_ms = True, cmd["ts"]
+        self._adopt_orphans(cmd)
         return Result("OK")
 
     def _place(self) -> str | None:
@@ -217,7 +221,7 @@ class StateMachine:
         for step in spec.steps:
             wf.steps[step.id] = StepState(step.id)
         self.workflows[wf_id] = wf
-        self.owned[owner] = self.owned.get(owner, 0) + 1
+        self._own(wf, owner)
         self._remember_request(rid, wf_id)
         self.counters["submitted"] += 1
         self._event(wf, ts, "submitted", "", 0, f"owner {owner}", cmd.get("node", ""))
@@ -329,11 +333,103 @@ class StateMachine:
         for step in wf.steps.values():
             if step.status not in TERMINAL_STEP:
                 step.status, step.next_ms = STEP_CANCELLED, 0
-        self.owned[wf.owner] = self.owned.get(wf.owner, 0) - 1
-        assert self.owned[wf.owner] >= 0
+        self._disown(wf)
         self.counters[status] += 1
         kind = {"succeeded": "completed", "failed": "failed", "cancelled": "cancelled"}[status]
         self._event(wf, ts, kind, "", 0, error, node)
+
+    def _own(self, wf: WorkflowState, owner: str) -> None:
+        wf.owner = owner
+        self.owned[owner] = self.owned.get(owner, 0) + 1
+        self.owned_ids.setdefault(owner, set()).add(wf.id)
+
+    def _disown(self, wf: WorkflowState) -> None:
+        self.owned[wf.owner] -= 1
+        assert self.owned[wf.owner] >= 0, "owned count went negative"
+        self.owned_ids[wf.owner].discard(wf.id)
+
+    def _heartbeat(self, cmd: Mapping[str, Any]) -> Result:
+        """Liveness is judged by the leader on its own clock; the log only records revivals."""
+        member = self.members.get(cmd["node"])
+        if member is None:
+            return Result("NOT_FOUND", f"node {cmd['node']!r} has not joined")
+        if not member.alive:
+            member.alive, member.last_heartbeat_ms = True, cmd["ts"]
+            self._adopt_orphans(cmd)
+            return Result("OK", data={"revived": True})
+        return Result("OK", data={"revived": False})
+
+    def _node_down(self, cmd: Mapping[str, Any]) -> Result:
+        """Mark a node dead and move its workflows, one by one, to the least-loaded live nodes.
+
+        The in-flight attempt of each moved workflow stays `running` with the same attempt number:
+        the new owner executes it again with the same idempotency key; a new epoch fences the old owner.
+        """
+        node = cmd["node"]
+        member = self.members.get(node)
+        if member is None:
+            return Result("NOT_FOUND", f"node {node!r} has not joined")
+        if not member.alive:
+            return Result("OK", data={"moved": 0})
+        member.alive = False
+        self.counters["nodes_down"] += 1
+        moved = 0
+        for wf_id in sorted(self.owned_ids.get(node, ())):
+            new_owner = self._place()
+            if new_owner is None:
+                break  # no live node left: the workflows wait for a node to come back
+            wf = self.workflows[wf_id]
+            self._disown(wf)
+            self._own(wf, new_owner)
+            wf.epoch += 1
+            wf.updated_ms = cmd["ts"]
+            moved += 1
+            self._event(wf, cmd["ts"], "reassigned", "", 0,
+                        f"owner {node} is down: moved to {new_owner} (epoch {wf.epoch})", cmd.get("by", ""))
+        self.counters["reassigned"] += moved
+        return Result("OK", data={"moved": moved})
+
+    def _adopt_orphans(self, cmd: Mapping[str, Any]) -> None:
+        """Workflows left on dead nodes when nobody was alive go to whoever is alive now."""
+        for node_id in sorted(self.owned_ids):
+            member = self.members.get(node_id)
+            if member is not None and member.alive:
+                continue
+            for wf_id in sorted(self.owned_ids[node_id]):
+                new_owner = self._place()
+                if new_owner is None:
+                    return
+                wf = self.workflows[wf_id]
+                self._disown(wf)
+                self._own(wf, new_owner)
+                wf.epoch += 1
+                self.counters["reassigned"] += 1
+                self._event(wf, cmd["ts"], "reassigned", "", 0,
+                            f"owner {node_id} is down: moved to {new_owner} (epoch {wf.epoch})", "")
+
+    def _abort(self, cmd: Mapping[str, Any]) -> Result:
+        """The owner gives up on a workflow (e.g. its actor crashed too often). Fenced by epoch."""
+        wf = self.workflows.get(cmd["wf"])
+        if wf is None:
+            return Result("NOT_FOUND", f"workflow {cmd['wf']!r} not found")
+        if wf.terminal:
+            return Result("FAILED_PRECONDITION", f"workflow is {wf.status}")
+        if cmd["epoch"] != wf.epoch:
+            self.counters["stale_rejected"] += 1
+            return Result("ABORTED", f"stale epoch {cmd['epoch']} (current {wf.epoch})")
+        self._finish(wf, WORKFLOW_FAILED, cmd["ts"], str(cmd["reason"])[:MAX_EVENT_MESSAGE], cmd.get("node", ""))
+        return Result("OK")
+
+    def _gc(self, cmd: Mapping[str, Any]) -> Result:
+        """Forget terminal workflows last updated before `before`, and the oldest beyond `keep_max`."""
+        before, keep_max = cmd["before"], cmd["keep_max"]
+        terminal = [wf for wf in self.workflows.values() if wf.terminal]
+        excess = max(0, len(terminal) - keep_max)
+        doomed = [wf.id for i, wf in enumerate(terminal) if i < excess or wf.updated_ms < before]
+        for wf_id in doomed[: cmd.get("limit", 10_000)]:
+            del self.workflows[wf_id]
+        self.counters["collected"] += len(doomed[: cmd.get("limit", 10_000)])
+        return Result("OK", data={"collected": len(doomed[: cmd.get("limit", 10_000)])})
 
     def _event(self, wf: WorkflowState, ts: int, kind: str, step: str, attempt: int, message: str,
                node: str) -> None:
@@ -372,7 +468,7 @@ class StateMachine:
             wf = WorkflowState.from_plain(wp)
             sm.workflows[wf.id] = wf
             if not wf.terminal:
-                sm.owned[wf.owner] = sm.owned.get(wf.owner, 0) + 1
+                sm._own(wf, wf.owner)
         sm.request_ids = {rid: wf for rid, wf in p["request_ids"]}
         sm.counters.update(p["counters"])
         return sm
@@ -380,6 +476,7 @@ class StateMachine:
     def load(self, other: StateMachine) -> None:
         """Replace this state in place (snapshot restore keeps references held by others valid)."""
         self.workflows, self.members, self.owned = other.workflows, other.members, other.owned
+        self.owned_ids = other.owned_ids
         self.request_ids, self.counters = other.request_ids, other.counters
         self._changed = set(self.workflows)
 
@@ -400,4 +497,8 @@ _HANDLERS = {
     "succeed": StateMachine._succeed,
     "fail": StateMachine._fail,
     "cancel": StateMachine._cancel,
+    "heartbeat": StateMachine._heartbeat,
+    "node_down": StateMachine._node_down,
+    "abort": StateMachine._abort,
+    "gc": StateMachine._gc,
 }

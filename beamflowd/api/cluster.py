@@ -9,6 +9,7 @@ import grpc
 
 from beamflowd.api.gen.beamflow.v1 import cluster_pb2 as pb
 from beamflowd.api.gen.beamflow.v1 import cluster_pb2_grpc as pb_grpc
+from beamflowd.liveness import Liveness
 from beamflowd.raft import ReplicatedState
 
 #: How long GetClusterStatus waits for each peer's own report.
@@ -19,8 +20,9 @@ _ROLES = {0: pb.NODE_ROLE_FOLLOWER, 1: pb.NODE_ROLE_CANDIDATE, 2: pb.NODE_ROLE_L
 
 class ClusterServicer(pb_grpc.ClusterServiceServicer):  # type: ignore[misc]
     def __init__(self, node_id: str, raft: ReplicatedState, initial_cluster: Mapping[str, str],
-                 grpc_addr: str) -> None:
+                 grpc_addr: str, liveness: Liveness) -> None:
         self.node_id = node_id
+        self.liveness = liveness
         self.raft = raft
         self.grpc_addr = grpc_addr
         self.raft_to_id = {addr: nid for nid, addr in initial_cluster.items()}
@@ -33,7 +35,8 @@ class ClusterServicer(pb_grpc.ClusterServiceServicer):  # type: ignore[misc]
 
     def local_status(self) -> pb.NodeStatus:
         status = self.raft.raft_status()
-        digest, owned, liveness, hb_age = self.raft.digest_and_owned(self.node_id)
+        digest, owned = self.raft.digest_and_owned(self.node_id)
+        liveness, hb_age = self.liveness.liveness_of(self.node_id)
         return pb.NodeStatus(
             id=self.node_id, raft_address=self.initial_cluster[self.node_id], grpc_address=self.grpc_addr,
             role=_ROLES.get(status.get("state", -1), pb.NODE_ROLE_UNSPECIFIED), term=status.get("raft_term", 0),
@@ -44,34 +47,51 @@ class ClusterServicer(pb_grpc.ClusterServiceServicer):  # type: ignore[misc]
 
     async def GetNodeStatus(self, request: pb.GetNodeStatusRequest,
                             context: grpc.aio.ServicerContext) -> pb.GetNodeStatusResponse:
-        return pb.GetNodeStatusResponse(node=self.local_status())
+        return pb.GetNodeStatusResponse(node=self.local_status(), peers=self.peer_liveness())
+
+    def peer_liveness(self) -> list[pb.PeerLiveness]:
+        peers = []
+        for node_id in sorted(self.raft.member_grpc_addrs()):
+            liveness, age = self.liveness.liveness_of(node_id)
+            peers.append(pb.PeerLiveness(node_id=node_id, liveness=liveness, last_heartbeat_age_ms=age))
+        return peers
 
     async def GetClusterStatus(self, request: pb.GetClusterStatusRequest,
                                context: grpc.aio.ServicerContext) -> pb.GetClusterStatusResponse:
         members = self.raft.member_grpc_addrs()
         node_ids = sorted(set(self.initial_cluster) | set(members))
-        reports = await asyncio.gather(*(self._status_of(nid, members.get(nid, "")) for nid in node_ids))
-        return pb.GetClusterStatusResponse(nodes=reports, leader_id=self.leader_id())
+        answers = await asyncio.gather(*(self._status_of(nid, members.get(nid, "")) for nid in node_ids))
+        # Liveness as the leader judges it (the leader's view is the one that moves workflows).
+        leader = self.leader_id()
+        view = {p.node_id: p for node, peers in answers if node.id == leader for p in peers}
+        reports = []
+        for node, _ in answers:
+            if node.id in view:
+                node.liveness = view[node.id].liveness
+                node.last_heartbeat_age_ms = view[node.id].last_heartbeat_age_ms
+            elif not node.reachable:
+                node.liveness = "unknown"
+            reports.append(node)
+        return pb.GetClusterStatusResponse(nodes=reports, leader_id=leader)
 
-    async def _status_of(self, node_id: str, grpc_addr: str) -> pb.NodeStatus:
+    async def _status_of(self, node_id: str, grpc_addr: str) -> tuple[pb.NodeStatus, list[pb.PeerLiveness]]:
         if node_id == self.node_id:
-            return self.local_status()
+            return self.local_status(), self.peer_liveness()
         unreachable = pb.NodeStatus(id=node_id, raft_address=self.initial_cluster.get(node_id, ""),
                                     grpc_address=grpc_addr, reachable=False)
         if not grpc_addr:
             unreachable.error = "has not joined yet (gRPC address unknown)"
-            return unreachable
+            return unreachable, []
         channel = self._channels.get(grpc_addr)
         if channel is None:
             channel = self._channels[grpc_addr] = grpc.aio.insecure_channel(grpc_addr)
         try:
             response = await pb_grpc.ClusterServiceStub(channel).GetNodeStatus(
                 pb.GetNodeStatusRequest(), timeout=PEER_STATUS_TIMEOUT)
-            node: pb.NodeStatus = response.node
-            return node
+            return response.node, list(response.peers)
         except grpc.aio.AioRpcError as exc:
             unreachable.error = f"{exc.code().name}: {exc.details()}"
-            return unreachable
+            return unreachable, []
 
     async def close(self) -> None:
         for channel in self._channels.values():

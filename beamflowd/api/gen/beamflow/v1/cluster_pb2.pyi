@@ -66,8 +66,20 @@ class GetNodeStatusRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
+class PeerLiveness(_message.Message):
+    __slots__ = ("node_id", "liveness", "last_heartbeat_age_ms")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    LIVENESS_FIELD_NUMBER: _ClassVar[int]
+    LAST_HEARTBEAT_AGE_MS_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    liveness: str
+    last_heartbeat_age_ms: int
+    def __init__(self, node_id: _Optional[str] = ..., liveness: _Optional[str] = ..., last_heartbeat_age_ms: _Optional[int] = ...) -> None: ...
+
 class GetNodeStatusResponse(_message.Message):
-    __slots__ = ("node",)
+    __slots__ = ("node", "peers")
     NODE_FIELD_NUMBER: _ClassVar[int]
+    PEERS_FIELD_NUMBER: _ClassVar[int]
     node: NodeStatus
-    def __init__(self, node: _Optional[_Union[NodeStatus, _Mapping]] = ...) -> None: ...
+    peers: _containers.RepeatedCompositeFieldContainer[PeerLiveness]
+    def __init__(self, node: _Optional[_Union[NodeStatus, _Mapping]] = ..., peers: _Optional[_Iterable[_Union[PeerLiveness, _Mapping]]] = ...) -> None: ...

@@ -1,0 +1,110 @@
+"""Heartbeats through the log, the leader's judgement of who is dead, and self-fencing.
+
+* Every node commits a heartbeat every ``heartbeat_interval``. Committing one proves the node's event
+  loop, proposer and a quorum all work; failing to for a whole lease means this node is cut off, so it
+  *fences itself*: ``quorum_ok`` is cleared and no new step attempt starts until it commits again.
+* The leader notes, on its own monotonic clock, when it applied each node's last heartbeat. A node
+  silent for ``lease`` is proposed dead (``node_down``), which reassigns its workflows in ``apply``.
+  A new leader first grants everyone a full lease, so an election never causes a reassignment storm.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from beamflowd.raft import Proposer, ProposeError, ReplicatedState
+from beamflowd.state import SCHEMA_VERSION
+
+log = logging.getLogger(__name__)
+
+
+class Liveness:
+    def __init__(self, node_id: str, raft: ReplicatedState, proposer: Proposer, *, lease: float,
+                 heartbeat_interval: float) -> None:
+        assert heartbeat_interval * 2 <= lease, "a lease must cover at least two heartbeats"
+        self.node_id = node_id
+        self.raft = raft
+        self.proposer = proposer
+        self.lease = lease
+        self.heartbeat_interval = heartbeat_interval
+        self.quorum_ok = asyncio.Event()
+        self.last_commit = time.monotonic()
+        self._was_leader = False
+        self._heartbeat: asyncio.Task[None] | None = None
+        self._pending_down: set[str] = set()
+        self.fenced_since: float | None = None
+
+    def mark_committed(self) -> None:
+        self.last_commit = time.monotonic()
+        if not self.quorum_ok.is_set():
+            if self.fenced_since is not None:
+                log.warning("quorum regained after %.1fs: resuming step attempts",
+                            time.monotonic() - self.fenced_since)
+            self.fenced_since = None
+            self.quorum_ok.set()
+
+    async def run(self) -> None:
+        """Bounded per iteration; runs until cancelled at shutdown."""
+        while True:
+            if self._heartbeat is None or self._heartbeat.done():
+                self._heartbeat = asyncio.create_task(self._beat())
+            now = time.monotonic()
+            if now - self.last_commit > self.lease and self.quorum_ok.is_set():
+                self.quorum_ok.clear()
+                self.fenced_since = now
+                log.warning("no quorum for %.1fs: fencing myself (no new step attempts)", now - self.last_commit)
+            self._judge(now)
+            await asyncio.sleep(self.heartbeat_interval)
+
+    async def _beat(self) -> None:
+        cmd = {"v": SCHEMA_VERSION, "op": "heartbeat", "node": self.node_id, "ts": int(time.time() * 1000)}
+        try:
+            result = await self.proposer.propose(cmd, timeout=self.lease)
+            if result.ok:
+                self.mark_committed()
+        except ProposeError:
+            pass
+
+    def _judge(self, now: float) -> None:
+        leader = self.raft.is_leader()
+        if leader and not self._was_leader:
+            # Grace: the new leader has not seen anyone's heartbeats yet; give everyone a full lease.
+            for node_id in self.raft.member_grpc_addrs():
+                self.raft.heartbeat_seen[node_id] = now
+        self._was_leader = leader
+        if not leader:
+            return
+        with self.raft.lock:
+            alive = [m.id for m in self.raft.sm.members.values() if m.alive and m.id != self.node_id]
+        for node_id in alive:
+            seen = self.raft.heartbeat_seen.setdefault(node_id, now)
+            if now - seen > self.lease and node_id not in self._pending_down:
+                self._pending_down.add(node_id)
+                asyncio.create_task(self._declare_down(node_id, now - seen))
+
+    async def _declare_down(self, node_id: str, silent_for: float) -> None:
+        log.warning("node %s silent for %.1fs (lease %.1fs): declaring it down", node_id, silent_for, self.lease)
+        cmd = {"v": SCHEMA_VERSION, "op": "node_down", "node": node_id, "ts": int(time.time() * 1000),
+               "by": self.node_id}
+        try:
+            result = await self.proposer.propose(cmd, timeout=self.lease)
+            log.warning("node %s declared down: %s", node_id, dict(result.data))
+        except ProposeError as exc:
+            log.warning("could not declare %s down: %s", node_id, exc.message)
+        finally:
+            self._pending_down.discard(node_id)
+
+    def liveness_of(self, node_id: str) -> tuple[str, int]:
+        """(alive|suspect|dead, heartbeat age in ms) as this node sees it; meaningful on the leader."""
+        with self.raft.lock:
+            member = self.raft.sm.members.get(node_id)
+            alive = member is not None and member.alive
+        seen = self.raft.heartbeat_seen.get(node_id)
+        age = 0 if seen is None else int((time.monotonic() - seen) * 1000)
+        if not alive:
+            return "dead", age
+        if age > self.heartbeat_interval * 2 * 1000:
+            return "suspect", age
+        return "alive", age

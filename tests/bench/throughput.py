@@ -1,0 +1,101 @@
+"""Benchmark: submit N workflows with C in flight, wait for all to finish, print latency and throughput.
+
+    python tests/bench/throughput.py --endpoints 127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003 \
+        --workflow deploy/workflows/three-step-demo.yaml --total 1000 --concurrency 100
+
+Bounded: stops after --total submissions or --deadline seconds, whichever comes first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import time
+
+import grpc
+
+from beamflowd.api.gen.beamflow.v1 import cluster_pb2, cluster_pb2_grpc
+from beamflowd.api.gen.beamflow.v1 import workflow_pb2 as pb
+from beamflowd.api.gen.beamflow.v1 import workflow_pb2_grpc as pb_grpc
+
+TERMINAL = {pb.WORKFLOW_STATUS_SUCCEEDED, pb.WORKFLOW_STATUS_FAILED, pb.WORKFLOW_STATUS_CANCELLED}
+
+
+def pct(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
+
+
+async def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--endpoints", default="127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003")
+    ap.add_argument("--workflow", default="deploy/workflows/three-step-demo.yaml")
+    ap.add_argument("--total", type=int, default=1000)
+    ap.add_argument("--concurrency", type=int, default=100)
+    ap.add_argument("--deadline", type=float, default=300.0)
+    ap.add_argument("--input", default="{}")
+    args = ap.parse_args()
+    definition = open(args.workflow).read()
+    endpoints = args.endpoints.split(",")
+    channels = [grpc.aio.insecure_channel(e) for e in endpoints]
+    stubs = [pb_grpc.WorkflowServiceStub(c) for c in channels]
+    submit_lat: list[float] = []
+    e2e_lat: list[float] = []
+    statuses: dict[str, int] = {}
+    ids: list[str] = []
+    sem = asyncio.Semaphore(args.concurrency)
+    t_end = time.monotonic() + args.deadline
+
+    async def one(i: int) -> None:
+        stub = stubs[i % len(stubs)]
+        async with sem:
+            if time.monotonic() > t_end:
+                return
+            t0 = time.perf_counter()
+            r = await stub.SubmitWorkflow(pb.SubmitWorkflowRequest(
+                definition=definition, definition_source=args.workflow, input_json=args.input), timeout=30)
+            submit_lat.append(time.perf_counter() - t0)
+            ids.append(r.workflow_id)
+            status = pb.WORKFLOW_STATUS_UNSPECIFIED
+            async for ev in stub.WatchWorkflow(pb.WatchWorkflowRequest(workflow_id=r.workflow_id),
+                                               timeout=max(1.0, t_end - time.monotonic())):
+                status = ev.status
+            e2e_lat.append(time.perf_counter() - t0)
+            name = pb.WorkflowStatus.Name(status)
+            statuses[name] = statuses.get(name, 0) + 1
+
+    t0 = time.perf_counter()
+    results = await asyncio.gather(*(one(i) for i in range(args.total)), return_exceptions=True)
+    elapsed = time.perf_counter() - t0
+    errors = [r for r in results if isinstance(r, BaseException)]
+    cstub = cluster_pb2_grpc.ClusterServiceStub(channels[0])
+    digests: set[str] = set()
+    for _ in range(100):  # bounded: wait up to ~10 s for replicas to converge
+        st = await cstub.GetClusterStatus(cluster_pb2.GetClusterStatusRequest(), timeout=5)
+        digests = {n.digest for n in st.nodes}
+        applied = {n.applied_index for n in st.nodes}
+        if len(digests) == 1 and len(applied) == 1:
+            break
+        await asyncio.sleep(0.1)
+    report = {
+        "submitted": len(submit_lat), "finished": len(e2e_lat), "statuses": statuses, "errors": len(errors),
+        "elapsed_s": round(elapsed, 2), "workflows_per_s": round(len(e2e_lat) / elapsed, 1),
+        "submit_ms": {"p50": round(pct(submit_lat, 50) * 1e3, 2), "p99": round(pct(submit_lat, 99) * 1e3, 2)},
+        "end_to_end_ms": {"p50": round(pct(e2e_lat, 50) * 1e3, 2), "p99": round(pct(e2e_lat, 99) * 1e3, 2)},
+        "digests_equal": len(digests) == 1,
+    }
+    if errors:
+        report["first_error"] = repr(errors[0])[:300]
+    print(json.dumps(report, indent=2))
+    for c in channels:
+        await c.close()
+    return 0 if not errors and report["digests_equal"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))
