@@ -31,6 +31,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="allow `exec` steps to run programs on this node (off by default)")
     parser.add_argument("--enable-chaos", dest="chaos_enabled", action="store_true", default=None,
                         help="accept destructive chaos calls (off by default)")
+    parser.add_argument("--fsync", choices=["always", "batch", "off"],
+                        help="journal durability before acknowledging (default batch; see README)")
+    parser.add_argument("--lease-timeout", dest="lease_timeout", type=float,
+                        help="seconds without a heartbeat before the leader declares a node dead (default 2)")
     parser.add_argument("--log-level", dest="log_level", choices=["debug", "info", "warning", "error"])
     return parser.parse_args(argv)
 
