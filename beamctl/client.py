@@ -1,0 +1,322 @@
+"""The one place that talks gRPC: channels, endpoints, fail-over, retries and error -> exit-code mapping.
+
+Commands never touch ``grpc`` directly; they call :class:`Client`, which turns every gRPC outcome into a
+result or a :class:`~beamctl.errors.CliError` with a documented exit code.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, TypeVar
+
+import grpc
+import typer
+
+from beamctl.errors import CliError, ExitCode, one_line
+from beamflowd.api.gen.beamflow.v1 import cluster_pb2, cluster_pb2_grpc, workflow_pb2, workflow_pb2_grpc
+
+DEFAULT_ENDPOINTS = "127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003"
+ENDPOINTS_ENV = "BEAMFLOW_ENDPOINTS"
+
+#: Full passes over the endpoint list before giving up with exit 4; an election takes ~1 s (DESIGN 4a).
+ROUNDS = 3
+#: Pause before round 2, 3, ...: bounded, so a dead cluster fails in seconds, not minutes.
+BACKOFF_S: tuple[float, ...] = (0.5, 1.0)
+#: A watch stream with no event for this long is re-opened on the next endpoint: a hung node can't stall it.
+WATCH_RESUBSCRIBE_S = 30.0
+
+TERMINAL_STATUSES = frozenset(
+    {
+        workflow_pb2.WORKFLOW_STATUS_SUCCEEDED,
+        workflow_pb2.WORKFLOW_STATUS_FAILED,
+        workflow_pb2.WORKFLOW_STATUS_CANCELLED,
+    }
+)
+
+# Reconnect quickly after a node restarts; never route loopback endpoints through an http proxy.
+#: Event types that end a workflow; a watch stops after one of these (the server then closes the stream).
+TERMINAL_EVENT_TYPES = frozenset({"completed", "failed", "cancelled"})
+
+_CHANNEL_OPTIONS = [
+    ("grpc.initial_reconnect_backoff_ms", 200),
+    ("grpc.min_reconnect_backoff_ms", 200),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+    ("grpc.enable_http_proxy", 0),
+]
+
+_FAILOVER_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
+# A watch stream also breaks with CANCELLED when its node shuts down.
+_STREAM_BREAK_CODES = _FAILOVER_CODES | {grpc.StatusCode.CANCELLED}
+
+_EXIT_BY_CODE: dict[Any, ExitCode] = {
+    grpc.StatusCode.INVALID_ARGUMENT: ExitCode.USAGE,
+    grpc.StatusCode.OUT_OF_RANGE: ExitCode.USAGE,
+    grpc.StatusCode.NOT_FOUND: ExitCode.NOT_FOUND,
+    grpc.StatusCode.ALREADY_EXISTS: ExitCode.CONFLICT,
+    grpc.StatusCode.FAILED_PRECONDITION: ExitCode.CONFLICT,
+    grpc.StatusCode.ABORTED: ExitCode.CONFLICT,
+    grpc.StatusCode.PERMISSION_DENIED: ExitCode.PERMISSION,
+    grpc.StatusCode.UNAUTHENTICATED: ExitCode.PERMISSION,
+    grpc.StatusCode.UNAVAILABLE: ExitCode.UNAVAILABLE,
+    grpc.StatusCode.DEADLINE_EXCEEDED: ExitCode.UNAVAILABLE,
+}
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Global options of one invocation, carried in the Typer context object."""
+
+    endpoints: tuple[str, ...]
+    timeout: float
+    output: str = "table"
+
+
+def parse_endpoints(text: str) -> tuple[str, ...]:
+    """Split ``host:port,host:port``; refuse malformed entries early (exit 2) rather than as a gRPC error."""
+    endpoints = tuple(part.strip() for part in text.split(",") if part.strip())
+    if not endpoints:
+        raise CliError("no endpoints given: use --endpoints host:port[,host:port...]", ExitCode.USAGE)
+    for endpoint in endpoints:
+        host, sep, port = endpoint.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise CliError(f"invalid endpoint {endpoint!r}: expected host:port", ExitCode.USAGE)
+    return endpoints
+
+
+def default_endpoints() -> str:
+    """``BEAMFLOW_ENDPOINTS`` or the local 3-node default."""
+    return os.environ.get(ENDPOINTS_ENV) or DEFAULT_ENDPOINTS
+
+
+def settings_of(ctx: typer.Context) -> Settings:
+    """The global options set by the root callback; defaults when a sub-app is invoked on its own."""
+    settings = ctx.find_object(Settings)
+    if settings is None:
+        return Settings(endpoints=parse_endpoints(default_endpoints()), timeout=10.0)
+    return settings
+
+
+def error_from_rpc(err: grpc.RpcError, endpoint: str) -> CliError:
+    """Map a non-retryable gRPC status to a CliError; the server's message names the file/step/field."""
+    code = err.code()
+    details = one_line(err.details() or "") or (code.name if code is not None else "unknown error")
+    exit_code = _EXIT_BY_CODE.get(code, ExitCode.INTERNAL)
+    if exit_code is ExitCode.INTERNAL:
+        name = code.name if code is not None else "UNKNOWN"
+        return CliError(f"internal error from {endpoint} ({name}): {details}", exit_code)
+    return CliError(details, exit_code)
+
+
+def _workflows(channel: grpc.Channel) -> Any:
+    return workflow_pb2_grpc.WorkflowServiceStub(channel)  # type: ignore[no-untyped-call]
+
+
+def _cluster(channel: grpc.Channel) -> Any:
+    return cluster_pb2_grpc.ClusterServiceStub(channel)  # type: ignore[no-untyped-call]
+
+
+class Client:
+    """Calls the cluster with fail-over: start at the endpoint that last worked, rotate on UNAVAILABLE."""
+
+    def __init__(
+        self,
+        endpoints: Sequence[str],
+        timeout: float,
+        *,
+        rounds: int = ROUNDS,
+        backoff: Sequence[float] = BACKOFF_S,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if not endpoints:
+            raise CliError("no endpoints given", ExitCode.USAGE)
+        self.endpoints = tuple(endpoints)
+        self.timeout = timeout
+        self._rounds = max(1, rounds)
+        self._backoff = tuple(backoff) or (0.0,)
+        self._sleep = sleep
+        self._preferred = 0
+        self._channels: dict[str, grpc.Channel] = {}
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Client:
+        return cls(settings.endpoints, settings.timeout)
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        for channel in self._channels.values():
+            channel.close()
+        self._channels.clear()
+
+    # -- plumbing --------------------------------------------------------------------------------------------
+
+    def _channel(self, endpoint: str) -> grpc.Channel:
+        channel = self._channels.get(endpoint)
+        if channel is None:
+            channel = grpc.insecure_channel(endpoint, options=_CHANNEL_OPTIONS)
+            self._channels[endpoint] = channel
+        return channel
+
+    def _pause(self, round_index: int, deadline: float | None = None) -> None:
+        """Back off before round ``round_index`` (1-based), never past ``deadline``."""
+        delay = self._backoff[min(round_index - 1, len(self._backoff) - 1)]
+        if deadline is not None:
+            delay = min(delay, max(0.0, deadline - time.monotonic()))
+        if delay > 0:
+            self._sleep(delay)
+
+    def _unavailable(self, what: str, last_error: str) -> CliError:
+        tried = ",".join(self.endpoints)
+        return CliError(
+            f"cluster unavailable: {what} failed on every endpoint ({tried}) after {self._rounds} rounds; "
+            f"last error: {last_error or 'none'}",
+            ExitCode.UNAVAILABLE,
+        )
+
+    def unary(self, what: str, call: Callable[[grpc.Channel, float], T]) -> T:
+        """Run ``call(channel, timeout)`` with fail-over; the request must be idempotent (request ids)."""
+        last_error = ""
+        count = len(self.endpoints)
+        for round_index in range(self._rounds):
+            if round_index:
+                self._pause(round_index)
+            start = self._preferred
+            for offset in range(count):
+                index = (start + offset) % count
+                endpoint = self.endpoints[index]
+                try:
+                    result = call(self._channel(endpoint), self.timeout)
+                except grpc.RpcError as err:
+                    if err.code() in _FAILOVER_CODES:
+                        last_error = f"{endpoint}: {err.code().name}: {one_line(err.details() or '')}"
+                        continue
+                    raise error_from_rpc(err, endpoint) from None
+                self._preferred = index
+                return result
+        raise self._unavailable(what, last_error)
+
+    # -- WorkflowService -------------------------------------------------------------------------------------
+
+    def submit_workflow(
+        self, request: workflow_pb2.SubmitWorkflowRequest
+    ) -> workflow_pb2.SubmitWorkflowResponse:
+        """Submit; set ``request.request_id`` so the server deduplicates a retry after fail-over."""
+        response: workflow_pb2.SubmitWorkflowResponse = self.unary(
+            "submit", lambda ch, t: _workflows(ch).SubmitWorkflow(request, timeout=t)
+        )
+        return response
+
+    def get_workflow(self, workflow_id: str) -> workflow_pb2.GetWorkflowResponse:
+        request = workflow_pb2.GetWorkflowRequest(workflow_id=workflow_id)
+        response: workflow_pb2.GetWorkflowResponse = self.unary(
+            "get", lambda ch, t: _workflows(ch).GetWorkflow(request, timeout=t)
+        )
+        return response
+
+    def list_workflows(
+        self, request: workflow_pb2.ListWorkflowsRequest
+    ) -> workflow_pb2.ListWorkflowsResponse:
+        response: workflow_pb2.ListWorkflowsResponse = self.unary(
+            "list", lambda ch, t: _workflows(ch).ListWorkflows(request, timeout=t)
+        )
+        return response
+
+    def cancel_workflow(
+        self, request: workflow_pb2.CancelWorkflowRequest
+    ) -> workflow_pb2.CancelWorkflowResponse:
+        response: workflow_pb2.CancelWorkflowResponse = self.unary(
+            "cancel", lambda ch, t: _workflows(ch).CancelWorkflow(request, timeout=t)
+        )
+        return response
+
+    def watch_workflow(
+        self,
+        workflow_id: str,
+        *,
+        after_seq: int = 0,
+        deadline: float | None = None,
+        resubscribe_s: float = WATCH_RESUBSCRIBE_S,
+    ) -> Iterator[workflow_pb2.WatchWorkflowResponse]:
+        """Yield events until the workflow's end event, or the stream ends with the workflow finished.
+
+        A broken stream is re-opened on the next endpoint with ``after_seq`` = the last event seen, so no
+        event is shown twice. Consecutive breaks without progress are bounded like unary calls (then exit 4);
+        ``deadline`` (a ``time.monotonic()`` value) bounds the whole watch (then exit 7).
+        """
+        count = len(self.endpoints)
+        index = self._preferred
+        failures = 0
+        last_error = ""
+        terminal_seen = False  # a response said the workflow ended; only its last events may be missing
+        while True:
+            period = resubscribe_s
+            if deadline is not None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise CliError(
+                        f"timed out waiting for workflow {workflow_id} to end", ExitCode.WAIT_TIMEOUT
+                    )
+                period = min(period, remaining)
+            endpoint = self.endpoints[index]
+            request = workflow_pb2.WatchWorkflowRequest(workflow_id=workflow_id, after_seq=after_seq)
+            stream = _workflows(self._channel(endpoint)).WatchWorkflow(request, timeout=period)
+            progressed = False
+            try:
+                for response in stream:
+                    progressed = True
+                    failures = 0
+                    self._preferred = index
+                    after_seq = max(after_seq, response.event.seq)
+                    yield response
+                    if response.status in TERMINAL_STATUSES:
+                        terminal_seen = True
+                        if response.event.type in TERMINAL_EVENT_TYPES:
+                            return
+                if terminal_seen:
+                    return
+                # The server ended the stream without a terminal status: finished, or the node is leaving.
+                status = self.get_workflow(workflow_id).workflow.status
+                if status in TERMINAL_STATUSES:
+                    return
+                last_error = f"{endpoint}: stream ended while the workflow was still running"
+            except grpc.RpcError as err:
+                code = err.code()
+                if terminal_seen:
+                    return
+                if code not in _STREAM_BREAK_CODES:
+                    raise error_from_rpc(err, endpoint) from None
+                if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+                    # Our own re-subscribe timer (or the overall deadline, checked above): not a fault.
+                    index = index if progressed else (index + 1) % count
+                    continue
+                last_error = f"{endpoint}: {code.name}: {one_line(err.details() or '')}"
+            finally:
+                stream.cancel()
+            if not progressed:
+                failures += 1
+                if failures >= self._rounds * count:
+                    raise self._unavailable("watch", last_error)
+                if failures % count == 0:
+                    self._pause(failures // count, deadline)
+            index = (index + 1) % count
+
+    # -- ClusterService --------------------------------------------------------------------------------------
+
+    def cluster_status(self) -> cluster_pb2.GetClusterStatusResponse:
+        request = cluster_pb2.GetClusterStatusRequest()
+        response: cluster_pb2.GetClusterStatusResponse = self.unary(
+            "cluster status", lambda ch, t: _cluster(ch).GetClusterStatus(request, timeout=t)
+        )
+        return response

@@ -1,0 +1,72 @@
+"""The ``beamctl`` entry point: global options, the command groups, and the short aliases."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from beamctl import cluster, workflow
+from beamctl.client import ENDPOINTS_ENV, Settings, default_endpoints, parse_endpoints
+from beamctl.errors import CliError, ExitCode, fail
+from beamctl.output import OutputFormat
+
+EPILOG = (
+    "Exit codes: 0 ok; 1 workflow failed or cancelled (--wait, watch); 2 usage error or invalid input; "
+    "3 not found; 4 cluster unavailable (no endpoint answered); 5 conflict (already exists, failed "
+    "precondition); 6 permission denied or unauthenticated; 7 --timeout-wait expired; 10 internal error; "
+    "130 interrupted. See docs/cli.md."
+)
+
+app = typer.Typer(
+    name="beamctl",
+    help="Control a BEAMFlow cluster: submit and watch workflows, inspect the cluster.\n\n"
+    "Example: beamctl --endpoints 127.0.0.1:7001 workflow submit hello.yaml --wait",
+    epilog=EPILOG,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    rich_markup_mode="markdown",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.add_typer(workflow.app, name="workflow")
+app.add_typer(cluster.app, name="cluster")
+# The famous one gets a top-level alias, as `temporal workflow start` users expect `beamctl submit`.
+app.command("submit", epilog="Alias of `beamctl workflow submit`. " + EPILOG)(workflow.submit)
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    endpoints: Annotated[
+        str | None,
+        typer.Option(
+            "--endpoints",
+            "-e",
+            metavar="HOST:PORT,...",
+            help=f"gRPC endpoints to try in order, with fail-over. Env {ENDPOINTS_ENV}; "
+            "default 127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003.",
+            show_default=False,
+        ),
+    ] = None,
+    timeout: Annotated[
+        float, typer.Option("--timeout", min=0.1, metavar="SECONDS", help="Deadline of each call.")
+    ] = 10.0,
+    fmt: Annotated[OutputFormat, typer.Option("--output", "-o", help="Output format.")] = OutputFormat.table,
+) -> None:
+    """Global options; every command reads them from the context object."""
+    try:
+        parsed = parse_endpoints(endpoints if endpoints is not None else default_endpoints())
+    except CliError as err:
+        fail(err.message, err.code)
+    ctx.obj = Settings(endpoints=parsed, timeout=timeout, output=str(fmt.value))
+
+
+def main() -> None:
+    """Console-script entry point (``beamctl = "beamctl.main:main"``)."""
+    try:
+        app(prog_name="beamctl")
+    except KeyboardInterrupt:  # raised outside a command, e.g. while the CLI imports
+        sys.stderr.write("beamctl: error: interrupted\n")
+        sys.exit(int(ExitCode.INTERRUPTED))
