@@ -22,7 +22,8 @@ from typing import Any
 
 from beamflowd.backoff import retry_delay_ms
 from beamflowd.expressions import resolve
-from beamflowd.raft import Proposer, ProposeError, ReplicatedState
+from beamflowd.raft import ProposeError, Proposer, ReplicatedState
+from beamflowd.scheduling import first_starts, wake_time
 from beamflowd.spec import StepSpec, WorkflowSpec
 from beamflowd.state import (
     SCHEMA_VERSION,
@@ -133,12 +134,9 @@ class Actor:
 
     async def _start(self, view: WorkflowView, step: StepSpec, attempt: int) -> None:
         ts = now_ms()
-        try:
-            delay = STEP_KINDS[step.run].durable_delay_ms(resolve(step.params, _scope(view)))
-        except ValueError:
-            delay = None  # a bad resolved value fails the attempt itself, with the kind's message
         cmd = {"v": SCHEMA_VERSION, "op": "start", "wf": view.id, "epoch": view.epoch, "step": step.id,
-               "attempt": attempt, "ts": ts, "wake": ts + delay if delay else 0, "node": self.executor.node_id}
+               "attempt": attempt, "ts": ts, "wake": wake_time(step, _scope(view), ts),
+               "node": self.executor.node_id}
         try:
             await self.executor.proposer.propose(cmd)
         except ProposeError as exc:
@@ -183,7 +181,14 @@ class Actor:
             timeout_ms = step.timeout_ms or view.spec.timeout_ms
             timeout = timeout_ms / 1000 if timeout_ms else ex.default_step_timeout
             output = await asyncio.wait_for(STEP_KINDS[step.run].run(ctx, params), timeout)
-            return {"op": "succeed", "output": encode_output(output), "ts": now_ms()}
+            encoded = encode_output(output)
+            ts = now_ms()
+            # Steps this success makes ready start in the same entry (the state machine re-checks them).
+            statuses = {sid: s.status for sid, s in view.steps.items()}
+            statuses[step.id] = STEP_SUCCEEDED
+            scope["steps"][step.id] = json.loads(encoded)
+            starts = first_starts(view.spec, statuses.__getitem__, scope, ts)
+            return {"op": "succeed", "output": encoded, "ts": ts, "start": starts}
         except StepError as exc:
             return self._failure(step, attempt, exc.message, exc.error_class)
         except TimeoutError:

@@ -14,7 +14,7 @@ import asyncio
 import logging
 import time
 
-from beamflowd.raft import Proposer, ProposeError, ReplicatedState
+from beamflowd.raft import ProposeError, Proposer, ReplicatedState
 from beamflowd.state import SCHEMA_VERSION
 
 log = logging.getLogger(__name__)

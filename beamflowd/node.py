@@ -23,7 +23,7 @@ from beamflowd.changes import ChangeHub
 from beamflowd.config import NodeConfig
 from beamflowd.executor import Executor
 from beamflowd.liveness import Liveness
-from beamflowd.raft import Proposer, ProposeError, RaftTuning, ReplicatedState
+from beamflowd.raft import ProposeError, Proposer, RaftTuning, ReplicatedState
 from beamflowd.state import SCHEMA_VERSION
 from beamflowd.steps import aclose_http_client
 

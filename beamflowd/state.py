@@ -85,7 +85,8 @@ class WorkflowState:
     id: str
     name: str
     spec: WorkflowSpec
-    spec_plain: dict[str, Any]
+    #: Key of the definition in ``StateMachine.specs`` (shared by all workflows of one definition).
+    spec_hash: str
     input_json: str
     owner: str
     created_ms: int
@@ -104,7 +105,7 @@ class WorkflowState:
 
     def to_plain(self) -> dict[str, Any]:
         return {
-            "id": self.id, "name": self.name, "spec": self.spec_plain, "input": self.input_json,
+            "id": self.id, "name": self.name, "spec": self.spec_hash, "input": self.input_json,
             "owner": self.owner, "created": self.created_ms, "updated": self.updated_ms,
             "rid": self.request_id, "status": self.status, "epoch": self.epoch, "error": self.error,
             "steps": [s.to_plain() for s in self.steps.values()],
@@ -112,9 +113,9 @@ class WorkflowState:
         }
 
     @classmethod
-    def from_plain(cls, p: Mapping[str, Any]) -> WorkflowState:
+    def from_plain(cls, p: Mapping[str, Any], spec: WorkflowSpec) -> WorkflowState:
         wf = cls(
-            id=p["id"], name=p["name"], spec=WorkflowSpec.from_plain(p["spec"]), spec_plain=p["spec"],
+            id=p["id"], name=p["name"], spec=spec, spec_hash=p["spec"],
             input_json=p["input"], owner=p["owner"], created_ms=p["created"], updated_ms=p["updated"],
             request_id=p["rid"], status=p["status"], epoch=p["epoch"], error=p["error"],
             next_seq=p["next_seq"],
@@ -149,6 +150,8 @@ class StateMachine:
         self.owned: dict[str, int] = {}
         #: Ids of non-terminal workflows per owner (a set: iterate it sorted, never in set order).
         self.owned_ids: dict[str, set[str]] = {}
+        #: Definitions by hash of their canonical form, with the number of workflows using each.
+        self.specs: dict[str, SpecEntry] = {}
         #: request id -> workflow id, FIFO-bounded; makes retried submits idempotent.
         self.request_ids: dict[str, str] = {}
         self.counters: dict[str, int] = {
@@ -212,10 +215,15 @@ class StateMachine:
         owner = self._place()
         if owner is None:
             return Result("UNAVAILABLE", "no live node to own the workflow")
-        spec = WorkflowSpec.from_plain(cmd["spec"])
+        spec_hash = cmd.get("spec_hash") or spec_digest(cmd["spec"])
+        entry = self.specs.get(spec_hash)
+        if entry is None:
+            entry = self.specs[spec_hash] = SpecEntry(WorkflowSpec.from_plain(cmd["spec"]), cmd["spec"], 0)
+        entry.refs += 1
+        spec = entry.spec
         ts = cmd["ts"]
         wf = WorkflowState(
-            id=wf_id, name=spec.name, spec=spec, spec_plain=cmd["spec"], input_json=cmd["input"],
+            id=wf_id, name=spec.name, spec=spec, spec_hash=spec_hash, input_json=cmd["input"],
             owner=owner, created_ms=ts, updated_ms=ts, request_id=rid,
         )
         for step in spec.steps:
@@ -225,7 +233,21 @@ class StateMachine:
         self._remember_request(rid, wf_id)
         self.counters["submitted"] += 1
         self._event(wf, ts, "submitted", "", 0, f"owner {owner}", cmd.get("node", ""))
+        self._start_ready(wf, cmd.get("start", ()), ts, cmd.get("node", ""))
         return Result("OK", data={"wf": wf_id, "owner": owner, "existing": False})
+
+    def _start_ready(self, wf: WorkflowState, starts: Iterable[Any], ts: int, node: str) -> None:
+        """Start first attempts the proposer found ready, in the same entry (saves a round trip).
+
+        Each is checked like a ``start`` command; one that is not ready is skipped, and the owner's
+        actor starts it later with its own command.
+        """
+        for step_id, wake in starts:
+            step = wf.steps.get(step_id)
+            if step is None or step.status != STEP_PENDING or wf.terminal:
+                continue
+            if all(wf.steps[n].status == STEP_SUCCEEDED for n in wf.spec.step(step_id).needs):
+                self._mark_started(wf, step, 1, ts, wake, node)
 
     def _remember_request(self, rid: str, wf_id: str) -> None:
         self.request_ids[rid] = wf_id
@@ -261,11 +283,15 @@ class StateMachine:
         for need in wf.spec.step(step.id).needs:
             if wf.steps[need].status != STEP_SUCCEEDED:
                 return Result("FAILED_PRECONDITION", f"step {step.id} needs {need}")
-        step.status, step.attempts = STEP_RUNNING, attempt
-        step.started_ms, step.next_ms, step.error, step.error_class = cmd["ts"], cmd.get("wake", 0), "", ""
-        wf.updated_ms = cmd["ts"]
-        self._event(wf, cmd["ts"], "step_started", step.id, attempt, "", cmd.get("node", ""))
+        self._mark_started(wf, step, attempt, cmd["ts"], cmd.get("wake", 0), cmd.get("node", ""))
         return Result("OK")
+
+    def _mark_started(self, wf: WorkflowState, step: StepState, attempt: int, ts: int, wake: int,
+                      node: str) -> None:
+        step.status, step.attempts = STEP_RUNNING, attempt
+        step.started_ms, step.next_ms, step.error, step.error_class = ts, wake, "", ""
+        wf.updated_ms = ts
+        self._event(wf, ts, "step_started", step.id, attempt, "", node)
 
     def _check_running(self, step: StepState, attempt: int) -> Result | None:
         if step.status != STEP_RUNNING or step.attempts != attempt:
@@ -288,6 +314,8 @@ class StateMachine:
         self._event(wf, ts, "step_succeeded", step.id, step.attempts, "", cmd.get("node", ""))
         if all(s.status == STEP_SUCCEEDED for s in wf.steps.values()):
             self._finish(wf, WORKFLOW_SUCCEEDED, ts, "", cmd.get("node", ""))
+        else:
+            self._start_ready(wf, cmd.get("start", ()), ts, cmd.get("node", ""))
         return Result("OK")
 
     def _fail(self, cmd: Mapping[str, Any]) -> Result:
@@ -427,7 +455,11 @@ class StateMachine:
         excess = max(0, len(terminal) - keep_max)
         doomed = [wf.id for i, wf in enumerate(terminal) if i < excess or wf.updated_ms < before]
         for wf_id in doomed[: cmd.get("limit", 10_000)]:
-            del self.workflows[wf_id]
+            wf = self.workflows.pop(wf_id)
+            entry = self.specs[wf.spec_hash]
+            entry.refs -= 1
+            if entry.refs == 0:
+                del self.specs[wf.spec_hash]
         self.counters["collected"] += len(doomed[: cmd.get("limit", 10_000)])
         return Result("OK", data={"collected": len(doomed[: cmd.get("limit", 10_000)])})
 
@@ -451,6 +483,7 @@ class StateMachine:
         return {
             "v": SCHEMA_VERSION,
             "members": [m.to_plain() for m in self.members.values()],
+            "specs": [[h, self.specs[h].plain] for h in sorted(self.specs)],
             "workflows": [wf.to_plain() for wf in self.workflows.values()],
             "request_ids": list(self.request_ids.items()),
             "counters": dict(self.counters),
@@ -464,8 +497,12 @@ class StateMachine:
         for mp in p["members"]:
             sm.members[mp[0]] = Member(*mp)
             sm.owned.setdefault(mp[0], 0)
+        for spec_hash, plain in p["specs"]:
+            sm.specs[spec_hash] = SpecEntry(WorkflowSpec.from_plain(plain), plain, 0)
         for wp in p["workflows"]:
-            wf = WorkflowState.from_plain(wp)
+            entry = sm.specs[wp["spec"]]
+            entry.refs += 1
+            wf = WorkflowState.from_plain(wp, entry.spec)
             sm.workflows[wf.id] = wf
             if not wf.terminal:
                 sm._own(wf, wf.owner)
@@ -478,11 +515,24 @@ class StateMachine:
         self.workflows, self.members, self.owned = other.workflows, other.members, other.owned
         self.owned_ids = other.owned_ids
         self.request_ids, self.counters = other.request_ids, other.counters
+        self.specs = other.specs
         self._changed = set(self.workflows)
 
     def digest(self) -> str:
         """SHA-256 of the canonical encoding: equal on replicas that applied the same log."""
         return hashlib.sha256(encode_plain(self.to_plain())).hexdigest()
+
+
+@dataclass(slots=True)
+class SpecEntry:
+    spec: WorkflowSpec
+    plain: dict[str, Any]
+    refs: int
+
+
+def spec_digest(plain: Mapping[str, Any]) -> str:
+    """Content address of a definition: 24 hex digits of SHA-256 over its canonical JSON."""
+    return hashlib.sha256(encode_plain(plain)).hexdigest()[:24]
 
 
 def encode_plain(plain: Mapping[str, Any]) -> bytes:

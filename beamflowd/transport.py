@@ -20,7 +20,7 @@ from pysyncobj.transport import TCPTransport
 
 
 class BeamTransport(TCPTransport):  # type: ignore[misc]
-    def __init__(self, syncObj: Any, selfNode: Any, otherNodes: Any) -> None:  # noqa: N803 (pysyncobj's names)
+    def __init__(self, syncObj: Any, selfNode: Any, otherNodes: Any) -> None:
         super().__init__(syncObj, selfNode, otherNodes)
         self.blocked: set[str] = set()  # peer Raft addresses "host:port"
 
@@ -34,12 +34,12 @@ class BeamTransport(TCPTransport):  # type: ignore[misc]
         return bool(super().send(node, message))
 
     # ----------------------------------------------------------- partitions
-    def _onMessageReceived(self, node: Any, message: Any) -> None:  # noqa: N802
+    def _onMessageReceived(self, node: Any, message: Any) -> None:
         if getattr(node, "address", None) in self.blocked:
             return
         super()._onMessageReceived(node, message)
 
-    def _connectIfNecessarySingle(self, node: Any) -> bool:  # noqa: N802
+    def _connectIfNecessarySingle(self, node: Any) -> bool:
         if node.address in self.blocked:
             return False
         return bool(super()._connectIfNecessarySingle(node))

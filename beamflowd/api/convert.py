@@ -48,12 +48,12 @@ def step_message(wf: WorkflowState, step: StepState) -> pb.Step:
     return msg
 
 
-def workflow_message(wf: WorkflowState) -> pb.Workflow:
+def workflow_message(wf: WorkflowState, spec_plain: object) -> pb.Workflow:
     return pb.Workflow(
         id=wf.id, name=wf.name, status=WORKFLOW_STATUS[wf.status], owner=wf.owner, epoch=wf.epoch,
         create_time=timestamp(wf.created_ms), update_time=timestamp(wf.updated_ms),
         input_json=wf.input_json, steps=[step_message(wf, s) for s in wf.steps.values()], error=wf.error,
-        definition_json=json.dumps(wf.spec_plain, sort_keys=True), description=wf.spec.description,
+        definition_json=json.dumps(spec_plain, sort_keys=True), description=wf.spec.description,
     )
 
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 import secrets
 import time
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 import grpc
 
@@ -15,10 +17,12 @@ from beamflowd.api import convert
 from beamflowd.api.gen.beamflow.v1 import workflow_pb2 as pb
 from beamflowd.api.gen.beamflow.v1 import workflow_pb2_grpc as pb_grpc
 from beamflowd.changes import ChangeHub
-from beamflowd.raft import Proposer, ProposeError, ReplicatedState
-from beamflowd.spec import MAX_DEFINITION_BYTES, SpecError, parse_input, parse_workflow
-from beamflowd.state import SCHEMA_VERSION, Result
+from beamflowd.raft import ProposeError, Proposer, ReplicatedState
+from beamflowd.scheduling import first_starts
+from beamflowd.spec import MAX_DEFINITION_BYTES, SpecError, WorkflowSpec, parse_input, parse_workflow
+from beamflowd.state import SCHEMA_VERSION, Result, spec_digest
 
+_CLOSING_EVENTS = frozenset({"completed", "failed", "cancelled"})
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
 MAX_PAGE_SIZE = 1000
 DEFAULT_PAGE_SIZE = 100
@@ -61,8 +65,8 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):  # type: ignore[misc]
             await _abort(context, "INVALID_ARGUMENT",
                          f"{source}: definition is larger than the limit of {MAX_DEFINITION_BYTES} bytes")
         try:
-            spec = parse_workflow(request.definition, source=source)
-            parse_input(request.input_json or "{}", source="input")
+            spec, spec_plain, spec_hash = compile_definition(request.definition, source)
+            workflow_input = parse_input(request.input_json or "{}", source="input")
         except SpecError as exc:
             await _abort(context, "INVALID_ARGUMENT", str(exc))
         if request.workflow_id and not _ID.match(request.workflow_id):
@@ -70,10 +74,13 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):  # type: ignore[misc]
                          "workflow_id: must match [A-Za-z0-9][A-Za-z0-9_.:-]{0,127}")
         if len(request.request_id) > 128:
             await _abort(context, "INVALID_ARGUMENT", "request_id: longer than 128 characters")
+        now = int(time.time() * 1000)
         cmd: dict[str, object] = {
             "v": SCHEMA_VERSION, "op": "submit", "rid": request.request_id or uuid.uuid4().hex,
-            "wf": request.workflow_id or new_workflow_id(), "spec": spec.to_plain(),
-            "input": _compact(request.input_json), "ts": int(time.time() * 1000), "node": self.node_id,
+            "wf": request.workflow_id or new_workflow_id(), "spec": spec_plain, "spec_hash": spec_hash,
+            "input": _compact(request.input_json), "ts": now, "node": self.node_id,
+            # Root steps start in the same entry: one round trip less per workflow.
+            "start": first_starts(spec, lambda _: "pending", {"input": workflow_input, "steps": {}}, now),
         }
         result = await self._propose(context, cmd)
         if not result.ok:
@@ -86,7 +93,7 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):  # type: ignore[misc]
         with self.raft.lock:
             wf = self.raft.sm.workflows.get(request.workflow_id)
             if wf is not None:
-                response = pb.GetWorkflowResponse(workflow=convert.workflow_message(wf),
+                response = pb.GetWorkflowResponse(workflow=convert.workflow_message(wf, self.raft.sm.specs[wf.spec_hash].plain),
                                                   events=[convert.event_message(e) for e in wf.events])
         if wf is None:
             await _abort(context, "NOT_FOUND", f"workflow {request.workflow_id!r} not found")
@@ -127,7 +134,7 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):  # type: ignore[misc]
             await _abort(context, result.code, result.message)
         with self.raft.lock:
             wf = self.raft.sm.workflows[request.workflow_id]
-            message = convert.workflow_message(wf)
+            message = convert.workflow_message(wf, self.raft.sm.specs[wf.spec_hash].plain)
         return pb.CancelWorkflowResponse(workflow=message, cancelled=bool(result.data.get("cancelled")))
 
     async def WatchWorkflow(self, request: pb.WatchWorkflowRequest,
@@ -155,7 +162,9 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):  # type: ignore[misc]
                     await _abort(context, "NOT_FOUND", f"workflow {wf_id!r} not found")
                     return
                 for event in fresh:
-                    yield pb.WatchWorkflowResponse(event=event, status=status)
+                    # The status *after* this event: only the closing event carries the terminal status.
+                    after = status if event.type in _CLOSING_EVENTS else pb.WORKFLOW_STATUS_RUNNING
+                    yield pb.WatchWorkflowResponse(event=event, status=after)
                     last = event.seq
                 if terminal:
                     return
@@ -165,6 +174,14 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):  # type: ignore[misc]
                     pass
         finally:
             self.hub.unsubscribe(wf_id, changed)
+
+
+@functools.lru_cache(maxsize=256)
+def compile_definition(text: str, source: str) -> tuple[WorkflowSpec, dict[str, Any], str]:
+    """Parse + validate once per distinct definition text (most submits repeat a few definitions)."""
+    spec = parse_workflow(text, source=source)
+    plain = spec.to_plain()
+    return spec, plain, spec_digest(plain)
 
 
 def _compact(input_json: str) -> str:
