@@ -11,6 +11,7 @@ import asyncio
 import logging
 import signal
 import time
+from collections.abc import Callable
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -55,6 +56,8 @@ class Node:
                                  quorum_ok=self.liveness.quorum_ok, max_restarts=config.max_actor_restarts,
                                  restart_window=config.actor_restart_window)
         self.background: list[asyncio.Task[None]] = []
+        #: Called on the event loop with the ids of workflows each applied batch touched.
+        self.change_listeners: list[Callable[[set[str]], None]] = []
         self.health = health.aio.HealthServicer()
         self.cluster = ClusterServicer(config.node_id, self.raft, config.initial_cluster, config.grpc_addr,
                                        self.liveness)
@@ -72,6 +75,8 @@ class Node:
         if self.executor is not None:
             self.executor.on_changed(changed)
         self.hub.publish(changed)
+        for listener in self.change_listeners:
+            listener(changed)
 
     async def _join(self) -> None:
         """Commit our membership (idempotent) — retried until a leader takes it or we are stopped."""

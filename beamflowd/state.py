@@ -26,6 +26,10 @@ SCHEMA_VERSION = 1
 MAX_EVENTS_PER_WORKFLOW = 200
 MAX_REQUEST_IDS = 200_000
 MAX_EVENT_MESSAGE = 1_000
+#: Cluster-wide feed of notable events (failures, retries, reassignments, node deaths) for dashboards.
+MAX_NOTABLE_EVENTS = 200
+NOTABLE_KINDS = frozenset({"step_failed", "retry_scheduled", "failed", "cancelled", "reassigned",
+                           "stale_result_rejected"})
 
 WORKFLOW_RUNNING = "running"
 WORKFLOW_SUCCEEDED = "succeeded"
@@ -43,6 +47,8 @@ TERMINAL_STEP = frozenset({STEP_SUCCEEDED, STEP_FAILED, STEP_CANCELLED})
 
 # Event tuple layout: (seq, ts_ms, type, step_id, attempt, message, node)
 Event = tuple[int, int, str, str, int, str, str]
+# Notable tuple layout: (ts_ms, type, workflow_id, workflow_name, step_id, message, node)
+Notable = tuple[int, str, str, str, str, str, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +165,7 @@ class StateMachine:
             "stale_rejected": 0, "retries_scheduled": 0, "steps_succeeded": 0, "steps_failed": 0,
             "reassigned": 0, "nodes_down": 0, "collected": 0,
         }
+        self.notable: list[Notable] = []
         #: Ids of workflows touched since the last :meth:`drain_changed` (not part of the state).
         self._changed: set[str] = set()
 
@@ -401,6 +408,7 @@ class StateMachine:
             return Result("OK", data={"moved": 0})
         member.alive = False
         self.counters["nodes_down"] += 1
+        self._notable(cmd["ts"], "node_down", "", "", "", f"node {node} declared down", cmd.get("by", ""))
         moved = 0
         for wf_id in sorted(self.owned_ids.get(node, ())):
             new_owner = self._place()
@@ -470,6 +478,17 @@ class StateMachine:
         if len(wf.events) > MAX_EVENTS_PER_WORKFLOW:
             del wf.events[0]
         self._changed.add(wf.id)
+        if kind in NOTABLE_KINDS:
+            self._notable(ts, kind, wf.id, wf.name, step, message, node)
+
+    def _notable(self, ts: int, kind: str, wf_id: str, wf_name: str, step: str, message: str, node: str) -> None:
+        self.notable.append((ts, kind, wf_id, wf_name, step, message[:MAX_EVENT_MESSAGE], node))
+        if len(self.notable) > MAX_NOTABLE_EVENTS:
+            del self.notable[0]
+
+    def running_count(self) -> int:
+        c = self.counters
+        return c["submitted"] - c["succeeded"] - c["failed"] - c["cancelled"]
 
     # ---------------------------------------------------------------- queries
     def iter_newest_first(self) -> Iterator[WorkflowState]:
@@ -487,6 +506,7 @@ class StateMachine:
             "workflows": [wf.to_plain() for wf in self.workflows.values()],
             "request_ids": list(self.request_ids.items()),
             "counters": dict(self.counters),
+            "notable": [list(n) for n in self.notable],
         }
 
     @classmethod
@@ -508,6 +528,7 @@ class StateMachine:
                 sm._own(wf, wf.owner)
         sm.request_ids = {rid: wf for rid, wf in p["request_ids"]}
         sm.counters.update(p["counters"])
+        sm.notable = [tuple(n) for n in p["notable"]]  # type: ignore[misc]
         return sm
 
     def load(self, other: StateMachine) -> None:
@@ -516,6 +537,7 @@ class StateMachine:
         self.owned_ids = other.owned_ids
         self.request_ids, self.counters = other.request_ids, other.counters
         self.specs = other.specs
+        self.notable = other.notable
         self._changed = set(self.workflows)
 
     def digest(self) -> str:
