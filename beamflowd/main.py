@@ -35,6 +35,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="journal durability before acknowledging (default batch; see README)")
     parser.add_argument("--lease-timeout", dest="lease_timeout", type=float,
                         help="seconds without a heartbeat before the leader declares a node dead (default 2)")
+    parser.add_argument("--compaction-min-entries", dest="compaction_min_entries", type=int,
+                        help="snapshot the log after this many applied entries (default 20000)")
+    parser.add_argument("--compaction-min-time", dest="compaction_min_time", type=float,
+                        help="at most one snapshot per this many seconds (default 60)")
     parser.add_argument("--log-level", dest="log_level", choices=["debug", "info", "warning", "error"])
     return parser.parse_args(argv)
 

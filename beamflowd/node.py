@@ -17,15 +17,27 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from beamflowd.api.chaos import ChaosServicer  # issue 4
+from beamflowd.api.gen.beamflow.v1 import chaos_pb2, chaos_pb2_grpc  # issue 4
 from beamflowd.api.cluster import ClusterServicer
-from beamflowd.api.gen.beamflow.v1 import cluster_pb2, cluster_pb2_grpc, workflow_pb2, workflow_pb2_grpc
+from beamflowd.api.gen.beamflow.v1 import (
+    cluster_pb2,
+    cluster_pb2_grpc,
+    stats_pb2,
+    stats_pb2_grpc,
+    workflow_pb2,
+    workflow_pb2_grpc,
+)
+from beamflowd.api.stats import StatsServicer
 from beamflowd.api.workflows import WorkflowServicer
 from beamflowd.changes import ChangeHub
+from beamflowd.chaos import Chaos  # issue 4
 from beamflowd.config import NodeConfig
 from beamflowd.executor import Executor
 from beamflowd.liveness import Liveness
 from beamflowd.raft import ProposeError, Proposer, RaftTuning, ReplicatedState
 from beamflowd.state import SCHEMA_VERSION
+from beamflowd.stats import StatsAggregator
 from beamflowd.steps import aclose_http_client
 
 log = logging.getLogger("beamflowd")
@@ -44,7 +56,10 @@ class Node:
         self.executor: Executor | None = None
         self.stopping = asyncio.Event()
         self.raft = ReplicatedState(
-            config.raft_addr, config.raft_partners, config.data_dir, RaftTuning(), config.raft_password,
+            config.raft_addr, config.raft_partners, config.data_dir,
+            RaftTuning(compaction_min_entries=config.compaction_min_entries,
+                       compaction_min_time=config.compaction_min_time),
+            config.raft_password,
             self._on_applied_threadsafe, fsync=config.fsync,
         )
         self.proposer = Proposer(self.raft, self.loop)
@@ -55,9 +70,18 @@ class Node:
                                  max_concurrent_attempts=config.max_concurrent_attempts,
                                  quorum_ok=self.liveness.quorum_ok, max_restarts=config.max_actor_restarts,
                                  restart_window=config.actor_restart_window)
+        # --- chaos (issue 4): refused unless config.chaos_enabled; hooks the executor only when enabled
+        self.chaos = Chaos(config.node_id, enabled=config.chaos_enabled, raft=self.raft,
+                           proposer=self.proposer, executor=self.executor, initial_cluster=config.initial_cluster,
+                           data_dir=config.data_dir)
         self.background: list[asyncio.Task[None]] = []
         #: Called on the event loop with the ids of workflows each applied batch touched.
         self.change_listeners: list[Callable[[set[str]], None]] = []
+        self.stats = StatsAggregator(self.raft, self.loop)
+        self.change_listeners.append(self.stats.on_changed)
+        self.stats_api = StatsServicer(config.node_id, config.grpc_addr, self.raft, config.initial_cluster,
+                                       self.liveness, self.executor, self.stats, config.chaos_enabled)
+        self.stats_api.chaos_view = self.chaos
         self.health = health.aio.HealthServicer()
         self.cluster = ClusterServicer(config.node_id, self.raft, config.initial_cluster, config.grpc_addr,
                                        self.liveness)
@@ -99,18 +123,25 @@ class Node:
         workflow_pb2_grpc.add_WorkflowServiceServicer_to_server(
             WorkflowServicer(self.config.node_id, self.raft, self.proposer, self.hub), self.server)
         cluster_pb2_grpc.add_ClusterServiceServicer_to_server(self.cluster, self.server)
+        stats_pb2_grpc.add_StatsServiceServicer_to_server(  # type: ignore[no-untyped-call, unused-ignore]
+            self.stats_api, self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        chaos_pb2_grpc.add_ChaosServiceServicer_to_server(  # type: ignore[no-untyped-call, unused-ignore]
+            ChaosServicer(self.chaos), self.server)  # issue 4
         service_names = (
             workflow_pb2.DESCRIPTOR.services_by_name["WorkflowService"].full_name,
             cluster_pb2.DESCRIPTOR.services_by_name["ClusterService"].full_name,
+            stats_pb2.DESCRIPTOR.services_by_name["StatsService"].full_name,
             health.SERVICE_NAME,
             reflection.SERVICE_NAME,
+            chaos_pb2.DESCRIPTOR.services_by_name["ChaosService"].full_name,  # issue 4
         )
         reflection.enable_server_reflection(service_names, self.server)
         await self.health.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
         self.server.add_insecure_port(self.config.grpc_addr)
         await self.server.start()
         self.proposer.start()
+        self.background.append(asyncio.create_task(self.stats.run(), name="stats"))
         log.info("node %s: raft %s, grpc %s, data %s", self.config.node_id, self.config.raft_addr,
                  self.config.grpc_addr, self.config.data_dir)
         await self._join()
@@ -119,6 +150,7 @@ class Node:
             self.background.append(asyncio.create_task(self.liveness.run(), name="liveness"))
             self.background.append(asyncio.create_task(self._collect_garbage(), name="gc"))
             self.executor.scan()
+            self.chaos.start()  # issue 4
             await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
             for name in service_names[:2]:
                 await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
@@ -157,6 +189,8 @@ class Node:
             await self.executor.close()
         await self.proposer.stop()
         await self.cluster.close()
+        await self.chaos.close()  # issue 4
+        await self.stats_api.close()
         await aclose_http_client()
         self.raft.destroy()
         log.info("node %s stopped", self.config.node_id)

@@ -15,6 +15,14 @@ from beamflowd.raft import ReplicatedState
 #: How long GetClusterStatus waits for each peer's own report.
 PEER_STATUS_TIMEOUT = 1.5
 
+#: A restarted peer must be seen again within a second, not after gRPC's default backoff (up to 120 s).
+PEER_CHANNEL_OPTIONS = [
+    ("grpc.initial_reconnect_backoff_ms", 200),
+    ("grpc.min_reconnect_backoff_ms", 200),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+    ("grpc.enable_http_proxy", 0),
+]
+
 _ROLES = {0: pb.NODE_ROLE_FOLLOWER, 1: pb.NODE_ROLE_CANDIDATE, 2: pb.NODE_ROLE_LEADER}
 
 
@@ -84,7 +92,7 @@ class ClusterServicer(pb_grpc.ClusterServiceServicer):  # type: ignore[misc]
             return unreachable, []
         channel = self._channels.get(grpc_addr)
         if channel is None:
-            channel = self._channels[grpc_addr] = grpc.aio.insecure_channel(grpc_addr)
+            channel = self._channels[grpc_addr] = grpc.aio.insecure_channel(grpc_addr, options=PEER_CHANNEL_OPTIONS)
         try:
             response = await pb_grpc.ClusterServiceStub(channel).GetNodeStatus(
                 pb.GetNodeStatusRequest(), timeout=PEER_STATUS_TIMEOUT)
