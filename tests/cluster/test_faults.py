@@ -95,6 +95,12 @@ def test_owner_death_resumes_without_repeating_completed_steps(recorded_cluster:
     moved = owners[victim]
     cluster.kill_node(victim)
     survivor = next(n for n in cluster.running_ids())
+
+    def victim_dead() -> bool:
+        nodes = {n.id: n for n in cluster.cluster_status(survivor).nodes}
+        return nodes[victim].liveness == "dead" and not nodes[victim].reachable
+
+    cluster.wait_until(victim_dead, 15, f"cluster status to show {victim} dead")
     done = wait_terminal(cluster, survivor, ids, timeout=60)
 
     for wf_id, wf in done.items():
