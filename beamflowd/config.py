@@ -123,7 +123,8 @@ def build_config(file_values: Mapping[str, Any], flag_values: Mapping[str, Any])
     if not _is_loopback(raft_host) and not merged.get("raft_password"):
         raise ConfigError(
             f"raft_password: required because the Raft address {cluster[node_id]} is not loopback "
-            "(the Raft port would otherwise accept unauthenticated peers)")
+            "(the Raft port would otherwise accept unauthenticated peers)"
+        )
     if merged.get("fsync", "batch") not in ("always", "batch", "off"):
         raise ConfigError(f"fsync: expected always, batch or off, got {merged['fsync']!r}")
     lease = float(merged.get("lease_timeout", NodeConfig.lease_timeout))

@@ -21,8 +21,15 @@ log = logging.getLogger(__name__)
 
 
 class Liveness:
-    def __init__(self, node_id: str, raft: ReplicatedState, proposer: Proposer, *, lease: float,
-                 heartbeat_interval: float) -> None:
+    def __init__(
+        self,
+        node_id: str,
+        raft: ReplicatedState,
+        proposer: Proposer,
+        *,
+        lease: float,
+        heartbeat_interval: float,
+    ) -> None:
         assert heartbeat_interval * 2 <= lease, "a lease must cover at least two heartbeats"
         self.node_id = node_id
         self.raft = raft
@@ -34,14 +41,18 @@ class Liveness:
         self._was_leader = False
         self._heartbeat: asyncio.Task[None] | None = None
         self._pending_down: set[str] = set()
+        #: Strong references to in-flight declarations (asyncio keeps only weak ones).
+        self._declarations: set[asyncio.Task[None]] = set()
         self.fenced_since: float | None = None
 
     def mark_committed(self) -> None:
         self.last_commit = time.monotonic()
         if not self.quorum_ok.is_set():
             if self.fenced_since is not None:
-                log.warning("quorum regained after %.1fs: resuming step attempts",
-                            time.monotonic() - self.fenced_since)
+                log.warning(
+                    "quorum regained after %.1fs: resuming step attempts",
+                    time.monotonic() - self.fenced_since,
+                )
             self.fenced_since = None
             self.quorum_ok.set()
 
@@ -54,7 +65,9 @@ class Liveness:
             if now - self.last_commit > self.lease and self.quorum_ok.is_set():
                 self.quorum_ok.clear()
                 self.fenced_since = now
-                log.warning("no quorum for %.1fs: fencing myself (no new step attempts)", now - self.last_commit)
+                log.warning(
+                    "no quorum for %.1fs: fencing myself (no new step attempts)", now - self.last_commit
+                )
             self._judge(now)
             await asyncio.sleep(self.heartbeat_interval)
 
@@ -82,12 +95,19 @@ class Liveness:
             seen = self.raft.heartbeat_seen.setdefault(node_id, now)
             if now - seen > self.lease and node_id not in self._pending_down:
                 self._pending_down.add(node_id)
-                asyncio.create_task(self._declare_down(node_id, now - seen))
+                self._declarations.add(asyncio.create_task(self._declare_down(node_id, now - seen)))
 
     async def _declare_down(self, node_id: str, silent_for: float) -> None:
-        log.warning("node %s silent for %.1fs (lease %.1fs): declaring it down", node_id, silent_for, self.lease)
-        cmd = {"v": SCHEMA_VERSION, "op": "node_down", "node": node_id, "ts": int(time.time() * 1000),
-               "by": self.node_id}
+        log.warning(
+            "node %s silent for %.1fs (lease %.1fs): declaring it down", node_id, silent_for, self.lease
+        )
+        cmd = {
+            "v": SCHEMA_VERSION,
+            "op": "node_down",
+            "node": node_id,
+            "ts": int(time.time() * 1000),
+            "by": self.node_id,
+        }
         try:
             result = await self.proposer.propose(cmd, timeout=self.lease)
             log.warning("node %s declared down: %s", node_id, dict(result.data))
@@ -95,6 +115,9 @@ class Liveness:
             log.warning("could not declare %s down: %s", node_id, exc.message)
         finally:
             self._pending_down.discard(node_id)
+            current = asyncio.current_task()
+            if current is not None:
+                self._declarations.discard(current)
 
     def liveness_of(self, node_id: str) -> tuple[str, int]:
         """(alive|suspect|dead, heartbeat age in ms) as this node sees it; meaningful on the leader."""

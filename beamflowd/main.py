@@ -19,26 +19,57 @@ EXAMPLE = """example:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="beamflowd", description="Run one BEAMFlow node (Raft member, workflow executor, gRPC API).",
-        epilog=EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
+        prog="beamflowd",
+        description="Run one BEAMFlow node (Raft member, workflow executor, gRPC API).",
+        epilog=EXAMPLE,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--config", help="TOML config file; flags given here override its keys")
     parser.add_argument("--node-id", dest="node_id", help="this node's id, one of --initial-cluster")
-    parser.add_argument("--initial-cluster", dest="initial_cluster",
-                        help="all members as id=host:port (Raft addresses), comma separated")
+    parser.add_argument(
+        "--initial-cluster",
+        dest="initial_cluster",
+        help="all members as id=host:port (Raft addresses), comma separated",
+    )
     parser.add_argument("--grpc-addr", dest="grpc_addr", help="gRPC listen address (default 127.0.0.1:7001)")
     parser.add_argument("--data-dir", dest="data_dir", help="Raft journal and snapshots (default ./data)")
-    parser.add_argument("--allow-exec", dest="allow_exec", action="store_true", default=None,
-                        help="allow `exec` steps to run programs on this node (off by default)")
-    parser.add_argument("--enable-chaos", dest="chaos_enabled", action="store_true", default=None,
-                        help="accept destructive chaos calls (off by default)")
-    parser.add_argument("--fsync", choices=["always", "batch", "off"],
-                        help="journal durability before acknowledging (default batch; see README)")
-    parser.add_argument("--lease-timeout", dest="lease_timeout", type=float,
-                        help="seconds without a heartbeat before the leader declares a node dead (default 2)")
-    parser.add_argument("--compaction-min-entries", dest="compaction_min_entries", type=int,
-                        help="snapshot the log after this many applied entries (default 20000)")
-    parser.add_argument("--compaction-min-time", dest="compaction_min_time", type=float,
-                        help="at most one snapshot per this many seconds (default 60)")
+    parser.add_argument(
+        "--allow-exec",
+        dest="allow_exec",
+        action="store_true",
+        default=None,
+        help="allow `exec` steps to run programs on this node (off by default)",
+    )
+    parser.add_argument(
+        "--enable-chaos",
+        dest="chaos_enabled",
+        action="store_true",
+        default=None,
+        help="accept destructive chaos calls (off by default)",
+    )
+    parser.add_argument(
+        "--fsync",
+        choices=["always", "batch", "off"],
+        help="journal durability before acknowledging (default batch; see README)",
+    )
+    parser.add_argument(
+        "--lease-timeout",
+        dest="lease_timeout",
+        type=float,
+        help="seconds without a heartbeat before the leader declares a node dead (default 2)",
+    )
+    parser.add_argument(
+        "--compaction-min-entries",
+        dest="compaction_min_entries",
+        type=int,
+        help="snapshot the log after this many applied entries (default 20000)",
+    )
+    parser.add_argument(
+        "--compaction-min-time",
+        dest="compaction_min_time",
+        type=float,
+        help="at most one snapshot per this many seconds (default 60)",
+    )
     parser.add_argument("--log-level", dest="log_level", choices=["debug", "info", "warning", "error"])
     return parser.parse_args(argv)
 
@@ -53,8 +84,10 @@ def main(argv: list[str] | None = None) -> None:
         print(f"beamflowd: error: {exc}", file=sys.stderr)
         sys.exit(2)
     logging.basicConfig(
-        level=config.log_level.upper(), stream=sys.stderr,
-        format=f"%(asctime)s %(levelname)s {config.node_id} %(name)s: %(message)s")
+        level=config.log_level.upper(),
+        stream=sys.stderr,
+        format=f"%(asctime)s %(levelname)s {config.node_id} %(name)s: %(message)s",
+    )
     logging.getLogger("pysyncobj").setLevel(logging.WARNING)
 
     from beamflowd.node import Node

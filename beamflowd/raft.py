@@ -39,8 +39,12 @@ MAX_BATCHES_IN_FLIGHT = 4
 MAX_QUEUED_COMMANDS = 50_000
 
 # Failures after which the command certainly did not commit: safe to retry as is.
-_RETRYABLE = {FAIL_REASON.QUEUE_FULL, FAIL_REASON.MISSING_LEADER, FAIL_REASON.DISCARDED,
-              FAIL_REASON.NOT_LEADER}
+_RETRYABLE = {
+    FAIL_REASON.QUEUE_FULL,
+    FAIL_REASON.MISSING_LEADER,
+    FAIL_REASON.DISCARDED,
+    FAIL_REASON.NOT_LEADER,
+}
 # "May have committed": our commands are idempotent (request ids, attempt/epoch checks), so these are
 # retried too; a duplicate comes back as a harmless rejection that callers re-read state after.
 _UNKNOWN = {FAIL_REASON.LEADER_CHANGED, FAIL_REASON.REQUEST_DENIED}
@@ -65,8 +69,16 @@ AppliedCallback = Callable[[set[str]], None]
 class ReplicatedState(SyncObj):  # type: ignore[misc]
     """The state machine behind pysyncobj. ``lock`` guards ``sm`` against readers on other threads."""
 
-    def __init__(self, self_addr: str, partners: list[str], data_dir: str, tuning: RaftTuning,
-                 password: str | None, on_applied: AppliedCallback, fsync: str = "batch") -> None:
+    def __init__(
+        self,
+        self_addr: str,
+        partners: list[str],
+        data_dir: str,
+        tuning: RaftTuning,
+        password: str | None,
+        on_applied: AppliedCallback,
+        fsync: str = "batch",
+    ) -> None:
         if fsync not in FSYNC_MODES:
             raise ValueError(f"fsync: expected one of {', '.join(FSYNC_MODES)}, got {fsync!r}")
         self.fsync = fsync
@@ -136,7 +148,7 @@ class ReplicatedState(SyncObj):  # type: ignore[misc]
         return bool(self._isLeader())
 
     # ---------------------------------------------------------- tick thread
-    @replicated  # type: ignore[misc]
+    @replicated  # type: ignore[untyped-decorator]
     def apply_batch(self, commands: list[Mapping[str, Any]]) -> list[Result]:
         with self.lock:
             results = self.sm.apply_all(commands)
@@ -246,8 +258,11 @@ class Proposer:
         try:
             return await asyncio.wait_for(asyncio.shield(fut), timeout + 0.5)
         except TimeoutError:
-            raise ProposeError("UNAVAILABLE", "no quorum: the command was not committed in time "
-                                              "(it may still commit; retrying with the same request id is safe)") from None
+            raise ProposeError(
+                "UNAVAILABLE",
+                "no quorum: the command was not committed in time "
+                "(it may still commit; retrying with the same request id is safe)",
+            ) from None
 
     async def _flush_forever(self) -> None:
         while True:

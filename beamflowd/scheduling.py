@@ -13,7 +13,8 @@ from beamflowd.steps import STEP_KINDS
 def ready_steps(spec: WorkflowSpec, status_of: Callable[[str], str]) -> list[StepSpec]:
     """Pending steps whose every need has succeeded, in definition order."""
     return [
-        step for step in spec.steps
+        step
+        for step in spec.steps
         if status_of(step.id) == "pending" and all(status_of(n) == "succeeded" for n in step.needs)
     ]
 
@@ -30,7 +31,8 @@ def wake_time(step: StepSpec, scope: Mapping[str, Any], now_ms: int) -> int:
     return now_ms + delay if delay else 0
 
 
-def first_starts(spec: WorkflowSpec, status_of: Callable[[str], str], scope: Mapping[str, Any],
-                 now_ms: int) -> list[list[Any]]:
+def first_starts(
+    spec: WorkflowSpec, status_of: Callable[[str], str], scope: Mapping[str, Any], now_ms: int
+) -> list[list[Any]]:
     """``[[step_id, wake_ms], ...]`` for steps ready now: carried in submit/succeed commands."""
     return [[step.id, wake_time(step, scope, now_ms)] for step in ready_steps(spec, status_of)]

@@ -27,8 +27,14 @@ _ROLES = {0: pb.NODE_ROLE_FOLLOWER, 1: pb.NODE_ROLE_CANDIDATE, 2: pb.NODE_ROLE_L
 
 
 class ClusterServicer(pb_grpc.ClusterServiceServicer):  # type: ignore[misc]
-    def __init__(self, node_id: str, raft: ReplicatedState, initial_cluster: Mapping[str, str],
-                 grpc_addr: str, liveness: Liveness) -> None:
+    def __init__(
+        self,
+        node_id: str,
+        raft: ReplicatedState,
+        initial_cluster: Mapping[str, str],
+        grpc_addr: str,
+        liveness: Liveness,
+    ) -> None:
         self.node_id = node_id
         self.liveness = liveness
         self.raft = raft
@@ -39,22 +45,35 @@ class ClusterServicer(pb_grpc.ClusterServiceServicer):  # type: ignore[misc]
 
     def leader_id(self) -> str:
         leader = self.raft.raft_status().get("leader")
-        return "" if leader is None else self.raft_to_id.get(str(getattr(leader, "address", leader)), str(leader))
+        return (
+            ""
+            if leader is None
+            else self.raft_to_id.get(str(getattr(leader, "address", leader)), str(leader))
+        )
 
     def local_status(self) -> pb.NodeStatus:
         status = self.raft.raft_status()
         digest, owned = self.raft.digest_and_owned(self.node_id)
         liveness, hb_age = self.liveness.liveness_of(self.node_id)
         return pb.NodeStatus(
-            id=self.node_id, raft_address=self.initial_cluster[self.node_id], grpc_address=self.grpc_addr,
-            role=_ROLES.get(status.get("state", -1), pb.NODE_ROLE_UNSPECIFIED), term=status.get("raft_term", 0),
-            commit_index=status.get("commit_idx", 0), applied_index=status.get("last_applied", 0),
-            reachable=True, digest=digest, owned_workflows=owned, leader_id=self.leader_id(),
-            liveness=liveness, last_heartbeat_age_ms=hb_age,
+            id=self.node_id,
+            raft_address=self.initial_cluster[self.node_id],
+            grpc_address=self.grpc_addr,
+            role=_ROLES.get(status.get("state", -1), pb.NODE_ROLE_UNSPECIFIED),
+            term=status.get("raft_term", 0),
+            commit_index=status.get("commit_idx", 0),
+            applied_index=status.get("last_applied", 0),
+            reachable=True,
+            digest=digest,
+            owned_workflows=owned,
+            leader_id=self.leader_id(),
+            liveness=liveness,
+            last_heartbeat_age_ms=hb_age,
         )
 
-    async def GetNodeStatus(self, request: pb.GetNodeStatusRequest,
-                            context: grpc.aio.ServicerContext) -> pb.GetNodeStatusResponse:
+    async def GetNodeStatus(
+        self, request: pb.GetNodeStatusRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetNodeStatusResponse:
         return pb.GetNodeStatusResponse(node=self.local_status(), peers=self.peer_liveness())
 
     def peer_liveness(self) -> list[pb.PeerLiveness]:
@@ -64,8 +83,9 @@ class ClusterServicer(pb_grpc.ClusterServiceServicer):  # type: ignore[misc]
             peers.append(pb.PeerLiveness(node_id=node_id, liveness=liveness, last_heartbeat_age_ms=age))
         return peers
 
-    async def GetClusterStatus(self, request: pb.GetClusterStatusRequest,
-                               context: grpc.aio.ServicerContext) -> pb.GetClusterStatusResponse:
+    async def GetClusterStatus(
+        self, request: pb.GetClusterStatusRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetClusterStatusResponse:
         members = self.raft.member_grpc_addrs()
         node_ids = sorted(set(self.initial_cluster) | set(members))
         answers = await asyncio.gather(*(self._status_of(nid, members.get(nid, "")) for nid in node_ids))
@@ -85,17 +105,24 @@ class ClusterServicer(pb_grpc.ClusterServiceServicer):  # type: ignore[misc]
     async def _status_of(self, node_id: str, grpc_addr: str) -> tuple[pb.NodeStatus, list[pb.PeerLiveness]]:
         if node_id == self.node_id:
             return self.local_status(), self.peer_liveness()
-        unreachable = pb.NodeStatus(id=node_id, raft_address=self.initial_cluster.get(node_id, ""),
-                                    grpc_address=grpc_addr, reachable=False)
+        unreachable = pb.NodeStatus(
+            id=node_id,
+            raft_address=self.initial_cluster.get(node_id, ""),
+            grpc_address=grpc_addr,
+            reachable=False,
+        )
         if not grpc_addr:
             unreachable.error = "has not joined yet (gRPC address unknown)"
             return unreachable, []
         channel = self._channels.get(grpc_addr)
         if channel is None:
-            channel = self._channels[grpc_addr] = grpc.aio.insecure_channel(grpc_addr, options=PEER_CHANNEL_OPTIONS)
+            channel = self._channels[grpc_addr] = grpc.aio.insecure_channel(
+                grpc_addr, options=PEER_CHANNEL_OPTIONS
+            )
         try:
             response = await pb_grpc.ClusterServiceStub(channel).GetNodeStatus(
-                pb.GetNodeStatusRequest(), timeout=PEER_STATUS_TIMEOUT)
+                pb.GetNodeStatusRequest(), timeout=PEER_STATUS_TIMEOUT
+            )
             return response.node, list(response.peers)
         except grpc.aio.AioRpcError as exc:
             unreachable.error = f"{exc.code().name}: {exc.details()}"

@@ -37,11 +37,20 @@ def timestamp(ms: int) -> Timestamp | None:
 def step_message(wf: WorkflowState, step: StepState) -> pb.Step:
     spec = wf.spec.step(step.id)
     msg = pb.Step(
-        id=step.id, kind=spec.run, status=STEP_STATUS[step.status], attempts=step.attempts,
-        output_json=step.output_json, error=step.error, error_class=step.error_class, needs=list(spec.needs),
+        id=step.id,
+        kind=spec.run,
+        status=STEP_STATUS[step.status],
+        attempts=step.attempts,
+        output_json=step.output_json,
+        error=step.error,
+        error_class=step.error_class,
+        needs=list(spec.needs),
     )
-    for name, ms in (("start_time", step.started_ms), ("end_time", step.ended_ms),
-                     ("next_attempt_time", step.next_ms)):
+    for name, ms in (
+        ("start_time", step.started_ms),
+        ("end_time", step.ended_ms),
+        ("next_attempt_time", step.next_ms),
+    ):
         ts = timestamp(ms)
         if ts is not None:
             getattr(msg, name).CopyFrom(ts)
@@ -50,22 +59,37 @@ def step_message(wf: WorkflowState, step: StepState) -> pb.Step:
 
 def workflow_message(wf: WorkflowState, spec_plain: object) -> pb.Workflow:
     return pb.Workflow(
-        id=wf.id, name=wf.name, status=WORKFLOW_STATUS[wf.status], owner=wf.owner, epoch=wf.epoch,
-        create_time=timestamp(wf.created_ms), update_time=timestamp(wf.updated_ms),
-        input_json=wf.input_json, steps=[step_message(wf, s) for s in wf.steps.values()], error=wf.error,
-        definition_json=json.dumps(spec_plain, sort_keys=True), description=wf.spec.description,
+        id=wf.id,
+        name=wf.name,
+        status=WORKFLOW_STATUS[wf.status],
+        owner=wf.owner,
+        epoch=wf.epoch,
+        create_time=timestamp(wf.created_ms),
+        update_time=timestamp(wf.updated_ms),
+        input_json=wf.input_json,
+        steps=[step_message(wf, s) for s in wf.steps.values()],
+        error=wf.error,
+        definition_json=json.dumps(spec_plain, sort_keys=True),
+        description=wf.spec.description,
     )
 
 
 def summary_message(wf: WorkflowState) -> pb.WorkflowSummary:
     return pb.WorkflowSummary(
-        id=wf.id, name=wf.name, status=WORKFLOW_STATUS[wf.status], owner=wf.owner, epoch=wf.epoch,
-        create_time=timestamp(wf.created_ms), update_time=timestamp(wf.updated_ms),
-        steps_total=len(wf.steps), steps_succeeded=sum(1 for s in wf.steps.values() if s.status == "succeeded"),
+        id=wf.id,
+        name=wf.name,
+        status=WORKFLOW_STATUS[wf.status],
+        owner=wf.owner,
+        epoch=wf.epoch,
+        create_time=timestamp(wf.created_ms),
+        update_time=timestamp(wf.updated_ms),
+        steps_total=len(wf.steps),
+        steps_succeeded=sum(1 for s in wf.steps.values() if s.status == "succeeded"),
     )
 
 
 def event_message(event: Event) -> pb.WorkflowEvent:
     seq, ts, kind, step, attempt, message, node = event
-    return pb.WorkflowEvent(seq=seq, time=timestamp(ts), type=kind, step_id=step, attempt=attempt,
-                            message=message, node=node)
+    return pb.WorkflowEvent(
+        seq=seq, time=timestamp(ts), type=kind, step_id=step, attempt=attempt, message=message, node=node
+    )

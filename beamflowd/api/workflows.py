@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import re
 import secrets
@@ -30,9 +31,18 @@ MAX_REASON = 1000
 #: A watch stream re-checks state at least this often even without notifications.
 WATCH_RECHECK_SECONDS = 5.0
 
-_CODES = {name: getattr(grpc.StatusCode, name) for name in (
-    "NOT_FOUND", "ALREADY_EXISTS", "FAILED_PRECONDITION", "INVALID_ARGUMENT", "UNAVAILABLE", "ABORTED",
-    "RESOURCE_EXHAUSTED")}
+_CODES = {
+    name: getattr(grpc.StatusCode, name)
+    for name in (
+        "NOT_FOUND",
+        "ALREADY_EXISTS",
+        "FAILED_PRECONDITION",
+        "INVALID_ARGUMENT",
+        "UNAVAILABLE",
+        "ABORTED",
+        "RESOURCE_EXHAUSTED",
+    )
+}
 
 
 def new_workflow_id() -> str:
@@ -58,49 +68,67 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):  # type: ignore[misc]
             await _abort(context, exc.code, exc.message)
             raise AssertionError("unreachable") from None
 
-    async def SubmitWorkflow(self, request: pb.SubmitWorkflowRequest,
-                             context: grpc.aio.ServicerContext) -> pb.SubmitWorkflowResponse:
+    async def SubmitWorkflow(
+        self, request: pb.SubmitWorkflowRequest, context: grpc.aio.ServicerContext
+    ) -> pb.SubmitWorkflowResponse:
         source = request.definition_source or "<definition>"
         if len(request.definition.encode()) > MAX_DEFINITION_BYTES:
-            await _abort(context, "INVALID_ARGUMENT",
-                         f"{source}: definition is larger than the limit of {MAX_DEFINITION_BYTES} bytes")
+            await _abort(
+                context,
+                "INVALID_ARGUMENT",
+                f"{source}: definition is larger than the limit of {MAX_DEFINITION_BYTES} bytes",
+            )
         try:
             spec, spec_plain, spec_hash = compile_definition(request.definition, source)
             workflow_input = parse_input(request.input_json or "{}", source="input")
         except SpecError as exc:
             await _abort(context, "INVALID_ARGUMENT", str(exc))
         if request.workflow_id and not _ID.match(request.workflow_id):
-            await _abort(context, "INVALID_ARGUMENT",
-                         "workflow_id: must match [A-Za-z0-9][A-Za-z0-9_.:-]{0,127}")
+            await _abort(
+                context, "INVALID_ARGUMENT", "workflow_id: must match [A-Za-z0-9][A-Za-z0-9_.:-]{0,127}"
+            )
         if len(request.request_id) > 128:
             await _abort(context, "INVALID_ARGUMENT", "request_id: longer than 128 characters")
         now = int(time.time() * 1000)
         cmd: dict[str, object] = {
-            "v": SCHEMA_VERSION, "op": "submit", "rid": request.request_id or uuid.uuid4().hex,
-            "wf": request.workflow_id or new_workflow_id(), "spec": spec_plain, "spec_hash": spec_hash,
-            "input": _compact(request.input_json), "ts": now, "node": self.node_id,
+            "v": SCHEMA_VERSION,
+            "op": "submit",
+            "rid": request.request_id or uuid.uuid4().hex,
+            "wf": request.workflow_id or new_workflow_id(),
+            "spec": spec_plain,
+            "spec_hash": spec_hash,
+            "input": _compact(request.input_json),
+            "ts": now,
+            "node": self.node_id,
             # Root steps start in the same entry: one round trip less per workflow.
             "start": first_starts(spec, lambda _: "pending", {"input": workflow_input, "steps": {}}, now),
         }
         result = await self._propose(context, cmd)
         if not result.ok:
             await _abort(context, result.code, result.message)
-        return pb.SubmitWorkflowResponse(workflow_id=str(result.data["wf"]), owner=str(result.data["owner"]),
-                                         existing=bool(result.data["existing"]))
+        return pb.SubmitWorkflowResponse(
+            workflow_id=str(result.data["wf"]),
+            owner=str(result.data["owner"]),
+            existing=bool(result.data["existing"]),
+        )
 
-    async def GetWorkflow(self, request: pb.GetWorkflowRequest,
-                          context: grpc.aio.ServicerContext) -> pb.GetWorkflowResponse:
+    async def GetWorkflow(
+        self, request: pb.GetWorkflowRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetWorkflowResponse:
         with self.raft.lock:
             wf = self.raft.sm.workflows.get(request.workflow_id)
             if wf is not None:
-                response = pb.GetWorkflowResponse(workflow=convert.workflow_message(wf, self.raft.sm.specs[wf.spec_hash].plain),
-                                                  events=[convert.event_message(e) for e in wf.events])
+                response = pb.GetWorkflowResponse(
+                    workflow=convert.workflow_message(wf, self.raft.sm.specs[wf.spec_hash].plain),
+                    events=[convert.event_message(e) for e in wf.events],
+                )
         if wf is None:
             await _abort(context, "NOT_FOUND", f"workflow {request.workflow_id!r} not found")
         return response
 
-    async def ListWorkflows(self, request: pb.ListWorkflowsRequest,
-                            context: grpc.aio.ServicerContext) -> pb.ListWorkflowsResponse:
+    async def ListWorkflows(
+        self, request: pb.ListWorkflowsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListWorkflowsResponse:
         status = convert.STATUS_NAME.get(request.status) if request.status else None
         if request.status and status is None:
             await _abort(context, "INVALID_ARGUMENT", f"status: unknown value {request.status}")
@@ -123,12 +151,19 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):  # type: ignore[misc]
         next_token = str(offset + page_size) if offset + page_size < total else ""
         return pb.ListWorkflowsResponse(workflows=page, next_page_token=next_token, total_matching=total)
 
-    async def CancelWorkflow(self, request: pb.CancelWorkflowRequest,
-                             context: grpc.aio.ServicerContext) -> pb.CancelWorkflowResponse:
+    async def CancelWorkflow(
+        self, request: pb.CancelWorkflowRequest, context: grpc.aio.ServicerContext
+    ) -> pb.CancelWorkflowResponse:
         if len(request.reason) > MAX_REASON:
             await _abort(context, "INVALID_ARGUMENT", f"reason: longer than {MAX_REASON} characters")
-        cmd: dict[str, object] = {"v": SCHEMA_VERSION, "op": "cancel", "wf": request.workflow_id,
-                                  "reason": request.reason, "ts": int(time.time() * 1000), "node": self.node_id}
+        cmd: dict[str, object] = {
+            "v": SCHEMA_VERSION,
+            "op": "cancel",
+            "wf": request.workflow_id,
+            "reason": request.reason,
+            "ts": int(time.time() * 1000),
+            "node": self.node_id,
+        }
         result = await self._propose(context, cmd)
         if not result.ok:
             await _abort(context, result.code, result.message)
@@ -137,8 +172,9 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):  # type: ignore[misc]
             message = convert.workflow_message(wf, self.raft.sm.specs[wf.spec_hash].plain)
         return pb.CancelWorkflowResponse(workflow=message, cancelled=bool(result.data.get("cancelled")))
 
-    async def WatchWorkflow(self, request: pb.WatchWorkflowRequest,
-                            context: grpc.aio.ServicerContext) -> AsyncIterator[pb.WatchWorkflowResponse]:
+    async def WatchWorkflow(
+        self, request: pb.WatchWorkflowRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.WatchWorkflowResponse]:
         wf_id = request.workflow_id
         try:
             changed = self.hub.subscribe(wf_id)
@@ -168,10 +204,8 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):  # type: ignore[misc]
                     last = event.seq
                 if terminal:
                     return
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(changed.wait(), WATCH_RECHECK_SECONDS)
-                except TimeoutError:
-                    pass
         finally:
             self.hub.unsubscribe(wf_id, changed)
 

@@ -20,8 +20,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from beamflowd.api.gen.beamflow.v1 import workflow_pb2 as pb  # noqa: E402
-from tests.harness import Cluster  # noqa: E402
+from beamflowd.api.gen.beamflow.v1 import workflow_pb2 as pb
+from tests.harness import Cluster
 
 FLOW = """
 name: failover
@@ -34,7 +34,7 @@ steps:
 
 def pct(values: list[float], p: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
 def one_run(tmp: Path) -> tuple[float, float]:
@@ -50,7 +50,11 @@ def one_run(tmp: Path) -> tuple[float, float]:
             ids.append(r.workflow_id)
             if r.owner == victim and len([i for i in ids]) >= 3:
                 break
-        mine = [i for i in ids if stub.GetWorkflow(pb.GetWorkflowRequest(workflow_id=i), timeout=5).workflow.owner == victim]
+        mine = [
+            i
+            for i in ids
+            if stub.GetWorkflow(pb.GetWorkflowRequest(workflow_id=i), timeout=5).workflow.owner == victim
+        ]
         cluster.kill_node(victim)
         killed = time.time()
 
@@ -59,11 +63,18 @@ def one_run(tmp: Path) -> tuple[float, float]:
                 wf = stub.GetWorkflow(pb.GetWorkflowRequest(workflow_id=wf_id), timeout=5).workflow
                 if wf.epoch >= 2:
                     for s in wf.steps:
-                        if s.end_time.ToMilliseconds() / 1000 > killed and s.status == pb.STEP_STATUS_SUCCEEDED:
+                        if (
+                            s.end_time.ToMilliseconds() / 1000 > killed
+                            and s.status == pb.STEP_STATUS_SUCCEEDED
+                        ):
                             return s.end_time.ToMilliseconds() / 1000 - killed
             return None
 
-        failover = cluster.wait_until(resumed, 30, "a step completed by the new owner", )
+        failover = cluster.wait_until(
+            resumed,
+            30,
+            "a step completed by the new owner",
+        )
         cluster.start_node(victim)
         cluster.wait_ready(nodes=[victim])
         leader = cluster.leader_id()
@@ -75,7 +86,7 @@ def one_run(tmp: Path) -> tuple[float, float]:
             for n in survivors:
                 try:
                     found = cluster.cluster_status(n, timeout=1).leader_id
-                except Exception:  # noqa: BLE001 - a node mid-election may not answer
+                except Exception:
                     continue
                 if found and found != leader:
                     return time.monotonic() - killed
@@ -96,13 +107,26 @@ def main() -> int:
         failovers.append(f)
         elections.append(e)
         print(f"run {i + 1}: failover {f:.2f}s, election {e:.2f}s", file=sys.stderr)
-    print(json.dumps({
-        "runs": args.runs,
-        "failover_s": {"p50": round(statistics.median(failovers), 2), "p99": round(pct(failovers, 99), 2),
-                       "min": round(min(failovers), 2), "max": round(max(failovers), 2)},
-        "election_s": {"p50": round(statistics.median(elections), 2), "p99": round(pct(elections, 99), 2),
-                       "min": round(min(elections), 2), "max": round(max(elections), 2)},
-    }, indent=2))
+    print(
+        json.dumps(
+            {
+                "runs": args.runs,
+                "failover_s": {
+                    "p50": round(statistics.median(failovers), 2),
+                    "p99": round(pct(failovers, 99), 2),
+                    "min": round(min(failovers), 2),
+                    "max": round(max(failovers), 2),
+                },
+                "election_s": {
+                    "p50": round(statistics.median(elections), 2),
+                    "p99": round(pct(elections, 99), 2),
+                    "min": round(min(elections), 2),
+                    "max": round(max(elections), 2),
+                },
+            },
+            indent=2,
+        )
+    )
     return 0
 
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import statistics
 import sys
 import time
+from pathlib import Path
 
 import grpc
 
@@ -40,7 +40,7 @@ async def main() -> int:
     ap.add_argument("--deadline", type=float, default=300.0)
     ap.add_argument("--input", default="{}")
     args = ap.parse_args()
-    definition = open(args.workflow).read()
+    definition = Path(args.workflow).read_text()
     endpoints = args.endpoints.split(",")
     channels = [grpc.aio.insecure_channel(e) for e in endpoints]
     stubs = [pb_grpc.WorkflowServiceStub(c) for c in channels]
@@ -57,13 +57,18 @@ async def main() -> int:
             if time.monotonic() > t_end:
                 return
             t0 = time.perf_counter()
-            r = await stub.SubmitWorkflow(pb.SubmitWorkflowRequest(
-                definition=definition, definition_source=args.workflow, input_json=args.input), timeout=30)
+            r = await stub.SubmitWorkflow(
+                pb.SubmitWorkflowRequest(
+                    definition=definition, definition_source=args.workflow, input_json=args.input
+                ),
+                timeout=30,
+            )
             submit_lat.append(time.perf_counter() - t0)
             ids.append(r.workflow_id)
             status = pb.WORKFLOW_STATUS_UNSPECIFIED
-            async for ev in stub.WatchWorkflow(pb.WatchWorkflowRequest(workflow_id=r.workflow_id),
-                                               timeout=max(1.0, t_end - time.monotonic())):
+            async for ev in stub.WatchWorkflow(
+                pb.WatchWorkflowRequest(workflow_id=r.workflow_id), timeout=max(1.0, t_end - time.monotonic())
+            ):
                 status = ev.status
             e2e_lat.append(time.perf_counter() - t0)
             name = pb.WorkflowStatus.Name(status)
@@ -83,8 +88,12 @@ async def main() -> int:
             break
         await asyncio.sleep(0.1)
     report = {
-        "submitted": len(submit_lat), "finished": len(e2e_lat), "statuses": statuses, "errors": len(errors),
-        "elapsed_s": round(elapsed, 2), "workflows_per_s": round(len(e2e_lat) / elapsed, 1),
+        "submitted": len(submit_lat),
+        "finished": len(e2e_lat),
+        "statuses": statuses,
+        "errors": len(errors),
+        "elapsed_s": round(elapsed, 2),
+        "workflows_per_s": round(len(e2e_lat) / elapsed, 1),
         "submit_ms": {"p50": round(pct(submit_lat, 50) * 1e3, 2), "p99": round(pct(submit_lat, 99) * 1e3, 2)},
         "end_to_end_ms": {"p50": round(pct(e2e_lat, 50) * 1e3, 2), "p99": round(pct(e2e_lat, 99) * 1e3, 2)},
         "digests_equal": len(digests) == 1,

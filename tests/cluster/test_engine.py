@@ -64,13 +64,17 @@ steps:
 
 def submit(stub: object, definition: str, payload: object, source: str = "test.yaml") -> str:
     response = stub.SubmitWorkflow(  # type: ignore[attr-defined]
-        pb.SubmitWorkflowRequest(definition=definition, definition_source=source, input_json=json.dumps(payload)),
+        pb.SubmitWorkflowRequest(
+            definition=definition, definition_source=source, input_json=json.dumps(payload)
+        ),
         timeout=30,
     )
     return str(response.workflow_id)
 
 
-def wait_terminal(cluster: Cluster, node: str, wf_ids: list[str], timeout: float = 120) -> dict[str, pb.Workflow]:
+def wait_terminal(
+    cluster: Cluster, node: str, wf_ids: list[str], timeout: float = 120
+) -> dict[str, pb.Workflow]:
     stub = cluster.workflow_stub(node)
     done: dict[str, pb.Workflow] = {}
 
@@ -149,7 +153,8 @@ def test_mixed_workflows_run_to_completion_and_replicas_converge(cluster: Cluste
             ship = json.loads(steps["ship"].output_json)
             assert ship == {"summary": f"order A-{i}: stock=true, charged={i}", "receipt": f"rcpt-A-{i}"}
             assert steps["ship"].start_time.ToMilliseconds() >= max(
-                steps["check-stock"].end_time.ToMilliseconds(), steps["charge-card"].end_time.ToMilliseconds())
+                steps["check-stock"].end_time.ToMilliseconds(), steps["charge-card"].end_time.ToMilliseconds()
+            )
         elif kind == "python":
             assert steps["flaky"].attempts == 3, "retried until the third attempt succeeded"
             assert json.loads(steps["echo"].output_json)["args"]["greeting"] == f"Hello, py{i}"
@@ -176,14 +181,21 @@ def test_failures_cancel_and_exec_refusal(cluster: Cluster) -> None:
     assert "allow_exec" in steps_of(wf)["run"].error
 
     response = cluster.workflow_stub("n2").CancelWorkflow(
-        pb.CancelWorkflowRequest(workflow_id=long_sleep, reason="no longer needed"), timeout=10)
+        pb.CancelWorkflowRequest(workflow_id=long_sleep, reason="no longer needed"), timeout=10
+    )
     assert response.cancelled
     assert response.workflow.status == pb.WORKFLOW_STATUS_CANCELLED
     assert response.workflow.error == "no longer needed"
-    again = cluster.workflow_stub("n3").CancelWorkflow(pb.CancelWorkflowRequest(workflow_id=long_sleep), timeout=10)
+    again = cluster.workflow_stub("n3").CancelWorkflow(
+        pb.CancelWorkflowRequest(workflow_id=long_sleep), timeout=10
+    )
     assert not again.cancelled, "cancelling a finished workflow changes nothing"
-    events = [e.event.type for e in cluster.workflow_stub("n3").WatchWorkflow(
-        pb.WatchWorkflowRequest(workflow_id=long_sleep), timeout=10)]
+    events = [
+        e.event.type
+        for e in cluster.workflow_stub("n3").WatchWorkflow(
+            pb.WatchWorkflowRequest(workflow_id=long_sleep), timeout=10
+        )
+    ]
     assert events[0] == "submitted" and events[-1] == "cancelled"
     wait_converged(cluster)
 
@@ -195,8 +207,11 @@ BAD_INPUTS = {
     "duplicate_ids": ("name: x\nsteps: [{id: a, run: noop}, {id: a, run: noop}]\n", "duplicate"),
     "cycle": ("name: x\nsteps: [{id: a, run: noop, needs: b}, {id: b, run: noop, needs: a}]\n", "cycle"),
     "unknown_need": ("name: x\nsteps: [{id: a, run: noop, needs: ghost}]\n", "ghost"),
-    "not_upstream": ("name: x\nsteps: [{id: a, run: noop}, {id: b, run: demo, with: {output: '${{ steps.a }}'}},"
-                     " {id: c, run: demo, with: {output: '${{ steps.b }}'}}]\n", "upstream"),
+    "not_upstream": (
+        "name: x\nsteps: [{id: a, run: noop}, {id: b, run: demo, with: {output: '${{ steps.a }}'}},"
+        " {id: c, run: demo, with: {output: '${{ steps.b }}'}}]\n",
+        "upstream",
+    ),
     "bad_duration": ("name: x\nsteps: [{id: a, run: sleep, with: {duration: soon}}]\n", "duration"),
     "oversized": ("name: x\ndescription: " + "y" * 300_000 + "\nsteps: [{id: a, run: noop}]\n", "limit"),
 }
@@ -221,8 +236,10 @@ def test_bad_input_and_ids(cluster: Cluster) -> None:
         stub.SubmitWorkflow(pb.SubmitWorkflowRequest(definition=hello, input_json="{not json"), timeout=10)
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "input" in info.value.details()
     with pytest.raises(grpc.RpcError) as info:
-        stub.SubmitWorkflow(pb.SubmitWorkflowRequest(
-            definition=hello, input_json=json.dumps({"blob": "x" * 70_000})), timeout=10)
+        stub.SubmitWorkflow(
+            pb.SubmitWorkflowRequest(definition=hello, input_json=json.dumps({"blob": "x" * 70_000})),
+            timeout=10,
+        )
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "limit" in info.value.details()
     with pytest.raises(grpc.RpcError) as info:
         stub.GetWorkflow(pb.GetWorkflowRequest(workflow_id="wf-nope"), timeout=10)
@@ -248,7 +265,9 @@ def test_list_filters_and_pages(cluster: Cluster) -> None:
     seen: list[str] = []
     token = ""
     for _ in range(10):  # bounded paging
-        page = stub.ListWorkflows(pb.ListWorkflowsRequest(name="hello", page_size=3, page_token=token), timeout=10)
+        page = stub.ListWorkflows(
+            pb.ListWorkflowsRequest(name="hello", page_size=3, page_token=token), timeout=10
+        )
         seen += [w.id for w in page.workflows]
         token = page.next_page_token
         if not token:

@@ -71,7 +71,8 @@ def recorded_cluster(tmp_path: Path) -> Iterator[tuple[Cluster, Path]]:
 def get(cluster: Cluster, wf_id: str, node: str | None = None) -> pb.GetWorkflowResponse:
     target = node or cluster.running_ids()[0]
     response: pb.GetWorkflowResponse = cluster.workflow_stub(target).GetWorkflow(
-        pb.GetWorkflowRequest(workflow_id=wf_id), timeout=10)
+        pb.GetWorkflowRequest(workflow_id=wf_id), timeout=10
+    )
     return response
 
 
@@ -79,7 +80,9 @@ def step_status(wf: pb.Workflow, step_id: str) -> int:
     return next(s.status for s in wf.steps if s.id == step_id)
 
 
-def test_owner_death_resumes_without_repeating_completed_steps(recorded_cluster: tuple[Cluster, Path]) -> None:
+def test_owner_death_resumes_without_repeating_completed_steps(
+    recorded_cluster: tuple[Cluster, Path],
+) -> None:
     cluster, record = recorded_cluster
     stub = cluster.workflow_stub("n1")
     ids = [submit(stub, RECORDED, {"nap": "4s"}) for _ in range(30)]
@@ -145,8 +148,9 @@ class Submitter(threading.Thread):
         for _ in range(self.limit):  # bounded in count
             if self.stop.is_set():
                 return
-            request = pb.SubmitWorkflowRequest(definition=self.definition, input_json=json.dumps(self.payload),
-                                               request_id=uuid.uuid4().hex)
+            request = pb.SubmitWorkflowRequest(
+                definition=self.definition, input_json=json.dumps(self.payload), request_id=uuid.uuid4().hex
+            )
             for attempt in range(60):  # bounded: ~60 tries across nodes before giving up on this one
                 running = self.cluster.running_ids()
                 if not running or self.stop.is_set():
@@ -167,7 +171,9 @@ def test_leader_death_loses_no_acknowledged_submission(cluster: Cluster) -> None
     leader = cluster.leader_id()
     cluster.kill_node(leader)
     count = len(submitter.acknowledged)
-    cluster.wait_until(lambda: len(submitter.acknowledged) >= count + 50, 30, "submissions after the election")
+    cluster.wait_until(
+        lambda: len(submitter.acknowledged) >= count + 50, 30, "submissions after the election"
+    )
     submitter.stop.set()
     submitter.join(timeout=60)
     assert not submitter.is_alive()
@@ -231,7 +237,9 @@ def test_full_cluster_sigkill_and_restart_keeps_everything(cluster: Cluster) -> 
 
 
 def test_long_absence_catches_up_through_a_snapshot(tmp_path: Path) -> None:
-    with Cluster(tmp_path, extra_args=["--compaction-min-entries", "300", "--compaction-min-time", "1"]) as cluster:
+    with Cluster(
+        tmp_path, extra_args=["--compaction-min-entries", "300", "--compaction-min-time", "1"]
+    ) as cluster:
         cluster.start()
         cluster.wait_ready()
         cluster.kill_node("n3")
