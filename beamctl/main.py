@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from beamctl import cluster, top, workflow
+from beamctl import bench, cluster, top, workflow
 from beamctl.client import ENDPOINTS_ENV, Settings, default_endpoints, parse_endpoints
 from beamctl.errors import CliError, ExitCode, fail
 from beamctl.output import OutputFormat
@@ -35,6 +35,7 @@ app.add_typer(cluster.app, name="cluster")
 # The famous one gets a top-level alias, as `temporal workflow start` users expect `beamctl submit`.
 app.command("submit", epilog="Alias of `beamctl workflow submit`. " + EPILOG)(workflow.submit)
 app.command("top", epilog=EPILOG)(top.top)
+app.add_typer(bench.app, name="bench")
 
 
 @app.callback()

@@ -51,7 +51,8 @@ def get_snapshot(settings: Settings, max_events: int) -> stats_pb2.StatsSnapshot
         response: stats_pb2.GetStatsResponse = client.unary(
             "stats",
             lambda ch, t: stats_pb2_grpc.StatsServiceStub(ch).GetStats(  # type: ignore[no-untyped-call, unused-ignore]
-                request, timeout=t),
+                request, timeout=t
+            ),
         )
     return response.snapshot
 
@@ -65,8 +66,12 @@ def toggle_monkey(settings: Settings, currently_on: bool, profile: str) -> str:
     request = chaos_pb2.SetMonkeyRequest(enabled=not currently_on, profile=profile)
     try:
         with Client(settings.endpoints, min(settings.timeout, CHAOS_TIMEOUT_S), rounds=1) as client:
-            client.unary("chaos monkey", lambda ch, t: chaos_pb2_grpc.ChaosServiceStub(  # type: ignore[no-untyped-call, unused-ignore]
-                ch).SetMonkey(request, timeout=t))
+            client.unary(
+                "chaos monkey",
+                lambda ch, t: chaos_pb2_grpc.ChaosServiceStub(  # type: ignore[no-untyped-call, unused-ignore]
+                    ch
+                ).SetMonkey(request, timeout=t),
+            )
     except CliError as err:
         if err.code is ExitCode.PERMISSION:
             return "chaos: not enabled on this cluster (start nodes with --enable-chaos)"
@@ -100,8 +105,9 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     raise _Terminated()
 
 
-def run_dashboard(settings: Settings, interval_ms: int, max_events: int, monkey_profile: str,
-                  console: Console | None = None) -> None:
+def run_dashboard(
+    settings: Settings, interval_ms: int, max_events: int, monkey_profile: str, console: Console | None = None
+) -> None:
     """The live screen until ``q``/Ctrl-C/SIGTERM. Every loop iteration is bounded by FRAME_S."""
     feed = StatsFeed(settings.endpoints, interval_ms=interval_ms, max_events=max_events)
     console = console or Console()
@@ -112,8 +118,12 @@ def run_dashboard(settings: Settings, interval_ms: int, max_events: int, monkey_
     previous_term = signal.signal(signal.SIGTERM, _on_sigterm)
     feed.start()
     try:
-        with raw_keys() as read_key, Live(console=console, screen=True, auto_refresh=False,
-                                          redirect_stdout=False, redirect_stderr=False) as live:
+        with (
+            raw_keys() as read_key,
+            Live(
+                console=console, screen=True, auto_refresh=False, redirect_stdout=False, redirect_stderr=False
+            ) as live,
+        ):
             while True:  # one frame per iteration; exits on q / Ctrl-C / SIGTERM
                 feed.check_stall()
                 state = feed.state()
@@ -149,13 +159,17 @@ def run_dashboard(settings: Settings, interval_ms: int, max_events: int, monkey_
 @handle_errors
 def top(
     ctx: typer.Context,
-    once: Annotated[bool, typer.Option("--once", help="Print one snapshot and exit (-o json for scripts).")]
-    = False,
-    interval: Annotated[float, typer.Option("--interval", min=0.2, max=60.0, metavar="SECONDS",
-                                            help="Seconds between updates.")] = 1.0,
+    once: Annotated[
+        bool, typer.Option("--once", help="Print one snapshot and exit (-o json for scripts).")
+    ] = False,
+    interval: Annotated[
+        float,
+        typer.Option("--interval", min=0.2, max=60.0, metavar="SECONDS", help="Seconds between updates."),
+    ] = 1.0,
     events: Annotated[int, typer.Option("--events", min=0, max=200, help="Events kept in the feed.")] = 20,
-    monkey_profile: Annotated[str, typer.Option("--monkey-profile", help="Profile the `m` key turns on.")]
-    = "moderate",
+    monkey_profile: Annotated[
+        str, typer.Option("--monkey-profile", help="Profile the `m` key turns on.")
+    ] = "moderate",
     fmt: OutputOption = None,
 ) -> None:
     """Live dashboard: nodes, throughput, success rate, latency percentiles, events, chaos.

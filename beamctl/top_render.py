@@ -54,31 +54,55 @@ def snapshot_to_dict(snapshot: stats_pb2.StatsSnapshot) -> Json:
         "build_micros": snapshot.build_micros,
         "nodes": [
             {
-                "id": n.id, "grpc_address": n.grpc_address, "role": n.role, "term": n.term,
-                "commit_index": n.commit_index, "applied_index": n.applied_index, "liveness": n.liveness,
-                "owned_workflows": n.owned_workflows, "partitioned": n.partitioned, "paused": n.paused,
-                "reachable": n.reachable, "error": n.error, "last_heartbeat_age_ms": n.last_heartbeat_age_ms,
-                "rss_bytes": n.rss_bytes, "actors": n.actors,
+                "id": n.id,
+                "grpc_address": n.grpc_address,
+                "role": n.role,
+                "term": n.term,
+                "commit_index": n.commit_index,
+                "applied_index": n.applied_index,
+                "liveness": n.liveness,
+                "owned_workflows": n.owned_workflows,
+                "partitioned": n.partitioned,
+                "paused": n.paused,
+                "reachable": n.reachable,
+                "error": n.error,
+                "last_heartbeat_age_ms": n.last_heartbeat_age_ms,
+                "rss_bytes": n.rss_bytes,
+                "actors": n.actors,
             }
             for n in snapshot.nodes
         ],
         "workflows": {
-            "submitted": w.submitted, "running": w.running, "succeeded": w.succeeded, "failed": w.failed,
-            "cancelled": w.cancelled, "retries_scheduled": w.retries_scheduled, "reassigned": w.reassigned,
-            "stale_rejected": w.stale_rejected, "success_rate": w.success_rate,
-            "completed_per_second": w.completed_per_second, "failed_per_second": w.failed_per_second,
+            "submitted": w.submitted,
+            "running": w.running,
+            "succeeded": w.succeeded,
+            "failed": w.failed,
+            "cancelled": w.cancelled,
+            "retries_scheduled": w.retries_scheduled,
+            "reassigned": w.reassigned,
+            "stale_rejected": w.stale_rejected,
+            "success_rate": w.success_rate,
+            "completed_per_second": w.completed_per_second,
+            "failed_per_second": w.failed_per_second,
             "submitted_per_second": w.submitted_per_second,
-            "completed_history": list(w.completed_history), "failed_history": list(w.failed_history),
+            "completed_history": list(w.completed_history),
+            "failed_history": list(w.failed_history),
             "submitted_history": list(w.submitted_history),
             "counters": dict(sorted(w.counters.items())),
         },
         "latencies": [
             {
-                "name": lat.name, "samples": lat.samples, "step_p50_ms": lat.step_p50_ms,
-                "step_p95_ms": lat.step_p95_ms, "step_p99_ms": lat.step_p99_ms,
-                "workflow_samples": lat.workflow_samples, "workflow_p50_ms": lat.workflow_p50_ms,
-                "workflow_p95_ms": lat.workflow_p95_ms, "workflow_p99_ms": lat.workflow_p99_ms,
-                "completed": lat.completed, "failed": lat.failed,
+                "name": lat.name,
+                "samples": lat.samples,
+                "step_p50_ms": lat.step_p50_ms,
+                "step_p95_ms": lat.step_p95_ms,
+                "step_p99_ms": lat.step_p99_ms,
+                "workflow_samples": lat.workflow_samples,
+                "workflow_p50_ms": lat.workflow_p50_ms,
+                "workflow_p95_ms": lat.workflow_p95_ms,
+                "workflow_p99_ms": lat.workflow_p99_ms,
+                "completed": lat.completed,
+                "failed": lat.failed,
             }
             for lat in snapshot.latencies
         ],
@@ -88,14 +112,21 @@ def snapshot_to_dict(snapshot: stats_pb2.StatsSnapshot) -> Json:
         ],
         "events": [
             {
-                "time": _iso(e.time), "type": e.type, "workflow_id": e.workflow_id,
-                "workflow_name": e.workflow_name, "step_id": e.step_id, "message": e.message, "node": e.node,
+                "time": _iso(e.time),
+                "type": e.type,
+                "workflow_id": e.workflow_id,
+                "workflow_name": e.workflow_name,
+                "step_id": e.step_id,
+                "message": e.message,
+                "node": e.node,
             }
             for e in snapshot.events
         ],
         "chaos": {
-            "available": snapshot.chaos.available, "enabled": snapshot.chaos.enabled,
-            "monkey_on": snapshot.chaos.monkey_on, "monkey_profile": snapshot.chaos.monkey_profile,
+            "available": snapshot.chaos.available,
+            "enabled": snapshot.chaos.enabled,
+            "monkey_on": snapshot.chaos.monkey_on,
+            "monkey_profile": snapshot.chaos.monkey_profile,
             "active": list(snapshot.chaos.active),
             "injections": dict(sorted(snapshot.chaos.injections.items())),
         },
@@ -177,7 +208,9 @@ def nodes_panel(data: Mapping[str, Any]) -> Panel:
         liveness = node["liveness"] or "unknown"
         reachable = node["reachable"]
         table.add_row(
-            name, role, Text(liveness, style=_LIVENESS_STYLE.get(liveness, "")),
+            name,
+            role,
+            Text(liveness, style=_LIVENESS_STYLE.get(liveness, "")),
             Text(str(node["term"]) if reachable else "-"),
             Text(count(node["commit_index"]) if reachable else "-"),
             Text(count(node["applied_index"]) if reachable else "-"),
@@ -197,14 +230,30 @@ def workflows_panel(data: Mapping[str, Any]) -> Panel:
         grid.add_column()
     rate = w["success_rate"] * 100
     rate_style = "green" if rate >= 99 else "yellow" if rate >= 90 else "red"
-    grid.add_row(Text("running", style="bold"), Text(count(w["running"]), style="bold cyan"),
-                 Text("success rate", style="bold"), Text(f"{rate:.2f}%", style=f"bold {rate_style}"))
-    grid.add_row(Text("succeeded"), Text(count(w["succeeded"]), style="green"),
-                 Text("submitted"), Text(count(w["submitted"])))
-    grid.add_row(Text("failed"), Text(count(w["failed"]), style="red" if w["failed"] else ""),
-                 Text("cancelled"), Text(count(w["cancelled"])))
-    grid.add_row(Text("retries scheduled"), Text(count(w["retries_scheduled"])),
-                 Text("reassigned"), Text(count(w["reassigned"])))
+    grid.add_row(
+        Text("running", style="bold"),
+        Text(count(w["running"]), style="bold cyan"),
+        Text("success rate", style="bold"),
+        Text(f"{rate:.2f}%", style=f"bold {rate_style}"),
+    )
+    grid.add_row(
+        Text("succeeded"),
+        Text(count(w["succeeded"]), style="green"),
+        Text("submitted"),
+        Text(count(w["submitted"])),
+    )
+    grid.add_row(
+        Text("failed"),
+        Text(count(w["failed"]), style="red" if w["failed"] else ""),
+        Text("cancelled"),
+        Text(count(w["cancelled"])),
+    )
+    grid.add_row(
+        Text("retries scheduled"),
+        Text(count(w["retries_scheduled"])),
+        Text("reassigned"),
+        Text(count(w["reassigned"])),
+    )
     return Panel(grid, title="Workflows", title_align="left", border_style="blue")
 
 
@@ -214,9 +263,11 @@ def throughput_panel(data: Mapping[str, Any], width: int = SPARK_WIDTH) -> Panel
     grid.add_column(no_wrap=True)
     grid.add_column(no_wrap=True)
     grid.add_column(justify="right", no_wrap=True)
-    rows = (("completed/s", "completed_history", "completed_per_second", "green"),
-            ("failed/s", "failed_history", "failed_per_second", "red"),
-            ("submitted/s", "submitted_history", "submitted_per_second", "cyan"))
+    rows = (
+        ("completed/s", "completed_history", "completed_per_second", "green"),
+        ("failed/s", "failed_history", "failed_per_second", "red"),
+        ("submitted/s", "submitted_history", "submitted_per_second", "cyan"),
+    )
     for label, history, current, style in rows:
         grid.add_row(Text(label), Text(sparkline(w[history], width), style=style), Text(f"{w[current]:8.1f}"))
     return Panel(grid, title=f"Throughput (last {width}s)", title_align="left", border_style="blue")
@@ -228,17 +279,23 @@ def latency_panel(data: Mapping[str, Any]) -> Panel:
         table.add_column(column, no_wrap=True, justify="left" if column == "WORKFLOW" else "right")
     for lat in data["latencies"]:
         table.add_row(
-            Text(lat["name"]), Text(ms(lat["step_p50_ms"])), Text(ms(lat["step_p95_ms"])),
-            Text(ms(lat["step_p99_ms"])), Text(ms(lat["workflow_p50_ms"])), Text(ms(lat["workflow_p95_ms"])),
-            Text(ms(lat["workflow_p99_ms"])), Text(count(lat["completed"]), style="green"),
+            Text(lat["name"]),
+            Text(ms(lat["step_p50_ms"])),
+            Text(ms(lat["step_p95_ms"])),
+            Text(ms(lat["step_p99_ms"])),
+            Text(ms(lat["workflow_p50_ms"])),
+            Text(ms(lat["workflow_p95_ms"])),
+            Text(ms(lat["workflow_p99_ms"])),
+            Text(count(lat["completed"]), style="green"),
             Text(count(lat["failed"]), style="red" if lat["failed"] else ""),
         )
     if not data["latencies"]:
         table.add_row(Text("no finished steps yet", style="dim"), *(Text("") for _ in range(8)))
     failing = Text()
     for f in data["failing_steps"][:5]:
-        failing.append(f"  {f['workflow_name']}/{f['step_id']}: {count(f['failures'])} failed attempts\n",
-                       style="yellow")
+        failing.append(
+            f"  {f['workflow_name']}/{f['step_id']}: {count(f['failures'])} failed attempts\n", style="yellow"
+        )
     body: RenderableType = table
     if failing.plain:
         body = Group(table, Text("Top failing steps", style="bold"), failing)

@@ -230,8 +230,14 @@ class StatsAggregator:
         rows = []
         for name in sorted(self.names):
             stats = self.names[name]
-            rows.append((name, stats, stats.steps.percentiles((0.5, 0.95, 0.99)),
-                         stats.workflows.percentiles((0.5, 0.95, 0.99))))
+            rows.append(
+                (
+                    name,
+                    stats,
+                    stats.steps.percentiles((0.5, 0.95, 0.99)),
+                    stats.workflows.percentiles((0.5, 0.95, 0.99)),
+                )
+            )
         return rows
 
     def top_failing(self, limit: int = 10) -> list[tuple[str, str, int]]:

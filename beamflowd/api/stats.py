@@ -42,7 +42,6 @@ _ROLES = {0: "follower", 1: "candidate", 2: "leader"}
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
-
 class ChaosView(Protocol):
     """What the stats need from a node's chaos engine (beamflowd.chaos.Chaos); read-only."""
 
@@ -70,9 +69,17 @@ def _clamp(value: int, default: int, low: int, high: int) -> int:
 
 
 class StatsServicer(pb_grpc.StatsServiceServicer):  # type: ignore[misc, unused-ignore]
-    def __init__(self, node_id: str, grpc_addr: str, raft: ReplicatedState,
-                 initial_cluster: Mapping[str, str], liveness: Liveness, executor: Executor | None,
-                 aggregator: StatsAggregator, chaos_enabled: bool = False) -> None:
+    def __init__(
+        self,
+        node_id: str,
+        grpc_addr: str,
+        raft: ReplicatedState,
+        initial_cluster: Mapping[str, str],
+        liveness: Liveness,
+        executor: Executor | None,
+        aggregator: StatsAggregator,
+        chaos_enabled: bool = False,
+    ) -> None:
         self.node_id = node_id
         self.grpc_addr = grpc_addr
         self.raft = raft
@@ -102,11 +109,19 @@ class StatsServicer(pb_grpc.StatsServiceServicer):  # type: ignore[misc, unused-
         liveness, age = self.liveness.liveness_of(self.node_id)
         transport = self.raft.transport
         node = pb.NodeStats(
-            id=self.node_id, grpc_address=self.grpc_addr, role=_ROLES.get(status.get("state", -1), "unknown"),
-            term=status.get("raft_term", 0), commit_index=status.get("commit_idx", 0),
-            applied_index=status.get("last_applied", 0), liveness=liveness, owned_workflows=owned,
-            partitioned=bool(getattr(transport, "blocked", ())), reachable=True, last_heartbeat_age_ms=age,
-            rss_bytes=rss_bytes(), actors=len(self.executor.actors) if self.executor is not None else 0,
+            id=self.node_id,
+            grpc_address=self.grpc_addr,
+            role=_ROLES.get(status.get("state", -1), "unknown"),
+            term=status.get("raft_term", 0),
+            commit_index=status.get("commit_idx", 0),
+            applied_index=status.get("last_applied", 0),
+            liveness=liveness,
+            owned_workflows=owned,
+            partitioned=bool(getattr(transport, "blocked", ())),
+            reachable=True,
+            last_heartbeat_age_ms=age,
+            rss_bytes=rss_bytes(),
+            actors=len(self.executor.actors) if self.executor is not None else 0,
             chaos_enabled=self.chaos_enabled,
         )
         chaos = self.chaos_view
@@ -130,9 +145,12 @@ class StatsServicer(pb_grpc.StatsServiceServicer):  # type: ignore[misc, unused-
         now = int(time.time() * 1000)
         setting = self.chaos_view.monkey_setting()
         until = int(setting.get("until_ms", 0) or 0)
-        stats = pb.ChaosStats(available=True, enabled=self.chaos_enabled,
-                              monkey_on=bool(setting) and (until == 0 or until > now),
-                              monkey_profile=str(setting.get("profile", "")))
+        stats = pb.ChaosStats(
+            available=True,
+            enabled=self.chaos_enabled,
+            monkey_on=bool(setting) and (until == 0 or until > now),
+            monkey_profile=str(setting.get("profile", "")),
+        )
         for node in nodes:
             for kind, value in node.chaos_injections.items():
                 stats.injections[kind] = stats.injections[kind] + value
@@ -154,13 +172,18 @@ class StatsServicer(pb_grpc.StatsServiceServicer):  # type: ignore[misc, unused-
         return pb.WorkflowStats(
             submitted=counters.get("submitted", 0),
             running=max(0, counters.get("submitted", 0) - succeeded - failed - counters.get("cancelled", 0)),
-            succeeded=succeeded, failed=failed, cancelled=counters.get("cancelled", 0),
-            retries_scheduled=counters.get("retries_scheduled", 0), reassigned=counters.get("reassigned", 0),
+            succeeded=succeeded,
+            failed=failed,
+            cancelled=counters.get("cancelled", 0),
+            retries_scheduled=counters.get("retries_scheduled", 0),
+            reassigned=counters.get("reassigned", 0),
             stale_rejected=counters.get("stale_rejected", 0),
             success_rate=succeeded / finished if finished else 1.0,
-            completed_per_second=rates.latest("succeeded"), failed_per_second=rates.latest("failed"),
+            completed_per_second=rates.latest("succeeded"),
+            failed_per_second=rates.latest("failed"),
             submitted_per_second=rates.latest("submitted"),
-            completed_history=list(rates.history["succeeded"]), failed_history=list(rates.history["failed"]),
+            completed_history=list(rates.history["succeeded"]),
+            failed_history=list(rates.history["failed"]),
             submitted_history=list(rates.history["submitted"]),
             counters={k: max(0, v) for k, v in counters.items()},
         )
@@ -172,8 +195,14 @@ class StatsServicer(pb_grpc.StatsServiceServicer):  # type: ignore[misc, unused-
             newest = self.raft.sm.notable[-limit:]
         out = []
         for ts, kind, wf_id, wf_name, step_id, message, node in newest:
-            event = pb.NotableEvent(type=kind, workflow_id=wf_id, workflow_name=wf_name, step_id=step_id,
-                                    message=message, node=node)
+            event = pb.NotableEvent(
+                type=kind,
+                workflow_id=wf_id,
+                workflow_name=wf_name,
+                step_id=step_id,
+                message=message,
+                node=node,
+            )
             event.time.FromMilliseconds(ts)
             out.append(event)
         return out
@@ -181,15 +210,30 @@ class StatsServicer(pb_grpc.StatsServiceServicer):  # type: ignore[misc, unused-
     def local_snapshot(self, max_events: int) -> pb.StatsSnapshot:
         """Everything this node knows by itself; ``nodes`` holds only this node."""
         started = time.perf_counter()
-        snapshot = pb.StatsSnapshot(node_id=self.node_id, leader_id=self.leader_id(),
-                                    nodes=[self.local_node()], peers=self.peer_views(),
-                                    workflows=self.workflow_stats(), events=self.events(max_events))
+        snapshot = pb.StatsSnapshot(
+            node_id=self.node_id,
+            leader_id=self.leader_id(),
+            nodes=[self.local_node()],
+            peers=self.peer_views(),
+            workflows=self.workflow_stats(),
+            events=self.events(max_events),
+        )
         for name, stats, step_p, wf_p in self.aggregator.latency_rows():
-            snapshot.latencies.append(pb.Latency(
-                name=name, samples=len(stats.steps), step_p50_ms=step_p[0], step_p95_ms=step_p[1],
-                step_p99_ms=step_p[2], workflow_p50_ms=wf_p[0], workflow_p95_ms=wf_p[1],
-                workflow_p99_ms=wf_p[2],
-                workflow_samples=len(stats.workflows), completed=stats.completed, failed=stats.failed))
+            snapshot.latencies.append(
+                pb.Latency(
+                    name=name,
+                    samples=len(stats.steps),
+                    step_p50_ms=step_p[0],
+                    step_p95_ms=step_p[1],
+                    step_p99_ms=step_p[2],
+                    workflow_p50_ms=wf_p[0],
+                    workflow_p95_ms=wf_p[1],
+                    workflow_p99_ms=wf_p[2],
+                    workflow_samples=len(stats.workflows),
+                    completed=stats.completed,
+                    failed=stats.failed,
+                )
+            )
         for name, step, count in self.aggregator.top_failing(FAILING_STEPS):
             snapshot.failing_steps.append(pb.FailingStep(workflow_name=name, step_id=step, failures=count))
         snapshot.time.GetCurrentTime()
@@ -198,8 +242,12 @@ class StatsServicer(pb_grpc.StatsServiceServicer):  # type: ignore[misc, unused-
 
     def node_only(self) -> pb.StatsSnapshot:
         """The small report a peer asks for during its fan-out."""
-        snapshot = pb.StatsSnapshot(node_id=self.node_id, leader_id=self.leader_id(),
-                                    nodes=[self.local_node()], peers=self.peer_views())
+        snapshot = pb.StatsSnapshot(
+            node_id=self.node_id,
+            leader_id=self.leader_id(),
+            nodes=[self.local_node()],
+            peers=self.peer_views(),
+        )
         snapshot.time.GetCurrentTime()
         return snapshot
 
@@ -227,8 +275,14 @@ class StatsServicer(pb_grpc.StatsServiceServicer):  # type: ignore[misc, unused-
                     by_id[nid] = report.nodes[0]
                     views[nid] = list(report.peers)
                 else:
-                    by_id[nid] = pb.NodeStats(id=nid, grpc_address=members[nid], role="unknown",
-                                              liveness="unknown", reachable=False, error=str(report))
+                    by_id[nid] = pb.NodeStats(
+                        id=nid,
+                        grpc_address=members[nid],
+                        role="unknown",
+                        liveness="unknown",
+                        reachable=False,
+                        error=str(report),
+                    )
             leader = snapshot.leader_id
             leader_view = {v.node_id: v for v in views.get(leader, [])}
             for nid in sorted(by_id):
@@ -241,8 +295,9 @@ class StatsServicer(pb_grpc.StatsServiceServicer):  # type: ignore[misc, unused-
                 snapshot.nodes.append(node)
             del snapshot.peers[:]
             now = int(time.time() * 1000)
-            paused = {nid for node in by_id.values()
-                      for nid, until in node.paused_until_ms.items() if until > now}
+            paused = {
+                nid for node in by_id.values() for nid, until in node.paused_until_ms.items() if until > now
+            }
             for node in snapshot.nodes:
                 node.paused = node.paused or node.id in paused
             snapshot.chaos.CopyFrom(self.chaos(list(snapshot.nodes)))
@@ -258,29 +313,35 @@ class StatsServicer(pb_grpc.StatsServiceServicer):  # type: ignore[misc, unused-
         channel = self._channels.get(grpc_addr)
         if channel is None:
             channel = self._channels[grpc_addr] = grpc.aio.insecure_channel(
-                grpc_addr, options=[("grpc.enable_http_proxy", 0), ("grpc.max_reconnect_backoff_ms", 1000)])
+                grpc_addr, options=[("grpc.enable_http_proxy", 0), ("grpc.max_reconnect_backoff_ms", 1000)]
+            )
         try:
             stub = pb_grpc.StatsServiceStub(channel)  # type: ignore[no-untyped-call, unused-ignore]
             response = await stub.GetStats(
-                pb.GetStatsRequest(scope=pb.STATS_SCOPE_NODE), timeout=PEER_TIMEOUT_S)
+                pb.GetStatsRequest(scope=pb.STATS_SCOPE_NODE), timeout=PEER_TIMEOUT_S
+            )
         except grpc.aio.AioRpcError as exc:
             return f"{exc.code().name}: {exc.details()}"
         snapshot: pb.StatsSnapshot = response.snapshot
         return snapshot
 
     # ------------------------------------------------------------------- RPCs
-    async def GetStats(self, request: pb.GetStatsRequest,
-                       context: grpc.aio.ServicerContext) -> pb.GetStatsResponse:
+    async def GetStats(
+        self, request: pb.GetStatsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetStatsResponse:
         if request.scope == pb.STATS_SCOPE_NODE:
             return pb.GetStatsResponse(snapshot=self.node_only())
         events = _clamp(request.max_events, DEFAULT_EVENTS, 0, MAX_EVENTS)
         return pb.GetStatsResponse(snapshot=await self.cluster_snapshot(events))
 
-    async def WatchStats(self, request: pb.WatchStatsRequest,
-                         context: grpc.aio.ServicerContext) -> AsyncIterator[pb.WatchStatsResponse]:
+    async def WatchStats(
+        self, request: pb.WatchStatsRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.WatchStatsResponse]:
         if self._watchers >= MAX_WATCHERS:
-            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
-                                f"too many stats watchers on this node (limit {MAX_WATCHERS})")
+            await context.abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"too many stats watchers on this node (limit {MAX_WATCHERS})",
+            )
         interval = _clamp(request.interval_ms, DEFAULT_INTERVAL_MS, MIN_INTERVAL_MS, MAX_INTERVAL_MS) / 1000
         events = _clamp(request.max_events, DEFAULT_EVENTS, 0, MAX_EVENTS)
         self._watchers += 1

@@ -11,14 +11,37 @@ from beamflowd.api.gen.beamflow.v1 import stats_pb2 as pb
 def given_snapshot() -> pb.StatsSnapshot:
     snap = pb.StatsSnapshot(node_id="n2", leader_id="n1", build_micros=900)
     snap.time.FromMilliseconds(1_800_000_000_000)
-    snap.nodes.extend([
-        pb.NodeStats(id="n1", role="leader", term=3, commit_index=1200, applied_index=1200, liveness="alive",
-                     owned_workflows=3400, reachable=True, rss_bytes=80 * 2**20, actors=3400),
-        pb.NodeStats(id="n2", role="follower", term=3, commit_index=1200, applied_index=1199,
-                     liveness="alive", owned_workflows=3300, reachable=True, partitioned=True,
-                     rss_bytes=79 * 2**20),
-        pb.NodeStats(id="n3", role="unknown", liveness="dead", reachable=False, error="UNAVAILABLE: refused"),
-    ])
+    snap.nodes.extend(
+        [
+            pb.NodeStats(
+                id="n1",
+                role="leader",
+                term=3,
+                commit_index=1200,
+                applied_index=1200,
+                liveness="alive",
+                owned_workflows=3400,
+                reachable=True,
+                rss_bytes=80 * 2**20,
+                actors=3400,
+            ),
+            pb.NodeStats(
+                id="n2",
+                role="follower",
+                term=3,
+                commit_index=1200,
+                applied_index=1199,
+                liveness="alive",
+                owned_workflows=3300,
+                reachable=True,
+                partitioned=True,
+                rss_bytes=79 * 2**20,
+            ),
+            pb.NodeStats(
+                id="n3", role="unknown", liveness="dead", reachable=False, error="UNAVAILABLE: refused"
+            ),
+        ]
+    )
     w = snap.workflows
     w.submitted, w.running, w.succeeded, w.failed, w.cancelled = 10_500, 6_700, 3_762, 38, 0
     w.retries_scheduled, w.reassigned, w.success_rate = 120, 3300, 0.99
@@ -26,11 +49,24 @@ def given_snapshot() -> pb.StatsSnapshot:
     w.completed_history.extend([0, 50, 100, 200, 250])
     w.failed_history.extend([0, 1, 0, 2, 2])
     w.submitted_history.extend([500] * 5)
-    snap.latencies.append(pb.Latency(name="insurance-claim", samples=2048, step_p50_ms=640, step_p95_ms=1300,
-                                     step_p99_ms=1480, workflow_p50_ms=2400, workflow_p95_ms=3900,
-                                     workflow_p99_ms=5200, workflow_samples=900, completed=3762, failed=38))
+    snap.latencies.append(
+        pb.Latency(
+            name="insurance-claim",
+            samples=2048,
+            step_p50_ms=640,
+            step_p95_ms=1300,
+            step_p99_ms=1480,
+            workflow_p50_ms=2400,
+            workflow_p95_ms=3900,
+            workflow_p99_ms=5200,
+            workflow_samples=900,
+            completed=3762,
+            failed=38,
+        )
+    )
     snap.failing_steps.append(
-        pb.FailingStep(workflow_name="insurance-claim", step_id="credit-score", failures=77))
+        pb.FailingStep(workflow_name="insurance-claim", step_id="credit-score", failures=77)
+    )
     event = pb.NotableEvent(type="node_down", message="node n3 declared down", node="n1")
     event.time.FromMilliseconds(1_800_000_000_000)
     snap.events.append(event)
@@ -46,14 +82,40 @@ def record(snapshot: pb.StatsSnapshot, view: ViewState) -> str:
 
 
 def test_panels_from_a_given_snapshot() -> None:
-    text = record(given_snapshot(), ViewState(endpoint="127.0.0.1:7002", status="live", refresh_s=1.0,
-                                              bytes_per_update=3000))
-    for expected in ("BEAMFlow top", "[live]", "via 127.0.0.1:7002 (n2)", "refresh 1.00s", "2.9KiB/update",
-                     "Nodes · leader n1", "★ n1", "leader", "PARTITIONED", "UNREACHABLE", "DEAD",
-                     "Workflows", "6,700", "99.00%", "3,762", "Throughput", "250.0",
-                     "Latency", "insurance-claim", "640", "1480", "2400",
-                     "insurance-claim/credit-score: 77 failed attempts",
-                     "Events", "node_down", "node n3 declared down", "Chaos", "chaos: not available"):
+    text = record(
+        given_snapshot(),
+        ViewState(endpoint="127.0.0.1:7002", status="live", refresh_s=1.0, bytes_per_update=3000),
+    )
+    for expected in (
+        "BEAMFlow top",
+        "[live]",
+        "via 127.0.0.1:7002 (n2)",
+        "refresh 1.00s",
+        "2.9KiB/update",
+        "Nodes · leader n1",
+        "★ n1",
+        "leader",
+        "PARTITIONED",
+        "UNREACHABLE",
+        "DEAD",
+        "Workflows",
+        "6,700",
+        "99.00%",
+        "3,762",
+        "Throughput",
+        "250.0",
+        "Latency",
+        "insurance-claim",
+        "640",
+        "1480",
+        "2400",
+        "insurance-claim/credit-score: 77 failed attempts",
+        "Events",
+        "node_down",
+        "node n3 declared down",
+        "Chaos",
+        "chaos: not available",
+    ):
         assert expected in text, f"{expected!r} missing from:\n{text}"
     n3 = next(line for line in text.splitlines() if " n3 " in line)
     assert "dead" in n3 and "DEAD" in n3
@@ -64,8 +126,14 @@ def test_reconnecting_and_waiting_states() -> None:
     console.print(render(None, ViewState(status="connecting")))
     console.file.close()
     assert "waiting for the first stats snapshot" in console.export_text()
-    text = record(given_snapshot(), ViewState(endpoint="127.0.0.1:7003", status="reconnecting",
-                                              message="reconnecting: 127.0.0.1:7001: UNAVAILABLE"))
+    text = record(
+        given_snapshot(),
+        ViewState(
+            endpoint="127.0.0.1:7003",
+            status="reconnecting",
+            message="reconnecting: 127.0.0.1:7001: UNAVAILABLE",
+        ),
+    )
     assert "[reconnecting]" in text and "reconnecting: 127.0.0.1:7001" in text
 
 

@@ -51,21 +51,42 @@ def test_durations_and_failures_come_from_the_new_events_of_touched_workflows() 
         sm.apply(cmd("join", node="n1", raft="r", grpc="g", ts=t0))
         for i in range(10):
             wf = f"wf-{i}"
-            sm.apply(cmd("submit", rid=f"r{i}", wf=wf, spec=plain, spec_hash=spec_hash, input="{}", ts=t0,
-                         start=[["a", 0]]))
+            sm.apply(
+                cmd(
+                    "submit",
+                    rid=f"r{i}",
+                    wf=wf,
+                    spec=plain,
+                    spec_hash=spec_hash,
+                    input="{}",
+                    ts=t0,
+                    start=[["a", 0]],
+                )
+            )
             sm.apply(cmd("succeed", wf=wf, epoch=1, step="a", attempt=1, output="{}", ts=t0 + 10 * (i + 1)))
             agg.on_changed(sm.drain_changed())
             agg.drain()
             sm.apply(cmd("start", wf=wf, epoch=1, step="b", attempt=1, ts=t0 + 100))
-            sm.apply(cmd("fail", wf=wf, epoch=1, step="b", attempt=1, error="boom", error_class="transient",
-                         ts=t0 + 150, retry_at=t0 + 160))
+            sm.apply(
+                cmd(
+                    "fail",
+                    wf=wf,
+                    epoch=1,
+                    step="b",
+                    attempt=1,
+                    error="boom",
+                    error_class="transient",
+                    ts=t0 + 150,
+                    retry_at=t0 + 160,
+                )
+            )
             sm.apply(cmd("start", wf=wf, epoch=1, step="b", attempt=2, ts=t0 + 160))
             sm.apply(cmd("succeed", wf=wf, epoch=1, step="b", attempt=2, output="{}", ts=t0 + 200))
         agg.on_changed(sm.drain_changed())
         agg.drain()
         agg.on_changed({"wf-0", "wf-1"})  # a re-delivery of finished workflows counts nothing twice
         agg.drain()
-        (name, stats, step_p, wf_p), = agg.latency_rows()
+        ((name, stats, step_p, wf_p),) = agg.latency_rows()
         assert name == "two" and stats.completed == 10 and stats.failed == 0
         assert len(stats.steps) == 20 and len(stats.workflows) == 10
         assert step_p[2] == 100.0  # step a of wf-9 took 100 ms

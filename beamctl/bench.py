@@ -1,0 +1,291 @@
+"""``beamctl bench load``: a bounded load generator with a progress bar and a latency summary.
+
+Why it looks like this: a load generator that is itself the bottleneck, or that never stops, measures
+nothing. So: a fixed ``--total`` at a paced ``--rate`` (submit *i* is due at ``start + i/rate``; late ones go
+at once, never in a burst beyond ``--concurrency`` in flight), every submit carrying its own request id (a
+retry after fail-over is deduplicated by the server), then — unless ``--no-wait`` — waiting, bounded by
+``--timeout-wait``, until every acknowledged workflow has ended, read back in pages of 1,000.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, TextIO
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from beamctl import output
+from beamctl.client import Client, Settings, settings_of
+from beamctl.errors import CliError, ExitCode, handle_errors
+from beamctl.output import OutputOption, output_format
+from beamflowd.api.gen.beamflow.v1 import workflow_pb2
+from beamflowd.durations import parse_duration
+
+app = typer.Typer(name="bench", help="Generate load and measure it.", no_args_is_help=True)
+
+#: Bounds that keep one run finite and the client honest.
+MAX_TOTAL = 10_000_000
+MAX_CONCURRENCY = 256
+POLL_S = 1.0
+LIST_PAGE = 1000
+#: Pages read per poll at most (10 million workflows / 1,000).
+MAX_PAGES = 10_000
+
+_TERMINAL = {
+    workflow_pb2.WORKFLOW_STATUS_SUCCEEDED: "succeeded",
+    workflow_pb2.WORKFLOW_STATUS_FAILED: "failed",
+    workflow_pb2.WORKFLOW_STATUS_CANCELLED: "cancelled",
+}
+
+
+def percentiles(values: Sequence[float]) -> dict[str, float | None]:
+    """Nearest-rank p50/p95/p99 and max, in ms (None without samples)."""
+    if not values:
+        return {"p50": None, "p95": None, "p99": None, "max": None}
+    ordered = sorted(values)
+
+    def rank(q: float) -> float:
+        return round(ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))], 2)
+
+    return {"p50": rank(0.5), "p95": rank(0.95), "p99": rank(0.99), "max": round(ordered[-1], 2)}
+
+
+@dataclass
+class Run:
+    """Everything measured during one run; the summary is computed from it."""
+
+    total: int
+    rate: float
+    acknowledged: dict[str, float] = field(default_factory=dict)  # workflow id -> submit latency ms
+    errors: dict[str, int] = field(default_factory=dict)
+    finished: dict[str, tuple[str, float]] = field(default_factory=dict)  # id -> (status, e2e ms)
+    submit_started: float = 0.0
+    submit_ended: float = 0.0
+    ended: float = 0.0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def summary(self, waited: bool) -> dict[str, Any]:
+        statuses = [status for status, _ in self.finished.values()]
+        submit_s = max(1e-9, self.submit_ended - self.submit_started)
+        wall_s = max(1e-9, (self.ended or self.submit_ended) - self.submit_started)
+        done = len(self.finished)
+        return {
+            "total": self.total,
+            "submitted": len(self.acknowledged),
+            "submit_errors": sum(self.errors.values()),
+            "errors": dict(self.errors),
+            "completed": statuses.count("succeeded"),
+            "failed": statuses.count("failed"),
+            "cancelled": statuses.count("cancelled"),
+            "unfinished": len(self.acknowledged) - done if waited else None,
+            "target_rate": self.rate,
+            "achieved_submit_rate": round(len(self.acknowledged) / submit_s, 1),
+            "throughput_per_second": round(done / wall_s, 1) if waited else None,
+            "submit_ms": percentiles(list(self.acknowledged.values())),
+            "end_to_end_ms": percentiles(
+                [ms for status, ms in self.finished.values() if status == "succeeded"]
+            ),
+            "wall_seconds": round(wall_s, 2),
+        }
+
+
+def schedule(total: int, rate: float, start: float) -> Iterator[tuple[int, float]]:
+    """(index, due time) of every submit: evenly paced from ``start``."""
+    for i in range(total):
+        yield i, start + i / rate
+
+
+def submit_all(
+    settings: Settings,
+    run: Run,
+    definition: str,
+    source: str,
+    input_json: str,
+    concurrency: int,
+    progress: Progress,
+    record: TextIO | None,
+) -> None:
+    """Paced submits with at most ``concurrency`` in flight; each retried on the next endpoint by Client."""
+    task = progress.add_task("submitted", total=run.total)
+    slots = threading.BoundedSemaphore(concurrency)
+    local = threading.local()
+
+    def client() -> Client:
+        if not hasattr(local, "client"):
+            local.client = Client.from_settings(settings)
+        c: Client = local.client
+        return c
+
+    def one() -> None:
+        request = workflow_pb2.SubmitWorkflowRequest(
+            definition=definition,
+            definition_source=source,
+            input_json=input_json,
+            request_id=str(uuid.uuid4()),
+        )
+        started = time.perf_counter()
+        try:
+            response = client().submit_workflow(request)
+        except CliError as err:
+            with run.lock:
+                key = err.message.split(":")[0][:80]
+                run.errors[key] = run.errors.get(key, 0) + 1
+        else:
+            elapsed = (time.perf_counter() - started) * 1000
+            with run.lock:
+                run.acknowledged[response.workflow_id] = elapsed
+                if record is not None:
+                    record.write(
+                        json.dumps({"workflow_id": response.workflow_id, "request_id": request.request_id})
+                        + "\n"
+                    )
+        finally:
+            slots.release()
+            progress.advance(task)
+
+    run.submit_started = time.monotonic()
+    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="submit") as pool:
+        for _, due in schedule(run.total, run.rate, run.submit_started):
+            delay = due - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            slots.acquire()
+            pool.submit(one)
+    run.submit_ended = time.monotonic()
+
+
+def poll_finished(client: Client, run: Run, name: str) -> None:
+    """Read every workflow of ``name`` (pages of 1,000) and note the end of ours."""
+    token = ""
+    for _ in range(MAX_PAGES):
+        response = client.list_workflows(
+            workflow_pb2.ListWorkflowsRequest(name=name, page_size=LIST_PAGE, page_token=token)
+        )
+        for summary in response.workflows:
+            status = _TERMINAL.get(summary.status)
+            if status is None or summary.id not in run.acknowledged or summary.id in run.finished:
+                continue
+            e2e = summary.update_time.ToMilliseconds() - summary.create_time.ToMilliseconds()
+            run.finished[summary.id] = (status, float(e2e))
+        token = response.next_page_token
+        if not token:
+            return
+
+
+def wait_all(settings: Settings, run: Run, name: str, deadline: float, progress: Progress) -> None:
+    task = progress.add_task("finished", total=len(run.acknowledged))
+    with Client.from_settings(settings) as client:
+        while time.monotonic() < deadline:  # bounded by --timeout-wait
+            poll_finished(client, run, name)
+            progress.update(task, completed=len(run.finished))
+            if len(run.finished) >= len(run.acknowledged):
+                break
+            time.sleep(POLL_S)
+    run.ended = time.monotonic()
+
+
+def workflow_name(definition: str, source: str) -> str:
+    """The definition's ``name`` (used to read results back), validated like the server does."""
+    from beamflowd.spec import SpecError, parse_workflow
+
+    try:
+        return parse_workflow(definition, source=source).name
+    except SpecError as err:
+        raise CliError(str(err), ExitCode.USAGE) from None
+
+
+def render_summary(data: dict[str, Any]) -> None:
+    out = output.console()
+    out.print(
+        f"submitted {data['submitted']:,}/{data['total']:,} at {data['achieved_submit_rate']}/s "
+        f"(target {data['target_rate']}/s), submit errors {data['submit_errors']}"
+    )
+    if data["unfinished"] is not None:
+        out.print(
+            f"completed {data['completed']:,}  failed {data['failed']:,}  cancelled {data['cancelled']:,}  "
+            f"unfinished {data['unfinished']:,}  throughput {data['throughput_per_second']}/s"
+        )
+    for label, key in (("submit acknowledged", "submit_ms"), ("end to end (succeeded)", "end_to_end_ms")):
+        p = data[key]
+        if p["p50"] is not None:
+            out.print(
+                f"{label:<24} p50 {p['p50']} ms  p95 {p['p95']} ms  p99 {p['p99']} ms  max {p['max']} ms"
+            )
+    for error, n in data["errors"].items():
+        out.print(f"error x{n}: {error}")
+
+
+@app.command("load")
+@handle_errors
+def load(
+    ctx: typer.Context,
+    workflow: Annotated[Path, typer.Option("--workflow", "-w", metavar="FILE", help="Workflow definition.")],
+    rate: Annotated[float, typer.Option("--rate", "-r", min=0.1, max=100_000, help="Submits per second.")],
+    total: Annotated[int, typer.Option("--total", "-n", min=1, max=MAX_TOTAL, help="Workflows to submit.")],
+    concurrency: Annotated[
+        int,
+        typer.Option("--concurrency", "-c", min=1, max=MAX_CONCURRENCY, help="Submits in flight at most."),
+    ] = 16,
+    input_json: Annotated[str, typer.Option("--input", "-i", help="Input JSON of every workflow.")] = "{}",
+    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Wait for every workflow to end.")] = True,
+    timeout_wait: Annotated[
+        str, typer.Option("--timeout-wait", metavar="DURATION", help="Give up waiting after this long.")
+    ] = "5m",
+    record: Annotated[
+        Path | None,
+        typer.Option(
+            "--record",
+            metavar="FILE",
+            help="Write acknowledged ids as JSON lines (input of `beamctl chaos verify -f`).",
+        ),
+    ] = None,
+    fmt: OutputOption = None,
+) -> None:
+    """Submit --total workflows at --rate per second, then wait for them and print the figures.
+
+    Example: beamctl bench load --workflow deploy/workflows/insurance-claim.yaml --rate 50 --total 500
+    """
+    settings = settings_of(ctx)
+    try:
+        definition = workflow.read_text(encoding="utf-8")
+        json.loads(input_json)
+        wait_ms = parse_duration(timeout_wait)
+    except OSError as err:
+        raise CliError(f"cannot read {workflow}: {err.strerror or err}", ExitCode.USAGE) from None
+    except ValueError as err:
+        raise CliError(f"invalid option: {err}", ExitCode.USAGE) from None
+    name = workflow_name(definition, str(workflow))
+    run = Run(total=total, rate=rate)
+    stderr = Console(stderr=True)
+    columns = (TextColumn("{task.description:>10}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    record_file = open(record, "w", encoding="utf-8") if record else None  # noqa: SIM115 - closed below
+    try:
+        with Progress(*columns, console=stderr, transient=True, disable=not sys.stderr.isatty()) as progress:
+            submit_all(
+                settings, run, definition, workflow.name, input_json, concurrency, progress, record_file
+            )
+            if wait and run.acknowledged:
+                wait_all(settings, run, name, time.monotonic() + wait_ms / 1000, progress)
+    finally:
+        if record_file is not None:
+            record_file.close()
+    data = run.summary(waited=wait)
+    if output_format(ctx, fmt) == "json":
+        output.emit_json(data)
+    else:
+        render_summary(data)
+    if not run.acknowledged:
+        raise CliError(
+            f"no submit was acknowledged ({sum(run.errors.values())} errors)", ExitCode.UNAVAILABLE
+        )
