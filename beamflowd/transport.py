@@ -37,7 +37,28 @@ class BeamTransport(TCPTransport):  # type: ignore[misc]
     def _onMessageReceived(self, node: Any, message: Any) -> None:
         if getattr(node, "address", None) in self.blocked:
             return
+        if (isinstance(message, dict) and message.get("type") == "next_node_idx" and message.get("success")
+                and not message.get("reset")):
+            self._ack_without_rewind(node, message)
+            return
         super()._onMessageReceived(node, message)
+
+    def _ack_without_rewind(self, node: Any, message: Any) -> None:
+        """Stop a stale acknowledgement from moving the leader's next index backwards.
+
+        pysyncobj 0.3.17 pipelines append_entries optimistically but, on each success ack, sets the
+        follower's next index to the acked one even when later entries are already in flight. It then
+        resends them, and the follower truncates and re-appends entries it already applied (logged as
+        CRITICAL; same term, so the content is identical): wasted work that grows with load and, with
+        fsync, a sync per re-append. A rejected append (reset=True) still rewinds, so lost messages are
+        repaired as before. Measured in docs/performance.md.
+        """
+        next_index = self._syncObj._SyncObj__raftNextIndex
+        before = next_index.get(node)
+        super()._onMessageReceived(node, message)
+        after = next_index.get(node)
+        if before is not None and after is not None and after < before:
+            next_index[node] = before
 
     def _connectIfNecessarySingle(self, node: Any) -> bool:
         if node.address in self.blocked:
@@ -50,3 +71,19 @@ class BeamTransport(TCPTransport):  # type: ignore[misc]
         for node, conn in list(self._connections.items()):
             if getattr(node, "address", None) in self.blocked:
                 conn.disconnect()
+
+    # --- chaos (issue 4): partitions requested from other threads are installed on the tick thread ---
+    _requested_blocked: tuple[int, frozenset[str]] = (0, frozenset())
+    _installed_generation = 0
+
+    def request_blocked(self, addresses: set[str]) -> None:
+        """Any thread: install ``addresses`` as the blocked set on the next tick (see :meth:`set_blocked`)."""
+        # One store of an immutable tuple: atomic under the GIL; no lock shared with the tick thread.
+        self._requested_blocked = (self._requested_blocked[0] + 1, frozenset(addresses))
+
+    def _onTick(self) -> None:
+        generation, addresses = self._requested_blocked
+        if generation != self._installed_generation:
+            self._installed_generation = generation
+            self.set_blocked(set(addresses))
+        super()._onTick()
