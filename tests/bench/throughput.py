@@ -13,6 +13,7 @@ import asyncio
 import json
 import sys
 import time
+from typing import Any
 from pathlib import Path
 
 import grpc
@@ -39,7 +40,50 @@ async def main() -> int:
     ap.add_argument("--concurrency", type=int, default=100)
     ap.add_argument("--deadline", type=float, default=300.0)
     ap.add_argument("--input", default="{}")
+    ap.add_argument(
+        "--completion",
+        choices=["watch", "poll"],
+        default="watch",
+        help="watch: one WatchWorkflow stream per workflow (a waiting client); poll: count running "
+        "workflows, latency from server timestamps (least client CPU)",
+    )
+    ap.add_argument(
+        "--fsync-modes",
+        default="",
+        help="comma list (e.g. off,batch,always): start a fresh local 3-node cluster per mode and "
+        "report each, with the ratio to the first",
+    )
     args = ap.parse_args()
+    if args.fsync_modes:
+        return await compare_fsync(args)
+    return await run(args)
+
+
+async def compare_fsync(args: argparse.Namespace) -> int:
+    """One fresh cluster per fsync mode, same workload; prints each report and the ratio to the first."""
+    import tempfile
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+    from tests.harness import Cluster
+
+    reports = {}
+    for mode in args.fsync_modes.split(","):
+        with (
+            tempfile.TemporaryDirectory() as tmp,
+            Cluster(Path(tmp), extra_args=["--fsync", mode]) as cluster,
+        ):
+            cluster.start()
+            cluster.wait_ready()
+            args.endpoints = cluster.endpoints
+            reports[mode] = await run(args, quiet=True)
+    base = reports[args.fsync_modes.split(",")[0]]["workflows_per_s"]
+    for mode, report in reports.items():
+        report["ratio_to_first"] = round(report["workflows_per_s"] / base, 2) if base else None
+    print(json.dumps(reports, indent=2))
+    return 0
+
+
+async def run(args: argparse.Namespace, quiet: bool = False) -> Any:
     definition = Path(args.workflow).read_text()
     endpoints = args.endpoints.split(",")
     channels = [grpc.aio.insecure_channel(e) for e in endpoints]
@@ -65,6 +109,8 @@ async def main() -> int:
             )
             submit_lat.append(time.perf_counter() - t0)
             ids.append(r.workflow_id)
+            if args.completion == "poll":
+                return
             status = pb.WORKFLOW_STATUS_UNSPECIFIED
             async for ev in stub.WatchWorkflow(
                 pb.WatchWorkflowRequest(workflow_id=r.workflow_id), timeout=max(1.0, t_end - time.monotonic())
@@ -76,7 +122,24 @@ async def main() -> int:
 
     t0 = time.perf_counter()
     results = await asyncio.gather(*(one(i) for i in range(args.total)), return_exceptions=True)
+    if args.completion == "poll":
+        # Completion by polling the running count (cheap for the client), then end-to-end latency from the
+        # server's own timestamps (create_time -> update_time of the finished workflow).
+        while time.monotonic() < t_end:
+            page = await stubs[0].ListWorkflows(
+                pb.ListWorkflowsRequest(status=pb.WORKFLOW_STATUS_RUNNING, page_size=1), timeout=10
+            )
+            if page.total_matching == 0:
+                break
+            await asyncio.sleep(0.02)
     elapsed = time.perf_counter() - t0
+    if args.completion == "poll":
+        for wf_id in ids:
+            wf = (await stubs[0].GetWorkflow(pb.GetWorkflowRequest(workflow_id=wf_id), timeout=10)).workflow
+            name = pb.WorkflowStatus.Name(wf.status)
+            statuses[name] = statuses.get(name, 0) + 1
+            if wf.status != pb.WORKFLOW_STATUS_RUNNING:
+                e2e_lat.append((wf.update_time.ToMilliseconds() - wf.create_time.ToMilliseconds()) / 1000)
     errors = [r for r in results if isinstance(r, BaseException)]
     cstub = cluster_pb2_grpc.ClusterServiceStub(channels[0])
     digests: set[str] = set()
@@ -100,9 +163,11 @@ async def main() -> int:
     }
     if errors:
         report["first_error"] = repr(errors[0])[:300]
-    print(json.dumps(report, indent=2))
     for c in channels:
         await c.close()
+    if quiet:
+        return report
+    print(json.dumps(report, indent=2))
     return 0 if not errors and report["digests_equal"] else 1
 
 
