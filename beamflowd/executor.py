@@ -16,7 +16,7 @@ import json
 import logging
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -180,6 +180,9 @@ class Actor:
             )
             timeout_ms = step.timeout_ms or view.spec.timeout_ms
             timeout = timeout_ms / 1000 if timeout_ms else ex.default_step_timeout
+            # --- chaos hook (issue 4, beamflowd/chaos.py): injected latency, errors, timeouts; None when off
+            if ex.step_faults is not None:
+                await ex.step_faults(view.id, step.id, attempt)
             output = await asyncio.wait_for(STEP_KINDS[step.run].run(ctx, params), timeout)
             encoded = encode_output(output)
             ts = now_ms()
@@ -228,6 +231,8 @@ class Executor:
         self.restart_window = restart_window
         self.actors: dict[str, Actor] = {}
         self.restarts = 0
+        #: Chaos hook (issue 4): awaited before each step attempt runs; may sleep or raise StepError.
+        self.step_faults: Callable[[str, str, int], Awaitable[None]] | None = None
         self._restart_times: dict[str, list[float]] = {}
         self._closed = False
 

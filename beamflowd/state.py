@@ -166,6 +166,8 @@ class StateMachine:
             "reassigned": 0, "nodes_down": 0, "collected": 0,
         }
         self.notable: list[Notable] = []
+        #: Chaos monkey setting (issue 4, see _chaos_monkey); {} when off.
+        self.chaos_monkey: dict[str, Any] = {}
         #: Ids of workflows touched since the last :meth:`drain_changed` (not part of the state).
         self._changed: set[str] = set()
 
@@ -486,6 +488,24 @@ class StateMachine:
         if len(self.notable) > MAX_NOTABLE_EVENTS:
             del self.notable[0]
 
+    # ------------------------------------------- chaos monkey setting (issue 4, beamflowd/chaos.py)
+    def _chaos_monkey(self, cmd: Mapping[str, Any]) -> Result:
+        """Store the cluster-wide chaos monkey setting (replicated, so it survives node deaths).
+
+        Every node's monkey reads it and injects into its own actors and steps; the random draws happen
+        there, never here. ``enabled`` false clears it. Times are the proposer's (``ts``, ``until_ms``).
+        """
+        if not cmd.get("enabled"):
+            self.chaos_monkey = {}
+        else:
+            self.chaos_monkey = {
+                "profile": str(cmd["profile"]), "kill_nodes": bool(cmd.get("kill_nodes", False)),
+                "partitions": bool(cmd.get("partitions", False)), "since_ms": int(cmd["ts"]),
+                "until_ms": int(cmd.get("until_ms", 0)), "by": str(cmd.get("node", "")),
+            }
+        return Result("OK", data=dict(self.chaos_monkey))
+    # ------------------------------------------------------------------ end of chaos monkey setting
+
     def running_count(self) -> int:
         c = self.counters
         return c["submitted"] - c["succeeded"] - c["failed"] - c["cancelled"]
@@ -507,6 +527,7 @@ class StateMachine:
             "request_ids": list(self.request_ids.items()),
             "counters": dict(self.counters),
             "notable": [list(n) for n in self.notable],
+            "chaos_monkey": dict(self.chaos_monkey),  # issue 4
         }
 
     @classmethod
@@ -529,6 +550,7 @@ class StateMachine:
         sm.request_ids = {rid: wf for rid, wf in p["request_ids"]}
         sm.counters.update(p["counters"])
         sm.notable = [tuple(n) for n in p["notable"]]  # type: ignore[misc]
+        sm.chaos_monkey = dict(p.get("chaos_monkey", {}))  # issue 4; absent in older snapshots
         return sm
 
     def load(self, other: StateMachine) -> None:
@@ -538,6 +560,7 @@ class StateMachine:
         self.request_ids, self.counters = other.request_ids, other.counters
         self.specs = other.specs
         self.notable = other.notable
+        self.chaos_monkey = other.chaos_monkey  # issue 4
         self._changed = set(self.workflows)
 
     def digest(self) -> str:
@@ -573,4 +596,5 @@ _HANDLERS = {
     "node_down": StateMachine._node_down,
     "abort": StateMachine._abort,
     "gc": StateMachine._gc,
+    "chaos_monkey": StateMachine._chaos_monkey,  # issue 4
 }
