@@ -138,7 +138,7 @@ def run_dashboard(
                 view.refresh_s, view.bytes_per_update = state.refresh_s, state.size_bytes
                 if now > chaos_message_until:
                     chaos_message = ""
-                live.update(render(shown[1], view, chaos_message), refresh=True)
+                live.update(render(shown[1], view, chaos_message, console.size.width), refresh=True)
                 key = read_key(FRAME_S)
                 if key in ("q", "Q"):
                     return
@@ -183,7 +183,7 @@ def top(
             output.emit_json(data)
         else:
             console = output.console()
-            console.print(render(data, ViewState(status="once", endpoint="")))
+            console.print(render(data, ViewState(status="once"), width=console.width))
         return
     if not sys.stdout.isatty():
         raise CliError("top needs a terminal; use `beamctl top --once -o json` in scripts", ExitCode.USAGE)

@@ -195,30 +195,46 @@ def node_flags(node: Mapping[str, Any]) -> Text:
     return flags
 
 
-def nodes_panel(data: Mapping[str, Any]) -> Panel:
+#: Columns of the nodes panel; the compact set fits an 80-column terminal.
+NODE_COLUMNS = ("NODE", "ROLE", "LIVENESS", "TERM", "COMMIT", "APPLIED", "OWNED", "ACTORS", "RSS", "FLAGS")
+COMPACT_NODE_COLUMNS = ("NODE", "ROLE", "LIVENESS", "APPLIED", "OWNED", "RSS", "FLAGS")
+_NUMERIC = {"TERM", "COMMIT", "APPLIED", "OWNED", "ACTORS", "RSS"}
+
+
+def _node_cells(node: Mapping[str, Any], leader: bool) -> dict[str, Text]:
+    reachable = node["reachable"]
+    liveness = node["liveness"] or "unknown"
+
+    def num(value: str) -> Text:
+        return Text(value if reachable else "-")
+
+    return {
+        "NODE": Text(("★ " if leader else "  ") + node["id"], style="bold green" if leader else ""),
+        "ROLE": Text(node["role"] or "unknown", style="bold green" if node["role"] == "leader" else ""),
+        "LIVENESS": Text(liveness, style=_LIVENESS_STYLE.get(liveness, "")),
+        "TERM": num(str(node["term"])),
+        "COMMIT": num(count(node["commit_index"])),
+        "APPLIED": num(count(node["applied_index"])),
+        "OWNED": num(count(node["owned_workflows"])),
+        "ACTORS": num(count(node["actors"])),
+        "RSS": num(human_bytes(node["rss_bytes"])),
+        "FLAGS": node_flags(node),
+    }
+
+
+def nodes_panel(data: Mapping[str, Any], compact: bool = False) -> Panel:
     table = Table(expand=True, show_edge=False, pad_edge=False, box=None)
-    numeric = {"TERM", "COMMIT", "APPLIED", "OWNED", "ACTORS", "RSS"}
-    columns = ("NODE", "ROLE", "LIVENESS", "TERM", "COMMIT", "APPLIED", "OWNED", "ACTORS", "RSS", "FLAGS")
+    columns = COMPACT_NODE_COLUMNS if compact else NODE_COLUMNS
     for column in columns:
-        table.add_column(column, no_wrap=True, justify="right" if column in numeric else "left")
-    for node in data["nodes"]:
-        leader = node["id"] == data["leader_id"] or node["role"] == "leader"
-        name = Text(("★ " if leader else "  ") + node["id"], style="bold green" if leader else "")
-        role = Text(node["role"] or "unknown", style="bold green" if node["role"] == "leader" else "")
-        liveness = node["liveness"] or "unknown"
-        reachable = node["reachable"]
-        table.add_row(
-            name,
-            role,
-            Text(liveness, style=_LIVENESS_STYLE.get(liveness, "")),
-            Text(str(node["term"]) if reachable else "-"),
-            Text(count(node["commit_index"]) if reachable else "-"),
-            Text(count(node["applied_index"]) if reachable else "-"),
-            Text(count(node["owned_workflows"]) if reachable else "-"),
-            Text(count(node["actors"]) if reachable else "-"),
-            Text(human_bytes(node["rss_bytes"]) if reachable else "-"),
-            node_flags(node),
+        table.add_column(
+            column,
+            no_wrap=True,
+            justify="right" if column in _NUMERIC else "left",
+            min_width=6 if column == "NODE" else None,
         )
+    for node in data["nodes"]:
+        cells = _node_cells(node, node["id"] == data["leader_id"] or node["role"] == "leader")
+        table.add_row(*(cells[c] for c in columns))
     leader = data["leader_id"] or "none (election?)"
     return Panel(table, title=f"Nodes · leader {leader}", title_align="left", border_style="blue")
 
@@ -360,10 +376,26 @@ def header(data: Mapping[str, Any] | None, view: ViewState) -> Text:
     return line
 
 
-def render(data: Mapping[str, Any] | None, view: ViewState, chaos_message: str = "") -> RenderableType:
-    """The whole screen."""
+#: Below this many columns the panels are stacked instead of side by side (e.g. an 80-column terminal).
+WIDE_COLUMNS = 140
+
+
+def render(
+    data: Mapping[str, Any] | None, view: ViewState, chaos_message: str = "", width: int = 200
+) -> RenderableType:
+    """The whole screen; ``width`` is the terminal's, to choose between side-by-side and stacked panels."""
     if data is None:
         return Group(header(None, view), Text(""), Text("waiting for the first stats snapshot…", style="dim"))
+    if width < WIDE_COLUMNS:
+        return Group(
+            header(data, view),
+            nodes_panel(data, compact=True),
+            workflows_panel(data),
+            throughput_panel(data, width=max(10, width - 30)),
+            latency_panel(data),
+            chaos_panel(data, chaos_message),
+            events_panel(data, limit=5),
+        )
     top = Table.grid(expand=True, padding=(0, 1))
     top.add_column(ratio=3)
     top.add_column(ratio=2)

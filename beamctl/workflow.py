@@ -16,6 +16,7 @@ from beamctl import output
 from beamctl.client import TERMINAL_STATUSES, Client, settings_of
 from beamctl.errors import CliError, ExitCode, handle_errors
 from beamctl.output import OutputOption, output_format
+from beamctl.show import show
 from beamflowd.api.gen.beamflow.v1 import workflow_pb2
 from beamflowd.durations import parse_duration
 
@@ -332,3 +333,6 @@ def cancel(
         output.line(f"Workflow {workflow_id} cancelled")
     else:
         output.line(f"Workflow {workflow_id} had already ended: {status}")
+
+
+app.command("show")(show)

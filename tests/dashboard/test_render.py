@@ -151,3 +151,13 @@ def test_sparkline_scales_to_the_window() -> None:
     assert sparkline([0, 0, 0]) == "▁▁▁"
     assert sparkline([0, 5, 10]) == "▁▅█"
     assert len(sparkline(list(range(100)), width=60)) == 60
+
+
+def test_narrow_terminal_stacks_the_panels() -> None:
+    console = Console(record=True, width=80, color_system=None, file=open("/dev/null", "w"))  # noqa: SIM115
+    console.print(render(snapshot_to_dict(given_snapshot()), ViewState(status="live"), width=80))
+    console.file.close()
+    text = console.export_text()
+    assert all(len(line) <= 80 for line in text.splitlines())
+    for expected in ("★ n1", "DEAD", "6,700", "99.00%", "insurance-claim", "chaos: not available"):
+        assert expected in text, f"{expected!r} missing from:\n{text}"
