@@ -82,7 +82,7 @@ class Profile:
 PROFILES: dict[str, Profile] = {
     "gentle": Profile("gentle", 0.05, 0.03, 0.08, 0.10, (100, 500), 10.0, 0.10, (2.0, 4.0)),
     "moderate": Profile("moderate", 0.15, 0.10, 0.20, 0.25, (200, 2000), 5.0, 0.20, (2.0, 5.0)),
-    "aggressive": Profile("aggressive", 0.30, 0.20, 0.35, 0.40, (500, 5000), 2.0, 0.35, (2.0, 5.0)),
+    "aggressive": Profile("aggressive", 0.30, 0.20, 0.35, 0.40, (500, 5000), 2.0, 0.50, (2.0, 5.0)),
 }
 
 
@@ -523,7 +523,8 @@ class Chaos:
 
     async def _node_action(self, profile: Profile, setting: Mapping[str, Any], now: float) -> None:
         """Leader only: maybe kill or isolate one node, only when the whole cluster is healthy."""
-        cooldown = 3 * profile.partition_s[1]
+        # After an action, give the victim time to be declared down, restart and rejoin (or heal).
+        cooldown = profile.partition_s[1] + 3.0
         if self._leader_since is None or now - self._leader_since < cooldown:
             return  # a new leader first lets the previous action's victim come back
         if now - self._last_node_action < cooldown or self.rng.random() >= profile.node_action:

@@ -33,9 +33,14 @@ def ends(chaos_cluster: Cluster) -> Generator[Endpoints, None, None]:
         e.close()
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "restart_delay(duration): the dev supervisor's restart delay")
+
+
 @pytest.fixture
 def dev_cluster(request: pytest.FixtureRequest, tmp_path: Path) -> Generator[DevCluster, None, None]:
-    dev = DevCluster(tmp_path / "dev")
+    marker = request.node.get_closest_marker("restart_delay")
+    dev = DevCluster(tmp_path / "dev", restart_delay=marker.args[0] if marker else "1s")
     request.node.stash[_CLUSTER_KEY] = dev  # type: ignore[arg-type]  # duck-typed: log_tails()
     try:
         dev.up()

@@ -80,9 +80,14 @@ def test_every_chaos_command(chaos_cluster: Cluster, ends: Endpoints, tmp_path: 
     # monkey on/off: replicated, visible from every node
     out = ok(beamctl(e, "chaos", "monkey", "on", "--profile", "gentle", "--duration", "1m")).stdout
     assert "monkey on: gentle" in out and "every 10s" in out
-    for node in chaos_cluster.nodes:
-        monkey = status_json(chaos_cluster.grpc_addr(node))["monkey"]
-        assert monkey["enabled"] and monkey["profile"] == "gentle" and int(monkey["until_unix_ms"]) > 0
+    for node in chaos_cluster.nodes:  # each replica applies the setting (followers a moment later)
+
+        def gentle(node: str = node) -> bool:
+            monkey = status_json(chaos_cluster.grpc_addr(node))["monkey"]
+            return bool(monkey["enabled"] and monkey["profile"] == "gentle"
+                        and int(monkey["until_unix_ms"]) > 0)
+
+        chaos_cluster.wait_until(gentle, 5, f"{node} to apply the monkey setting")
     assert "monkey off" in ok(beamctl(e, "chaos", "monkey", "off")).stdout
     assert status_json(e)["monkey"]["enabled"] is False
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import statistics
 import threading
 import time
 from typing import Any
@@ -100,3 +102,18 @@ def test_isolated_leader_loses_writes_majority_keeps_working(chaos_cluster: Clus
     assert verdict.digests_equal, verdict.digest_detail
     print(f"election after isolating the leader: {elected_s:.2f}s; "
           f"workflows moved off it: {verdict.reassigned_workflows}")
+
+
+@pytest.mark.skipif(os.environ.get("BEAMFLOW_CHAOS_LONG") != "1", reason="measurement: BEAMFLOW_CHAOS_LONG=1")
+def test_measure_election_after_isolating_the_leader(chaos_cluster: Cluster, ends: Endpoints) -> None:
+    """p50 of 5 runs: seconds from the partition call until the majority has a leader (docs/chaos.md)."""
+    times = []
+    for _ in range(5):
+        leader = ends.wait_until(ends.leader, 15, "a leader")
+        via = next(n for n in ends.addrs if n != leader)
+        times.append(isolate_and_elect(ends, leader, via))
+        ends.chaos(via).Heal(cpb.HealRequest(), timeout=5)
+        ends.wait_until(lambda: all(n.reachable and n.leader_id for n in ends.cluster_status().nodes)
+                        and len({n.leader_id for n in ends.cluster_status().nodes}) == 1, 20, "one leader")
+    print(f"ELECTION-P50 {statistics.median(times):.3f}s runs {', '.join(f'{t:.3f}' for t in times)}")
+    assert statistics.median(times) < 5.0
