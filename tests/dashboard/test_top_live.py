@@ -155,8 +155,8 @@ def succeeded(screen: str) -> int | None:
     return int(match.group(1).replace(",", "")) if match else None
 
 
-@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed (apt-get install tmux)")
 def test_top_in_tmux_survives_a_node_kill_and_restores_the_terminal(cluster: Cluster) -> None:
+    assert shutil.which("tmux"), "tmux is required for the terminal test (.ci/run installs it: apt-get install tmux)"
     tmux = Tmux()
     command = (
         f"cd {REPO_ROOT} && env -u COLUMNS -u LINES BEAMFLOW_ENDPOINTS={cluster.endpoints} "
