@@ -90,7 +90,7 @@ class ReplicatedState(SyncObj):  # type: ignore[misc]
         self.lock = threading.Lock()
         #: Bumped on every applied batch; keys the digest cache.
         self.version = 0
-        self._digest_cache: tuple[int, str] = (-1, "")
+        self._digest_cache: tuple[int, str] = (-1, "")  # (state revision, digest)
         self._on_applied = on_applied
         os.makedirs(data_dir, exist_ok=True)
         conf = SyncObjConf(
@@ -199,8 +199,8 @@ class ReplicatedState(SyncObj):  # type: ignore[misc]
     def digest_and_owned(self, node_id: str) -> tuple[str, int]:
         """(state digest, workflows owned by node_id); the digest is cached per applied version."""
         with self.lock:
-            if self._digest_cache[0] != self.version:
-                self._digest_cache = (self.version, self.sm.digest())
+            if self._digest_cache[0] != self.sm.revision:
+                self._digest_cache = (self.sm.revision, self.sm.digest())
             return self._digest_cache[1], self.sm.owned_by(node_id)
 
     def member_grpc_addrs(self) -> dict[str, str]:

@@ -166,6 +166,8 @@ class StateMachine:
             "reassigned": 0, "nodes_down": 0, "collected": 0,
         }
         self.notable: list[Notable] = []
+        #: Bumped by every command that may change the state: keys caches such as the digest (not state).
+        self.revision = 0
         #: Chaos monkey setting (issue 4, see _chaos_monkey); {} when off.
         self.chaos_monkey: dict[str, Any] = {}
         #: Ids of workflows touched since the last :meth:`drain_changed` (not part of the state).
@@ -179,7 +181,11 @@ class StateMachine:
         handler = _HANDLERS.get(cmd.get("op", ""))
         if handler is None:
             return Result("INVALID_ARGUMENT", f"unknown command {cmd.get('op')!r}")
-        return handler(self, cmd)
+        result = handler(self, cmd)
+        if cmd["op"] != "heartbeat" or result.data.get("revived"):
+            # Heartbeats normally leave the state as it was; everything else may have changed it.
+            self.revision += 1
+        return result
 
     def apply_all(self, cmds: Iterable[Mapping[str, Any]]) -> list[Result]:
         return [self.apply(c) for c in cmds]
@@ -562,6 +568,7 @@ class StateMachine:
         self.notable = other.notable
         self.chaos_monkey = other.chaos_monkey  # issue 4
         self._changed = set(self.workflows)
+        self.revision += 1
 
     def digest(self) -> str:
         """SHA-256 of the canonical encoding: equal on replicas that applied the same log."""
