@@ -138,7 +138,10 @@ class Node:
         )
         reflection.enable_server_reflection(service_names, self.server)
         await self.health.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
-        self.server.add_insecure_port(self.config.grpc_addr)
+        try:
+            self.server.add_insecure_port(self.config.grpc_addr)
+        except RuntimeError:
+            raise OSError(f"grpc_addr: cannot listen on {self.config.grpc_addr} (in use?)") from None
         await self.server.start()
         self.proposer.start()
         self.background.append(asyncio.create_task(self.stats.run(), name="stats"))

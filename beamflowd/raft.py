@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, replicated
+from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, SyncObjException, replicated
 
 from beamflowd.state import Result, StateMachine, encode_plain
 from beamflowd.transport import BeamTransport
@@ -112,9 +112,16 @@ class ReplicatedState(SyncObj):  # type: ignore[misc]
             serializer=self._write_snapshot,
             deserializer=self._read_snapshot,
             useFork=False,
+            bindRetryTime=0.5,
+            maxBindRetries=10,  # ~5 s for a port still held by a previous incarnation, then give up
         )
         super().__init__(self_addr, partners, conf, transportClass=BeamTransport)
         self._hook_journal()
+        try:
+            self.waitBinded()
+        except SyncObjException:
+            self.destroy()
+            raise OSError(f"raft address {self_addr}: cannot listen (in use?)") from None
 
     # ------------------------------------------------------------ durability
     def _hook_journal(self) -> None:
