@@ -1,0 +1,279 @@
+"""Hypothesis strategies for :class:`beamflowd.state.StateMachine` commands.
+
+Commands are drawn one at a time from the *current* state (``draw_command(draw, sm, ts)``), so most
+of them are plausible (the current epoch, the next attempt, a running step) and some are deliberately
+wrong (stale epochs, repeated attempts, unknown workflows and steps, duplicate request and workflow ids).
+
+Every op has one builder in ``_ALL_BUILDERS``; :data:`OP_BUILDERS` keeps the ops the state machine knows
+(``heartbeat`` / ``node_down`` / ``abort`` / ``gc`` appeared later), so the generator follows ``_HANDLERS``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+from hypothesis import strategies as st
+
+from beamflowd import state as state_mod
+from beamflowd.spec import parse_workflow
+from beamflowd.state import (
+    SCHEMA_VERSION,
+    STEP_PENDING,
+    STEP_RETRY_WAIT,
+    STEP_RUNNING,
+    STEP_SUCCEEDED,
+    StateMachine,
+    StepState,
+    WorkflowState,
+)
+
+Command = dict[str, Any]
+Builder = Callable[[st.DrawFn, StateMachine, int], Command]
+T = TypeVar("T")
+
+NODES = ("n1", "n2", "n3")
+WORKFLOW_IDS = tuple(f"w{i}" for i in range(6))
+REQUEST_IDS = tuple(f"r{i}" for i in range(8))
+MISSING_WF = "w-missing"
+ERROR_CLASSES = ("transient", "timeout", "permanent", "validation")
+
+SEQUENTIAL_YAML = """
+name: sequential
+steps:
+  - {id: a, run: noop}
+  - {id: b, run: noop, needs: [a]}
+  - {id: c, run: noop, needs: [b]}
+"""
+
+DIAMOND_YAML = """
+name: diamond
+steps:
+  - {id: start, run: noop}
+  - {id: left, run: noop, needs: [start]}
+  - {id: right, run: noop, needs: [start]}
+  - {id: join, run: noop, needs: [left, right]}
+"""
+
+RETRY_YAML = """
+name: flaky
+retry: {max_attempts: 1}
+steps:
+  - id: call
+    run: noop
+    retry: {max_attempts: 3, initial_interval: 1s, non_retryable: [validation]}
+  - {id: after, run: noop, needs: [call]}
+"""
+
+SPECS: dict[str, dict[str, Any]] = {
+    name: parse_workflow(text, source=name).to_plain()
+    for name, text in (("sequential", SEQUENTIAL_YAML), ("diamond", DIAMOND_YAML), ("flaky", RETRY_YAML))
+}
+
+
+class History(list[Command]):
+    """A command log that prints compactly (a definition by name) when hypothesis reports a failure."""
+
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
+        p.text(self.compact())
+
+    def __repr__(self) -> str:
+        return self.compact()
+
+    def compact(self) -> str:
+        lines = []
+        for i, cmd in enumerate(self):
+            fields = {k: (v.get("name", "?") if k == "spec" else v) for k, v in cmd.items() if k != "v"}
+            lines.append(f"  {i:3d} {fields}")
+        return "History([\n" + "\n".join(lines) + "\n])"
+
+
+def liveness_ops_present() -> bool:
+    return "node_down" in state_mod._HANDLERS
+
+
+def has_op(op: str) -> bool:
+    return op in state_mod._HANDLERS
+
+
+def join_cmd(node: str, ts: int) -> Command:
+    return {"v": SCHEMA_VERSION, "op": "join", "node": node, "raft": f"127.0.0.1:{7000 + int(node[1:])}",
+            "grpc": f"127.0.0.1:{8000 + int(node[1:])}", "ts": ts}
+
+
+def submit_cmd(rid: str, wf: str, spec: str, ts: int, node: str = "n1", input_json: str = "{}") -> Command:
+    return {"v": SCHEMA_VERSION, "op": "submit", "rid": rid, "wf": wf, "spec": SPECS[spec],
+            "input": input_json, "ts": ts, "node": node}
+
+
+def step_cmd(op: str, wf: str, epoch: int, step: str, attempt: int, ts: int, node: str = "n1",
+             **extra: Any) -> Command:
+    cmd: Command = {"v": SCHEMA_VERSION, "op": op, "wf": wf, "epoch": epoch, "step": step,
+                    "attempt": attempt, "ts": ts, "node": node}
+    cmd.update(extra)
+    return cmd
+
+
+def cancel_cmd(wf: str, ts: int, node: str = "n1", reason: str = "") -> Command:
+    return {"v": SCHEMA_VERSION, "op": "cancel", "wf": wf, "reason": reason, "ts": ts, "node": node}
+
+
+# ---------------------------------------------------------------------------------------------- targets
+# Builders are plain functions of ``draw`` (not strategies built per command): building strategies from
+# fresh lambdas for every command makes hypothesis re-read their source, which dominated the run time.
+def _pick(draw: st.DrawFn, options: Sequence[T]) -> T:
+    return draw(st.sampled_from(options))
+
+
+def _epoch(draw: st.DrawFn, current: int) -> int:
+    """Mostly the current epoch; sometimes an old one (stale owner) or one from the future."""
+    return max(0, current + _pick(draw, EPOCH_OFFSETS))
+
+
+EPOCH_OFFSETS = (0,) * 10 + (-1, 1)
+START_OFFSETS = (1,) * 8 + (0, 2)
+RESULT_OFFSETS = (0,) * 8 + (1, -1)
+
+Target = tuple[str, int, str, int]
+
+
+def _targets(sm: StateMachine, useful: Callable[[WorkflowState, StepState], bool] | None) -> list[Target]:
+    """(wf, epoch, step, attempts) of every step, or of the steps ``useful`` accepts."""
+    return [(wf.id, wf.epoch, step.id, step.attempts)
+            for wf in sm.workflows.values() for step in wf.steps.values()
+            if useful is None or useful(wf, step)]
+
+
+def startable(wf: WorkflowState, step: StepState) -> bool:
+    return (not wf.terminal and step.status in (STEP_PENDING, STEP_RETRY_WAIT)
+            and all(wf.steps[n].status == STEP_SUCCEEDED for n in wf.spec.step(step.id).needs))
+
+
+def running(wf: WorkflowState, step: StepState) -> bool:
+    return not wf.terminal and step.status == STEP_RUNNING
+
+
+def live(wf: WorkflowState, step: StepState) -> bool:
+    return not wf.terminal
+
+
+def _target(draw: st.DrawFn, sm: StateMachine, useful: Callable[[WorkflowState, StepState], bool]) -> Target:
+    """Mostly a step where the op makes progress; sometimes any step, an unknown step or workflow."""
+    preferred = _targets(sm, useful)
+    every = _targets(sm, None)
+    kinds = ["useful"] * 12 * bool(preferred) + ["any"] * 2 * bool(every) + ["nope"] * bool(every)
+    kind = _pick(draw, [*kinds, "missing"])
+    if kind == "useful":
+        return _pick(draw, preferred)
+    if kind == "any":
+        return _pick(draw, every)
+    if kind == "nope":
+        wf = sm.workflows[_pick(draw, sorted(sm.workflows))]
+        return (wf.id, wf.epoch, "nope", 0)
+    return (MISSING_WF, 1, "a", 0)
+
+
+# --------------------------------------------------------------------------------------------- builders
+def _join(draw: st.DrawFn, sm: StateMachine, ts: int) -> Command:
+    return join_cmd(_pick(draw, NODES), ts)
+
+
+def _submit(draw: st.DrawFn, sm: StateMachine, ts: int) -> Command:
+    spec = _pick(draw, sorted(SPECS))
+    cmd = submit_cmd(_pick(draw, REQUEST_IDS), _pick(draw, WORKFLOW_IDS), spec, ts, _pick(draw, NODES),
+                     _pick(draw, ["{}", '{"x":1}']))
+    # The proposer starts the root steps in the same entry: usually exactly those, sometimes none or junk.
+    steps = SPECS[spec]["steps"]
+    roots = [[s["id"], 0] for s in steps if not s["needs"]]
+    cmd["start"] = _pick(draw, [roots, roots, [], [[s["id"], ts + 100] for s in steps], [["nope", 0]]])
+    return cmd
+
+
+def _start(draw: st.DrawFn, sm: StateMachine, ts: int) -> Command:
+    wf, epoch, step, attempts = _target(draw, sm, startable)
+    return step_cmd("start", wf, _epoch(draw, epoch), step, attempts + _pick(draw, START_OFFSETS), ts,
+                    _pick(draw, NODES), wake=_pick(draw, [0, 0, ts + 500]))
+
+
+def _succeed(draw: st.DrawFn, sm: StateMachine, ts: int) -> Command:
+    wf, epoch, step, attempts = _target(draw, sm, running)
+    cmd = step_cmd("succeed", wf, _epoch(draw, epoch), step, attempts + _pick(draw, RESULT_OFFSETS), ts,
+                   _pick(draw, NODES), output=_pick(draw, ['{"ok":true}', "1", '""']))
+    if wf in sm.workflows:  # the proposer starts the dependents it finds ready in the same entry
+        dependents = [[s.id, 0] for s in sm.workflows[wf].spec.steps if step in s.needs]
+        cmd["start"] = _pick(draw, [dependents, dependents, [], [[step, 0]]])
+    return cmd
+
+
+def _fail(draw: st.DrawFn, sm: StateMachine, ts: int) -> Command:
+    wf, epoch, step, attempts = _target(draw, sm, running)
+    return step_cmd("fail", wf, _epoch(draw, epoch), step, attempts + _pick(draw, RESULT_OFFSETS), ts,
+                    _pick(draw, NODES), error="boom", error_class=_pick(draw, ERROR_CLASSES),
+                    retry_at=_pick(draw, [ts + 1000, ts + 1000, ts + 1, 0]))
+
+
+def _cancel(draw: st.DrawFn, sm: StateMachine, ts: int) -> Command:
+    return cancel_cmd(_pick(draw, [*sorted(sm.workflows) * 4, MISSING_WF]), ts, _pick(draw, NODES),
+                      _pick(draw, ["", "operator"]))
+
+
+def _heartbeat(draw: st.DrawFn, sm: StateMachine, ts: int) -> Command:
+    return {"v": SCHEMA_VERSION, "op": "heartbeat", "node": _pick(draw, NODES), "ts": ts}
+
+
+def _node_down(draw: st.DrawFn, sm: StateMachine, ts: int) -> Command:
+    """Any member, alive (its workflows move) or already dead (a repeated declaration), even the last one."""
+    return {"v": SCHEMA_VERSION, "op": "node_down", "node": _pick(draw, NODES), "ts": ts,
+            "by": _pick(draw, NODES)}
+
+
+def _abort(draw: st.DrawFn, sm: StateMachine, ts: int) -> Command:
+    """The owner gives up on a workflow; fenced by epoch like a step result."""
+    wf, epoch, _, _ = _target(draw, sm, live)
+    return {"v": SCHEMA_VERSION, "op": "abort", "wf": wf, "epoch": _epoch(draw, epoch),
+            "reason": "actor crashed", "ts": ts, "node": _pick(draw, NODES)}
+
+
+def _gc(draw: st.DrawFn, sm: StateMachine, ts: int) -> Command:
+    return {"v": SCHEMA_VERSION, "op": "gc", "before": ts - _pick(draw, [5_000, 20_000, 10**9]),
+            "keep_max": _pick(draw, [0, 1, 2, 4]), "limit": _pick(draw, [10_000, 1]), "ts": ts}
+
+
+def _chaos_monkey(draw: st.DrawFn, sm: StateMachine, ts: int) -> Command:
+    """The replicated chaos setting: state only, no effect on workflows inside the state machine."""
+    return {"v": SCHEMA_VERSION, "op": "chaos_monkey", "enabled": _pick(draw, [True, False]),
+            "profile": _pick(draw, ["gentle", "wild"]), "kill_nodes": False, "ts": ts,
+            "until_ms": ts + 60_000, "node": "n1"}
+
+
+#: op -> (builder, weight): the one place to add an op. Ops the state machine does not know are skipped,
+#: so this file runs against a state machine with or without the liveness / abort / gc ops.
+_ALL_BUILDERS: dict[str, tuple[Builder, int]] = {
+    "submit": (_submit, 3),
+    "start": (_start, 8),
+    "succeed": (_succeed, 7),
+    "fail": (_fail, 3),
+    "cancel": (_cancel, 1),
+    "join": (_join, 1),
+    "heartbeat": (_heartbeat, 1),
+    "node_down": (_node_down, 1),
+    "abort": (_abort, 1),
+    "gc": (_gc, 1),
+    "chaos_monkey": (_chaos_monkey, 1),
+}
+OP_BUILDERS = {op: b for op, b in _ALL_BUILDERS.items() if op in state_mod._HANDLERS}
+
+CLOCK_STEPS = (-50, 0, 1, 10, 100, 500, 1_000, 3_000)
+
+
+def next_ts(draw: st.DrawFn, ts: int) -> int:
+    """Monotone-ish clock: mostly forward, now and then a little backwards (another proposer's clock)."""
+    return max(0, ts + _pick(draw, CLOCK_STEPS))
+
+
+def draw_command(draw: st.DrawFn, sm: StateMachine, ts: int) -> Command:
+    """One command plausible in the current state of ``sm`` at time ``ts``."""
+    idle = not any(not wf.terminal for wf in sm.workflows.values())
+    ops = [op for op, (_, weight) in OP_BUILDERS.items()
+           for _ in range(weight + (6 if idle and op == "submit" else 0))]
+    return OP_BUILDERS[_pick(draw, ops)][0](draw, sm, ts)

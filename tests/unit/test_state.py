@@ -1,0 +1,523 @@
+"""The replicated state machine, driven directly (no Raft): examples and hypothesis properties."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import json
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from beamflowd import state as state_mod
+from beamflowd.state import (
+    MAX_EVENTS_PER_WORKFLOW,
+    STEP_CANCELLED,
+    STEP_FAILED,
+    STEP_PENDING,
+    STEP_RETRY_WAIT,
+    STEP_RUNNING,
+    STEP_SUCCEEDED,
+    TERMINAL_STEP,
+    WORKFLOW_CANCELLED,
+    WORKFLOW_FAILED,
+    WORKFLOW_RUNNING,
+    WORKFLOW_SUCCEEDED,
+    Result,
+    StateMachine,
+)
+from tests.unit.state_strategies import (
+    NODES,
+    Command,
+    History,
+    cancel_cmd,
+    draw_command,
+    has_op,
+    join_cmd,
+    liveness_ops_present,
+    next_ts,
+    step_cmd,
+    submit_cmd,
+)
+
+#: Commands fenced by the workflow epoch.
+FENCED_OPS = ("start", "succeed", "fail", "abort")
+#: Steps in these statuses have run at least once, so everything they need had succeeded.
+RAN = frozenset({STEP_RUNNING, STEP_RETRY_WAIT, STEP_SUCCEEDED, STEP_FAILED})
+
+
+def cluster(ts: int = 0) -> StateMachine:
+    sm = StateMachine()
+    for node in NODES:
+        assert sm.apply(join_cmd(node, ts)).ok
+    return sm
+
+
+def roundtrip(sm: StateMachine) -> StateMachine:
+    return StateMachine.from_plain(json.loads(json.dumps(sm.to_plain())))
+
+
+# ------------------------------------------------------------------------------------------- invariants
+def check_invariants(sm: StateMachine) -> None:
+    """Properties of one state, whatever led to it."""
+    live_members = {n for n, m in sm.members.items() if m.alive}
+    owners: Counter[str] = Counter()
+    by_status: Counter[str] = Counter()
+    for wf in sm.workflows.values():
+        by_status[wf.status] += 1
+        spec_steps = [s.id for s in wf.spec.steps]
+        assert list(wf.steps) == spec_steps, wf.id
+        statuses = {s.status for s in wf.steps.values()}
+        if not wf.terminal:
+            assert wf.status == WORKFLOW_RUNNING
+            assert wf.owner, f"{wf.id} has no owner"
+            assert wf.owner in sm.members, f"{wf.id} owned by non-member {wf.owner}"
+            if liveness_ops_present() and live_members:
+                assert wf.owner in live_members, f"{wf.id} owned by dead {wf.owner}"
+            owners[wf.owner] += 1
+            assert not statuses & {STEP_FAILED, STEP_CANCELLED}, (wf.id, statuses)
+        else:
+            assert statuses <= TERMINAL_STEP, (wf.id, statuses)
+        all_succeeded = statuses == {STEP_SUCCEEDED}
+        assert (wf.status == WORKFLOW_SUCCEEDED) == all_succeeded, (wf.id, wf.status, statuses)
+        for step in wf.steps.values():
+            spec = wf.spec.step(step.id)
+            assert 0 <= step.attempts <= spec.retry.max_attempts, (wf.id, step)
+            if step.status in RAN:
+                assert step.attempts >= 1, (wf.id, step)
+                for need in spec.needs:
+                    assert wf.steps[need].status == STEP_SUCCEEDED, (wf.id, step.id, need)
+            if step.status == STEP_PENDING:
+                assert step.attempts == 0, (wf.id, step)
+        assert len(wf.events) <= MAX_EVENTS_PER_WORKFLOW
+        seqs = [e[0] for e in wf.events]
+        assert all(a < b for a, b in itertools.pairwise(seqs)), seqs
+        assert not seqs or seqs[-1] == wf.next_seq - 1
+    assert {n: c for n, c in sm.owned.items() if c} == dict(owners)
+    owned_ids = getattr(sm, "owned_ids", None)
+    if owned_ids is not None:
+        assert {n: sorted(ids) for n, ids in owned_ids.items() if ids} == {
+            n: sorted(w.id for w in sm.workflows.values() if not w.terminal and w.owner == n) for n in owners}
+    specs = getattr(sm, "specs", None)
+    if specs is not None:  # definitions are shared by content hash and reference-counted
+        refs = Counter(w.spec_hash for w in sm.workflows.values())
+        assert {h: e.refs for h, e in specs.items()} == dict(refs)
+    assert all(c >= 0 for c in sm.owned.values())
+    collected = sm.counters.get("collected", 0)
+    notable = getattr(sm, "notable", None)
+    if notable is not None:
+        assert len(notable) <= getattr(state_mod, "MAX_NOTABLE_EVENTS", len(notable))
+    assert sm.counters["submitted"] == len(sm.workflows) + collected
+    finished = (WORKFLOW_SUCCEEDED, WORKFLOW_FAILED, WORKFLOW_CANCELLED)
+    assert sum(sm.counters[s] for s in finished) == sum(by_status[s] for s in finished) + collected
+    if not collected:  # gc forgets workflows but keeps their request ids (a retried submit stays idempotent)
+        for status in (WORKFLOW_SUCCEEDED, WORKFLOW_FAILED, WORKFLOW_CANCELLED):
+            assert sm.counters[status] == by_status[status], status
+        for rid, wf_id in sm.request_ids.items():
+            assert sm.workflows[wf_id].request_id == rid
+
+
+@dataclass
+class Before:
+    """What a transition check needs to know about the state before one command."""
+
+    digest: str
+    plain: dict[str, dict[str, Any]]
+    terminal: frozenset[str]
+    epochs: dict[str, int]
+    attempts: dict[tuple[str, str], int]
+    request_ids: dict[str, str]
+    counters: dict[str, int]
+
+    @classmethod
+    def of(cls, sm: StateMachine) -> Before:
+        return cls(
+            digest=sm.digest(),
+            plain={w.id: w.to_plain() for w in sm.workflows.values()},  # fresh containers
+            terminal=frozenset(w.id for w in sm.workflows.values() if w.terminal),
+            epochs={w.id: w.epoch for w in sm.workflows.values()},
+            attempts={(w.id, s.id): s.attempts for w in sm.workflows.values() for s in w.steps.values()},
+            request_ids=dict(sm.request_ids),
+            counters=dict(sm.counters),
+        )
+
+
+def _without_events(plain: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in plain.items() if k not in ("events", "next_seq")}
+
+
+def check_transition(before: Before, sm: StateMachine, cmd: Command, res: Result) -> None:
+    """Properties of one step ``before --cmd--> sm``."""
+    op = cmd["op"]
+    gone = set(before.plain) - set(sm.workflows)
+    if gone:  # only gc forgets workflows, and only finished ones
+        assert op == "gc" and gone <= before.terminal, (cmd, gone)
+    for wf_id in before.terminal - gone:
+        assert sm.workflows[wf_id].to_plain() == before.plain[wf_id], f"terminal {wf_id} changed by {cmd}"
+    for wf_id, epoch in before.epochs.items():
+        if wf_id not in gone:
+            assert sm.workflows[wf_id].epoch >= epoch, f"epoch of {wf_id} decreased by {cmd}"
+    for (wf_id, step_id), attempts in before.attempts.items():
+        if wf_id not in gone:
+            assert sm.workflows[wf_id].steps[step_id].attempts >= attempts, f"attempts decreased by {cmd}"
+
+    wf_id = cmd.get("wf", "")
+    stale = (op in FENCED_OPS and wf_id in before.plain and wf_id not in before.terminal
+             and cmd["epoch"] != before.epochs[wf_id])
+    if stale:
+        assert res.code == "ABORTED", (cmd, res)
+        after = sm.workflows[wf_id].to_plain()
+        assert _without_events(after) == _without_events(before.plain[wf_id]), cmd
+        if op != "abort":
+            assert after["events"][-1][2] == "stale_result_rejected", after["events"][-1]
+            assert after["next_seq"] == before.plain[wf_id]["next_seq"] + 1
+        else:  # abort records no event for a stale epoch (only the counter)
+            assert after["next_seq"] in (before.plain[wf_id]["next_seq"], before.plain[wf_id]["next_seq"] + 1)
+        expected = dict(before.counters, stale_rejected=before.counters["stale_rejected"] + 1)
+        assert sm.counters == expected
+        for other, plain in before.plain.items():
+            if other != wf_id:
+                assert sm.workflows[other].to_plain() == plain
+        assert len(sm.workflows) == len(before.plain)
+    else:
+        assert res.code != "ABORTED", (cmd, res)
+        if not res.ok:
+            assert sm.digest() == before.digest, f"rejected {cmd} ({res}) changed the state"
+
+    if op == "submit":
+        previous = before.request_ids.get(cmd["rid"])
+        if previous is not None:
+            assert res.code == "OK" and res.data["wf"] == previous and res.data["existing"] is True, res
+            assert sm.digest() == before.digest, "duplicate submit changed the state"
+        elif cmd["wf"] in before.plain:
+            assert res.code == "ALREADY_EXISTS", res
+        elif not any(m.alive for m in sm.members.values()):
+            assert res.code == "UNAVAILABLE", res
+        else:
+            assert res.ok and res.data["existing"] is False and res.data["wf"] == cmd["wf"], res
+
+
+# ------------------------------------------------------------------------------------------- properties
+@st.composite
+def histories(draw: st.DrawFn, max_len: int = 80) -> History:
+    """A command log: joins for n1..n3, then commands drawn against the state they will meet."""
+    sm = StateMachine()
+    log = History(join_cmd(n, 0) for n in NODES)
+    sm.apply_all(log)
+    ts = 1_000
+    for _ in range(draw(st.integers(1, max_len))):
+        ts = next_ts(draw, ts)
+        cmd = draw_command(draw, sm, ts)
+        sm.apply(cmd)
+        log.append(cmd)
+    return log
+
+
+PROPERTY_SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@PROPERTY_SETTINGS
+@given(histories())
+def test_invariants_hold_after_every_command(log: list[Command]) -> None:
+    sm = StateMachine()
+    for cmd in log:
+        before = Before.of(sm)
+        res = sm.apply(cmd)
+        check_transition(before, sm, cmd, res)
+        check_invariants(sm)
+    # A client retrying any remembered submit (other node, later, other proposed id) gets the same answer.
+    digest = sm.digest()
+    for cmd in log:
+        if cmd["op"] == "submit" and cmd["rid"] in sm.request_ids:
+            retried = dict(cmd, ts=cmd["ts"] + 10_000, node="n3", wf=cmd["wf"] + "-other")
+            res = sm.apply(retried)
+            assert res.ok and res.data["existing"] is True and res.data["wf"] == sm.request_ids[cmd["rid"]]
+            wf = sm.workflows.get(res.data["wf"])
+            assert res.data["owner"] == (wf.owner if wf else "")
+            assert sm.digest() == digest
+
+
+@PROPERTY_SETTINGS
+@given(histories(), st.data())
+def test_replicas_agree_and_snapshots_restore(log: list[Command], data: st.DataObject) -> None:
+    a, b = StateMachine(), StateMachine()
+    results_a = a.apply_all(log)
+    results_b = b.apply_all(copy.deepcopy(log))
+    assert results_a == results_b
+    assert a.digest() == b.digest()
+    assert a.to_plain() == b.to_plain()
+
+    cut = data.draw(st.integers(0, len(log)), label="cut")
+    original = StateMachine()
+    original.apply_all(log[:cut])
+    restored = roundtrip(original)
+    assert restored.digest() == original.digest()
+    assert {n: c for n, c in restored.owned.items() if c} == {n: c for n, c in original.owned.items() if c}
+    check_invariants(restored)
+    for cmd in log[cut:]:
+        assert restored.apply(cmd) == original.apply(cmd), cmd
+        assert restored.digest() == original.digest(), cmd
+    assert original.digest() == a.digest()
+    assert roundtrip(restored).digest() == a.digest()
+
+
+# --------------------------------------------------------------------------------------------- examples
+def run_step(sm: StateMachine, wf: str, step: str, ts: int, attempt: int = 1) -> None:
+    epoch = sm.workflows[wf].epoch
+    assert sm.apply(step_cmd("start", wf, epoch, step, attempt, ts)).ok
+    assert sm.apply(step_cmd("succeed", wf, epoch, step, attempt, ts + 1, output='{"ok":true}')).ok
+
+
+def test_sequential_workflow_runs_to_success() -> None:
+    sm = cluster()
+    res = sm.apply(submit_cmd("r1", "w1", "sequential", 10))
+    assert res.ok and res.data == {"wf": "w1", "owner": "n1", "existing": False}
+    # b needs a: it cannot start first.
+    assert sm.apply(step_cmd("start", "w1", 1, "b", 1, 11)).code == "FAILED_PRECONDITION"
+    for i, step in enumerate(("a", "b", "c")):
+        run_step(sm, "w1", step, 20 + 10 * i)
+        check_invariants(sm)
+    wf = sm.workflows["w1"]
+    assert wf.status == WORKFLOW_SUCCEEDED
+    assert [s.attempts for s in wf.steps.values()] == [1, 1, 1]
+    assert sm.owned_by("n1") == 0
+    assert sm.counters["succeeded"] == 1 and sm.counters["steps_succeeded"] == 3
+    kinds = [e[2] for e in wf.events]
+    assert kinds[0] == "submitted" and kinds[-1] == "completed"
+    # A terminal workflow refuses further results and is unchanged by a cancel.
+    plain = wf.to_plain()
+    assert sm.apply(step_cmd("succeed", "w1", 1, "c", 1, 100, output="1")).code == "FAILED_PRECONDITION"
+    assert sm.apply(cancel_cmd("w1", 101)).data == {"cancelled": False}
+    assert wf.to_plain() == plain
+
+
+def test_diamond_join_waits_for_both_branches() -> None:
+    sm = cluster()
+    assert sm.apply(submit_cmd("r1", "w1", "diamond", 10)).ok
+    run_step(sm, "w1", "start", 20)
+    run_step(sm, "w1", "left", 30)
+    assert sm.apply(step_cmd("start", "w1", 1, "join", 1, 40)).code == "FAILED_PRECONDITION"
+    run_step(sm, "w1", "right", 50)
+    run_step(sm, "w1", "join", 60)
+    assert sm.workflows["w1"].status == WORKFLOW_SUCCEEDED
+    check_invariants(sm)
+
+
+def test_retry_then_success() -> None:
+    sm = cluster()
+    assert sm.apply(submit_cmd("r1", "w1", "flaky", 10)).ok
+    assert sm.apply(step_cmd("start", "w1", 1, "call", 1, 20)).ok
+    res = sm.apply(step_cmd("fail", "w1", 1, "call", 1, 30, error="503", error_class="transient",
+                            retry_at=1_030))
+    assert res.ok and res.data == {"retry": True}
+    step = sm.workflows["w1"].steps["call"]
+    assert (step.status, step.attempts, step.next_ms) == (STEP_RETRY_WAIT, 1, 1_030)
+    assert step.error_class == "transient"
+    # The same attempt number again is refused; attempt 2 starts.
+    assert sm.apply(step_cmd("start", "w1", 1, "call", 1, 1_040)).code == "FAILED_PRECONDITION"
+    assert sm.apply(step_cmd("start", "w1", 1, "call", 2, 1_040)).ok
+    assert (step.status, step.attempts, step.error) == (STEP_RUNNING, 2, "")
+    # A late result of attempt 1 does not count.
+    assert sm.apply(step_cmd("succeed", "w1", 1, "call", 1, 1_045, output="1")).code == "FAILED_PRECONDITION"
+    assert sm.apply(step_cmd("succeed", "w1", 1, "call", 2, 1_050, output='"done"')).ok
+    assert step.status == STEP_SUCCEEDED and step.output_json == '"done"'
+    run_step(sm, "w1", "after", 1_060)
+    assert sm.workflows["w1"].status == WORKFLOW_SUCCEEDED
+    assert sm.counters["retries_scheduled"] == 1
+    check_invariants(sm)
+
+
+def _fail_attempt(sm: StateMachine, attempt: int, ts: int, error_class: str = "transient") -> Result:
+    assert sm.apply(step_cmd("start", "w1", 1, "call", attempt, ts)).ok
+    return sm.apply(step_cmd("fail", "w1", 1, "call", attempt, ts + 1, error="boom", error_class=error_class,
+                             retry_at=ts + 100))
+
+
+def test_retries_exhausted_fails_workflow_and_cancels_the_rest() -> None:
+    sm = cluster()
+    assert sm.apply(submit_cmd("r1", "w1", "flaky", 10)).ok
+    assert _fail_attempt(sm, 1, 100).data == {"retry": True}
+    assert _fail_attempt(sm, 2, 200).data == {"retry": True}
+    assert _fail_attempt(sm, 3, 300).data == {"retry": False}
+    wf = sm.workflows["w1"]
+    assert wf.status == WORKFLOW_FAILED
+    assert "after 3 attempt(s)" in wf.error
+    assert (wf.steps["call"].status, wf.steps["call"].attempts) == (STEP_FAILED, 3)
+    assert wf.steps["after"].status == STEP_CANCELLED
+    assert sm.owned_by(wf.owner) == 0 and sm.counters["failed"] == 1
+    assert sm.apply(step_cmd("start", "w1", 1, "call", 4, 400)).code == "FAILED_PRECONDITION"
+    check_invariants(sm)
+
+
+def test_permanent_and_non_retryable_errors_are_not_retried() -> None:
+    for error_class in ("permanent", "validation"):
+        sm = cluster()
+        assert sm.apply(submit_cmd("r1", "w1", "flaky", 10)).ok
+        assert _fail_attempt(sm, 1, 100, error_class).data == {"retry": False}
+        wf = sm.workflows["w1"]
+        assert wf.status == WORKFLOW_FAILED and wf.steps["call"].attempts == 1, error_class
+        check_invariants(sm)
+
+
+def test_fail_without_retry_time_is_final() -> None:
+    sm = cluster()
+    assert sm.apply(submit_cmd("r1", "w1", "flaky", 10)).ok
+    assert sm.apply(step_cmd("start", "w1", 1, "call", 1, 20)).ok
+    res = sm.apply(step_cmd("fail", "w1", 1, "call", 1, 30, error="x", error_class="transient", retry_at=0))
+    assert res.data == {"retry": False} and sm.workflows["w1"].status == WORKFLOW_FAILED
+
+
+def test_cancel() -> None:
+    sm = cluster()
+    assert sm.apply(submit_cmd("r1", "w1", "diamond", 10)).ok
+    run_step(sm, "w1", "start", 20)
+    assert sm.apply(step_cmd("start", "w1", 1, "left", 1, 30)).ok
+    res = sm.apply(cancel_cmd("w1", 40, reason="operator"))
+    assert res.ok and res.data == {"cancelled": True}
+    wf = sm.workflows["w1"]
+    assert wf.status == WORKFLOW_CANCELLED and wf.error == "operator"
+    assert [s.status for s in wf.steps.values()] == [STEP_SUCCEEDED, STEP_CANCELLED, STEP_CANCELLED,
+                                                     STEP_CANCELLED]
+    assert sm.owned_by(wf.owner) == 0 and sm.counters["cancelled"] == 1
+    # The still-running attempt's result arrives late: refused, nothing changes.
+    plain = wf.to_plain()
+    assert sm.apply(step_cmd("succeed", "w1", 1, "left", 1, 50, output="1")).code == "FAILED_PRECONDITION"
+    assert sm.apply(cancel_cmd("w1", 60)).data == {"cancelled": False}
+    assert wf.to_plain() == plain
+    assert sm.apply(cancel_cmd("nope", 70)).code == "NOT_FOUND"
+    check_invariants(sm)
+
+
+def test_stale_epoch_is_rejected_and_recorded() -> None:
+    sm = cluster()
+    assert sm.apply(submit_cmd("r1", "w1", "sequential", 10)).ok
+    plain = sm.workflows["w1"].to_plain()
+    res = sm.apply(step_cmd("start", "w1", 0, "a", 1, 20, node="n2"))
+    assert res.code == "ABORTED"
+    after = sm.workflows["w1"].to_plain()
+    assert after["steps"] == plain["steps"] and after["status"] == plain["status"]
+    assert after["events"][-1][2] == "stale_result_rejected"
+    assert sm.counters["stale_rejected"] == 1
+
+
+def test_duplicate_request_and_workflow_ids() -> None:
+    sm = cluster()
+    assert sm.apply(submit_cmd("r1", "w1", "sequential", 10)).ok
+    digest = sm.digest()
+    res = sm.apply(submit_cmd("r1", "w-other", "diamond", 20, node="n3"))
+    assert res.ok and res.data == {"wf": "w1", "owner": "n1", "existing": True}
+    assert sm.digest() == digest
+    assert sm.apply(submit_cmd("r2", "w1", "diamond", 30)).code == "ALREADY_EXISTS"
+    assert sm.digest() == digest
+
+
+def test_submit_without_members_is_unavailable() -> None:
+    sm = StateMachine()
+    assert sm.apply(submit_cmd("r1", "w1", "sequential", 10)).code == "UNAVAILABLE"
+    assert sm.apply({"v": 2, "op": "submit"}).code == "INVALID_ARGUMENT"
+    assert sm.apply({"v": 1, "op": "bogus"}).code == "INVALID_ARGUMENT"
+    assert not sm.workflows and not sm.request_ids
+
+
+def test_placement_spreads_submits_evenly() -> None:
+    sm = cluster()
+    owners: Counter[str] = Counter()
+    for i in range(30):
+        res = sm.apply(submit_cmd(f"r{i}", f"w{i}", "sequential", 10 + i))
+        owners[res.data["owner"]] += 1
+        counts = [sm.owned_by(n) for n in NODES]
+        assert max(counts) - min(counts) <= 1, counts
+    assert set(owners) == set(NODES)
+    assert max(owners.values()) - min(owners.values()) <= 1, owners
+    # Finishing n1's work makes n1 the least loaded: the next submits go there.
+    for wf in [w for w in sm.workflows.values() if w.owner == "n1"][:3]:
+        assert sm.apply(cancel_cmd(wf.id, 100)).ok
+    placed = [sm.apply(submit_cmd(f"s{i}", f"x{i}", "sequential", 200)).data["owner"] for i in range(3)]
+    assert placed == ["n1", "n1", "n1"]
+    check_invariants(sm)
+
+
+def test_events_are_bounded() -> None:
+    sm = cluster()
+    assert sm.apply(submit_cmd("r1", "w1", "sequential", 10)).ok
+    for i in range(MAX_EVENTS_PER_WORKFLOW + 50):
+        assert sm.apply(step_cmd("start", "w1", 7, "a", 1, 20 + i)).code == "ABORTED"
+    wf = sm.workflows["w1"]
+    assert len(wf.events) == MAX_EVENTS_PER_WORKFLOW
+    assert wf.events[-1][0] == MAX_EVENTS_PER_WORKFLOW + 51
+    check_invariants(sm)
+    assert roundtrip(sm).digest() == sm.digest()
+
+
+
+def _op(op: str, **fields: Any) -> Command:
+    return {"v": 1, "op": op, **fields}
+
+
+@pytest.mark.skipif(not has_op("node_down"), reason="state machine has no liveness ops")
+def test_node_down_moves_workflows_and_fences_the_old_owner() -> None:
+    sm = cluster()
+    for i in range(3):
+        assert sm.apply(submit_cmd(f"r{i}", f"w{i}", "sequential", 10)).ok
+    wf = sm.workflows["w0"]
+    assert wf.owner == "n1"
+    assert sm.apply(step_cmd("start", "w0", 1, "a", 1, 20, node="n1")).ok
+    res = sm.apply(_op("node_down", node="n1", ts=30, by="n2"))
+    assert res.ok and res.data == {"moved": 1}
+    assert wf.owner in ("n2", "n3") and wf.epoch == 2
+    assert wf.steps["a"].status == STEP_RUNNING and wf.steps["a"].attempts == 1
+    check_invariants(sm)
+    # The old owner, still running, reports: fenced. The new owner re-runs the same attempt: accepted.
+    assert sm.apply(step_cmd("succeed", "w0", 1, "a", 1, 40, node="n1", output="1")).code == "ABORTED"
+    assert sm.apply(step_cmd("succeed", "w0", 2, "a", 1, 50, node=wf.owner, output="1")).ok
+    assert sm.apply(_op("node_down", node="n1", ts=60, by="n2")).data == {"moved": 0}
+    assert sm.apply(submit_cmd("r9", "w9", "sequential", 70)).data["owner"] != "n1"
+    check_invariants(sm)
+
+
+@pytest.mark.skipif(not has_op("node_down"), reason="state machine has no liveness ops")
+def test_orphans_of_a_fully_dead_cluster_go_to_the_first_node_back() -> None:
+    sm = cluster()
+    assert sm.apply(submit_cmd("r1", "w1", "sequential", 10)).ok
+    for node in ("n1", "n2", "n3"):
+        assert sm.apply(_op("node_down", node=node, ts=20, by="n1")).ok
+    wf = sm.workflows["w1"]
+    assert sm.apply(submit_cmd("r2", "w2", "sequential", 25)).code == "UNAVAILABLE"
+    assert sm.apply(_op("heartbeat", node="n3", ts=30)).data == {"revived": True}
+    assert wf.owner == "n3" and wf.epoch >= 2
+    check_invariants(sm)
+
+
+@pytest.mark.skipif(not hasattr(StateMachine, "_start_ready"), reason="no start-in-the-same-entry")
+def test_ready_steps_start_in_the_same_entry() -> None:
+    sm = cluster()
+    cmd = submit_cmd("r1", "w1", "diamond", 10)
+    cmd["start"] = [["start", 0], ["join", 0]]  # join is not ready: skipped
+    assert sm.apply(cmd).ok
+    wf = sm.workflows["w1"]
+    assert (wf.steps["start"].status, wf.steps["start"].attempts) == (STEP_RUNNING, 1)
+    assert wf.steps["join"].status == STEP_PENDING
+    done = step_cmd("succeed", "w1", 1, "start", 1, 20, output="1")
+    done["start"] = [["left", 0], ["right", 0]]
+    assert sm.apply(done).ok
+    statuses = [wf.steps[s].status for s in ("left", "right", "join")]
+    assert statuses == [STEP_RUNNING, STEP_RUNNING, STEP_PENDING]
+    check_invariants(sm)
+
+
+@pytest.mark.skipif(not has_op("gc"), reason="state machine has no gc")
+def test_gc_forgets_only_old_finished_workflows() -> None:
+    sm = cluster()
+    for i in range(3):
+        assert sm.apply(submit_cmd(f"r{i}", f"w{i}", "sequential", 10)).ok
+    assert sm.apply(cancel_cmd("w0", 100)).ok
+    assert sm.apply(cancel_cmd("w1", 5_000)).ok
+    res = sm.apply(_op("gc", before=1_000, keep_max=10, limit=100, ts=6_000))
+    assert res.data == {"collected": 1}
+    assert sorted(sm.workflows) == ["w1", "w2"]
+    check_invariants(sm)
+    assert roundtrip(sm).digest() == sm.digest()
