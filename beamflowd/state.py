@@ -447,9 +447,10 @@ class StateMachine:
                 self._disown(wf)
                 self._own(wf, new_owner)
                 wf.epoch += 1
+                wf.updated_ms = cmd["ts"]
                 self.counters["reassigned"] += 1
                 self._event(wf, cmd["ts"], "reassigned", "", 0,
-                            f"owner {node_id} is down: moved to {new_owner} (epoch {wf.epoch})", "")
+                            f"owner {node_id} is down: moved to {new_owner} (epoch {wf.epoch})", cmd["node"])
 
     def _abort(self, cmd: Mapping[str, Any]) -> Result:
         """The owner gives up on a workflow (e.g. its actor crashed too often). Fenced by epoch."""
@@ -460,6 +461,9 @@ class StateMachine:
             return Result("FAILED_PRECONDITION", f"workflow is {wf.status}")
         if cmd["epoch"] != wf.epoch:
             self.counters["stale_rejected"] += 1
+            self._event(wf, cmd["ts"], "stale_result_rejected", "", 0,
+                        f"abort with epoch {cmd['epoch']} from {cmd.get('node', '?')} is not current ({wf.epoch})",
+                        cmd.get("node", ""))
             return Result("ABORTED", f"stale epoch {cmd['epoch']} (current {wf.epoch})")
         self._finish(wf, WORKFLOW_FAILED, cmd["ts"], str(cmd["reason"])[:MAX_EVENT_MESSAGE], cmd.get("node", ""))
         return Result("OK")
@@ -472,6 +476,8 @@ class StateMachine:
         doomed = [wf.id for i, wf in enumerate(terminal) if i < excess or wf.updated_ms < before]
         for wf_id in doomed[: cmd.get("limit", 10_000)]:
             wf = self.workflows.pop(wf_id)
+            if self.request_ids.get(wf.request_id) == wf_id:
+                del self.request_ids[wf.request_id]  # a retried old request must not find a reused id
             entry = self.specs[wf.spec_hash]
             entry.refs -= 1
             if entry.refs == 0:

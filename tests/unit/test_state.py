@@ -9,7 +9,6 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -36,7 +35,6 @@ from tests.unit.state_strategies import (
     History,
     cancel_cmd,
     draw_command,
-    has_op,
     join_cmd,
     liveness_ops_present,
     next_ts,
@@ -458,7 +456,6 @@ def _op(op: str, **fields: Any) -> Command:
     return {"v": 1, "op": op, **fields}
 
 
-@pytest.mark.skipif(not has_op("node_down"), reason="state machine has no liveness ops")
 def test_node_down_moves_workflows_and_fences_the_old_owner() -> None:
     sm = cluster()
     for i in range(3):
@@ -479,7 +476,6 @@ def test_node_down_moves_workflows_and_fences_the_old_owner() -> None:
     check_invariants(sm)
 
 
-@pytest.mark.skipif(not has_op("node_down"), reason="state machine has no liveness ops")
 def test_orphans_of_a_fully_dead_cluster_go_to_the_first_node_back() -> None:
     sm = cluster()
     assert sm.apply(submit_cmd("r1", "w1", "sequential", 10)).ok
@@ -492,7 +488,6 @@ def test_orphans_of_a_fully_dead_cluster_go_to_the_first_node_back() -> None:
     check_invariants(sm)
 
 
-@pytest.mark.skipif(not hasattr(StateMachine, "_start_ready"), reason="no start-in-the-same-entry")
 def test_ready_steps_start_in_the_same_entry() -> None:
     sm = cluster()
     cmd = submit_cmd("r1", "w1", "diamond", 10)
@@ -509,7 +504,6 @@ def test_ready_steps_start_in_the_same_entry() -> None:
     check_invariants(sm)
 
 
-@pytest.mark.skipif(not has_op("gc"), reason="state machine has no gc")
 def test_gc_forgets_only_old_finished_workflows() -> None:
     sm = cluster()
     for i in range(3):
