@@ -114,11 +114,11 @@ def error_from_rpc(err: grpc.RpcError, endpoint: str) -> CliError:
 
 
 def _workflows(channel: grpc.Channel) -> Any:
-    return workflow_pb2_grpc.WorkflowServiceStub(channel)  # type: ignore[no-untyped-call]
+    return workflow_pb2_grpc.WorkflowServiceStub(channel)
 
 
 def _cluster(channel: grpc.Channel) -> Any:
-    return cluster_pb2_grpc.ClusterServiceStub(channel)  # type: ignore[no-untyped-call]
+    return cluster_pb2_grpc.ClusterServiceStub(channel)
 
 
 class Client:

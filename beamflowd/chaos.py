@@ -48,8 +48,16 @@ PEER_TIMEOUT_S = 2.0
 SELF_ACTION_DELAY_S = 0.1
 MAX_PAUSE_MS = 600_000
 MAX_PARTITION_MS = 3_600_000
-COUNTER_KINDS = ("actor_crash", "step_error", "step_timeout", "step_latency", "node_kill", "node_pause",
-                 "partition", "heal")
+COUNTER_KINDS = (
+    "actor_crash",
+    "step_error",
+    "step_timeout",
+    "step_latency",
+    "node_kill",
+    "node_pause",
+    "partition",
+    "heal",
+)
 #: Actors sampled per node per monkey tick; each crashes with the profile's crash rate.
 CRASH_SAMPLE = 10
 
@@ -103,11 +111,19 @@ def monkey_message(setting: Mapping[str, Any], at_ms: int | None = None) -> pb.M
         return pb.MonkeyStatus(enabled=False)
     profile = PROFILES.get(str(setting.get("profile")), PROFILES["moderate"])
     return pb.MonkeyStatus(
-        enabled=monkey_active(setting, at), profile=profile.name, kill_nodes=bool(setting.get("kill_nodes")),
-        partitions=bool(setting.get("partitions")), since_unix_ms=int(setting.get("since_ms", 0)),
-        until_unix_ms=int(setting.get("until_ms", 0)), crash_rate=profile.crash, timeout_rate=profile.timeout,
-        error_rate=profile.error, latency_rate=profile.latency, latency_min_ms=profile.latency_ms[0],
-        latency_max_ms=profile.latency_ms[1], interval_ms=int(profile.interval_s * 1000),
+        enabled=monkey_active(setting, at),
+        profile=profile.name,
+        kill_nodes=bool(setting.get("kill_nodes")),
+        partitions=bool(setting.get("partitions")),
+        since_unix_ms=int(setting.get("since_ms", 0)),
+        until_unix_ms=int(setting.get("until_ms", 0)),
+        crash_rate=profile.crash,
+        timeout_rate=profile.timeout,
+        error_rate=profile.error,
+        latency_rate=profile.latency,
+        latency_min_ms=profile.latency_ms[0],
+        latency_max_ms=profile.latency_ms[1],
+        interval_ms=int(profile.interval_s * 1000),
     )
 
 
@@ -121,8 +137,10 @@ def split_groups(members: Sequence[str], isolate: str, groups: Sequence[Sequence
     for side in sides:
         for node in side:
             if node not in known:
-                raise ChaosError("INVALID_ARGUMENT", f"partition: unknown node {node!r} (members: "
-                                 f"{', '.join(sorted(known))})")
+                raise ChaosError(
+                    "INVALID_ARGUMENT",
+                    f"partition: unknown node {node!r} (members: {', '.join(sorted(known))})",
+                )
             if node in seen:
                 raise ChaosError("INVALID_ARGUMENT", f"partition: node {node!r} is in two groups")
             seen.add(node)
@@ -137,8 +155,17 @@ def split_groups(members: Sequence[str], isolate: str, groups: Sequence[Sequence
 class Chaos:
     """This node's chaos engine, created by :class:`beamflowd.node.Node`; runs on the event loop."""
 
-    def __init__(self, node_id: str, *, enabled: bool, raft: ReplicatedState, proposer: Proposer,
-                 executor: Executor, initial_cluster: Mapping[str, str], data_dir: str) -> None:
+    def __init__(
+        self,
+        node_id: str,
+        *,
+        enabled: bool,
+        raft: ReplicatedState,
+        proposer: Proposer,
+        executor: Executor,
+        initial_cluster: Mapping[str, str],
+        data_dir: str,
+    ) -> None:
         self.node_id = node_id
         self.enabled = enabled
         self.raft = raft
@@ -184,8 +211,11 @@ class Chaos:
 
     def require_enabled(self) -> None:
         if not self.enabled:
-            raise ChaosError("PERMISSION_DENIED", f"chaos is disabled on node {self.node_id}: start it with "
-                                                  "--enable-chaos (config chaos_enabled = true)")
+            raise ChaosError(
+                "PERMISSION_DENIED",
+                f"chaos is disabled on node {self.node_id}: start it with "
+                "--enable-chaos (config chaos_enabled = true)",
+            )
 
     # ------------------------------------------------------------------ counters
     def count(self, kind: str, n: int = 1) -> None:
@@ -228,15 +258,23 @@ class Chaos:
         channel = self._channels.get(addr)
         if channel is None:
             channel = self._channels[addr] = grpc.aio.insecure_channel(
-                addr, options=[("grpc.enable_http_proxy", 0), ("grpc.max_reconnect_backoff_ms", 1000)])
+                addr, options=[("grpc.enable_http_proxy", 0), ("grpc.max_reconnect_backoff_ms", 1000)]
+            )
         return pb_grpc.ChaosServiceStub(channel)  # type: ignore[no-untyped-call, unused-ignore]
 
-    async def call_peer(self, node_id: str, method: str, request: Any, forwarded: str = "exec",
-                        timeout: float = PEER_TIMEOUT_S) -> Any:
+    async def call_peer(
+        self,
+        node_id: str,
+        method: str,
+        request: Any,
+        forwarded: str = "exec",
+        timeout: float = PEER_TIMEOUT_S,
+    ) -> Any:
         """Call ``method`` on ``node_id``; gRPC errors become :class:`ChaosError` with the same code."""
         try:
             return await getattr(self.stub(node_id), method)(
-                request, timeout=timeout, metadata=((FORWARDED, forwarded),))
+                request, timeout=timeout, metadata=((FORWARDED, forwarded),)
+            )
         except grpc.aio.AioRpcError as exc:
             code = exc.code().name if exc.code() is not None else "UNKNOWN"
             if code == "DEADLINE_EXCEEDED":
@@ -260,8 +298,12 @@ class Chaos:
         seconds = (duration_ms / 1000) + SELF_ACTION_DELAY_S
         helper = subprocess.Popen(  # fixed argv, our own pid
             ["/bin/sh", "-c", f"sleep {seconds:.3f}; kill -CONT {os.getpid()}"],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            start_new_session=True, close_fds=True)
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+            close_fds=True,
+        )
         self._helpers.append(helper)
         log.warning("chaos: pausing this node (SIGSTOP) for %.1fs", duration_ms / 1000)
         asyncio.get_running_loop().call_later(SELF_ACTION_DELAY_S, os.kill, os.getpid(), signal.SIGSTOP)
@@ -295,10 +337,15 @@ class Chaos:
         if blocked and heal_after_ms > 0:
             self.heal_at_ms = now_ms() + heal_after_ms
             self._heal_timer = asyncio.get_running_loop().call_later(
-                heal_after_ms / 1000, self.set_filter, (), "", 0)
+                heal_after_ms / 1000, self.set_filter, (), "", 0
+            )
         if blocked:
-            log.warning("chaos: partition %s: dropping Raft traffic with %s%s", description,
-                        ",".join(blocked), f" for {heal_after_ms / 1000:.1f}s" if heal_after_ms else "")
+            log.warning(
+                "chaos: partition %s: dropping Raft traffic with %s%s",
+                description,
+                ",".join(blocked),
+                f" for {heal_after_ms / 1000:.1f}s" if heal_after_ms else "",
+            )
         else:
             log.warning("chaos: partition healed on this node")
 
@@ -320,15 +367,18 @@ class Chaos:
         others = [n for n in self.members() if n not in (node_id, self.node_id)]
         request = pb.PauseNodeRequest(node_id=node_id, duration_ms=duration_ms)
         # Everyone notes the pause (the paused node cannot report it itself); best effort.
-        await asyncio.gather(*(self.call_peer(n, "PauseNode", request, forwarded="record", timeout=1.0)
-                               for n in others), return_exceptions=True)
+        await asyncio.gather(
+            *(self.call_peer(n, "PauseNode", request, forwarded="record", timeout=1.0) for n in others),
+            return_exceptions=True,
+        )
         if node_id == self.node_id:
             return self.pause_self(duration_ms)
         response = await self.call_peer(node_id, "PauseNode", request)
         return int(response.until_unix_ms)
 
-    async def partition_cluster(self, isolate: str, groups: Sequence[Sequence[str]],
-                                heal_after_ms: int) -> tuple[str, list[str], list[str]]:
+    async def partition_cluster(
+        self, isolate: str, groups: Sequence[Sequence[str]], heal_after_ms: int
+    ) -> tuple[str, list[str], list[str]]:
         if heal_after_ms > MAX_PARTITION_MS:
             raise ChaosError("INVALID_ARGUMENT", f"for: at most {MAX_PARTITION_MS // 1000}s")
         sides = split_groups(self.member_ids(), isolate, groups)
@@ -348,8 +398,9 @@ class Chaos:
         self.count("heal")
         return applied, errors
 
-    async def _install(self, plan: Mapping[str, Sequence[str]], description: str,
-                       heal_after_ms: int) -> tuple[list[str], list[str]]:
+    async def _install(
+        self, plan: Mapping[str, Sequence[str]], description: str, heal_after_ms: int
+    ) -> tuple[list[str], list[str]]:
         applied: list[str] = []
         errors: list[str] = []
 
@@ -358,8 +409,13 @@ class Chaos:
                 if node == self.node_id:
                     self.set_filter(blocked, description, heal_after_ms)
                 else:
-                    await self.call_peer(node, "SetNodeFilter", pb.SetNodeFilterRequest(
-                        blocked_node_ids=list(blocked), partition=description, heal_after_ms=heal_after_ms))
+                    await self.call_peer(
+                        node,
+                        "SetNodeFilter",
+                        pb.SetNodeFilterRequest(
+                            blocked_node_ids=list(blocked), partition=description, heal_after_ms=heal_after_ms
+                        ),
+                    )
                 applied.append(node)
             except ChaosError as exc:
                 errors.append(f"{node}: {exc.message}")
@@ -380,8 +436,10 @@ class Chaos:
                 raise ChaosError("FAILED_PRECONDITION", f"workflow {workflow_id!r} has finished: no actor")
             if owner == self.node_id:
                 if not self.crash_actor(workflow_id, "chaos: kill-actor"):
-                    raise ChaosError("FAILED_PRECONDITION", f"workflow {workflow_id!r} has no live actor on "
-                                                            f"its owner {owner} right now")
+                    raise ChaosError(
+                        "FAILED_PRECONDITION",
+                        f"workflow {workflow_id!r} has no live actor on its owner {owner} right now",
+                    )
                 return [workflow_id]
             response = await self.call_peer(owner, "KillActor", pb.KillActorRequest(workflow_id=workflow_id))
             return list(response.workflow_ids)
@@ -390,8 +448,9 @@ class Chaos:
         with self.raft.lock:
             running = sorted(wf_id for ids in self.raft.sm.owned_ids.values() for wf_id in ids)
         picked = self.rng.sample(running, min(count, len(running)))
-        results = await asyncio.gather(*(self.kill_actors(wf_id, 0) for wf_id in picked),
-                                       return_exceptions=True)
+        results = await asyncio.gather(
+            *(self.kill_actors(wf_id, 0) for wf_id in picked), return_exceptions=True
+        )
         return [wf_id for wf_id, r in zip(picked, results, strict=True) if not isinstance(r, BaseException)]
 
     def crash_actor(self, workflow_id: str, reason: str) -> bool:
@@ -400,15 +459,25 @@ class Chaos:
             return True
         return False
 
-    async def set_monkey(self, enabled: bool, profile: str, kill_nodes: bool, partitions: bool,
-                         duration_ms: int) -> dict[str, Any]:
+    async def set_monkey(
+        self, enabled: bool, profile: str, kill_nodes: bool, partitions: bool, duration_ms: int
+    ) -> dict[str, Any]:
         if enabled and profile not in PROFILES:
-            raise ChaosError("INVALID_ARGUMENT",
-                             f"profile: expected one of {', '.join(PROFILES)}, got {profile!r}")
+            raise ChaosError(
+                "INVALID_ARGUMENT", f"profile: expected one of {', '.join(PROFILES)}, got {profile!r}"
+            )
         ts = now_ms()
-        cmd = {"v": SCHEMA_VERSION, "op": "chaos_monkey", "enabled": enabled, "profile": profile,
-               "kill_nodes": kill_nodes, "partitions": partitions, "ts": ts,
-               "until_ms": ts + duration_ms if duration_ms else 0, "node": self.node_id}
+        cmd = {
+            "v": SCHEMA_VERSION,
+            "op": "chaos_monkey",
+            "enabled": enabled,
+            "profile": profile,
+            "kill_nodes": kill_nodes,
+            "partitions": partitions,
+            "ts": ts,
+            "until_ms": ts + duration_ms if duration_ms else 0,
+            "node": self.node_id,
+        }
         try:
             result = await self.proposer.propose(cmd)
         except ProposeError as exc:
@@ -422,16 +491,23 @@ class Chaos:
     # ------------------------------------------------------------------ status
     def local_status(self) -> pb.NodeChaos:
         return pb.NodeChaos(
-            node_id=self.node_id, reachable=True, blocked_node_ids=self.blocked_ids, partition=self.partition,
-            heal_at_unix_ms=self.heal_at_ms, injections={k: v for k, v in self.counters.items()},
-            actor_restarts=self.actor_restarts(), actors=len(self.executor.actors),
-            chaos_enabled=self.enabled)
+            node_id=self.node_id,
+            reachable=True,
+            blocked_node_ids=self.blocked_ids,
+            partition=self.partition,
+            heal_at_unix_ms=self.heal_at_ms,
+            injections={k: v for k, v in self.counters.items()},
+            actor_restarts=self.actor_restarts(),
+            actors=len(self.executor.actors),
+            chaos_enabled=self.enabled,
+        )
 
     async def cluster_status(self) -> pb.GetChaosStatusResponse:
         async def one(node: str) -> tuple[pb.NodeChaos, list[pb.PausedNode]]:
             if node == self.node_id:
-                return self.local_status(), [pb.PausedNode(node_id=n, until_unix_ms=u)
-                                             for n, u in self.active_pauses().items()]
+                return self.local_status(), [
+                    pb.PausedNode(node_id=n, until_unix_ms=u) for n, u in self.active_pauses().items()
+                ]
             try:
                 response = await self.call_peer(node, "GetNodeChaos", pb.GetNodeChaosRequest(), timeout=1.0)
                 return response.node, list(response.paused)
@@ -452,9 +528,13 @@ class Chaos:
         with self.raft.lock:
             reassigned = self.raft.sm.counters.get("reassigned", 0)
         return pb.GetChaosStatusResponse(
-            monkey=monkey_message(self.monkey_setting()), nodes=[a[0] for a in answers], injections=totals,
-            actor_restarts=restarts, workflows_reassigned=reassigned,
-            paused=[pb.PausedNode(node_id=n, until_unix_ms=u) for n, u in sorted(paused.items())])
+            monkey=monkey_message(self.monkey_setting()),
+            nodes=[a[0] for a in answers],
+            injections=totals,
+            actor_restarts=restarts,
+            workflows_reassigned=reassigned,
+            paused=[pb.PausedNode(node_id=n, until_unix_ms=u) for n, u in sorted(paused.items())],
+        )
 
     # ------------------------------------------------------------------ step faults (executor hook)
     async def step_faults(self, workflow_id: str, step_id: str, attempt: int) -> None:

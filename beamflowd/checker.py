@@ -27,8 +27,12 @@ from beamflowd.api.gen.beamflow.v1 import cluster_pb2
 from beamflowd.api.gen.beamflow.v1 import workflow_pb2 as wpb
 
 CLOSING = {"completed": "succeeded", "failed": "failed", "cancelled": "cancelled"}
-_STATUS = {wpb.WORKFLOW_STATUS_SUCCEEDED: "succeeded", wpb.WORKFLOW_STATUS_FAILED: "failed",
-           wpb.WORKFLOW_STATUS_CANCELLED: "cancelled", wpb.WORKFLOW_STATUS_RUNNING: "running"}
+_STATUS = {
+    wpb.WORKFLOW_STATUS_SUCCEEDED: "succeeded",
+    wpb.WORKFLOW_STATUS_FAILED: "failed",
+    wpb.WORKFLOW_STATUS_CANCELLED: "cancelled",
+    wpb.WORKFLOW_STATUS_RUNNING: "running",
+}
 INJECTED_MARK = "chaos: injected"
 #: At most this many violations are listed in a verdict (the count is always exact).
 MAX_LISTED = 50
@@ -48,7 +52,8 @@ class History:
     def of(cls, response: wpb.GetWorkflowResponse) -> History:
         wf = response.workflow
         return cls(
-            status=_STATUS.get(wf.status, "unknown"), error=wf.error,
+            status=_STATUS.get(wf.status, "unknown"),
+            error=wf.error,
             steps={s.id: _STEP_STATUS.get(s.status, str(s.status)) for s in wf.steps},
             events=tuple((e.seq, e.type, e.step_id, e.attempt, e.message) for e in response.events),
         )
@@ -80,8 +85,12 @@ class Verdict:
 
     @property
     def ok(self) -> bool:
-        return (not self.missing and not self.not_terminal and self.violation_count == 0
-                and self.digests_equal is not False)
+        return (
+            not self.missing
+            and not self.not_terminal
+            and self.violation_count == 0
+            and self.digests_equal is not False
+        )
 
     @property
     def success_rate(self) -> float:
@@ -95,17 +104,27 @@ class Verdict:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "ok": self.ok, "acknowledged": self.acknowledged, "found": self.found,
-            "succeeded": self.succeeded, "failed": self.failed, "cancelled": self.cancelled,
-            "running": self.running, "success_rate": round(self.success_rate, 6),
+            "ok": self.ok,
+            "acknowledged": self.acknowledged,
+            "found": self.found,
+            "succeeded": self.succeeded,
+            "failed": self.failed,
+            "cancelled": self.cancelled,
+            "running": self.running,
+            "success_rate": round(self.success_rate, 6),
             "failed_by_injection": self.failed_by_injection,
             "reassigned_workflows": self.reassigned_workflows,
             "stale_results_rejected": self.stale_results_rejected,
             "truncated_histories": self.truncated_histories,
-            "missing": self.missing[:MAX_LISTED], "missing_count": len(self.missing),
-            "not_terminal": self.not_terminal[:MAX_LISTED], "not_terminal_count": len(self.not_terminal),
-            "violations": self.violations, "violation_count": self.violation_count,
-            "digests": self.digests, "digests_equal": self.digests_equal, "digest_detail": self.digest_detail,
+            "missing": self.missing[:MAX_LISTED],
+            "missing_count": len(self.missing),
+            "not_terminal": self.not_terminal[:MAX_LISTED],
+            "not_terminal_count": len(self.not_terminal),
+            "violations": self.violations,
+            "violation_count": self.violation_count,
+            "digests": self.digests,
+            "digests_equal": self.digests_equal,
+            "digest_detail": self.digest_detail,
         }
 
     def summary(self) -> str:
@@ -123,8 +142,10 @@ class Verdict:
         if self.missing:
             lines.append(f"missing: {', '.join(self.missing[:10])}{' ...' if len(self.missing) > 10 else ''}")
         if self.not_terminal:
-            lines.append(f"not terminal: {', '.join(self.not_terminal[:10])}"
-                         f"{' ...' if len(self.not_terminal) > 10 else ''}")
+            lines.append(
+                f"not terminal: {', '.join(self.not_terminal[:10])}"
+                f"{' ...' if len(self.not_terminal) > 10 else ''}"
+            )
         if self.digests_equal is not None:
             equal = "equal" if self.digests_equal else "DIFFER"
             lines.append(f"replica digests {equal}: {self.digest_detail}")
@@ -173,8 +194,9 @@ def check_history(wf_id: str, h: History, verdict: Verdict) -> None:
     verdict.stale_results_rejected += sum(1 for e in h.events if e[1] == "stale_result_rejected")
 
 
-def check_histories(acknowledged: Iterable[str], histories: Mapping[str, History | None],
-                    *, require_terminal: bool = True) -> Verdict:
+def check_histories(
+    acknowledged: Iterable[str], histories: Mapping[str, History | None], *, require_terminal: bool = True
+) -> Verdict:
     verdict = Verdict()
     for wf_id in dict.fromkeys(acknowledged):
         verdict.acknowledged += 1
@@ -199,8 +221,9 @@ def check_histories(acknowledged: Iterable[str], histories: Mapping[str, History
     return verdict
 
 
-def check_digests(status: cluster_pb2.GetClusterStatusResponse, expected_nodes: int) -> tuple[bool, str,
-                                                                                              dict[str, str]]:
+def check_digests(
+    status: cluster_pb2.GetClusterStatusResponse, expected_nodes: int
+) -> tuple[bool, str, dict[str, str]]:
     """All ``expected_nodes`` reachable, at one applied index, with one digest."""
     nodes = [n for n in status.nodes if n.reachable]
     digests = {n.id: n.digest for n in nodes}
@@ -221,9 +244,17 @@ Getter = Callable[[str], "wpb.GetWorkflowResponse | None"]
 StatusGetter = Callable[[], cluster_pb2.GetClusterStatusResponse]
 
 
-def verify(acknowledged: Iterable[str], get: Getter, cluster_status: StatusGetter | None, *,
-           wait_s: float = 60.0, expected_nodes: int | None = None, poll_s: float = 0.5,
-           clock: Callable[[], float] = time.monotonic, sleep: Callable[[], None] | None = None) -> Verdict:
+def verify(
+    acknowledged: Iterable[str],
+    get: Getter,
+    cluster_status: StatusGetter | None,
+    *,
+    wait_s: float = 60.0,
+    expected_nodes: int | None = None,
+    poll_s: float = 0.5,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[], None] | None = None,
+) -> Verdict:
     """Wait (up to ``wait_s``) for every workflow to be found and terminal, then for the replicas to
     converge, then read every history once more and check it.
 

@@ -12,6 +12,7 @@ reassignment) is executed again with the same attempt number and idempotency key
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import random
@@ -66,8 +67,16 @@ class WorkflowView:
 
     @classmethod
     def of(cls, wf: WorkflowState) -> WorkflowView:
-        return cls(wf.id, wf.status, wf.owner, wf.epoch, wf.terminal, wf.spec, wf.input_json,
-                   {s.id: StepView(s.status, s.attempts, s.next_ms, s.output_json) for s in wf.steps.values()})
+        return cls(
+            wf.id,
+            wf.status,
+            wf.owner,
+            wf.epoch,
+            wf.terminal,
+            wf.spec,
+            wf.input_json,
+            {s.id: StepView(s.status, s.attempts, s.next_ms, s.output_json) for s in wf.steps.values()},
+        )
 
 
 class Actor:
@@ -80,6 +89,7 @@ class Actor:
         self.attempts: dict[tuple[str, int], asyncio.Task[None]] = {}
         self.starting: set[tuple[str, int]] = set()
         self.task: asyncio.Task[None] | None = None
+        self.background: set[asyncio.Task[None]] = set()
         #: An exception escaping an attempt crashes the actor (the supervisor restarts it).
         self.crash: BaseException | None = None
 
@@ -95,10 +105,8 @@ class Actor:
                     return
                 next_due = self._advance(view)
                 timeout = None if next_due is None else max(0.0, (next_due - now_ms()) / 1000)
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.wake.wait(), timeout)
-                except TimeoutError:
-                    pass
         finally:
             for task in self.attempts.values():
                 task.cancel()
@@ -119,13 +127,18 @@ class Actor:
             if st.status == STEP_RETRY_WAIT and st.next_ms > now:
                 next_due = st.next_ms if next_due is None else min(next_due, st.next_ms)
                 continue
-            if st.status in (STEP_PENDING, STEP_RETRY_WAIT):
-                if all(view.steps[n].status == STEP_SUCCEEDED for n in step.needs):
-                    key = (step.id, st.attempts + 1)
-                    if key not in self.starting:
-                        self.starting.add(key)
-                        asyncio.create_task(self._start(view, step, st.attempts + 1))
+            ready = all(view.steps[n].status == STEP_SUCCEEDED for n in step.needs)
+            if st.status in (STEP_PENDING, STEP_RETRY_WAIT) and ready:
+                key = (step.id, st.attempts + 1)
+                if key not in self.starting:
+                    self.starting.add(key)
+                    self._keep(asyncio.create_task(self._start(view, step, st.attempts + 1)))
         return next_due
+
+    def _keep(self, task: asyncio.Task[None]) -> None:
+        """Hold a strong reference until the task ends (the event loop keeps only weak ones)."""
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
 
     def _attempt_done(self, task: asyncio.Task[None]) -> None:
         if not task.cancelled() and task.exception() is not None and self.crash is None:
@@ -134,9 +147,17 @@ class Actor:
 
     async def _start(self, view: WorkflowView, step: StepSpec, attempt: int) -> None:
         ts = now_ms()
-        cmd = {"v": SCHEMA_VERSION, "op": "start", "wf": view.id, "epoch": view.epoch, "step": step.id,
-               "attempt": attempt, "ts": ts, "wake": wake_time(step, _scope(view), ts),
-               "node": self.executor.node_id}
+        cmd = {
+            "v": SCHEMA_VERSION,
+            "op": "start",
+            "wf": view.id,
+            "epoch": view.epoch,
+            "step": step.id,
+            "attempt": attempt,
+            "ts": ts,
+            "wake": wake_time(step, _scope(view), ts),
+            "node": self.executor.node_id,
+        }
         try:
             await self.executor.proposer.propose(cmd)
         except ProposeError as exc:
@@ -156,14 +177,24 @@ class Actor:
         await ex.quorum_ok.wait()
         async with ex.attempt_slots:
             cmd = await self._execute(view, step, attempt)
-        cmd.update({"v": SCHEMA_VERSION, "wf": view.id, "epoch": view.epoch, "step": step.id,
-                    "attempt": attempt, "node": ex.node_id})
+        cmd.update(
+            {
+                "v": SCHEMA_VERSION,
+                "wf": view.id,
+                "epoch": view.epoch,
+                "step": step.id,
+                "attempt": attempt,
+                "node": ex.node_id,
+            }
+        )
         for _ in range(50):  # bounded: ~50 proposal timeouts before the supervisor takes over
             try:
                 await ex.proposer.propose(cmd)
                 break
             except ProposeError as exc:
-                log.warning("result of %s/%s#%d not committed yet: %s", view.id, step.id, attempt, exc.message)
+                log.warning(
+                    "result of %s/%s#%d not committed yet: %s", view.id, step.id, attempt, exc.message
+                )
                 await asyncio.sleep(0.5)
         self.wake.set()
 
@@ -174,9 +205,15 @@ class Actor:
         try:
             params = resolve(step.params, scope)
             ctx = StepContext(
-                workflow_id=view.id, step_id=step.id, attempt=attempt,
-                idempotency_key=f"{view.id}/{step.id}/{attempt}", input=workflow_input,
-                results=results, node_id=ex.node_id, allow_exec=ex.allow_exec, args=params,
+                workflow_id=view.id,
+                step_id=step.id,
+                attempt=attempt,
+                idempotency_key=f"{view.id}/{step.id}/{attempt}",
+                input=workflow_input,
+                results=results,
+                node_id=ex.node_id,
+                allow_exec=ex.allow_exec,
+                args=params,
             )
             timeout_ms = step.timeout_ms or view.spec.timeout_ms
             timeout = timeout_ms / 1000 if timeout_ms else ex.default_step_timeout
@@ -202,24 +239,43 @@ class Actor:
     def _failure(self, step: StepSpec, attempt: int, message: str, error_class: str) -> dict[str, Any]:
         ts = now_ms()
         delay = retry_delay_ms(step.retry, attempt, random.random())
-        return {"op": "fail", "error": message, "error_class": error_class, "ts": ts, "retry_at": ts + max(delay, 1)}
+        return {
+            "op": "fail",
+            "error": message,
+            "error_class": error_class,
+            "ts": ts,
+            "retry_at": ts + max(delay, 1),
+        }
 
 
 def _scope(view: WorkflowView) -> dict[str, Any]:
     """What expressions see: the workflow input and the outputs of succeeded steps."""
     return {
         "input": json.loads(view.input_json) if view.input_json else {},
-        "steps": {sid: json.loads(s.output_json) if s.output_json else None
-                  for sid, s in view.steps.items() if s.status == STEP_SUCCEEDED},
+        "steps": {
+            sid: json.loads(s.output_json) if s.output_json else None
+            for sid, s in view.steps.items()
+            if s.status == STEP_SUCCEEDED
+        },
     }
 
 
 class Executor:
     """Owns the actors of this node and keeps them in line with committed ownership."""
 
-    def __init__(self, node_id: str, raft: ReplicatedState, proposer: Proposer, *, allow_exec: bool,
-                 default_step_timeout: float, max_concurrent_attempts: int, quorum_ok: asyncio.Event,
-                 max_restarts: int = 5, restart_window: float = 30.0) -> None:
+    def __init__(
+        self,
+        node_id: str,
+        raft: ReplicatedState,
+        proposer: Proposer,
+        *,
+        allow_exec: bool,
+        default_step_timeout: float,
+        max_concurrent_attempts: int,
+        quorum_ok: asyncio.Event,
+        max_restarts: int = 5,
+        restart_window: float = 30.0,
+    ) -> None:
         self.node_id = node_id
         self.raft = raft
         self.proposer = proposer
@@ -234,6 +290,7 @@ class Executor:
         #: Chaos hook (issue 4): awaited before each step attempt runs; may sleep or raise StepError.
         self.step_faults: Callable[[str, str, int], Awaitable[None]] | None = None
         self._restart_times: dict[str, list[float]] = {}
+        self._aborts: set[asyncio.Task[None]] = set()
         self._closed = False
 
     def view(self, workflow_id: str) -> WorkflowView | None:
@@ -244,8 +301,11 @@ class Executor:
     def scan(self) -> None:
         """Adopt every workflow committed as ours (start-up, restore from snapshot)."""
         with self.raft.lock:
-            mine = [wf.id for wf in self.raft.sm.workflows.values()
-                    if wf.owner == self.node_id and not wf.terminal]
+            mine = [
+                wf.id
+                for wf in self.raft.sm.workflows.values()
+                if wf.owner == self.node_id and not wf.terminal
+            ]
         self.on_changed(set(mine))
 
     def on_changed(self, workflow_ids: set[str]) -> None:
@@ -290,20 +350,37 @@ class Executor:
         self._restart_times[wf_id] = recent
         self.restarts += 1
         if len(recent) <= self.max_restarts:
-            log.error("actor %s crashed (%s: %s); restart %d/%d from committed state", wf_id,
-                      type(exc).__name__, exc, len(recent), self.max_restarts)
+            log.error(
+                "actor %s crashed (%s: %s); restart %d/%d from committed state",
+                wf_id,
+                type(exc).__name__,
+                exc,
+                len(recent),
+                self.max_restarts,
+            )
             loop.call_later(0.05 * len(recent), self.on_changed, {wf_id})
             return
         del self._restart_times[wf_id]
-        reason = (f"actor crashed {len(recent)} times within {self.restart_window:g}s; last error: "
-                  f"{type(exc).__name__}: {exc}")
+        reason = (
+            f"actor crashed {len(recent)} times within {self.restart_window:g}s; last error: "
+            f"{type(exc).__name__}: {exc}"
+        )
         log.error("workflow %s: %s; failing it", wf_id, reason)
         view = self.view(wf_id)
         if view is None or view.terminal or view.owner != self.node_id:
             return
-        cmd = {"v": SCHEMA_VERSION, "op": "abort", "wf": wf_id, "epoch": view.epoch, "reason": reason,
-               "ts": now_ms(), "node": self.node_id}
-        asyncio.create_task(self._abort(cmd))
+        cmd = {
+            "v": SCHEMA_VERSION,
+            "op": "abort",
+            "wf": wf_id,
+            "epoch": view.epoch,
+            "reason": reason,
+            "ts": now_ms(),
+            "node": self.node_id,
+        }
+        task = asyncio.create_task(self._abort(cmd))
+        self._aborts.add(task)
+        task.add_done_callback(self._aborts.discard)
 
     async def _abort(self, cmd: dict[str, Any]) -> None:
         try:

@@ -18,9 +18,10 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from beamflowd.api.chaos import ChaosServicer  # issue 4
-from beamflowd.api.gen.beamflow.v1 import chaos_pb2, chaos_pb2_grpc  # issue 4
 from beamflowd.api.cluster import ClusterServicer
-from beamflowd.api.gen.beamflow.v1 import (
+from beamflowd.api.gen.beamflow.v1 import (  # issue 4
+    chaos_pb2,
+    chaos_pb2_grpc,
     cluster_pb2,
     cluster_pb2_grpc,
     stats_pb2,
@@ -56,39 +57,72 @@ class Node:
         self.executor: Executor | None = None
         self.stopping = asyncio.Event()
         self.raft = ReplicatedState(
-            config.raft_addr, config.raft_partners, config.data_dir,
-            RaftTuning(compaction_min_entries=config.compaction_min_entries,
-                       compaction_min_time=config.compaction_min_time),
+            config.raft_addr,
+            config.raft_partners,
+            config.data_dir,
+            RaftTuning(
+                compaction_min_entries=config.compaction_min_entries,
+                compaction_min_time=config.compaction_min_time,
+            ),
             config.raft_password,
-            self._on_applied_threadsafe, fsync=config.fsync,
+            self._on_applied_threadsafe,
+            fsync=config.fsync,
         )
         self.proposer = Proposer(self.raft, self.loop)
-        self.liveness = Liveness(config.node_id, self.raft, self.proposer, lease=config.lease_timeout,
-                                 heartbeat_interval=config.heartbeat_interval)
-        self.executor = Executor(config.node_id, self.raft, self.proposer, allow_exec=config.allow_exec,
-                                 default_step_timeout=config.default_step_timeout,
-                                 max_concurrent_attempts=config.max_concurrent_attempts,
-                                 quorum_ok=self.liveness.quorum_ok, max_restarts=config.max_actor_restarts,
-                                 restart_window=config.actor_restart_window)
+        self.liveness = Liveness(
+            config.node_id,
+            self.raft,
+            self.proposer,
+            lease=config.lease_timeout,
+            heartbeat_interval=config.heartbeat_interval,
+        )
+        self.executor = Executor(
+            config.node_id,
+            self.raft,
+            self.proposer,
+            allow_exec=config.allow_exec,
+            default_step_timeout=config.default_step_timeout,
+            max_concurrent_attempts=config.max_concurrent_attempts,
+            quorum_ok=self.liveness.quorum_ok,
+            max_restarts=config.max_actor_restarts,
+            restart_window=config.actor_restart_window,
+        )
         # --- chaos (issue 4): refused unless config.chaos_enabled; hooks the executor only when enabled
-        self.chaos = Chaos(config.node_id, enabled=config.chaos_enabled, raft=self.raft,
-                           proposer=self.proposer, executor=self.executor, initial_cluster=config.initial_cluster,
-                           data_dir=config.data_dir)
+        self.chaos = Chaos(
+            config.node_id,
+            enabled=config.chaos_enabled,
+            raft=self.raft,
+            proposer=self.proposer,
+            executor=self.executor,
+            initial_cluster=config.initial_cluster,
+            data_dir=config.data_dir,
+        )
         self.background: list[asyncio.Task[None]] = []
         #: Called on the event loop with the ids of workflows each applied batch touched.
         self.change_listeners: list[Callable[[set[str]], None]] = []
         self.stats = StatsAggregator(self.raft, self.loop)
         self.change_listeners.append(self.stats.on_changed)
-        self.stats_api = StatsServicer(config.node_id, config.grpc_addr, self.raft, config.initial_cluster,
-                                       self.liveness, self.executor, self.stats, config.chaos_enabled)
+        self.stats_api = StatsServicer(
+            config.node_id,
+            config.grpc_addr,
+            self.raft,
+            config.initial_cluster,
+            self.liveness,
+            self.executor,
+            self.stats,
+            config.chaos_enabled,
+        )
         self.stats_api.chaos_view = self.chaos
         self.health = health.aio.HealthServicer()
-        self.cluster = ClusterServicer(config.node_id, self.raft, config.initial_cluster, config.grpc_addr,
-                                       self.liveness)
-        self.server = grpc.aio.server(options=[
-            ("grpc.max_receive_message_length", MAX_GRPC_MESSAGE_BYTES),
-            ("grpc.so_reuseport", 0),
-        ])
+        self.cluster = ClusterServicer(
+            config.node_id, self.raft, config.initial_cluster, config.grpc_addr, self.liveness
+        )
+        self.server = grpc.aio.server(
+            options=[
+                ("grpc.max_receive_message_length", MAX_GRPC_MESSAGE_BYTES),
+                ("grpc.so_reuseport", 0),
+            ]
+        )
 
     def _on_applied_threadsafe(self, changed: set[str]) -> None:
         """Tick thread -> event loop. Never blocks the Raft thread."""
@@ -104,8 +138,13 @@ class Node:
 
     async def _join(self) -> None:
         """Commit our membership (idempotent) — retried until a leader takes it or we are stopped."""
-        cmd = {"v": SCHEMA_VERSION, "op": "join", "node": self.config.node_id, "raft": self.config.raft_addr,
-               "grpc": self.config.grpc_addr}
+        cmd = {
+            "v": SCHEMA_VERSION,
+            "op": "join",
+            "node": self.config.node_id,
+            "raft": self.config.raft_addr,
+            "grpc": self.config.grpc_addr,
+        }
         while not self.stopping.is_set():
             try:
                 result = await self.proposer.propose({**cmd, "ts": int(time.time() * 1000)}, timeout=5.0)
@@ -121,13 +160,16 @@ class Node:
         for sig in (signal.SIGTERM, signal.SIGINT):
             self.loop.add_signal_handler(sig, self.stopping.set)
         workflow_pb2_grpc.add_WorkflowServiceServicer_to_server(
-            WorkflowServicer(self.config.node_id, self.raft, self.proposer, self.hub), self.server)
+            WorkflowServicer(self.config.node_id, self.raft, self.proposer, self.hub), self.server
+        )
         cluster_pb2_grpc.add_ClusterServiceServicer_to_server(self.cluster, self.server)
         stats_pb2_grpc.add_StatsServiceServicer_to_server(  # type: ignore[no-untyped-call, unused-ignore]
-            self.stats_api, self.server)
+            self.stats_api, self.server
+        )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         chaos_pb2_grpc.add_ChaosServiceServicer_to_server(  # type: ignore[no-untyped-call, unused-ignore]
-            ChaosServicer(self.chaos), self.server)  # issue 4
+            ChaosServicer(self.chaos), self.server
+        )  # issue 4
         service_names = (
             workflow_pb2.DESCRIPTOR.services_by_name["WorkflowService"].full_name,
             cluster_pb2.DESCRIPTOR.services_by_name["ClusterService"].full_name,
@@ -145,8 +187,13 @@ class Node:
         await self.server.start()
         self.proposer.start()
         self.background.append(asyncio.create_task(self.stats.run(), name="stats"))
-        log.info("node %s: raft %s, grpc %s, data %s", self.config.node_id, self.config.raft_addr,
-                 self.config.grpc_addr, self.config.data_dir)
+        log.info(
+            "node %s: raft %s, grpc %s, data %s",
+            self.config.node_id,
+            self.config.raft_addr,
+            self.config.grpc_addr,
+            self.config.data_dir,
+        )
         await self._join()
         if not self.stopping.is_set():
             assert self.executor is not None
@@ -172,10 +219,17 @@ class Node:
             with self.raft.lock:
                 finished = [wf for wf in self.raft.sm.workflows.values() if wf.terminal]
                 due = len(finished) > self.config.retention_max_finished or any(
-                    wf.updated_ms < before for wf in finished[:1000])
+                    wf.updated_ms < before for wf in finished[:1000]
+                )
             if due:
-                cmd = {"v": SCHEMA_VERSION, "op": "gc", "before": before,
-                       "keep_max": self.config.retention_max_finished, "limit": 10_000, "ts": now}
+                cmd = {
+                    "v": SCHEMA_VERSION,
+                    "op": "gc",
+                    "before": before,
+                    "keep_max": self.config.retention_max_finished,
+                    "limit": 10_000,
+                    "ts": now,
+                }
                 try:
                     result = await self.proposer.propose(cmd)
                     log.info("garbage-collected %s finished workflows", result.data.get("collected"))

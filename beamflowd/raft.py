@@ -264,7 +264,12 @@ class Proposer:
         self._wakeup.set()
         try:
             return await asyncio.wait_for(asyncio.shield(fut), timeout + 0.5)
-        except TimeoutError:
+        except (TimeoutError, asyncio.CancelledError) as exc:
+            # The future may still get a result or an exception later: consume it so asyncio does not
+            # log "exception was never retrieved".
+            fut.add_done_callback(lambda f: f.cancelled() or f.exception())
+            if isinstance(exc, asyncio.CancelledError):
+                raise
             raise ProposeError(
                 "UNAVAILABLE",
                 "no quorum: the command was not committed in time "

@@ -28,8 +28,9 @@ MAX_REQUEST_IDS = 200_000
 MAX_EVENT_MESSAGE = 1_000
 #: Cluster-wide feed of notable events (failures, retries, reassignments, node deaths) for dashboards.
 MAX_NOTABLE_EVENTS = 200
-NOTABLE_KINDS = frozenset({"step_failed", "retry_scheduled", "failed", "cancelled", "reassigned",
-                           "stale_result_rejected"})
+NOTABLE_KINDS = frozenset(
+    {"step_failed", "retry_scheduled", "failed", "cancelled", "reassigned", "stale_result_rejected"}
+)
 
 WORKFLOW_RUNNING = "running"
 WORKFLOW_SUCCEEDED = "succeeded"
@@ -78,8 +79,17 @@ class StepState:
     next_ms: int = 0
 
     def to_plain(self) -> list[Any]:
-        return [self.id, self.status, self.attempts, self.output_json, self.error, self.error_class,
-                self.started_ms, self.ended_ms, self.next_ms]
+        return [
+            self.id,
+            self.status,
+            self.attempts,
+            self.output_json,
+            self.error,
+            self.error_class,
+            self.started_ms,
+            self.ended_ms,
+            self.next_ms,
+        ]
 
     @classmethod
     def from_plain(cls, p: list[Any]) -> StepState:
@@ -111,25 +121,43 @@ class WorkflowState:
 
     def to_plain(self) -> dict[str, Any]:
         return {
-            "id": self.id, "name": self.name, "spec": self.spec_hash, "input": self.input_json,
-            "owner": self.owner, "created": self.created_ms, "updated": self.updated_ms,
-            "rid": self.request_id, "status": self.status, "epoch": self.epoch, "error": self.error,
+            "id": self.id,
+            "name": self.name,
+            "spec": self.spec_hash,
+            "input": self.input_json,
+            "owner": self.owner,
+            "created": self.created_ms,
+            "updated": self.updated_ms,
+            "rid": self.request_id,
+            "status": self.status,
+            "epoch": self.epoch,
+            "error": self.error,
             "steps": [s.to_plain() for s in self.steps.values()],
-            "events": [list(e) for e in self.events], "next_seq": self.next_seq,
+            "events": [list(e) for e in self.events],
+            "next_seq": self.next_seq,
         }
 
     @classmethod
     def from_plain(cls, p: Mapping[str, Any], spec: WorkflowSpec) -> WorkflowState:
         wf = cls(
-            id=p["id"], name=p["name"], spec=spec, spec_hash=p["spec"],
-            input_json=p["input"], owner=p["owner"], created_ms=p["created"], updated_ms=p["updated"],
-            request_id=p["rid"], status=p["status"], epoch=p["epoch"], error=p["error"],
+            id=p["id"],
+            name=p["name"],
+            spec=spec,
+            spec_hash=p["spec"],
+            input_json=p["input"],
+            owner=p["owner"],
+            created_ms=p["created"],
+            updated_ms=p["updated"],
+            request_id=p["rid"],
+            status=p["status"],
+            epoch=p["epoch"],
+            error=p["error"],
             next_seq=p["next_seq"],
         )
         for sp in p["steps"]:
             step = StepState.from_plain(sp)
             wf.steps[step.id] = step
-        wf.events = [tuple(e) for e in p["events"]]  # type: ignore[misc]
+        wf.events = [(e[0], e[1], e[2], e[3], e[4], e[5], e[6]) for e in p["events"]]
         return wf
 
 
@@ -161,9 +189,17 @@ class StateMachine:
         #: request id -> workflow id, FIFO-bounded; makes retried submits idempotent.
         self.request_ids: dict[str, str] = {}
         self.counters: dict[str, int] = {
-            "submitted": 0, "succeeded": 0, "failed": 0, "cancelled": 0,
-            "stale_rejected": 0, "retries_scheduled": 0, "steps_succeeded": 0, "steps_failed": 0,
-            "reassigned": 0, "nodes_down": 0, "collected": 0,
+            "submitted": 0,
+            "succeeded": 0,
+            "failed": 0,
+            "cancelled": 0,
+            "stale_rejected": 0,
+            "retries_scheduled": 0,
+            "steps_succeeded": 0,
+            "steps_failed": 0,
+            "reassigned": 0,
+            "nodes_down": 0,
+            "collected": 0,
         }
         self.notable: list[Notable] = []
         #: Bumped by every command that may change the state: keys caches such as the digest (not state).
@@ -223,13 +259,13 @@ class StateMachine:
         previous = self.request_ids.get(rid)
         if previous is not None:
             wf = self.workflows.get(previous)
-            owner = wf.owner if wf else ""
-            return Result("OK", data={"wf": previous, "owner": owner, "existing": True})
+            return Result("OK", data={"wf": previous, "owner": wf.owner if wf else "", "existing": True})
         if wf_id in self.workflows:
             return Result("ALREADY_EXISTS", f"workflow {wf_id!r} already exists")
-        owner = self._place()
-        if owner is None:
+        placed = self._place()
+        if placed is None:
             return Result("UNAVAILABLE", "no live node to own the workflow")
+        owner = placed
         spec_hash = cmd.get("spec_hash") or spec_digest(cmd["spec"])
         entry = self.specs.get(spec_hash)
         if entry is None:
@@ -238,8 +274,15 @@ class StateMachine:
         spec = entry.spec
         ts = cmd["ts"]
         wf = WorkflowState(
-            id=wf_id, name=spec.name, spec=spec, spec_hash=spec_hash, input_json=cmd["input"],
-            owner=owner, created_ms=ts, updated_ms=ts, request_id=rid,
+            id=wf_id,
+            name=spec.name,
+            spec=spec,
+            spec_hash=spec_hash,
+            input_json=cmd["input"],
+            owner=owner,
+            created_ms=ts,
+            updated_ms=ts,
+            request_id=rid,
         )
         for step in spec.steps:
             wf.steps[step.id] = StepState(step.id)
@@ -278,9 +321,15 @@ class StateMachine:
             return wf, None, Result("FAILED_PRECONDITION", f"workflow is {wf.status}")
         if cmd["epoch"] != wf.epoch:
             self.counters["stale_rejected"] += 1
-            self._event(wf, cmd["ts"], "stale_result_rejected", cmd.get("step", ""), cmd.get("attempt", 0),
-                        f"epoch {cmd['epoch']} from {cmd.get('node', '?')} is not current ({wf.epoch})",
-                        cmd.get("node", ""))
+            self._event(
+                wf,
+                cmd["ts"],
+                "stale_result_rejected",
+                cmd.get("step", ""),
+                cmd.get("attempt", 0),
+                f"epoch {cmd['epoch']} from {cmd.get('node', '?')} is not current ({wf.epoch})",
+                cmd.get("node", ""),
+            )
             return wf, None, Result("ABORTED", f"stale epoch {cmd['epoch']} (current {wf.epoch})")
         step = wf.steps.get(cmd["step"])
         if step is None:
@@ -294,15 +343,18 @@ class StateMachine:
         assert wf is not None and step is not None
         attempt = cmd["attempt"]
         if step.status not in (STEP_PENDING, STEP_RETRY_WAIT) or attempt != step.attempts + 1:
-            return Result("FAILED_PRECONDITION", f"step {step.id} is {step.status} at attempt {step.attempts}")
+            return Result(
+                "FAILED_PRECONDITION", f"step {step.id} is {step.status} at attempt {step.attempts}"
+            )
         for need in wf.spec.step(step.id).needs:
             if wf.steps[need].status != STEP_SUCCEEDED:
                 return Result("FAILED_PRECONDITION", f"step {step.id} needs {need}")
         self._mark_started(wf, step, attempt, cmd["ts"], cmd.get("wake", 0), cmd.get("node", ""))
         return Result("OK")
 
-    def _mark_started(self, wf: WorkflowState, step: StepState, attempt: int, ts: int, wake: int,
-                      node: str) -> None:
+    def _mark_started(
+        self, wf: WorkflowState, step: StepState, attempt: int, ts: int, wake: int, node: str
+    ) -> None:
         step.status, step.attempts = STEP_RUNNING, attempt
         step.started_ms, step.next_ms, step.error, step.error_class = ts, wake, "", ""
         wf.updated_ms = ts
@@ -310,8 +362,10 @@ class StateMachine:
 
     def _check_running(self, step: StepState, attempt: int) -> Result | None:
         if step.status != STEP_RUNNING or step.attempts != attempt:
-            return Result("FAILED_PRECONDITION",
-                          f"step {step.id} is {step.status} at attempt {step.attempts}, not running {attempt}")
+            return Result(
+                "FAILED_PRECONDITION",
+                f"step {step.id} is {step.status} at attempt {step.attempts}, not running {attempt}",
+            )
         return None
 
     def _succeed(self, cmd: Mapping[str, Any]) -> Result:
@@ -352,12 +406,24 @@ class StateMachine:
         if should_retry(policy, step.attempts, error_class) and cmd.get("retry_at", 0) > 0:
             step.status, step.next_ms = STEP_RETRY_WAIT, cmd["retry_at"]
             self.counters["retries_scheduled"] += 1
-            self._event(wf, ts, "retry_scheduled", step.id, step.attempts + 1,
-                        f"in {max(0, cmd['retry_at'] - ts)}ms", node)
+            self._event(
+                wf,
+                ts,
+                "retry_scheduled",
+                step.id,
+                step.attempts + 1,
+                f"in {max(0, cmd['retry_at'] - ts)}ms",
+                node,
+            )
             return Result("OK", data={"retry": True})
         step.status, step.next_ms = STEP_FAILED, 0
-        self._finish(wf, WORKFLOW_FAILED, ts, f"step {step.id} failed after {step.attempts} attempt(s): "
-                     f"[{error_class}] {error}", node)
+        self._finish(
+            wf,
+            WORKFLOW_FAILED,
+            ts,
+            f"step {step.id} failed after {step.attempts} attempt(s): [{error_class}] {error}",
+            node,
+        )
         return Result("OK", data={"retry": False})
 
     def _cancel(self, cmd: Mapping[str, Any]) -> Result:
@@ -428,8 +494,15 @@ class StateMachine:
             wf.epoch += 1
             wf.updated_ms = cmd["ts"]
             moved += 1
-            self._event(wf, cmd["ts"], "reassigned", "", 0,
-                        f"owner {node} is down: moved to {new_owner} (epoch {wf.epoch})", cmd.get("by", ""))
+            self._event(
+                wf,
+                cmd["ts"],
+                "reassigned",
+                "",
+                0,
+                f"owner {node} is down: moved to {new_owner} (epoch {wf.epoch})",
+                cmd.get("by", ""),
+            )
         self.counters["reassigned"] += moved
         return Result("OK", data={"moved": moved})
 
@@ -449,8 +522,15 @@ class StateMachine:
                 wf.epoch += 1
                 wf.updated_ms = cmd["ts"]
                 self.counters["reassigned"] += 1
-                self._event(wf, cmd["ts"], "reassigned", "", 0,
-                            f"owner {node_id} is down: moved to {new_owner} (epoch {wf.epoch})", cmd["node"])
+                self._event(
+                    wf,
+                    cmd["ts"],
+                    "reassigned",
+                    "",
+                    0,
+                    f"owner {node_id} is down: moved to {new_owner} (epoch {wf.epoch})",
+                    cmd["node"],
+                )
 
     def _abort(self, cmd: Mapping[str, Any]) -> Result:
         """The owner gives up on a workflow (e.g. its actor crashed too often). Fenced by epoch."""
@@ -461,11 +541,19 @@ class StateMachine:
             return Result("FAILED_PRECONDITION", f"workflow is {wf.status}")
         if cmd["epoch"] != wf.epoch:
             self.counters["stale_rejected"] += 1
-            self._event(wf, cmd["ts"], "stale_result_rejected", "", 0,
-                        f"abort with epoch {cmd['epoch']} from {cmd.get('node', '?')} is not current ({wf.epoch})",
-                        cmd.get("node", ""))
+            self._event(
+                wf,
+                cmd["ts"],
+                "stale_result_rejected",
+                "",
+                0,
+                f"abort with epoch {cmd['epoch']} from {cmd.get('node', '?')} is not current ({wf.epoch})",
+                cmd.get("node", ""),
+            )
             return Result("ABORTED", f"stale epoch {cmd['epoch']} (current {wf.epoch})")
-        self._finish(wf, WORKFLOW_FAILED, cmd["ts"], str(cmd["reason"])[:MAX_EVENT_MESSAGE], cmd.get("node", ""))
+        self._finish(
+            wf, WORKFLOW_FAILED, cmd["ts"], str(cmd["reason"])[:MAX_EVENT_MESSAGE], cmd.get("node", "")
+        )
         return Result("OK")
 
     def _gc(self, cmd: Mapping[str, Any]) -> Result:
@@ -485,8 +573,9 @@ class StateMachine:
         self.counters["collected"] += len(doomed[: cmd.get("limit", 10_000)])
         return Result("OK", data={"collected": len(doomed[: cmd.get("limit", 10_000)])})
 
-    def _event(self, wf: WorkflowState, ts: int, kind: str, step: str, attempt: int, message: str,
-               node: str) -> None:
+    def _event(
+        self, wf: WorkflowState, ts: int, kind: str, step: str, attempt: int, message: str, node: str
+    ) -> None:
         wf.events.append((wf.next_seq, ts, kind, step, attempt, message[:MAX_EVENT_MESSAGE], node))
         wf.next_seq += 1
         if len(wf.events) > MAX_EVENTS_PER_WORKFLOW:
@@ -495,7 +584,9 @@ class StateMachine:
         if kind in NOTABLE_KINDS:
             self._notable(ts, kind, wf.id, wf.name, step, message, node)
 
-    def _notable(self, ts: int, kind: str, wf_id: str, wf_name: str, step: str, message: str, node: str) -> None:
+    def _notable(
+        self, ts: int, kind: str, wf_id: str, wf_name: str, step: str, message: str, node: str
+    ) -> None:
         self.notable.append((ts, kind, wf_id, wf_name, step, message[:MAX_EVENT_MESSAGE], node))
         if len(self.notable) > MAX_NOTABLE_EVENTS:
             del self.notable[0]
@@ -511,11 +602,15 @@ class StateMachine:
             self.chaos_monkey = {}
         else:
             self.chaos_monkey = {
-                "profile": str(cmd["profile"]), "kill_nodes": bool(cmd.get("kill_nodes", False)),
-                "partitions": bool(cmd.get("partitions", False)), "since_ms": int(cmd["ts"]),
-                "until_ms": int(cmd.get("until_ms", 0)), "by": str(cmd.get("node", "")),
+                "profile": str(cmd["profile"]),
+                "kill_nodes": bool(cmd.get("kill_nodes", False)),
+                "partitions": bool(cmd.get("partitions", False)),
+                "since_ms": int(cmd["ts"]),
+                "until_ms": int(cmd.get("until_ms", 0)),
+                "by": str(cmd.get("node", "")),
             }
         return Result("OK", data=dict(self.chaos_monkey))
+
     # ------------------------------------------------------------------ end of chaos monkey setting
 
     def running_count(self) -> int:
@@ -561,7 +656,7 @@ class StateMachine:
                 sm._own(wf, wf.owner)
         sm.request_ids = {rid: wf for rid, wf in p["request_ids"]}
         sm.counters.update(p["counters"])
-        sm.notable = [tuple(n) for n in p["notable"]]  # type: ignore[misc]
+        sm.notable = [(n[0], n[1], n[2], n[3], n[4], n[5], n[6]) for n in p["notable"]]
         sm.chaos_monkey = dict(p.get("chaos_monkey", {}))  # issue 4; absent in older snapshots
         return sm
 

@@ -37,8 +37,12 @@ class BeamTransport(TCPTransport):  # type: ignore[misc]
     def _onMessageReceived(self, node: Any, message: Any) -> None:
         if getattr(node, "address", None) in self.blocked:
             return
-        if (isinstance(message, dict) and message.get("type") == "next_node_idx" and message.get("success")
-                and not message.get("reset")):
+        if (
+            isinstance(message, dict)
+            and message.get("type") == "next_node_idx"
+            and message.get("success")
+            and not message.get("reset")
+        ):
             self._ack_without_rewind(node, message)
             return
         super()._onMessageReceived(node, message)

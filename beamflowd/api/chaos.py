@@ -13,9 +13,18 @@ from beamflowd.api.gen.beamflow.v1 import chaos_pb2 as pb
 from beamflowd.api.gen.beamflow.v1 import chaos_pb2_grpc as pb_grpc
 from beamflowd.chaos import FORWARDED, Chaos, ChaosError, monkey_message
 
-_CODES = {name: getattr(grpc.StatusCode, name) for name in (
-    "NOT_FOUND", "INVALID_ARGUMENT", "UNAVAILABLE", "FAILED_PRECONDITION", "PERMISSION_DENIED",
-    "RESOURCE_EXHAUSTED", "ABORTED")}
+_CODES = {
+    name: getattr(grpc.StatusCode, name)
+    for name in (
+        "NOT_FOUND",
+        "INVALID_ARGUMENT",
+        "UNAVAILABLE",
+        "FAILED_PRECONDITION",
+        "PERMISSION_DENIED",
+        "RESOURCE_EXHAUSTED",
+        "ABORTED",
+    )
+}
 
 
 def _forwarded(context: grpc.aio.ServicerContext) -> str:
@@ -33,8 +42,9 @@ class ChaosServicer(pb_grpc.ChaosServiceServicer):  # type: ignore[misc, unused-
     def __init__(self, chaos: Chaos) -> None:
         self.chaos = chaos
 
-    async def KillNode(self, request: pb.KillNodeRequest,
-                       context: grpc.aio.ServicerContext) -> pb.KillNodeResponse:
+    async def KillNode(
+        self, request: pb.KillNodeRequest, context: grpc.aio.ServicerContext
+    ) -> pb.KillNodeResponse:
         try:
             self.chaos.require_enabled()
             if _forwarded(context) and request.node_id == self.chaos.node_id:
@@ -45,8 +55,9 @@ class ChaosServicer(pb_grpc.ChaosServiceServicer):  # type: ignore[misc, unused-
             await _fail(context, err)
         return pb.KillNodeResponse(node_id=request.node_id)
 
-    async def PauseNode(self, request: pb.PauseNodeRequest,
-                        context: grpc.aio.ServicerContext) -> pb.PauseNodeResponse:
+    async def PauseNode(
+        self, request: pb.PauseNodeRequest, context: grpc.aio.ServicerContext
+    ) -> pb.PauseNodeResponse:
         try:
             self.chaos.require_enabled()
             forwarded = _forwarded(context)
@@ -61,12 +72,14 @@ class ChaosServicer(pb_grpc.ChaosServiceServicer):  # type: ignore[misc, unused-
             await _fail(context, err)
         return pb.PauseNodeResponse(node_id=request.node_id, until_unix_ms=until)
 
-    async def Partition(self, request: pb.PartitionRequest,
-                        context: grpc.aio.ServicerContext) -> pb.PartitionResponse:
+    async def Partition(
+        self, request: pb.PartitionRequest, context: grpc.aio.ServicerContext
+    ) -> pb.PartitionResponse:
         try:
             self.chaos.require_enabled()
             description, applied, errors = await self.chaos.partition_cluster(
-                request.isolate, [list(g.node_ids) for g in request.groups], request.heal_after_ms)
+                request.isolate, [list(g.node_ids) for g in request.groups], request.heal_after_ms
+            )
         except ChaosError as err:
             await _fail(context, err)
         return pb.PartitionResponse(description=description, applied_on=applied, errors=errors)
@@ -79,8 +92,9 @@ class ChaosServicer(pb_grpc.ChaosServiceServicer):  # type: ignore[misc, unused-
             await _fail(context, err)
         return pb.HealResponse(applied_on=applied, errors=errors)
 
-    async def SetNodeFilter(self, request: pb.SetNodeFilterRequest,
-                            context: grpc.aio.ServicerContext) -> pb.SetNodeFilterResponse:
+    async def SetNodeFilter(
+        self, request: pb.SetNodeFilterRequest, context: grpc.aio.ServicerContext
+    ) -> pb.SetNodeFilterResponse:
         try:
             self.chaos.require_enabled()
         except ChaosError as err:
@@ -88,8 +102,9 @@ class ChaosServicer(pb_grpc.ChaosServiceServicer):  # type: ignore[misc, unused-
         self.chaos.set_filter(request.blocked_node_ids, request.partition, request.heal_after_ms)
         return pb.SetNodeFilterResponse(node_id=self.chaos.node_id)
 
-    async def KillActor(self, request: pb.KillActorRequest,
-                        context: grpc.aio.ServicerContext) -> pb.KillActorResponse:
+    async def KillActor(
+        self, request: pb.KillActorRequest, context: grpc.aio.ServicerContext
+    ) -> pb.KillActorResponse:
         try:
             self.chaos.require_enabled()
             if request.workflow_id and request.random:
@@ -99,22 +114,31 @@ class ChaosServicer(pb_grpc.ChaosServiceServicer):  # type: ignore[misc, unused-
             await _fail(context, err)
         return pb.KillActorResponse(workflow_ids=killed)
 
-    async def SetMonkey(self, request: pb.SetMonkeyRequest,
-                        context: grpc.aio.ServicerContext) -> pb.SetMonkeyResponse:
+    async def SetMonkey(
+        self, request: pb.SetMonkeyRequest, context: grpc.aio.ServicerContext
+    ) -> pb.SetMonkeyResponse:
         try:
             self.chaos.require_enabled()
-            setting = await self.chaos.set_monkey(request.enabled, request.profile or "moderate",
-                                                  request.kill_nodes, request.partitions, request.duration_ms)
+            setting = await self.chaos.set_monkey(
+                request.enabled,
+                request.profile or "moderate",
+                request.kill_nodes,
+                request.partitions,
+                request.duration_ms,
+            )
         except ChaosError as err:
             await _fail(context, err)
         return pb.SetMonkeyResponse(monkey=monkey_message(setting))
 
-    async def GetChaosStatus(self, request: pb.GetChaosStatusRequest,
-                             context: grpc.aio.ServicerContext) -> pb.GetChaosStatusResponse:
+    async def GetChaosStatus(
+        self, request: pb.GetChaosStatusRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetChaosStatusResponse:
         return await self.chaos.cluster_status()
 
-    async def GetNodeChaos(self, request: pb.GetNodeChaosRequest,
-                           context: grpc.aio.ServicerContext) -> pb.GetNodeChaosResponse:
+    async def GetNodeChaos(
+        self, request: pb.GetNodeChaosRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetNodeChaosResponse:
         return pb.GetNodeChaosResponse(
             node=self.chaos.local_status(),
-            paused=[pb.PausedNode(node_id=n, until_unix_ms=u) for n, u in self.chaos.active_pauses().items()])
+            paused=[pb.PausedNode(node_id=n, until_unix_ms=u) for n, u in self.chaos.active_pauses().items()],
+        )

@@ -13,8 +13,8 @@ import asyncio
 import json
 import sys
 import time
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 import grpc
 
@@ -77,7 +77,7 @@ async def compare_fsync(args: argparse.Namespace) -> int:
             args.endpoints = cluster.endpoints
             reports[mode] = await run(args, quiet=True)
     base = reports[args.fsync_modes.split(",")[0]]["workflows_per_s"]
-    for mode, report in reports.items():
+    for report in reports.values():
         report["ratio_to_first"] = round(report["workflows_per_s"] / base, 2) if base else None
     print(json.dumps(reports, indent=2))
     return 0

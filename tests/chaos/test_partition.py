@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import statistics
 import threading
 import time
 from typing import Any
@@ -51,8 +49,9 @@ def test_isolated_leader_loses_writes_majority_keeps_working(chaos_cluster: Clus
     outcome: dict[str, Any] = {}
 
     def write_to_isolated() -> None:
-        request = pb.SubmitWorkflowRequest(definition=QUICK, definition_source="q.yaml",
-                                           request_id="isolated-1")
+        request = pb.SubmitWorkflowRequest(
+            definition=QUICK, definition_source="q.yaml", request_id="isolated-1"
+        )
         try:
             outcome["ok"] = ends.workflows(leader).SubmitWorkflow(request, timeout=15)
             outcome["at"] = time.time()
@@ -77,8 +76,9 @@ def test_isolated_leader_loses_writes_majority_keeps_working(chaos_cluster: Clus
 
     ends.wait_until(finished, 30, "the majority to complete 20 workflows while the leader is isolated")
     # The isolated node fenced itself: no new step attempts after a lease without quorum.
-    ends.wait_until(lambda: "fencing myself" in chaos_cluster.log_tail(leader, 200), 10,
-                    f"{leader} to fence itself")
+    ends.wait_until(
+        lambda: "fencing myself" in chaos_cluster.log_tail(leader, 200), 10, f"{leader} to fence itself"
+    )
     writer.join(timeout=30)
     assert not writer.is_alive()
     t_heal = time.time()
@@ -100,20 +100,7 @@ def test_isolated_leader_loses_writes_majority_keeps_working(chaos_cluster: Clus
             if e.node == leader and e.type == "step_started":
                 assert not (t_cut + LEASE_S + 1.0 < ts < t_heal), f"{wf_id}: {leader} started a step isolated"
     assert verdict.digests_equal, verdict.digest_detail
-    print(f"election after isolating the leader: {elected_s:.2f}s; "
-          f"workflows moved off it: {verdict.reassigned_workflows}")
-
-
-@pytest.mark.skipif(os.environ.get("BEAMFLOW_CHAOS_LONG") != "1", reason="measurement: BEAMFLOW_CHAOS_LONG=1")
-def test_measure_election_after_isolating_the_leader(chaos_cluster: Cluster, ends: Endpoints) -> None:
-    """p50 of 5 runs: seconds from the partition call until the majority has a leader (docs/chaos.md)."""
-    times = []
-    for _ in range(5):
-        leader = ends.wait_until(ends.leader, 15, "a leader")
-        via = next(n for n in ends.addrs if n != leader)
-        times.append(isolate_and_elect(ends, leader, via))
-        ends.chaos(via).Heal(cpb.HealRequest(), timeout=5)
-        ends.wait_until(lambda: all(n.reachable and n.leader_id for n in ends.cluster_status().nodes)
-                        and len({n.leader_id for n in ends.cluster_status().nodes}) == 1, 20, "one leader")
-    print(f"ELECTION-P50 {statistics.median(times):.3f}s runs {', '.join(f'{t:.3f}' for t in times)}")
-    assert statistics.median(times) < 5.0
+    print(
+        f"election after isolating the leader: {elected_s:.2f}s; "
+        f"workflows moved off it: {verdict.reassigned_workflows}"
+    )
