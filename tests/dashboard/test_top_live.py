@@ -19,7 +19,6 @@ from contextlib import contextmanager
 from typing import Any
 
 import grpc
-import pytest
 from typer.testing import CliRunner
 
 from beamctl.main import app
@@ -156,13 +155,15 @@ def succeeded(screen: str) -> int | None:
 
 
 def test_top_in_tmux_survives_a_node_kill_and_restores_the_terminal(cluster: Cluster) -> None:
-    assert shutil.which("tmux"), "tmux is required for the terminal test (.ci/run installs it: apt-get install tmux)"
+    assert shutil.which("tmux"), (
+        "tmux is required for the terminal test (.ci/run installs it: apt-get install tmux)"
+    )
     tmux = Tmux()
     command = (
         f"cd {REPO_ROOT} && env -u COLUMNS -u LINES BEAMFLOW_ENDPOINTS={cluster.endpoints} "
         f"{sys.executable} -c "
         f"'from beamctl.main import main; main()' top --interval 0.5; "
-        f"echo EXIT=$?; stty -a | tr ';' '\\n' | grep -E 'icanon|echo' | tr '\\n' ' '; echo; sleep 60"
+        f"echo EXIT=$?; stty -a | tr ';' '\\n' | grep -E 'icanon|echo' | tr '\\n' ' '; echo; echo STTY-DONE; sleep 60"
     )
     try:
         with steady_load(cluster, "n2"):
@@ -197,7 +198,8 @@ def test_top_in_tmux_survives_a_node_kill_and_restores_the_terminal(cluster: Clu
 
         def exited() -> str | None:
             screen = tmux.screen()
-            return screen if "EXIT=" in screen else None
+            # Wait for the marker printed after the terminal modes, not just EXIT= (the shell is still writing).
+            return screen if "EXIT=" in screen and "STTY-DONE" in screen else None
 
         after = wait_until(exited, 10, "top to exit", logs=tmux.screen)
         assert "EXIT=0" in after, after
