@@ -163,7 +163,8 @@ def test_top_in_tmux_survives_a_node_kill_and_restores_the_terminal(cluster: Clu
         f"cd {REPO_ROOT} && env -u COLUMNS -u LINES BEAMFLOW_ENDPOINTS={cluster.endpoints} "
         f"{sys.executable} -c "
         f"'from beamctl.main import main; main()' top --interval 0.5; "
-        f"echo EXIT=$?; stty -a | tr ';' '\\n' | grep -E 'icanon|echo' | tr '\\n' ' '; echo; echo STTY-DONE; sleep 60"
+        f"echo EXIT=$?; stty -a | tr ';' '\\n' | grep -E 'icanon|echo' | tr '\\n' ' '; echo; "
+        f"echo STTY-DONE; sleep 60"
     )
     try:
         with steady_load(cluster, "n2"):
@@ -198,7 +199,7 @@ def test_top_in_tmux_survives_a_node_kill_and_restores_the_terminal(cluster: Clu
 
         def exited() -> str | None:
             screen = tmux.screen()
-            # Wait for the marker printed after the terminal modes, not just EXIT= (the shell is still writing).
+            # Wait for the marker after the terminal modes, not just EXIT= (the shell may still be writing).
             return screen if "EXIT=" in screen and "STTY-DONE" in screen else None
 
         after = wait_until(exited, 10, "top to exit", logs=tmux.screen)
