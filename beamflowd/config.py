@@ -43,6 +43,8 @@ class NodeConfig:
     #: Retention of finished workflows: age in seconds and count; older/more are garbage-collected.
     retention_seconds: float = 3600.0
     retention_max_finished: int = 50_000
+    #: How often the leader checks whether finished workflows are due for collection (seconds).
+    gc_interval: float = 10.0
     #: Log compaction (snapshot) once this many entries are applied since the last one, at most every N s.
     compaction_min_entries: int = 20_000
     compaction_min_time: float = 60.0

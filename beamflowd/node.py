@@ -46,7 +46,6 @@ log = logging.getLogger("beamflowd")
 #: Bound on gRPC request size (definitions are limited to 256 KiB; this leaves room for the envelope).
 MAX_GRPC_MESSAGE_BYTES = 4 * 1024 * 1024
 JOIN_RETRY_SECONDS = 0.5
-GC_INTERVAL_SECONDS = 10.0
 
 
 class Node:
@@ -211,7 +210,7 @@ class Node:
     async def _collect_garbage(self) -> None:
         """Leader only: propose a replicated GC of finished workflows past retention."""
         while True:
-            await asyncio.sleep(GC_INTERVAL_SECONDS)
+            await asyncio.sleep(self.config.gc_interval)
             if not self.raft.is_leader():
                 continue
             now = int(time.time() * 1000)

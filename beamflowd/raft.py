@@ -91,6 +91,9 @@ class ReplicatedState(SyncObj):  # type: ignore[misc]
         #: Bumped on every applied batch; keys the digest cache.
         self.version = 0
         self._digest_cache: tuple[int, str] = (-1, "")  # (state revision, digest)
+        self.snapshots = 0
+        #: (seconds on the Raft thread, compressed bytes, workflows) of the last snapshot written.
+        self.last_snapshot: tuple[float, int, int] = (0.0, 0, 0)
         self._on_applied = on_applied
         os.makedirs(data_dir, exist_ok=True)
         conf = SyncObjConf(
@@ -170,8 +173,16 @@ class ReplicatedState(SyncObj):  # type: ignore[misc]
         return results
 
     def _write_snapshot(self, filename: str, raft_data: Any) -> None:
+        """Write a snapshot on the tick thread (pysyncobj renames the file as soon as we return).
+
+        The tick thread does not process messages meanwhile; with large state that takes longer than an
+        election timeout, so afterwards the election timer is restarted: our own pause is no evidence that
+        the leader failed (without this, every follower snapshot would start a disruptive election).
+        """
+        started = time.monotonic()
         with self.lock:
             state = zlib.compress(encode_plain(self.sm.to_plain()), 1)
+            workflows = len(self.sm.workflows)
         meta = pickle.dumps(raft_data)  # pysyncobj's own entries and node set, not our classes
         with open(filename, "wb") as f:
             f.write(SNAPSHOT_MAGIC)
@@ -180,6 +191,13 @@ class ReplicatedState(SyncObj):  # type: ignore[misc]
             f.write(meta)
             f.flush()
             os.fsync(f.fileno())
+        took = time.monotonic() - started
+        if not self._isLeader():
+            self._SyncObj__raftElectionDeadline = time.monotonic() + self._SyncObj__generateRaftTimeout()
+        self.snapshots += 1
+        self.last_snapshot = (took, len(state), workflows)
+        log.info("snapshot: %d workflows, %d bytes compressed, %.0f ms on the Raft thread",
+                 workflows, len(state), took * 1000)
 
     def _read_snapshot(self, filename: str) -> Any:
         import json

@@ -9,6 +9,9 @@ from pathlib import Path
 
 import grpc
 import pytest
+from typer.testing import CliRunner
+
+from beamctl.main import app
 
 from beamflowd.api.gen.beamflow.v1 import workflow_pb2 as pb
 from tests.harness import REPO_ROOT, Cluster
@@ -134,7 +137,29 @@ def test_mixed_workflows_run_to_completion_and_replicas_converge(cluster: Cluste
     with ThreadPoolExecutor(max_workers=16) as pool:
         for wf_id, kind, i in pool.map(one, range(200)):
             expected[wf_id] = (kind, i)
-    assert len(expected) == 200, "every submission returns a distinct id"
+    # And through the CLI: hello and diamond via `beamctl submit -o json`.
+    for i in range(200, 220):
+        kind, name, payload = (
+            ("hello", "hello.yaml", {"name": f"user{i}"})
+            if i % 2 == 0
+            else ("diamond", "diamond.yaml", {"order_id": f"A-{i}", "amount": i})
+        )
+        result = CliRunner().invoke(
+            app,
+            [
+                "--endpoints",
+                cluster.endpoints,
+                "-o",
+                "json",
+                "submit",
+                str(WORKFLOWS / name),
+                "--input",
+                json.dumps(payload),
+            ],
+        )
+        assert result.exit_code == 0, result.output
+        expected[json.loads(result.stdout)["workflow_id"]] = (kind, i)
+    assert len(expected) == 220, "every submission returns a distinct id"
 
     done = wait_terminal(cluster, "n2", list(expected))
     owners = {wf.owner for wf in done.values()}
@@ -283,3 +308,26 @@ def test_sigterm_exits_cleanly(tmp_path: Path) -> None:
         cluster.wait_ready()
         for node_id in list(cluster.nodes):
             assert cluster.stop_node(node_id, signal.SIGTERM) == 0, cluster.log_tail(node_id)
+
+
+def test_finished_workflows_are_garbage_collected(tmp_path: Path) -> None:
+    config = tmp_path / "retention.toml"
+    config.write_text("retention_max_finished = 5\ngc_interval = 0.2\n")
+    with Cluster(tmp_path, extra_args=["--config", str(config)]) as cluster:
+        cluster.start()
+        cluster.wait_ready()
+        stub = cluster.workflow_stub("n1")
+        hello = (WORKFLOWS / "hello.yaml").read_text()
+        ids = [submit(stub, hello, {"name": str(i)}) for i in range(12)]
+        running = submit(stub, SLEEPY, {"nap": "10m"})
+
+        def collected() -> bool:
+            return stub.ListWorkflows(pb.ListWorkflowsRequest(), timeout=10).total_matching == 6
+
+        cluster.wait_until(collected, 30, "the oldest finished workflows to be collected")
+        kept = [w.id for w in stub.ListWorkflows(pb.ListWorkflowsRequest(), timeout=10).workflows]
+        assert kept == [running, *reversed(ids[-5:])], "the newest 5 finished and the running one stay"
+        with pytest.raises(grpc.RpcError) as info:
+            stub.GetWorkflow(pb.GetWorkflowRequest(workflow_id=ids[0]), timeout=10)
+        assert info.value.code() == grpc.StatusCode.NOT_FOUND
+        wait_converged(cluster)
