@@ -29,8 +29,16 @@ class BeamTransport(TCPTransport):  # type: ignore[misc]
         if node.address in self.blocked:
             return False
         sync = getattr(self._syncObj, "sync_journal_if_dirty", None)
-        if sync is not None:
+        if sync is None:
+            return bool(super().send(node, message))
+        if isinstance(message, dict) and message.get("type") == "append_entries":
+            # Leader: replicate first, then sync its own log. Safe because the leader counts its own entry
+            # only when it processes a follower's ack, later on this same thread, after the sync; the
+            # leader's sync now overlaps the network round trip instead of preceding it.
+            sent = bool(super().send(node, message))
             sync()
+            return sent
+        sync()  # follower acks (and anything else) leave only after the entries they cover are durable
         return bool(super().send(node, message))
 
     # ----------------------------------------------------------- partitions
