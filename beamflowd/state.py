@@ -368,14 +368,19 @@ class StateMachine:
             )
         return None
 
-    def _succeed(self, cmd: Mapping[str, Any]) -> Result:
+    def _running(self, cmd: Mapping[str, Any]) -> tuple[WorkflowState, StepState] | Result:
+        """The workflow and step a result is for, or why the result does not apply (fenced, not running)."""
         wf, step, err = self._fenced(cmd)
         if err is not None:
             return err
         assert wf is not None and step is not None
-        err = self._check_running(step, cmd["attempt"])
-        if err is not None:
-            return err
+        return self._check_running(step, cmd["attempt"]) or (wf, step)
+
+    def _succeed(self, cmd: Mapping[str, Any]) -> Result:
+        found = self._running(cmd)
+        if isinstance(found, Result):
+            return found
+        wf, step = found
         ts = cmd["ts"]
         step.status, step.output_json, step.ended_ms, step.next_ms = STEP_SUCCEEDED, cmd["output"], ts, 0
         wf.updated_ms = ts
@@ -388,13 +393,10 @@ class StateMachine:
         return Result("OK")
 
     def _fail(self, cmd: Mapping[str, Any]) -> Result:
-        wf, step, err = self._fenced(cmd)
-        if err is not None:
-            return err
-        assert wf is not None and step is not None
-        err = self._check_running(step, cmd["attempt"])
-        if err is not None:
-            return err
+        found = self._running(cmd)
+        if isinstance(found, Result):
+            return found
+        wf, step = found
         ts, node = cmd["ts"], cmd.get("node", "")
         error = str(cmd["error"])[:MAX_EVENT_MESSAGE]
         error_class = cmd["error_class"]
@@ -483,8 +485,23 @@ class StateMachine:
         member.alive = False
         self.counters["nodes_down"] += 1
         self._notable(cmd["ts"], "node_down", "", "", "", f"node {node} declared down", cmd.get("by", ""))
+        moved = self._move_workflows_of(node, cmd["ts"], cmd.get("by", ""))
+        return Result("OK", data={"moved": moved})
+
+    def _adopt_orphans(self, cmd: Mapping[str, Any]) -> None:
+        """Workflows left on dead nodes when nobody was alive go to whoever is alive now."""
+        for node_id in sorted(self.owned_ids):
+            member = self.members.get(node_id)
+            if member is None or not member.alive:
+                self._move_workflows_of(node_id, cmd["ts"], cmd["node"])
+
+    def _move_workflows_of(self, dead: str, ts: int, by: str) -> int:
+        """Move ``dead``'s non-terminal workflows one by one to the least-loaded live node, epoch + 1.
+
+        Sorted ids, never set order: replicas must move the same workflows to the same nodes.
+        """
         moved = 0
-        for wf_id in sorted(self.owned_ids.get(node, ())):
+        for wf_id in sorted(self.owned_ids.get(dead, ())):
             new_owner = self._place()
             if new_owner is None:
                 break  # no live node left: the workflows wait for a node to come back
@@ -492,45 +509,12 @@ class StateMachine:
             self._disown(wf)
             self._own(wf, new_owner)
             wf.epoch += 1
-            wf.updated_ms = cmd["ts"]
+            wf.updated_ms = ts
             moved += 1
-            self._event(
-                wf,
-                cmd["ts"],
-                "reassigned",
-                "",
-                0,
-                f"owner {node} is down: moved to {new_owner} (epoch {wf.epoch})",
-                cmd.get("by", ""),
-            )
+            message = f"owner {dead} is down: moved to {new_owner} (epoch {wf.epoch})"
+            self._event(wf, ts, "reassigned", "", 0, message, by)
         self.counters["reassigned"] += moved
-        return Result("OK", data={"moved": moved})
-
-    def _adopt_orphans(self, cmd: Mapping[str, Any]) -> None:
-        """Workflows left on dead nodes when nobody was alive go to whoever is alive now."""
-        for node_id in sorted(self.owned_ids):
-            member = self.members.get(node_id)
-            if member is not None and member.alive:
-                continue
-            for wf_id in sorted(self.owned_ids[node_id]):
-                new_owner = self._place()
-                if new_owner is None:
-                    return
-                wf = self.workflows[wf_id]
-                self._disown(wf)
-                self._own(wf, new_owner)
-                wf.epoch += 1
-                wf.updated_ms = cmd["ts"]
-                self.counters["reassigned"] += 1
-                self._event(
-                    wf,
-                    cmd["ts"],
-                    "reassigned",
-                    "",
-                    0,
-                    f"owner {node_id} is down: moved to {new_owner} (epoch {wf.epoch})",
-                    cmd["node"],
-                )
+        return moved
 
     def _abort(self, cmd: Mapping[str, Any]) -> Result:
         """The owner gives up on a workflow (e.g. its actor crashed too often). Fenced by epoch."""
