@@ -53,16 +53,22 @@ def _duration(value: str | None, flag: str) -> int:
 
 def _emit(ctx: typer.Context, fmt: output.OutputFormat | None, message: Any, text: str) -> None:
     if output_format(ctx, fmt) == "json":
-        output.emit_json(MessageToDict(message, preserving_proto_field_name=True,
-                                       always_print_fields_with_no_presence=True))
+        output.emit_json(
+            MessageToDict(
+                message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+            )
+        )
     else:
         output.line(text)
 
 
 @app.command("kill-node")
 @handle_errors
-def kill_node(ctx: typer.Context, node: Annotated[str, typer.Argument(help="Node id, e.g. n2.")],
-              fmt: OutputOption = None) -> None:
+def kill_node(
+    ctx: typer.Context,
+    node: Annotated[str, typer.Argument(help="Node id, e.g. n2.")],
+    fmt: OutputOption = None,
+) -> None:
     """Make NODE exit at once, as SIGKILL would (no graceful shutdown). Restarting it is the supervisor's job.
 
     Example: beamctl chaos kill-node n2
@@ -75,12 +81,15 @@ def kill_node(ctx: typer.Context, node: Annotated[str, typer.Argument(help="Node
 @handle_errors
 def partition(
     ctx: typer.Context,
-    isolate: Annotated[str | None, typer.Option("--isolate", metavar="NODE",
-                                                help="Cut NODE off from all others.")] = None,
-    groups: Annotated[str | None, typer.Option("--groups", metavar="A,B/C",
-                                               help="Sides separated by '/', nodes by ','.")] = None,
-    duration: Annotated[str | None, typer.Option("--for", metavar="DURATION",
-                                                 help="Heal automatically after this long.")] = None,
+    isolate: Annotated[
+        str | None, typer.Option("--isolate", metavar="NODE", help="Cut NODE off from all others.")
+    ] = None,
+    groups: Annotated[
+        str | None, typer.Option("--groups", metavar="A,B/C", help="Sides separated by '/', nodes by ','.")
+    ] = None,
+    duration: Annotated[
+        str | None, typer.Option("--for", metavar="DURATION", help="Heal automatically after this long.")
+    ] = None,
     fmt: OutputOption = None,
 ) -> None:
     """Split the Raft network (the gRPC port stays reachable, so `heal` always works).
@@ -89,8 +98,11 @@ def partition(
     """
     if bool(isolate) == bool(groups):
         raise CliError("give exactly one of --isolate or --groups", ExitCode.USAGE)
-    sides = [pb.NodeGroup(node_ids=[n.strip() for n in side.split(",") if n.strip()])
-             for side in (groups or "").split("/") if side.strip()]
+    sides = [
+        pb.NodeGroup(node_ids=[n.strip() for n in side.split(",") if n.strip()])
+        for side in (groups or "").split("/")
+        if side.strip()
+    ]
     heal_ms = _duration(duration, "--for")
     request = pb.PartitionRequest(isolate=isolate or "", groups=sides, heal_after_ms=heal_ms)
     response = _call(ctx, "partition", "Partition", request)
@@ -156,8 +168,9 @@ def monkey_on(
     profile: Annotated[str, typer.Option("--profile", help="gentle, moderate or aggressive.")] = "moderate",
     nodes: Annotated[bool, typer.Option("--nodes", help="Also kill nodes (one at a time).")] = False,
     partitions: Annotated[bool, typer.Option("--partitions", help="Also isolate nodes briefly.")] = False,
-    duration: Annotated[str | None, typer.Option("--duration", metavar="DURATION",
-                                                 help="Turn off by itself after this long.")] = None,
+    duration: Annotated[
+        str | None, typer.Option("--duration", metavar="DURATION", help="Turn off by itself after this long.")
+    ] = None,
     fmt: OutputOption = None,
 ) -> None:
     """Start the monkey: step errors, timeouts, latency and actor crashes at the profile's rates.
@@ -166,8 +179,13 @@ def monkey_on(
     """
     if profile not in PROFILES:
         raise CliError(f"--profile: expected one of {', '.join(PROFILES)}, got {profile!r}", ExitCode.USAGE)
-    request = pb.SetMonkeyRequest(enabled=True, profile=profile, kill_nodes=nodes, partitions=partitions,
-                                  duration_ms=_duration(duration, "--duration"))
+    request = pb.SetMonkeyRequest(
+        enabled=True,
+        profile=profile,
+        kill_nodes=nodes,
+        partitions=partitions,
+        duration_ms=_duration(duration, "--duration"),
+    )
     response = _call(ctx, "monkey on", "SetMonkey", request)
     _emit(ctx, fmt, response, f"monkey on: {_monkey_text(response.monkey)}")
 
@@ -187,17 +205,20 @@ def _monkey_text(m: pb.MonkeyStatus) -> str:
     left = ""
     if m.until_unix_ms:
         left = f", {max(0, m.until_unix_ms - int(time.time() * 1000)) / 1000:.0f}s left"
-    return (f"{m.profile} (crash {m.crash_rate:g}, timeout {m.timeout_rate:g}, error {m.error_rate:g}, "
-            f"latency {m.latency_rate:g} of {m.latency_min_ms}-{m.latency_max_ms}ms, every "
-            f"{m.interval_ms / 1000:g}s{'; ' + ', '.join(extras) if extras else ''}{left})")
+    return (
+        f"{m.profile} (crash {m.crash_rate:g}, timeout {m.timeout_rate:g}, error {m.error_rate:g}, "
+        f"latency {m.latency_rate:g} of {m.latency_min_ms}-{m.latency_max_ms}ms, every "
+        f"{m.interval_ms / 1000:g}s{'; ' + ', '.join(extras) if extras else ''}{left})"
+    )
 
 
 @app.command("status")
 @handle_errors
 def status(ctx: typer.Context, fmt: OutputOption = None) -> None:
     """What is active (partitions, paused nodes, monkey, time left); injection and recovery counters."""
-    response: pb.GetChaosStatusResponse = _call(ctx, "chaos status", "GetChaosStatus",
-                                                 pb.GetChaosStatusRequest())
+    response: pb.GetChaosStatusResponse = _call(
+        ctx, "chaos status", "GetChaosStatus", pb.GetChaosStatusRequest()
+    )
     if output_format(ctx, fmt) == "json":
         _emit(ctx, fmt, response, "")
         return
@@ -222,8 +243,10 @@ def status(ctx: typer.Context, fmt: OutputOption = None) -> None:
         lines.append(f"  {n.node_id}: {n.actors} actors, {n.actor_restarts} actor restarts{blocked}{enabled}")
     counts = ", ".join(f"{k} {v}" for k, v in sorted(response.injections.items()))
     lines.append(f"injections: {counts}")
-    lines.append(f"recoveries: actors restarted {response.actor_restarts}, "
-                 f"workflows reassigned {response.workflows_reassigned}")
+    lines.append(
+        f"recoveries: actors restarted {response.actor_restarts}, "
+        f"workflows reassigned {response.workflows_reassigned}"
+    )
     output.line("\n".join(lines))
 
 
@@ -231,14 +254,22 @@ def status(ctx: typer.Context, fmt: OutputOption = None) -> None:
 @handle_errors
 def verify(
     ctx: typer.Context,
-    acknowledged: Annotated[str | None, typer.Option(
-        "--acknowledged", "-f", metavar="FILE",
-        help="Record of acknowledged submissions (JSON list, JSON lines with workflow_id, or one id per "
-             "line), e.g. written by `beamctl bench load`. Default: every workflow listed.")] = None,
-    wait: Annotated[str, typer.Option("--wait", metavar="DURATION",
-                                      help="How long to wait for running workflows to end.")] = "60s",
-    nodes: Annotated[int | None, typer.Option("--nodes", min=1, help="Replicas expected (default: all "
-                                                                     "members).")] = None,
+    acknowledged: Annotated[
+        str | None,
+        typer.Option(
+            "--acknowledged",
+            "-f",
+            metavar="FILE",
+            help="Record of acknowledged submissions (JSON list, JSON lines with workflow_id, or one id per "
+            "line), e.g. written by `beamctl bench load`. Default: every workflow listed.",
+        ),
+    ] = None,
+    wait: Annotated[
+        str, typer.Option("--wait", metavar="DURATION", help="How long to wait for running workflows to end.")
+    ] = "60s",
+    nodes: Annotated[
+        int | None, typer.Option("--nodes", min=1, help="Replicas expected (default: all members).")
+    ] = None,
     fmt: OutputOption = None,
 ) -> None:
     """Check the history: every acknowledged workflow exists and ended, none ended twice or changed after,
@@ -283,4 +314,3 @@ def _all_ids(client: Client) -> list[str]:
         if not token:
             break
     return ids
-

@@ -31,8 +31,9 @@ from beamctl import output
 from beamctl.errors import CliError, ExitCode, handle_errors
 from beamflowd.durations import parse_duration
 
-app = typer.Typer(name="dev", help="Run a local supervised cluster (loopback, chaos enabled).",
-                  no_args_is_help=True)
+app = typer.Typer(
+    name="dev", help="Run a local supervised cluster (loopback, chaos enabled).", no_args_is_help=True
+)
 
 DEFAULT_DIR = ".beamflow"
 DEFAULT_BASE_PORT = 7001
@@ -55,8 +56,10 @@ def layout_path(d: Path) -> Path:
 def make_layout(d: Path, nodes: int, base_port: int) -> dict[str, Any]:
     ids = [f"n{i + 1}" for i in range(nodes)]
     return {
-        "nodes": {nid: {"grpc": f"127.0.0.1:{base_port + i}",
-                        "raft": f"127.0.0.1:{base_port + RAFT_OFFSET + i}"} for i, nid in enumerate(ids)},
+        "nodes": {
+            nid: {"grpc": f"127.0.0.1:{base_port + i}", "raft": f"127.0.0.1:{base_port + RAFT_OFFSET + i}"}
+            for i, nid in enumerate(ids)
+        },
     }
 
 
@@ -83,8 +86,11 @@ def load_or_create(d: Path, nodes: int, base_port: int) -> dict[str, Any]:
     if path.exists():
         layout: dict[str, Any] = json.loads(path.read_text())
         if len(layout["nodes"]) != nodes:
-            raise CliError(f"{d} holds a {len(layout['nodes'])}-node cluster; use --nodes "
-                           f"{len(layout['nodes'])} or another --dir", ExitCode.CONFLICT)
+            raise CliError(
+                f"{d} holds a {len(layout['nodes'])}-node cluster; use --nodes "
+                f"{len(layout['nodes'])} or another --dir",
+                ExitCode.CONFLICT,
+            )
         return layout
     d.mkdir(parents=True, exist_ok=True)
     layout = make_layout(d, nodes, base_port)
@@ -147,8 +153,9 @@ class Supervisor:
     def __init__(self, d: Path, layout: dict[str, Any], restart_delay: float) -> None:
         self.dir = d
         self.restart_delay = restart_delay
-        self.slots = {nid: Slot(nid, d / nid / "config.toml", d / "logs" / f"{nid}.log")
-                      for nid in layout["nodes"]}
+        self.slots = {
+            nid: Slot(nid, d / nid / "config.toml", d / "logs" / f"{nid}.log") for nid in layout["nodes"]
+        }
         self.stopping = False
 
     def _start(self, slot: Slot) -> None:
@@ -162,19 +169,33 @@ class Supervisor:
             log.flush()
             slot.proc = subprocess.Popen(
                 [sys.executable, "-m", "beamflowd", "--config", str(slot.config)],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
-                start_new_session=True)
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
+            )
         slot.started_at = time.monotonic()
         slot.exited_at = None
 
     def _save(self) -> None:
-        _write_json(self.dir / "supervisor.json", {
-            "pid": os.getpid(), "restart_delay": self.restart_delay, "stopping": self.stopping,
-            "nodes": {nid: {"pid": s.proc.pid if s.proc else None,
-                            "running": bool(s.proc and s.proc.poll() is None),
-                            "restarts": s.restarts, "last_exit": s.last_exit}
-                      for nid, s in self.slots.items()},
-        })
+        _write_json(
+            self.dir / "supervisor.json",
+            {
+                "pid": os.getpid(),
+                "restart_delay": self.restart_delay,
+                "stopping": self.stopping,
+                "nodes": {
+                    nid: {
+                        "pid": s.proc.pid if s.proc else None,
+                        "running": bool(s.proc and s.proc.poll() is None),
+                        "restarts": s.restarts,
+                        "last_exit": s.last_exit,
+                    }
+                    for nid, s in self.slots.items()
+                },
+            },
+        )
 
     def run(self) -> int:
         def stop(signum: int, frame: Any) -> None:
@@ -198,14 +219,19 @@ class Supervisor:
                         continue
                     if slot.exited_at is None:
                         slot.exited_at, slot.last_exit = now, code
-                        print(f"{time.strftime('%H:%M:%S')} {slot.node_id} exited with {code}; restarting in "
-                              f"{self.restart_delay:g}s", flush=True)
+                        print(
+                            f"{time.strftime('%H:%M:%S')} {slot.node_id} exited with {code}; restarting in "
+                            f"{self.restart_delay:g}s",
+                            flush=True,
+                        )
                         changed = True
                     elif now - slot.exited_at >= self.restart_delay:
                         slot.restarts += 1
                         self._start(slot)
-                        print(f"{time.strftime('%H:%M:%S')} {slot.node_id} restarted (pid {slot.proc.pid})",
-                              flush=True)
+                        print(
+                            f"{time.strftime('%H:%M:%S')} {slot.node_id} restarted (pid {slot.proc.pid})",
+                            flush=True,
+                        )
                         changed = True
                 if changed:
                     self._save()
@@ -241,7 +267,8 @@ def serving(addr: str, timeout: float = 1.0) -> bool:
     with grpc.insecure_channel(addr, options=[("grpc.enable_http_proxy", 0)]) as channel:
         try:
             response = health_pb2_grpc.HealthStub(channel).Check(
-                health_pb2.HealthCheckRequest(service=""), timeout=timeout)
+                health_pb2.HealthCheckRequest(service=""), timeout=timeout
+            )
         except grpc.RpcError:
             return False
     return bool(response.status == health_pb2.HealthCheckResponse.SERVING)
@@ -254,8 +281,9 @@ def wait_serving(layout: dict[str, Any], timeout: float, alive: Any = None) -> N
         if all(serving(a) for a in addrs):
             return
         if alive is not None and not alive():
-            raise CliError("the supervisor exited before the nodes were serving; see supervisor.log",
-                           ExitCode.INTERNAL)
+            raise CliError(
+                "the supervisor exited before the nodes were serving; see supervisor.log", ExitCode.INTERNAL
+            )
         if time.monotonic() >= deadline:
             break
         time.sleep(0.1)
@@ -271,10 +299,12 @@ def up(
     nodes: Annotated[int, typer.Option("--nodes", help="3 or 5 nodes.")] = 3,
     d: DirOption = Path(DEFAULT_DIR),
     detach: Annotated[bool, typer.Option("--detach", "-d", help="Run in the background.")] = False,
-    base_port: Annotated[int, typer.Option("--base-port", min=1024, max=65000,
-                                           help="First gRPC port; Raft +100.")] = DEFAULT_BASE_PORT,
-    restart_delay: Annotated[str, typer.Option("--restart-delay", metavar="DURATION",
-                                               help="Wait before restarting a dead node.")] = "1s",
+    base_port: Annotated[
+        int, typer.Option("--base-port", min=1024, max=65000, help="First gRPC port; Raft +100.")
+    ] = DEFAULT_BASE_PORT,
+    restart_delay: Annotated[
+        str, typer.Option("--restart-delay", metavar="DURATION", help="Wait before restarting a dead node.")
+    ] = "1s",
 ) -> None:
     """Start (or resume) a local cluster and restart nodes that die, like systemd Restart=always.
 
@@ -289,16 +319,23 @@ def up(
     d = d.resolve()
     pid = supervisor_pid(d)
     if pid is not None:
-        raise CliError(f"a supervisor (pid {pid}) already runs this cluster in {d}: see `beamctl dev "
-                       f"status`, or `beamctl dev down --dir {d}`", ExitCode.CONFLICT)
+        raise CliError(
+            f"a supervisor (pid {pid}) already runs this cluster in {d}: see `beamctl dev "
+            f"status`, or `beamctl dev down --dir {d}`",
+            ExitCode.CONFLICT,
+        )
     layout = load_or_create(d, nodes, base_port)
     endpoints = endpoints_of(layout)
     if detach:
         log = open(d / "supervisor.log", "ab")  # noqa: SIM115 - handed to the child
         proc = subprocess.Popen(
             [sys.executable, "-m", "beamctl.dev", "supervise", str(d), str(delay_s)],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-            cwd=str(Path(__file__).resolve().parent.parent))
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            cwd=str(Path(__file__).resolve().parent.parent),
+        )
         log.close()
         wait_serving(layout, READY_TIMEOUT_S, alive=lambda: proc.poll() is None)
         output.line(f"cluster of {nodes} nodes up in {d} (supervisor pid {proc.pid})")
@@ -325,16 +362,26 @@ def status(d: DirOption = Path(DEFAULT_DIR), fmt: output.OutputOption = None) ->
     rows = []
     for nid, n in layout["nodes"].items():
         s = state.get("nodes", {}).get(nid, {}) if pid else {}
-        rows.append({"id": nid, "grpc": n["grpc"], "raft": n["raft"], "pid": s.get("pid"),
-                     "restarts": s.get("restarts", 0), "serving": serving(n["grpc"], 0.5)})
+        rows.append(
+            {
+                "id": nid,
+                "grpc": n["grpc"],
+                "raft": n["raft"],
+                "pid": s.get("pid"),
+                "restarts": s.get("restarts", 0),
+                "serving": serving(n["grpc"], 0.5),
+            }
+        )
     data = {"dir": str(d), "supervisor_pid": pid, "endpoints": endpoints_of(layout), "nodes": rows}
     if fmt is not None and fmt.value == "json":
         output.emit_json(data)
         return
     output.line(f"supervisor: {'pid ' + str(pid) if pid else 'not running'} ({d})")
     for r in rows:
-        output.line(f"  {r['id']}: grpc {r['grpc']} raft {r['raft']} pid {r['pid'] or '-'} restarts "
-                    f"{r['restarts']} {'serving' if r['serving'] else 'NOT serving'}")
+        output.line(
+            f"  {r['id']}: grpc {r['grpc']} raft {r['raft']} pid {r['pid'] or '-'} restarts "
+            f"{r['restarts']} {'serving' if r['serving'] else 'NOT serving'}"
+        )
     output.line(f"endpoints: {data['endpoints']}")
 
 

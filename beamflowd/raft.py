@@ -196,8 +196,12 @@ class ReplicatedState(SyncObj):  # type: ignore[misc]
             self._SyncObj__raftElectionDeadline = time.monotonic() + self._SyncObj__generateRaftTimeout()
         self.snapshots += 1
         self.last_snapshot = (took, len(state), workflows)
-        log.info("snapshot: %d workflows, %d bytes compressed, %.0f ms on the Raft thread",
-                 workflows, len(state), took * 1000)
+        log.info(
+            "snapshot: %d workflows, %d bytes compressed, %.0f ms on the Raft thread",
+            workflows,
+            len(state),
+            took * 1000,
+        )
 
     def _read_snapshot(self, filename: str) -> Any:
         import json

@@ -21,8 +21,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from beamflowd.api.gen.beamflow.v1 import workflow_pb2 as pb  # noqa: E402
-from tests.harness import REPO_ROOT, Cluster  # noqa: E402
+from beamflowd.api.gen.beamflow.v1 import workflow_pb2 as pb
+from tests.harness import REPO_ROOT, Cluster
 
 SNAPSHOT_LINE = re.compile(r"snapshot: (\d+) workflows, (\d+) bytes compressed, (\d+) ms")
 
@@ -41,7 +41,9 @@ def main() -> int:
 
         def submit(i: int) -> str:
             stub = cluster.workflow_stub(nodes[i % 3])
-            return str(stub.SubmitWorkflow(pb.SubmitWorkflowRequest(definition=definition), timeout=30).workflow_id)
+            return str(
+                stub.SubmitWorkflow(pb.SubmitWorkflowRequest(definition=definition), timeout=30).workflow_id
+            )
 
         with ThreadPoolExecutor(32) as pool:
             ids = list(pool.map(submit, range(args.workflows)))
@@ -50,7 +52,9 @@ def main() -> int:
         def snapshots() -> dict[str, list[tuple[int, int, int]]]:
             found = {}
             for node_id, node in cluster.nodes.items():
-                found[node_id] = [tuple(map(int, m.groups())) for m in SNAPSHOT_LINE.finditer(node.log_path.read_text())]
+                found[node_id] = [
+                    tuple(map(int, m.groups())) for m in SNAPSHOT_LINE.finditer(node.log_path.read_text())
+                ]
             return found
 
         def big_snapshot_everywhere() -> dict[str, list[tuple[int, int, int]]] | None:
@@ -58,18 +62,24 @@ def main() -> int:
             if all(any(w >= len(ids) * 0.9 for w, _, _ in s) for s in found.values()):
                 return found
             # Keep entries flowing so compaction triggers on every node.
-            cluster.workflow_stub(nodes[0]).SubmitWorkflow(pb.SubmitWorkflowRequest(definition=definition), timeout=30)
+            cluster.workflow_stub(nodes[0]).SubmitWorkflow(
+                pb.SubmitWorkflowRequest(definition=definition), timeout=30
+            )
             return None
 
-        found = cluster.wait_until(big_snapshot_everywhere, 300, "a snapshot of the loaded state on every node")
+        found = cluster.wait_until(
+            big_snapshot_everywhere, 300, "a snapshot of the loaded state on every node"
+        )
         term_after = max(n.term for n in cluster.cluster_status().nodes)
         report = {
             "workflows": len(ids),
             "seconds_to_snapshot_after_load": round(time.time() - loaded_at, 1),
             "raft_term_before": term_before,
             "raft_term_after": term_after,
-            "snapshots": {n: [{"workflows": w, "bytes": b, "ms_on_raft_thread": ms} for w, b, ms in s]
-                          for n, s in found.items()},
+            "snapshots": {
+                n: [{"workflows": w, "bytes": b, "ms_on_raft_thread": ms} for w, b, ms in s]
+                for n, s in found.items()
+            },
             "max_ms": max(ms for s in found.values() for _, _, ms in s),
         }
     print(json.dumps(report, indent=2))

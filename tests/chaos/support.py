@@ -121,8 +121,14 @@ class Endpoints:
         raise AssertionError(f"no node answered GetWorkflow({wf_id}): {last}")
 
     def verify(self, acknowledged: Sequence[str], wait_s: float = 90.0) -> checker.Verdict:
-        return checker.verify(acknowledged, self.get, self.cluster_status, wait_s=wait_s,
-                              expected_nodes=len(self.addrs), poll_s=0.5)
+        return checker.verify(
+            acknowledged,
+            self.get,
+            self.cluster_status,
+            wait_s=wait_s,
+            expected_nodes=len(self.addrs),
+            poll_s=0.5,
+        )
 
 
 class DevCluster(Endpoints):
@@ -140,9 +146,25 @@ class DevCluster(Endpoints):
         env = dict(os.environ)
         env["PYTHONPATH"] = str(REPO_ROOT)
         result = subprocess.run(
-            beamctl_cmd("dev", "up", "-d", "--dir", str(self.dir), "--nodes", str(self.nodes), "--base-port",
-                        str(self.base), "--restart-delay", self.restart_delay),
-            capture_output=True, text=True, timeout=90, cwd=REPO_ROOT, env=env)
+            beamctl_cmd(
+                "dev",
+                "up",
+                "-d",
+                "--dir",
+                str(self.dir),
+                "--nodes",
+                str(self.nodes),
+                "--base-port",
+                str(self.base),
+                "--restart-delay",
+                self.restart_delay,
+            ),
+            capture_output=True,
+            text=True,
+            timeout=90,
+            cwd=REPO_ROOT,
+            env=env,
+        )
         assert result.returncode == 0, f"dev up failed: {result.stdout}{result.stderr}\n{self.log_tails()}"
 
     def state(self) -> dict[str, Any]:
@@ -166,8 +188,12 @@ class DevCluster(Endpoints):
     def close(self) -> None:
         super().close()
         with contextlib.suppress(subprocess.TimeoutExpired):
-            subprocess.run(beamctl_cmd("dev", "down", "--dir", str(self.dir)), capture_output=True,
-                           timeout=40, cwd=REPO_ROOT)
+            subprocess.run(
+                beamctl_cmd("dev", "down", "--dir", str(self.dir)),
+                capture_output=True,
+                timeout=40,
+                cwd=REPO_ROOT,
+            )
         # Leftovers (should be none): kill what the supervisor recorded, and the supervisor itself.
         state = self.state()
         pids = [n.get("pid") for n in state.get("nodes", {}).values()] + [state.get("pid")]
@@ -177,15 +203,24 @@ class DevCluster(Endpoints):
                     os.killpg(pid, signal.SIGKILL)
 
 
-def definition(name: str, steps: int, *, latency: str = "0ms", max_latency: str | None = None,
-               doomed: bool = False, attempts: int = 25) -> str:
+def definition(
+    name: str,
+    steps: int,
+    *,
+    latency: str = "0ms",
+    max_latency: str | None = None,
+    doomed: bool = False,
+    attempts: int = 25,
+) -> str:
     """A chain of demo steps; ``doomed`` makes the last one fail permanently (a designed failure)."""
     lines = [f"name: {name}", "steps:"]
     for i in range(steps):
         fail = doomed and i == steps - 1
-        params = (f"{{min_latency: {latency}, max_latency: {max_latency or latency}, "
-                  f"failure_rate: {1.0 if fail else 0.0}, "
-                  f"error_class: {'permanent' if fail else 'transient'}}}")
+        params = (
+            f"{{min_latency: {latency}, max_latency: {max_latency or latency}, "
+            f"failure_rate: {1.0 if fail else 0.0}, "
+            f"error_class: {'permanent' if fail else 'transient'}}}"
+        )
         lines.append(f"  - id: s{i + 1}")
         lines.append("    run: demo")
         if i:
@@ -207,8 +242,12 @@ class Load:
 
     def submit(self, text: str, deadline_s: float = 60.0, payload: Any = None) -> str | None:
         rid = uuid.uuid4().hex
-        request = pb.SubmitWorkflowRequest(definition=text, definition_source="chaos.yaml",
-                                           request_id=rid, input_json=json.dumps(payload or {}))
+        request = pb.SubmitWorkflowRequest(
+            definition=text,
+            definition_source="chaos.yaml",
+            request_id=rid,
+            input_json=json.dumps(payload or {}),
+        )
         deadline = time.monotonic() + deadline_s
         start = random.randrange(len(self.nodes))
         i = 0

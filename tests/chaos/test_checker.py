@@ -9,14 +9,20 @@ from beamflowd.api.gen.beamflow.v1 import cluster_pb2
 from beamflowd.checker import History, check_digests, check_histories, load_acknowledged, verify
 
 
-def history(status: str, events: list[tuple[str, str]], steps: dict[str, str] | None = None,
-            error: str = "") -> History:
-    return History(status=status, error=error, steps=steps or {"a": "succeeded"},
-                   events=tuple((i + 1, kind, step, 1, "") for i, (kind, step) in enumerate(events)))
+def history(
+    status: str, events: list[tuple[str, str]], steps: dict[str, str] | None = None, error: str = ""
+) -> History:
+    return History(
+        status=status,
+        error=error,
+        steps=steps or {"a": "succeeded"},
+        events=tuple((i + 1, kind, step, 1, "") for i, (kind, step) in enumerate(events)),
+    )
 
 
-GOOD = history("succeeded", [("submitted", ""), ("step_started", "a"), ("step_succeeded", "a"),
-                             ("completed", "")])
+GOOD = history(
+    "succeeded", [("submitted", ""), ("step_started", "a"), ("step_succeeded", "a"), ("completed", "")]
+)
 
 
 def test_a_clean_history_passes() -> None:
@@ -33,12 +39,17 @@ def test_missing_and_running_workflows_fail() -> None:
 
 
 def test_completing_twice_changing_after_terminal_and_double_success_are_violations() -> None:
-    twice = history("succeeded", [("submitted", ""), ("step_succeeded", "a"), ("completed", ""),
-                                  ("completed", "")])
-    after = history("succeeded", [("submitted", ""), ("step_succeeded", "a"), ("completed", ""),
-                                  ("step_started", "a")])
-    double = history("running", [("submitted", ""), ("step_succeeded", "a"), ("step_succeeded", "a")],
-                     {"a": "succeeded", "b": "pending"})
+    twice = history(
+        "succeeded", [("submitted", ""), ("step_succeeded", "a"), ("completed", ""), ("completed", "")]
+    )
+    after = history(
+        "succeeded", [("submitted", ""), ("step_succeeded", "a"), ("completed", ""), ("step_started", "a")]
+    )
+    double = history(
+        "running",
+        [("submitted", ""), ("step_succeeded", "a"), ("step_succeeded", "a")],
+        {"a": "succeeded", "b": "pending"},
+    )
     wrong = history("failed", [("submitted", ""), ("step_succeeded", "a"), ("completed", "")])
     for wf, bad in {"twice": twice, "after": after, "double": double, "wrong": wrong}.items():
         verdict = check_histories([wf], {wf: bad}, require_terminal=False)
@@ -47,8 +58,12 @@ def test_completing_twice_changing_after_terminal_and_double_success_are_violati
 
 
 def test_failures_by_injected_faults_are_counted() -> None:
-    failed = history("failed", [("submitted", ""), ("step_failed", "a"), ("failed", "")], {"a": "failed"},
-                     error="step a failed after 5 attempt(s): [transient] chaos: injected error")
+    failed = history(
+        "failed",
+        [("submitted", ""), ("step_failed", "a"), ("failed", "")],
+        {"a": "failed"},
+        error="step a failed after 5 attempt(s): [transient] chaos: injected error",
+    )
     verdict = check_histories(["w1", "w2"], {"w1": failed, "w2": GOOD})
     assert verdict.ok
     assert (verdict.failed, verdict.failed_by_injection, verdict.success_rate) == (1, 1, 0.5)
@@ -56,8 +71,11 @@ def test_failures_by_injected_faults_are_counted() -> None:
 
 def test_digests_must_match_at_one_index() -> None:
     def status(*nodes: tuple[str, int, str, bool]) -> cluster_pb2.GetClusterStatusResponse:
-        return cluster_pb2.GetClusterStatusResponse(nodes=[
-            cluster_pb2.NodeStatus(id=i, applied_index=a, digest=d, reachable=r) for i, a, d, r in nodes])
+        return cluster_pb2.GetClusterStatusResponse(
+            nodes=[
+                cluster_pb2.NodeStatus(id=i, applied_index=a, digest=d, reachable=r) for i, a, d, r in nodes
+            ]
+        )
 
     assert check_digests(status(("n1", 5, "x", True), ("n2", 5, "x", True)), 2)[0]
     assert not check_digests(status(("n1", 5, "x", True), ("n2", 5, "y", True)), 2)[0]
@@ -85,7 +103,7 @@ def test_load_acknowledged_formats(tmp_path: Path) -> None:
         "list.json": json.dumps(["a", "b"]),
         "obj.json": json.dumps({"workflow_ids": ["a", "b"]}),
         "lines.jsonl": '{"workflow_id": "a"}\n{"workflow_id": "b"}\n'
-                       '{"workflow_id": "c", "acknowledged": false}\n',
+        '{"workflow_id": "c", "acknowledged": false}\n',
         "plain.txt": "# acknowledged\na\nb\n",
     }
     for name, text in cases.items():

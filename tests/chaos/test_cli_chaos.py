@@ -60,9 +60,14 @@ def test_every_chaos_command(chaos_cluster: Cluster, ends: Endpoints, tmp_path: 
     ok(beamctl(e, "chaos", "heal"))
 
     # usage errors: exit 2, one line, no traceback
-    for args in (["partition"], ["partition", "--isolate", "n9"], ["partition", "--groups", "n1/n1"],
-                 ["kill-actor"], ["monkey", "on", "--profile", "wild"],
-                 ["pause-node", "n1", "--for", "soon"]):
+    for args in (
+        ["partition"],
+        ["partition", "--isolate", "n9"],
+        ["partition", "--groups", "n1/n1"],
+        ["kill-actor"],
+        ["monkey", "on", "--profile", "wild"],
+        ["pause-node", "n1", "--for", "soon"],
+    ):
         result = beamctl(e, "chaos", *args)
         assert result.exit_code == 2, (args, result.stdout, result.stderr)
         assert "Traceback" not in result.stderr
@@ -71,8 +76,11 @@ def test_every_chaos_command(chaos_cluster: Cluster, ends: Endpoints, tmp_path: 
     load = Load(ends)
     wf_id = load.submit(NAP)
     assert wf_id
-    ends.wait_until(lambda: beamctl(e, "chaos", "kill-actor", wf_id).stdout.startswith("crashed 1"), 10,
-                    "the actor to exist and be crashed")
+    ends.wait_until(
+        lambda: beamctl(e, "chaos", "kill-actor", wf_id).stdout.startswith("crashed 1"),
+        10,
+        "the actor to exist and be crashed",
+    )
     ends.wait_until(lambda: int(status_json(e)["actor_restarts"]) >= 1, 10, "the actor restart to be counted")
     assert "crashed" in ok(beamctl(e, "chaos", "kill-actor", "--random", "1")).stdout
     assert int(status_json(e)["injections"]["actor_crash"]) >= 1
@@ -84,8 +92,9 @@ def test_every_chaos_command(chaos_cluster: Cluster, ends: Endpoints, tmp_path: 
 
         def gentle(node: str = node) -> bool:
             monkey = status_json(chaos_cluster.grpc_addr(node))["monkey"]
-            return bool(monkey["enabled"] and monkey["profile"] == "gentle"
-                        and int(monkey["until_unix_ms"]) > 0)
+            return bool(
+                monkey["enabled"] and monkey["profile"] == "gentle" and int(monkey["until_unix_ms"]) > 0
+            )
 
         chaos_cluster.wait_until(gentle, 5, f"{node} to apply the monkey setting")
     assert "monkey off" in ok(beamctl(e, "chaos", "monkey", "off")).stdout
@@ -109,11 +118,13 @@ def test_every_chaos_command(chaos_cluster: Cluster, ends: Endpoints, tmp_path: 
     assert proc.returncode == -signal.SIGKILL
 
     # verify: PASS against the survivors (exit 0), JSON figures
-    result = ok(beamctl(others, "chaos", "verify", "--acknowledged", str(acked), "--wait", "20s",
-                        "--nodes", "2"))
+    result = ok(
+        beamctl(others, "chaos", "verify", "--acknowledged", str(acked), "--wait", "20s", "--nodes", "2")
+    )
     assert "verdict: PASS" in result.stdout and "cancelled 1" in result.stdout
-    data = json.loads(ok(beamctl(others, "-o", "json", "chaos", "verify", "--nodes", "2", "--wait",
-                                 "5s")).stdout)
+    data = json.loads(
+        ok(beamctl(others, "-o", "json", "chaos", "verify", "--nodes", "2", "--wait", "5s")).stdout
+    )
     assert data["ok"] and data["acknowledged"] >= 1
     missing = tmp_path / "missing.txt"
     missing.write_text("wf-does-not-exist\n")
@@ -123,9 +134,15 @@ def test_every_chaos_command(chaos_cluster: Cluster, ends: Endpoints, tmp_path: 
 
 def test_chaos_is_refused_unless_enabled(cluster: Cluster) -> None:
     e = cluster.endpoints
-    for args in (["kill-node", "n1"], ["partition", "--isolate", "n1"], ["heal"],
-                 ["pause-node", "n1", "--for", "1s"], ["kill-actor", "--random", "1"], ["monkey", "on"],
-                 ["monkey", "off"]):
+    for args in (
+        ["kill-node", "n1"],
+        ["partition", "--isolate", "n1"],
+        ["heal"],
+        ["pause-node", "n1", "--for", "1s"],
+        ["kill-actor", "--random", "1"],
+        ["monkey", "on"],
+        ["monkey", "off"],
+    ):
         result = beamctl(e, "chaos", *args)
         assert result.exit_code == 6, (args, result.stdout, result.stderr)
         assert "chaos is disabled" in result.stderr and "--enable-chaos" in result.stderr
@@ -145,8 +162,11 @@ def test_dev_up_status_down_and_restart(dev_cluster: DevCluster) -> None:
     # the supervisor restarts a node that dies
     ok(beamctl(e, "chaos", "kill-node", "n2"))
     dev_cluster.wait_until(lambda: dev_cluster.restarts("n2") >= 1, 15, "the supervisor to restart n2")
-    dev_cluster.wait_until(lambda: dev_cluster.leader() and all(
-        n.reachable for n in dev_cluster.cluster_status().nodes), 30, "n2 back")
+    dev_cluster.wait_until(
+        lambda: dev_cluster.leader() and all(n.reachable for n in dev_cluster.cluster_status().nodes),
+        30,
+        "n2 back",
+    )
     load = Load(dev_cluster)
     wf = load.submit(definition("after-restart", 2))
     assert wf
@@ -156,8 +176,13 @@ def test_dev_up_status_down_and_restart(dev_cluster: DevCluster) -> None:
 
     from tests.harness import REPO_ROOT
 
-    down = subprocess.run(beamctl_cmd("dev", "down", "--dir", str(dev_cluster.dir)), capture_output=True,
-                          text=True, timeout=60, cwd=REPO_ROOT)
+    down = subprocess.run(
+        beamctl_cmd("dev", "down", "--dir", str(dev_cluster.dir)),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO_ROOT,
+    )
     assert down.returncode == 0, down.stderr
     assert "not running" in ok(runner.invoke(app, ["dev", "status", "--dir", str(dev_cluster.dir)])).stdout
     dev_cluster.up()

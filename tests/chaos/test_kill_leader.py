@@ -44,8 +44,11 @@ def test_kill_the_leader_five_times_under_load(dev_cluster: DevCluster) -> None:
             t0 = time.monotonic()
             dev.wait_until(lambda leader=leader: dev.leader(exclude=leader), 15, f"a new leader ({i + 1})")
             elections.append(time.monotonic() - t0)
-            dev.wait_until(lambda leader=leader, before=before: dev.restarts(leader) > before, 15,
-                           f"the supervisor to restart {leader}")
+            dev.wait_until(
+                lambda leader=leader, before=before: dev.restarts(leader) > before,
+                15,
+                f"the supervisor to restart {leader}",
+            )
             # the cluster keeps acknowledging submissions, and the restarted node is back in
             dev.wait_until(lambda count=count: len(load.acknowledged) > count + 5, 30, "more acks")
             dev.wait_until(lambda: all(n.reachable for n in dev.cluster_status().nodes), 30, "all nodes back")
@@ -55,6 +58,8 @@ def test_kill_the_leader_five_times_under_load(dev_cluster: DevCluster) -> None:
     verdict = dev.verify(load.acknowledged, wait_s=90)
     assert verdict.ok, verdict.summary()
     assert verdict.succeeded == verdict.acknowledged >= 50
-    print(f"{KILLS} leader kills; {verdict.acknowledged} workflows acknowledged, all succeeded; "
-          f"new leader seen after {', '.join(f'{s:.2f}' for s in elections)} s; "
-          f"reassigned {verdict.reassigned_workflows}")
+    print(
+        f"{KILLS} leader kills; {verdict.acknowledged} workflows acknowledged, all succeeded; "
+        f"new leader seen after {', '.join(f'{s:.2f}' for s in elections)} s; "
+        f"reassigned {verdict.reassigned_workflows}"
+    )

@@ -63,8 +63,16 @@ def test_aggressive_monkey_with_node_kills_and_partitions_loses_nothing(dev_clus
 
     # 2. The monkey, aggressive, with node kills and partitions, under a steady load.
     t0 = time.monotonic()
-    on = set_monkey(dev, cpb.SetMonkeyRequest(enabled=True, profile="aggressive", kill_nodes=True,
-                                              partitions=True, duration_ms=int((TOTAL / RATE + 120) * 1000)))
+    on = set_monkey(
+        dev,
+        cpb.SetMonkeyRequest(
+            enabled=True,
+            profile="aggressive",
+            kill_nodes=True,
+            partitions=True,
+            duration_ms=int((TOTAL / RATE + 120) * 1000),
+        ),
+    )
     assert on.monkey.enabled and on.monkey.profile == "aggressive"
     load = Load(dev)
     load.run(workload(TOTAL), rate=RATE)
@@ -76,16 +84,22 @@ def test_aggressive_monkey_with_node_kills_and_partitions_loses_nothing(dev_clus
     status = dev.wait_until(lambda: _chaos_status(dev), 30, "chaos status from every node")
     injections = {k: int(v) for k, v in sorted(status.injections.items())}
     figures = {
-        "workflows_submitted": TOTAL, "acknowledged": verdict.acknowledged,
-        "unacknowledged": load.unacknowledged, "succeeded": verdict.succeeded, "failed": verdict.failed,
+        "workflows_submitted": TOTAL,
+        "acknowledged": verdict.acknowledged,
+        "unacknowledged": load.unacknowledged,
+        "succeeded": verdict.succeeded,
+        "failed": verdict.failed,
         "failed_by_injected_faults": verdict.failed_by_injection,
         "success_rate": round(verdict.success_rate, 4),
-        "reference_success_rate": round(reference.success_rate, 4), "injections": injections,
+        "reference_success_rate": round(reference.success_rate, 4),
+        "injections": injections,
         "actor_restarts": int(status.actor_restarts),
         "workflows_reassigned": int(status.workflows_reassigned),
         "node_restarts_by_supervisor": {n: dev.restarts(n) for n in dev.addrs},
-        "stale_results_rejected": verdict.stale_results_rejected, "load_seconds": round(loaded_s, 1),
-        "total_seconds": round(time.monotonic() - t0, 1), "verdict": "PASS" if verdict.ok else "FAIL",
+        "stale_results_rejected": verdict.stale_results_rejected,
+        "load_seconds": round(loaded_s, 1),
+        "total_seconds": round(time.monotonic() - t0, 1),
+        "verdict": "PASS" if verdict.ok else "FAIL",
     }
     print("MONKEY-FIGURES " + json.dumps(figures, sort_keys=True))
     assert verdict.ok, verdict.summary()
@@ -93,7 +107,8 @@ def test_aggressive_monkey_with_node_kills_and_partitions_loses_nothing(dev_clus
     assert load.unacknowledged <= TOTAL // 100, f"{load.unacknowledged} submissions never acknowledged"
     assert verdict.running == 0
     assert verdict.success_rate == reference.success_rate, (
-        f"success rate {verdict.success_rate} != reference {reference.success_rate}")
+        f"success rate {verdict.success_rate} != reference {reference.success_rate}"
+    )
     # The monkey really did things of every kind.
     for kind in ("actor_crash", "step_error", "step_timeout", "step_latency"):
         assert injections.get(kind, 0) > 0, injections
@@ -103,8 +118,9 @@ def test_aggressive_monkey_with_node_kills_and_partitions_loses_nothing(dev_clus
 def _chaos_status(dev: DevCluster) -> cpb.GetChaosStatusResponse | None:
     for node in dev.addrs:
         try:
-            status: cpb.GetChaosStatusResponse = dev.chaos(node).GetChaosStatus(cpb.GetChaosStatusRequest(),
-                                                                               timeout=5)
+            status: cpb.GetChaosStatusResponse = dev.chaos(node).GetChaosStatus(
+                cpb.GetChaosStatusRequest(), timeout=5
+            )
         except grpc.RpcError:
             continue
         if all(n.reachable for n in status.nodes):

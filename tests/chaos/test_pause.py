@@ -19,7 +19,8 @@ PAUSE_S = 5.0
 
 
 def test_paused_owner_loses_its_workflows_and_its_stale_results_are_rejected(
-        chaos_cluster: Cluster, ends: Endpoints) -> None:
+    chaos_cluster: Cluster, ends: Endpoints
+) -> None:
     leader = ends.wait_until(ends.leader, 15, "a leader")
     victim = next(n for n in sorted(ends.addrs) if n != leader)
     load = Load(ends)

@@ -12,7 +12,6 @@ import pytest
 from typer.testing import CliRunner
 
 from beamctl.main import app
-
 from beamflowd.api.gen.beamflow.v1 import workflow_pb2 as pb
 from tests.harness import REPO_ROOT, Cluster
 

@@ -97,19 +97,42 @@ def has_op(op: str) -> bool:
 
 
 def join_cmd(node: str, ts: int) -> Command:
-    return {"v": SCHEMA_VERSION, "op": "join", "node": node, "raft": f"127.0.0.1:{7000 + int(node[1:])}",
-            "grpc": f"127.0.0.1:{8000 + int(node[1:])}", "ts": ts}
+    return {
+        "v": SCHEMA_VERSION,
+        "op": "join",
+        "node": node,
+        "raft": f"127.0.0.1:{7000 + int(node[1:])}",
+        "grpc": f"127.0.0.1:{8000 + int(node[1:])}",
+        "ts": ts,
+    }
 
 
 def submit_cmd(rid: str, wf: str, spec: str, ts: int, node: str = "n1", input_json: str = "{}") -> Command:
-    return {"v": SCHEMA_VERSION, "op": "submit", "rid": rid, "wf": wf, "spec": SPECS[spec],
-            "input": input_json, "ts": ts, "node": node}
+    return {
+        "v": SCHEMA_VERSION,
+        "op": "submit",
+        "rid": rid,
+        "wf": wf,
+        "spec": SPECS[spec],
+        "input": input_json,
+        "ts": ts,
+        "node": node,
+    }
 
 
-def step_cmd(op: str, wf: str, epoch: int, step: str, attempt: int, ts: int, node: str = "n1",
-             **extra: Any) -> Command:
-    cmd: Command = {"v": SCHEMA_VERSION, "op": op, "wf": wf, "epoch": epoch, "step": step,
-                    "attempt": attempt, "ts": ts, "node": node}
+def step_cmd(
+    op: str, wf: str, epoch: int, step: str, attempt: int, ts: int, node: str = "n1", **extra: Any
+) -> Command:
+    cmd: Command = {
+        "v": SCHEMA_VERSION,
+        "op": op,
+        "wf": wf,
+        "epoch": epoch,
+        "step": step,
+        "attempt": attempt,
+        "ts": ts,
+        "node": node,
+    }
     cmd.update(extra)
     return cmd
 
@@ -139,14 +162,20 @@ Target = tuple[str, int, str, int]
 
 def _targets(sm: StateMachine, useful: Callable[[WorkflowState, StepState], bool] | None) -> list[Target]:
     """(wf, epoch, step, attempts) of every step, or of the steps ``useful`` accepts."""
-    return [(wf.id, wf.epoch, step.id, step.attempts)
-            for wf in sm.workflows.values() for step in wf.steps.values()
-            if useful is None or useful(wf, step)]
+    return [
+        (wf.id, wf.epoch, step.id, step.attempts)
+        for wf in sm.workflows.values()
+        for step in wf.steps.values()
+        if useful is None or useful(wf, step)
+    ]
 
 
 def startable(wf: WorkflowState, step: StepState) -> bool:
-    return (not wf.terminal and step.status in (STEP_PENDING, STEP_RETRY_WAIT)
-            and all(wf.steps[n].status == STEP_SUCCEEDED for n in wf.spec.step(step.id).needs))
+    return (
+        not wf.terminal
+        and step.status in (STEP_PENDING, STEP_RETRY_WAIT)
+        and all(wf.steps[n].status == STEP_SUCCEEDED for n in wf.spec.step(step.id).needs)
+    )
 
 
 def running(wf: WorkflowState, step: StepState) -> bool:
@@ -180,8 +209,14 @@ def _join(draw: st.DrawFn, sm: StateMachine, ts: int) -> Command:
 
 def _submit(draw: st.DrawFn, sm: StateMachine, ts: int) -> Command:
     spec = _pick(draw, sorted(SPECS))
-    cmd = submit_cmd(_pick(draw, REQUEST_IDS), _pick(draw, WORKFLOW_IDS), spec, ts, _pick(draw, NODES),
-                     _pick(draw, ["{}", '{"x":1}']))
+    cmd = submit_cmd(
+        _pick(draw, REQUEST_IDS),
+        _pick(draw, WORKFLOW_IDS),
+        spec,
+        ts,
+        _pick(draw, NODES),
+        _pick(draw, ["{}", '{"x":1}']),
+    )
     # The proposer starts the root steps in the same entry: usually exactly those, sometimes none or junk.
     steps = SPECS[spec]["steps"]
     roots = [[s["id"], 0] for s in steps if not s["needs"]]
@@ -191,14 +226,30 @@ def _submit(draw: st.DrawFn, sm: StateMachine, ts: int) -> Command:
 
 def _start(draw: st.DrawFn, sm: StateMachine, ts: int) -> Command:
     wf, epoch, step, attempts = _target(draw, sm, startable)
-    return step_cmd("start", wf, _epoch(draw, epoch), step, attempts + _pick(draw, START_OFFSETS), ts,
-                    _pick(draw, NODES), wake=_pick(draw, [0, 0, ts + 500]))
+    return step_cmd(
+        "start",
+        wf,
+        _epoch(draw, epoch),
+        step,
+        attempts + _pick(draw, START_OFFSETS),
+        ts,
+        _pick(draw, NODES),
+        wake=_pick(draw, [0, 0, ts + 500]),
+    )
 
 
 def _succeed(draw: st.DrawFn, sm: StateMachine, ts: int) -> Command:
     wf, epoch, step, attempts = _target(draw, sm, running)
-    cmd = step_cmd("succeed", wf, _epoch(draw, epoch), step, attempts + _pick(draw, RESULT_OFFSETS), ts,
-                   _pick(draw, NODES), output=_pick(draw, ['{"ok":true}', "1", '""']))
+    cmd = step_cmd(
+        "succeed",
+        wf,
+        _epoch(draw, epoch),
+        step,
+        attempts + _pick(draw, RESULT_OFFSETS),
+        ts,
+        _pick(draw, NODES),
+        output=_pick(draw, ['{"ok":true}', "1", '""']),
+    )
     if wf in sm.workflows:  # the proposer starts the dependents it finds ready in the same entry
         dependents = [[s.id, 0] for s in sm.workflows[wf].spec.steps if step in s.needs]
         cmd["start"] = _pick(draw, [dependents, dependents, [], [[step, 0]]])
@@ -207,14 +258,27 @@ def _succeed(draw: st.DrawFn, sm: StateMachine, ts: int) -> Command:
 
 def _fail(draw: st.DrawFn, sm: StateMachine, ts: int) -> Command:
     wf, epoch, step, attempts = _target(draw, sm, running)
-    return step_cmd("fail", wf, _epoch(draw, epoch), step, attempts + _pick(draw, RESULT_OFFSETS), ts,
-                    _pick(draw, NODES), error="boom", error_class=_pick(draw, ERROR_CLASSES),
-                    retry_at=_pick(draw, [ts + 1000, ts + 1000, ts + 1, 0]))
+    return step_cmd(
+        "fail",
+        wf,
+        _epoch(draw, epoch),
+        step,
+        attempts + _pick(draw, RESULT_OFFSETS),
+        ts,
+        _pick(draw, NODES),
+        error="boom",
+        error_class=_pick(draw, ERROR_CLASSES),
+        retry_at=_pick(draw, [ts + 1000, ts + 1000, ts + 1, 0]),
+    )
 
 
 def _cancel(draw: st.DrawFn, sm: StateMachine, ts: int) -> Command:
-    return cancel_cmd(_pick(draw, [*sorted(sm.workflows) * 4, MISSING_WF]), ts, _pick(draw, NODES),
-                      _pick(draw, ["", "operator"]))
+    return cancel_cmd(
+        _pick(draw, [*sorted(sm.workflows) * 4, MISSING_WF]),
+        ts,
+        _pick(draw, NODES),
+        _pick(draw, ["", "operator"]),
+    )
 
 
 def _heartbeat(draw: st.DrawFn, sm: StateMachine, ts: int) -> Command:
@@ -223,27 +287,52 @@ def _heartbeat(draw: st.DrawFn, sm: StateMachine, ts: int) -> Command:
 
 def _node_down(draw: st.DrawFn, sm: StateMachine, ts: int) -> Command:
     """Any member, alive (its workflows move) or already dead (a repeated declaration), even the last one."""
-    return {"v": SCHEMA_VERSION, "op": "node_down", "node": _pick(draw, NODES), "ts": ts,
-            "by": _pick(draw, NODES)}
+    return {
+        "v": SCHEMA_VERSION,
+        "op": "node_down",
+        "node": _pick(draw, NODES),
+        "ts": ts,
+        "by": _pick(draw, NODES),
+    }
 
 
 def _abort(draw: st.DrawFn, sm: StateMachine, ts: int) -> Command:
     """The owner gives up on a workflow; fenced by epoch like a step result."""
     wf, epoch, _, _ = _target(draw, sm, live)
-    return {"v": SCHEMA_VERSION, "op": "abort", "wf": wf, "epoch": _epoch(draw, epoch),
-            "reason": "actor crashed", "ts": ts, "node": _pick(draw, NODES)}
+    return {
+        "v": SCHEMA_VERSION,
+        "op": "abort",
+        "wf": wf,
+        "epoch": _epoch(draw, epoch),
+        "reason": "actor crashed",
+        "ts": ts,
+        "node": _pick(draw, NODES),
+    }
 
 
 def _gc(draw: st.DrawFn, sm: StateMachine, ts: int) -> Command:
-    return {"v": SCHEMA_VERSION, "op": "gc", "before": ts - _pick(draw, [5_000, 20_000, 10**9]),
-            "keep_max": _pick(draw, [0, 1, 2, 4]), "limit": _pick(draw, [10_000, 1]), "ts": ts}
+    return {
+        "v": SCHEMA_VERSION,
+        "op": "gc",
+        "before": ts - _pick(draw, [5_000, 20_000, 10**9]),
+        "keep_max": _pick(draw, [0, 1, 2, 4]),
+        "limit": _pick(draw, [10_000, 1]),
+        "ts": ts,
+    }
 
 
 def _chaos_monkey(draw: st.DrawFn, sm: StateMachine, ts: int) -> Command:
     """The replicated chaos setting: state only, no effect on workflows inside the state machine."""
-    return {"v": SCHEMA_VERSION, "op": "chaos_monkey", "enabled": _pick(draw, [True, False]),
-            "profile": _pick(draw, ["gentle", "wild"]), "kill_nodes": False, "ts": ts,
-            "until_ms": ts + 60_000, "node": "n1"}
+    return {
+        "v": SCHEMA_VERSION,
+        "op": "chaos_monkey",
+        "enabled": _pick(draw, [True, False]),
+        "profile": _pick(draw, ["gentle", "wild"]),
+        "kill_nodes": False,
+        "ts": ts,
+        "until_ms": ts + 60_000,
+        "node": "n1",
+    }
 
 
 #: op -> (builder, weight): the one place to add an op. Ops the state machine does not know are skipped,
@@ -274,6 +363,9 @@ def next_ts(draw: st.DrawFn, ts: int) -> int:
 def draw_command(draw: st.DrawFn, sm: StateMachine, ts: int) -> Command:
     """One command plausible in the current state of ``sm`` at time ``ts``."""
     idle = not any(not wf.terminal for wf in sm.workflows.values())
-    ops = [op for op, (_, weight) in OP_BUILDERS.items()
-           for _ in range(weight + (6 if idle and op == "submit" else 0))]
+    ops = [
+        op
+        for op, (_, weight) in OP_BUILDERS.items()
+        for _ in range(weight + (6 if idle and op == "submit" else 0))
+    ]
     return OP_BUILDERS[_pick(draw, ops)][0](draw, sm, ts)

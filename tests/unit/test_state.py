@@ -99,7 +99,8 @@ def check_invariants(sm: StateMachine) -> None:
     owned_ids = getattr(sm, "owned_ids", None)
     if owned_ids is not None:
         assert {n: sorted(ids) for n, ids in owned_ids.items() if ids} == {
-            n: sorted(w.id for w in sm.workflows.values() if not w.terminal and w.owner == n) for n in owners}
+            n: sorted(w.id for w in sm.workflows.values() if not w.terminal and w.owner == n) for n in owners
+        }
     specs = getattr(sm, "specs", None)
     if specs is not None:  # definitions are shared by content hash and reference-counted
         refs = Counter(w.spec_hash for w in sm.workflows.values())
@@ -164,8 +165,12 @@ def check_transition(before: Before, sm: StateMachine, cmd: Command, res: Result
             assert sm.workflows[wf_id].steps[step_id].attempts >= attempts, f"attempts decreased by {cmd}"
 
     wf_id = cmd.get("wf", "")
-    stale = (op in FENCED_OPS and wf_id in before.plain and wf_id not in before.terminal
-             and cmd["epoch"] != before.epochs[wf_id])
+    stale = (
+        op in FENCED_OPS
+        and wf_id in before.plain
+        and wf_id not in before.terminal
+        and cmd["epoch"] != before.epochs[wf_id]
+    )
     if stale:
         assert res.code == "ABORTED", (cmd, res)
         after = sm.workflows[wf_id].to_plain()
@@ -309,8 +314,9 @@ def test_retry_then_success() -> None:
     sm = cluster()
     assert sm.apply(submit_cmd("r1", "w1", "flaky", 10)).ok
     assert sm.apply(step_cmd("start", "w1", 1, "call", 1, 20)).ok
-    res = sm.apply(step_cmd("fail", "w1", 1, "call", 1, 30, error="503", error_class="transient",
-                            retry_at=1_030))
+    res = sm.apply(
+        step_cmd("fail", "w1", 1, "call", 1, 30, error="503", error_class="transient", retry_at=1_030)
+    )
     assert res.ok and res.data == {"retry": True}
     step = sm.workflows["w1"].steps["call"]
     assert (step.status, step.attempts, step.next_ms) == (STEP_RETRY_WAIT, 1, 1_030)
@@ -331,8 +337,11 @@ def test_retry_then_success() -> None:
 
 def _fail_attempt(sm: StateMachine, attempt: int, ts: int, error_class: str = "transient") -> Result:
     assert sm.apply(step_cmd("start", "w1", 1, "call", attempt, ts)).ok
-    return sm.apply(step_cmd("fail", "w1", 1, "call", attempt, ts + 1, error="boom", error_class=error_class,
-                             retry_at=ts + 100))
+    return sm.apply(
+        step_cmd(
+            "fail", "w1", 1, "call", attempt, ts + 1, error="boom", error_class=error_class, retry_at=ts + 100
+        )
+    )
 
 
 def test_retries_exhausted_fails_workflow_and_cancels_the_rest() -> None:
@@ -378,8 +387,12 @@ def test_cancel() -> None:
     assert res.ok and res.data == {"cancelled": True}
     wf = sm.workflows["w1"]
     assert wf.status == WORKFLOW_CANCELLED and wf.error == "operator"
-    assert [s.status for s in wf.steps.values()] == [STEP_SUCCEEDED, STEP_CANCELLED, STEP_CANCELLED,
-                                                     STEP_CANCELLED]
+    assert [s.status for s in wf.steps.values()] == [
+        STEP_SUCCEEDED,
+        STEP_CANCELLED,
+        STEP_CANCELLED,
+        STEP_CANCELLED,
+    ]
     assert sm.owned_by(wf.owner) == 0 and sm.counters["cancelled"] == 1
     # The still-running attempt's result arrives late: refused, nothing changes.
     plain = wf.to_plain()
@@ -449,7 +462,6 @@ def test_events_are_bounded() -> None:
     assert wf.events[-1][0] == MAX_EVENTS_PER_WORKFLOW + 51
     check_invariants(sm)
     assert roundtrip(sm).digest() == sm.digest()
-
 
 
 def _op(op: str, **fields: Any) -> Command:
