@@ -213,6 +213,7 @@ class ReplicatedState(SyncObj):  # type: ignore[misc]
             plain = json.loads(zlib.decompress(f.read(size)))
             raft_data = pickle.loads(f.read())
         restored = StateMachine.from_plain(plain)
+        log.info("loaded snapshot: %d workflows, applied index %s", len(restored.workflows), raft_data[0][1])
         with self.lock:
             self.sm.load(restored)
             changed = self.sm.drain_changed()

@@ -244,12 +244,14 @@ def test_long_absence_catches_up_through_a_snapshot(tmp_path: Path) -> None:
         cluster.wait_ready()
         cluster.kill_node("n3")
         stub = cluster.workflow_stub("n1")
-        ids = [submit(stub, QUICK, {"nap": "1ms"}) for _ in range(400)]
+        ids = [submit(stub, QUICK, {"nap": "1ms"}) for _ in range(600)]  # ~2,400 log entries
         wait_terminal(cluster, "n1", ids, timeout=120)
         snapshots = [cluster.nodes[n].data_dir / "raft.snapshot" for n in ("n1", "n2")]
         cluster.wait_until(lambda: all(p.exists() for p in snapshots), 30, "log compaction on the live nodes")
         cluster.start_node("n3")
         cluster.wait_ready(nodes=["n3"])
         digest = wait_converged(cluster, timeout=60)
+        # n3 had no snapshot of its own: it caught up from one the leader sent (its log was compacted away).
+        assert "loaded snapshot" in cluster.nodes["n3"].log_path.read_text()
         assert digest
         assert get(cluster, ids[0], "n3").workflow.status == pb.WORKFLOW_STATUS_SUCCEEDED
