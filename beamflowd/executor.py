@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import random
@@ -86,7 +87,9 @@ class Actor:
         self.executor = executor
         self.workflow_id = workflow_id
         self.wake = asyncio.Event()
-        self.attempts: dict[tuple[str, int], asyncio.Task[None]] = {}
+        #: Running attempt tasks by (epoch, step, attempt). A finished task leaves the map: if committed state
+        #: still shows that attempt running (its result never committed), the next pass runs it again.
+        self.attempts: dict[tuple[int, str, int], asyncio.Task[None]] = {}
         self.starting: set[tuple[str, int]] = set()
         self.task: asyncio.Task[None] | None = None
         self.background: set[asyncio.Task[None]] = set()
@@ -115,14 +118,16 @@ class Actor:
         """Start what is ready; return the earliest committed time to wake up at, if any."""
         now = now_ms()
         next_due: int | None = None
+        for old in [k for k in self.attempts if k[0] != view.epoch]:
+            self.attempts.pop(old).cancel()  # fenced anyway: results of an older epoch are rejected
         for step in view.spec.steps:
             st = view.steps[step.id]
             if st.status == STEP_RUNNING:
-                key = (step.id, st.attempts)
-                if key not in self.attempts:
+                running = (view.epoch, step.id, st.attempts)
+                if running not in self.attempts:
                     task = asyncio.create_task(self._attempt(view, step, st.attempts, st.next_ms))
-                    task.add_done_callback(self._attempt_done)
-                    self.attempts[key] = task
+                    task.add_done_callback(functools.partial(self._attempt_done, running))
+                    self.attempts[running] = task
                 continue
             if st.status == STEP_RETRY_WAIT and st.next_ms > now:
                 next_due = st.next_ms if next_due is None else min(next_due, st.next_ms)
@@ -140,7 +145,9 @@ class Actor:
         self.background.add(task)
         task.add_done_callback(self.background.discard)
 
-    def _attempt_done(self, task: asyncio.Task[None]) -> None:
+    def _attempt_done(self, key: tuple[int, str, int], task: asyncio.Task[None]) -> None:
+        if self.attempts.get(key) is task:
+            del self.attempts[key]
         if not task.cancelled() and task.exception() is not None and self.crash is None:
             self.crash = task.exception()
             self.wake.set()
@@ -187,7 +194,9 @@ class Actor:
                 "node": ex.node_id,
             }
         )
-        for _ in range(50):  # bounded: ~50 proposal timeouts before the supervisor takes over
+        # Bounded: after ~50 failed proposals the result is dropped; the step is still committed as running,
+        # so the actor runs this attempt again (same idempotency key) once this task has ended.
+        for _ in range(50):
             try:
                 await ex.proposer.propose(cmd)
                 break

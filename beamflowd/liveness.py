@@ -45,8 +45,10 @@ class Liveness:
         self._declarations: set[asyncio.Task[None]] = set()
         self.fenced_since: float | None = None
 
-    def mark_committed(self) -> None:
-        self.last_commit = time.monotonic()
+    def mark_committed(self, proposed_at: float | None = None) -> None:
+        """A heartbeat committed. Count from when it was *proposed*: the leader's clock for this node starts
+        no earlier than that, so this node fences itself no later than the leader declares it dead."""
+        self.last_commit = max(self.last_commit, proposed_at if proposed_at is not None else time.monotonic())
         if not self.quorum_ok.is_set():
             if self.fenced_since is not None:
                 log.warning(
@@ -62,7 +64,8 @@ class Liveness:
             if self._heartbeat is None or self._heartbeat.done():
                 self._heartbeat = asyncio.create_task(self._beat())
             now = time.monotonic()
-            if now - self.last_commit > self.lease and self.quorum_ok.is_set():
+            # Fence a heartbeat interval early: this loop samples once per interval.
+            if now - self.last_commit > self.lease - self.heartbeat_interval and self.quorum_ok.is_set():
                 self.quorum_ok.clear()
                 self.fenced_since = now
                 log.warning(
@@ -73,10 +76,11 @@ class Liveness:
 
     async def _beat(self) -> None:
         cmd = {"v": SCHEMA_VERSION, "op": "heartbeat", "node": self.node_id, "ts": int(time.time() * 1000)}
+        proposed_at = time.monotonic()
         try:
-            result = await self.proposer.propose(cmd, timeout=self.lease)
+            result = await self.proposer.propose(cmd, timeout=self.lease, urgent=True)
             if result.ok:
-                self.mark_committed()
+                self.mark_committed(proposed_at)
         except ProposeError:
             pass
 
@@ -90,14 +94,19 @@ class Liveness:
         if not leader:
             return
         with self.raft.lock:
-            alive = [m.id for m in self.raft.sm.members.values() if m.alive and m.id != self.node_id]
-        for node_id in alive:
+            alive = [
+                (m.id, m.last_heartbeat_ms)
+                for m in self.raft.sm.members.values()
+                if m.alive and m.id != self.node_id
+            ]
+        for node_id, alive_since in alive:
             seen = self.raft.heartbeat_seen.setdefault(node_id, now)
             if now - seen > self.lease and node_id not in self._pending_down:
                 self._pending_down.add(node_id)
-                self._declarations.add(asyncio.create_task(self._declare_down(node_id, now - seen)))
+                task = asyncio.create_task(self._declare_down(node_id, now - seen, alive_since))
+                self._declarations.add(task)
 
-    async def _declare_down(self, node_id: str, silent_for: float) -> None:
+    async def _declare_down(self, node_id: str, silent_for: float, alive_since: int) -> None:
         log.warning(
             "node %s silent for %.1fs (lease %.1fs): declaring it down", node_id, silent_for, self.lease
         )
@@ -107,6 +116,9 @@ class Liveness:
             "node": node_id,
             "ts": int(time.time() * 1000),
             "by": self.node_id,
+            # Guard: a declaration that commits late (a retry after a leader change) must not kill a node
+            # that revived or rejoined since we judged it.
+            "since": alive_since,
         }
         try:
             result = await self.proposer.propose(cmd, timeout=self.lease)

@@ -146,7 +146,9 @@ class Node:
         }
         while not self.stopping.is_set():
             try:
-                result = await self.proposer.propose({**cmd, "ts": int(time.time() * 1000)}, timeout=5.0)
+                result = await self.proposer.propose(
+                    {**cmd, "ts": int(time.time() * 1000)}, timeout=5.0, urgent=True
+                )
                 if result.ok:
                     self.liveness.mark_committed()
                     return

@@ -47,7 +47,10 @@ _RETRYABLE = {
 }
 # "May have committed": our commands are idempotent (request ids, attempt/epoch checks), so these are
 # retried too; a duplicate comes back as a harmless rejection that callers re-read state after.
-_UNKNOWN = {FAIL_REASON.LEADER_CHANGED, FAIL_REASON.REQUEST_DENIED}
+_UNKNOWN = {FAIL_REASON.LEADER_CHANGED, FAIL_REASON.REQUEST_DENIED, FAIL_REASON.UNKNOWN_OUTCOME}
+#: A batch whose callback pysyncobj never delivers (a lost forwarded command with no leader change) gives
+#: its slot back this long after its last command's deadline.
+ORPHANED_BATCH_GRACE = 1.0
 
 
 @dataclass(frozen=True)
@@ -82,6 +85,7 @@ class ReplicatedState(SyncObj):  # type: ignore[misc]
         if fsync not in FSYNC_MODES:
             raise ValueError(f"fsync: expected one of {', '.join(FSYNC_MODES)}, got {fsync!r}")
         self.fsync = fsync
+        self.single_node = not partners
         self._journal_dirty = False
         self.journal_syncs = 0
         #: node id -> time.monotonic() when this node last applied a heartbeat/join from it.
@@ -134,13 +138,27 @@ class ReplicatedState(SyncObj):  # type: ignore[misc]
 
         def add(command: bytes, idx: int, term: int) -> None:
             original_add(command, idx, term)
-            if self.fsync == "always":
+            if self.fsync == "always" or (self.fsync == "batch" and self.single_node):
+                # A single node sends nothing (so the transport never syncs) and commits alone.
                 journal.flush()
                 self.journal_syncs += 1
             elif self.fsync == "batch":
                 self._journal_dirty = True
 
         journal.add = add
+
+        # Raft needs currentTerm/votedFor durable before any vote leaves; pysyncobj writes them with a
+        # rename but no fsync. Sync the file and its directory (not with fsync = "off").
+        original_set_term = journal.setCurrentTerm
+        meta_path = journal._FileJournal__metaStorer.getPath()
+
+        def set_current_term(term: int, voted_for: Any) -> None:
+            original_set_term(term, voted_for)
+            if self.fsync != "off":
+                _fsync_path(meta_path)
+                _fsync_path(os.path.dirname(meta_path) or ".")
+
+        journal.setCurrentTerm = set_current_term
 
     def sync_journal_if_dirty(self) -> None:
         """Called by the transport before any message leaves (tick thread)."""
@@ -169,7 +187,11 @@ class ReplicatedState(SyncObj):  # type: ignore[misc]
             if cmd.get("op") in ("heartbeat", "join"):
                 self.heartbeat_seen[cmd["node"]] = seen
         if changed:
-            self._on_applied(changed)
+            # Never let a notification failure escape: pysyncobj would re-apply the whole entry.
+            try:
+                self._on_applied(changed)
+            except Exception:
+                log.exception("change notification failed")
         return results
 
     def _write_snapshot(self, filename: str, raft_data: Any) -> None:
@@ -247,6 +269,14 @@ class ProposeError(Exception):
         self.message = message
 
 
+def _fsync_path(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 @dataclass
 class _Pending:
     command: Mapping[str, Any]
@@ -278,12 +308,21 @@ class Proposer:
                 p.future.set_exception(ProposeError("UNAVAILABLE", "node is shutting down"))
         self._queue.clear()
 
-    async def propose(self, command: Mapping[str, Any], timeout: float = 10.0) -> Result:
-        """Commit ``command`` and return its result; ProposeError(UNAVAILABLE) past ``timeout``."""
-        if len(self._queue) >= MAX_QUEUED_COMMANDS:
+    async def propose(
+        self, command: Mapping[str, Any], timeout: float = 10.0, urgent: bool = False
+    ) -> Result:
+        """Commit ``command`` and return its result; ProposeError(UNAVAILABLE) past ``timeout``.
+
+        ``urgent`` (heartbeats, joins) jumps the queue, so liveness never waits behind a backlog of work.
+        """
+        if len(self._queue) >= MAX_QUEUED_COMMANDS and not urgent:
             raise ProposeError("RESOURCE_EXHAUSTED", "too many commands queued on this node")
         fut: asyncio.Future[Result] = self._loop.create_future()
-        self._queue.append(_Pending(command, fut, self._loop.time() + timeout))
+        pending = _Pending(command, fut, self._loop.time() + timeout)
+        if urgent:
+            self._queue.insert(0, pending)
+        else:
+            self._queue.append(pending)
         self._wakeup.set()
         try:
             return await asyncio.wait_for(asyncio.shield(fut), timeout + 0.5)
@@ -320,13 +359,24 @@ class Proposer:
     def _send(self, batch: list[_Pending]) -> None:
         self.batches += 1
         self.commands += len(batch)
+        settled = [False]  # the slot is given back exactly once: by the callback or by the watchdog
 
         def on_result(result: Any, error: int) -> None:  # tick thread
-            self._loop.call_soon_threadsafe(self._resolve, batch, result, error)
+            self._loop.call_soon_threadsafe(self._resolve, batch, result, error, settled)
 
+        def orphaned() -> None:
+            if not settled[0]:
+                log.warning("no outcome from raft for a batch of %d command(s); retrying them", len(batch))
+                self._resolve(batch, None, FAIL_REASON.UNKNOWN_OUTCOME, settled)
+
+        deadline = max(p.deadline for p in batch) + ORPHANED_BATCH_GRACE
+        self._loop.call_at(deadline, orphaned)
         self._raft.apply_batch([p.command for p in batch], callback=on_result)
 
-    def _resolve(self, batch: list[_Pending], result: Any, error: int) -> None:
+    def _resolve(self, batch: list[_Pending], result: Any, error: int, settled: list[bool]) -> None:
+        if settled[0]:
+            return  # the watchdog already gave up on this batch; a late outcome changes nothing
+        settled[0] = True
         self._slots.release()
         if error == FAIL_REASON.SUCCESS:
             for p, r in zip(batch, result, strict=True):

@@ -217,7 +217,13 @@ class StateMachine:
         handler = _HANDLERS.get(cmd.get("op", ""))
         if handler is None:
             return Result("INVALID_ARGUMENT", f"unknown command {cmd.get('op')!r}")
-        result = handler(self, cmd)
+        try:
+            result = handler(self, cmd)
+        except Exception as exc:
+            # pysyncobj re-applies an entry whose apply raised, forever and on every replica: the cluster
+            # would halt. Whatever the handler changed before raising is the same everywhere, so record
+            # the failure as this command's result and go on.
+            result = Result("INTERNAL", f"{type(exc).__name__} applying {cmd.get('op')}: {exc}")
         if cmd["op"] != "heartbeat" or result.data.get("revived"):
             # Heartbeats normally leave the state as it was; everything else may have changed it.
             self.revision += 1
@@ -482,6 +488,10 @@ class StateMachine:
             return Result("NOT_FOUND", f"node {node!r} has not joined")
         if not member.alive:
             return Result("OK", data={"moved": 0})
+        if "since" in cmd and cmd["since"] != member.last_heartbeat_ms:
+            return Result(
+                "OK", data={"moved": 0, "stale": True}
+            )  # it revived or rejoined since it was judged
         member.alive = False
         self.counters["nodes_down"] += 1
         self._notable(cmd["ts"], "node_down", "", "", "", f"node {node} declared down", cmd.get("by", ""))
