@@ -148,6 +148,9 @@ class Actor:
     def _attempt_done(self, key: tuple[int, str, int], task: asyncio.Task[None]) -> None:
         if self.attempts.get(key) is task:
             del self.attempts[key]
+            # The attempt woke the actor before it ended, and the actor may already have looked (and seen this
+            # key still taken). Wake it again now that the key is free, or a dropped result would stall it.
+            self.wake.set()
         if not task.cancelled() and task.exception() is not None and self.crash is None:
             self.crash = task.exception()
             self.wake.set()
