@@ -34,6 +34,7 @@ import grpc
 
 from beamflowd.api.gen.beamflow.v1 import chaos_pb2 as pb
 from beamflowd.api.gen.beamflow.v1 import chaos_pb2_grpc as pb_grpc
+from beamflowd.api.peers import PeerChannels
 from beamflowd.executor import Executor
 from beamflowd.raft import ProposeError, Proposer, ReplicatedState
 from beamflowd.state import SCHEMA_VERSION
@@ -186,7 +187,7 @@ class Chaos:
         #: Pauses this node heard of: node id -> wall-clock ms when it resumes.
         self.paused: dict[str, int] = {}
         self._helpers: list[subprocess.Popen[bytes]] = []
-        self._channels: dict[str, grpc.aio.Channel] = {}
+        self._peers = PeerChannels()
         # Monkey.
         self._monkey: dict[str, Any] = {}
         self._leader_since: float | None = None
@@ -206,8 +207,7 @@ class Chaos:
         if self._heal_timer is not None:
             self._heal_timer.cancel()
         self._save_counters()
-        for channel in self._channels.values():
-            await channel.close()
+        await self._peers.close()
 
     def require_enabled(self) -> None:
         if not self.enabled:
@@ -255,12 +255,7 @@ class Chaos:
         addr = self.members().get(node_id)
         if not addr:
             raise ChaosError("UNAVAILABLE", f"node {node_id!r} has not joined (gRPC address unknown)")
-        channel = self._channels.get(addr)
-        if channel is None:
-            channel = self._channels[addr] = grpc.aio.insecure_channel(
-                addr, options=[("grpc.enable_http_proxy", 0), ("grpc.max_reconnect_backoff_ms", 1000)]
-            )
-        return pb_grpc.ChaosServiceStub(channel)  # type: ignore[no-untyped-call, unused-ignore]
+        return pb_grpc.ChaosServiceStub(self._peers.get(addr))  # type: ignore[no-untyped-call, unused-ignore]
 
     async def call_peer(
         self,

@@ -120,7 +120,7 @@ def build_config(file_values: Mapping[str, Any], flag_values: Mapping[str, Any])
     node_id = str(merged["node_id"])
     if node_id not in cluster:
         raise ConfigError(f"node_id: {node_id!r} is not in initial_cluster ({', '.join(cluster)})")
-    grpc_host, _ = _check_addr("grpc_addr", str(merged.get("grpc_addr", NodeConfig.grpc_addr)))
+    _check_addr("grpc_addr", str(merged.get("grpc_addr", NodeConfig.grpc_addr)))
     raft_host, _ = _check_addr("initial_cluster", cluster[node_id])
     if not _is_loopback(raft_host) and not merged.get("raft_password"):
         raise ConfigError(
@@ -136,7 +136,6 @@ def build_config(file_values: Mapping[str, Any], flag_values: Mapping[str, Any])
     for key in ("allow_exec", "chaos_enabled"):
         if key in merged and not isinstance(merged[key], bool):
             raise ConfigError(f"{key}: expected true or false")
-    del grpc_host
     try:
         return NodeConfig(**merged)
     except TypeError as exc:

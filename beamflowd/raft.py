@@ -12,6 +12,7 @@ on the tick thread, without forking the gRPC process.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import pickle
@@ -92,8 +93,6 @@ class ReplicatedState(SyncObj):  # type: ignore[misc]
         self.heartbeat_seen: dict[str, float] = {}
         self.sm = StateMachine()
         self.lock = threading.Lock()
-        #: Bumped on every applied batch; keys the digest cache.
-        self.version = 0
         self._digest_cache: tuple[int, str] = (-1, "")  # (state revision, digest)
         self.snapshots = 0
         #: (seconds on the Raft thread, compressed bytes, workflows) of the last snapshot written.
@@ -181,7 +180,6 @@ class ReplicatedState(SyncObj):  # type: ignore[misc]
         with self.lock:
             results = self.sm.apply_all(commands)
             changed = self.sm.drain_changed()
-            self.version += 1
         seen = time.monotonic()  # liveness is judged on the local clock, outside the state machine
         for cmd in commands:
             if cmd.get("op") in ("heartbeat", "join"):
@@ -226,8 +224,6 @@ class ReplicatedState(SyncObj):  # type: ignore[misc]
         )
 
     def _read_snapshot(self, filename: str) -> Any:
-        import json
-
         with open(filename, "rb") as f:
             if f.read(len(SNAPSHOT_MAGIC)) != SNAPSHOT_MAGIC:
                 raise ValueError(f"{filename}: not a BEAMFlow snapshot")
@@ -239,7 +235,6 @@ class ReplicatedState(SyncObj):  # type: ignore[misc]
         with self.lock:
             self.sm.load(restored)
             changed = self.sm.drain_changed()
-            self.version += 1
         self._on_applied(changed)
         return raft_data
 
@@ -249,7 +244,7 @@ class ReplicatedState(SyncObj):  # type: ignore[misc]
         return status
 
     def digest_and_owned(self, node_id: str) -> tuple[str, int]:
-        """(state digest, workflows owned by node_id); the digest is cached per applied version."""
+        """(state digest, workflows owned by node_id); the digest is cached per state revision."""
         with self.lock:
             if self._digest_cache[0] != self.sm.revision:
                 self._digest_cache = (self.sm.revision, self.sm.digest())

@@ -318,13 +318,15 @@ class StateMachine:
         while len(self.request_ids) > MAX_REQUEST_IDS:
             del self.request_ids[next(iter(self.request_ids))]
 
-    def _fenced(self, cmd: Mapping[str, Any]) -> tuple[WorkflowState | None, StepState | None, Result | None]:
-        """Common checks of step commands: workflow exists, not terminal, epoch current, step exists."""
+    def _fenced_workflow(
+        self, cmd: Mapping[str, Any], what: str
+    ) -> tuple[WorkflowState | None, Result | None]:
+        """The workflow exists, is not terminal, and ``cmd`` carries its current epoch (else counted)."""
         wf = self.workflows.get(cmd["wf"])
         if wf is None:
-            return None, None, Result("NOT_FOUND", f"workflow {cmd['wf']!r} not found")
+            return None, Result("NOT_FOUND", f"workflow {cmd['wf']!r} not found")
         if wf.terminal:
-            return wf, None, Result("FAILED_PRECONDITION", f"workflow is {wf.status}")
+            return wf, Result("FAILED_PRECONDITION", f"workflow is {wf.status}")
         if cmd["epoch"] != wf.epoch:
             self.counters["stale_rejected"] += 1
             self._event(
@@ -333,10 +335,18 @@ class StateMachine:
                 "stale_result_rejected",
                 cmd.get("step", ""),
                 cmd.get("attempt", 0),
-                f"epoch {cmd['epoch']} from {cmd.get('node', '?')} is not current ({wf.epoch})",
+                f"{what}epoch {cmd['epoch']} from {cmd.get('node', '?')} is not current ({wf.epoch})",
                 cmd.get("node", ""),
             )
-            return wf, None, Result("ABORTED", f"stale epoch {cmd['epoch']} (current {wf.epoch})")
+            return wf, Result("ABORTED", f"stale epoch {cmd['epoch']} (current {wf.epoch})")
+        return wf, None
+
+    def _fenced(self, cmd: Mapping[str, Any]) -> tuple[WorkflowState | None, StepState | None, Result | None]:
+        """Common checks of step commands: the workflow is fenced (above) and the step exists."""
+        wf, err = self._fenced_workflow(cmd, "")
+        if err is not None:
+            return wf, None, err
+        assert wf is not None
         step = wf.steps.get(cmd["step"])
         if step is None:
             return wf, None, Result("NOT_FOUND", f"step {cmd['step']!r} not found")
@@ -528,23 +538,10 @@ class StateMachine:
 
     def _abort(self, cmd: Mapping[str, Any]) -> Result:
         """The owner gives up on a workflow (e.g. its actor crashed too often). Fenced by epoch."""
-        wf = self.workflows.get(cmd["wf"])
-        if wf is None:
-            return Result("NOT_FOUND", f"workflow {cmd['wf']!r} not found")
-        if wf.terminal:
-            return Result("FAILED_PRECONDITION", f"workflow is {wf.status}")
-        if cmd["epoch"] != wf.epoch:
-            self.counters["stale_rejected"] += 1
-            self._event(
-                wf,
-                cmd["ts"],
-                "stale_result_rejected",
-                "",
-                0,
-                f"abort with epoch {cmd['epoch']} from {cmd.get('node', '?')} is not current ({wf.epoch})",
-                cmd.get("node", ""),
-            )
-            return Result("ABORTED", f"stale epoch {cmd['epoch']} (current {wf.epoch})")
+        wf, err = self._fenced_workflow(cmd, "abort with ")
+        if err is not None:
+            return err
+        assert wf is not None
         self._finish(
             wf, WORKFLOW_FAILED, cmd["ts"], str(cmd["reason"])[:MAX_EVENT_MESSAGE], cmd.get("node", "")
         )

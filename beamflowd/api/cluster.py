@@ -9,19 +9,12 @@ import grpc
 
 from beamflowd.api.gen.beamflow.v1 import cluster_pb2 as pb
 from beamflowd.api.gen.beamflow.v1 import cluster_pb2_grpc as pb_grpc
+from beamflowd.api.peers import PeerChannels
 from beamflowd.liveness import Liveness
 from beamflowd.raft import ReplicatedState
 
 #: How long GetClusterStatus waits for each peer's own report.
 PEER_STATUS_TIMEOUT = 1.5
-
-#: A restarted peer must be seen again within a second, not after gRPC's default backoff (up to 120 s).
-PEER_CHANNEL_OPTIONS = [
-    ("grpc.initial_reconnect_backoff_ms", 200),
-    ("grpc.min_reconnect_backoff_ms", 200),
-    ("grpc.max_reconnect_backoff_ms", 1000),
-    ("grpc.enable_http_proxy", 0),
-]
 
 _ROLES = {0: pb.NODE_ROLE_FOLLOWER, 1: pb.NODE_ROLE_CANDIDATE, 2: pb.NODE_ROLE_LEADER}
 
@@ -41,7 +34,7 @@ class ClusterServicer(pb_grpc.ClusterServiceServicer):  # type: ignore[misc]
         self.grpc_addr = grpc_addr
         self.raft_to_id = {addr: nid for nid, addr in initial_cluster.items()}
         self.initial_cluster = dict(initial_cluster)
-        self._channels: dict[str, grpc.aio.Channel] = {}
+        self._peers = PeerChannels()
 
     def leader_id(self) -> str:
         leader = self.raft.raft_status().get("leader")
@@ -114,11 +107,7 @@ class ClusterServicer(pb_grpc.ClusterServiceServicer):  # type: ignore[misc]
         if not grpc_addr:
             unreachable.error = "has not joined yet (gRPC address unknown)"
             return unreachable, []
-        channel = self._channels.get(grpc_addr)
-        if channel is None:
-            channel = self._channels[grpc_addr] = grpc.aio.insecure_channel(
-                grpc_addr, options=PEER_CHANNEL_OPTIONS
-            )
+        channel = self._peers.get(grpc_addr)
         try:
             response = await pb_grpc.ClusterServiceStub(channel).GetNodeStatus(
                 pb.GetNodeStatusRequest(), timeout=PEER_STATUS_TIMEOUT
@@ -129,5 +118,4 @@ class ClusterServicer(pb_grpc.ClusterServiceServicer):  # type: ignore[misc]
             return unreachable, []
 
     async def close(self) -> None:
-        for channel in self._channels.values():
-            await channel.close()
+        await self._peers.close()

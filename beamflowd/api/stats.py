@@ -20,6 +20,7 @@ import grpc
 
 from beamflowd.api.gen.beamflow.v1 import stats_pb2 as pb
 from beamflowd.api.gen.beamflow.v1 import stats_pb2_grpc as pb_grpc
+from beamflowd.api.peers import PeerChannels
 from beamflowd.executor import Executor
 from beamflowd.liveness import Liveness
 from beamflowd.raft import ReplicatedState
@@ -90,7 +91,7 @@ class StatsServicer(pb_grpc.StatsServiceServicer):  # type: ignore[misc, unused-
         self.raft_to_id = {addr: nid for nid, addr in initial_cluster.items()}
         #: The node's chaos engine if any (set by node wiring): injections, partition, pauses, monkey.
         self.chaos_view: ChaosView | None = None
-        self._channels: dict[str, grpc.aio.Channel] = {}
+        self._peers = PeerChannels()
         self._cache: tuple[float, int, pb.StatsSnapshot] | None = None
         self._building: asyncio.Lock = asyncio.Lock()
         self._watchers = 0
@@ -310,11 +311,7 @@ class StatsServicer(pb_grpc.StatsServiceServicer):  # type: ignore[misc, unused-
     async def _report_of(self, node_id: str, grpc_addr: str) -> pb.StatsSnapshot | str:
         if not grpc_addr:
             return "has not joined yet (gRPC address unknown)"
-        channel = self._channels.get(grpc_addr)
-        if channel is None:
-            channel = self._channels[grpc_addr] = grpc.aio.insecure_channel(
-                grpc_addr, options=[("grpc.enable_http_proxy", 0), ("grpc.max_reconnect_backoff_ms", 1000)]
-            )
+        channel = self._peers.get(grpc_addr)
         try:
             stub = pb_grpc.StatsServiceStub(channel)  # type: ignore[no-untyped-call, unused-ignore]
             response = await stub.GetStats(
@@ -355,5 +352,4 @@ class StatsServicer(pb_grpc.StatsServiceServicer):  # type: ignore[misc, unused-
             self._watchers -= 1
 
     async def close(self) -> None:
-        for channel in self._channels.values():
-            await channel.close()
+        await self._peers.close()
