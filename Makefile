@@ -10,7 +10,7 @@ help:
 	@echo "make test    create $(VENV) if missing, install, run the whole suite"
 	@echo "make demo    create $(VENV), start a local 3-node cluster with demo load and the dashboard"
 	@echo "make proto   regenerate the committed gRPC stubs in $(GEN)"
-	@echo "make lint    ruff + mypy --strict"
+	@echo "make lint    ruff + mypy --strict + import contracts (lint-imports)"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,7 @@ proto-check: proto
 lint: venv
 	$(BIN)/ruff check beamflowd beamctl tests
 	$(BIN)/mypy beamflowd beamctl
+	$(BIN)/lint-imports
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .hypothesis

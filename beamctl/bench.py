@@ -30,7 +30,7 @@ from beamctl.client import Client, Settings, settings_of
 from beamctl.errors import CliError, ExitCode, handle_errors
 from beamctl.output import OutputOption, output_format
 from beamflowd.api.gen.beamflow.v1 import workflow_pb2
-from beamflowd.durations import parse_duration
+from beamflowd.core.durations import parse_duration
 
 app = typer.Typer(name="bench", help="Generate load and measure it.", no_args_is_help=True)
 
@@ -197,7 +197,7 @@ def wait_all(settings: Settings, run: Run, name: str, deadline: float, progress:
 
 def workflow_name(definition: str, source: str) -> str:
     """The definition's ``name`` (used to read results back), validated like the server does."""
-    from beamflowd.spec import SpecError, parse_workflow
+    from beamflowd.core.spec import SpecError, parse_workflow
 
     try:
         return parse_workflow(definition, source=source).name

@@ -12,15 +12,14 @@ import grpc
 import typer
 from google.protobuf.json_format import MessageToDict
 
-from beamctl import output
+from beamctl import checker, output
 from beamctl.client import Client, settings_of
 from beamctl.errors import CliError, ExitCode, handle_errors
 from beamctl.output import OutputOption, output_format
-from beamflowd import checker
 from beamflowd.api.gen.beamflow.v1 import chaos_pb2 as pb
 from beamflowd.api.gen.beamflow.v1 import chaos_pb2_grpc as pb_grpc
 from beamflowd.api.gen.beamflow.v1 import workflow_pb2
-from beamflowd.durations import parse_duration
+from beamflowd.core.durations import parse_duration
 
 app = typer.Typer(
     name="chaos",

@@ -29,7 +29,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from beamctl import output
 from beamctl.errors import CliError, ExitCode, handle_errors
-from beamflowd.durations import parse_duration
+from beamflowd.core.durations import parse_duration
 
 app = typer.Typer(
     name="dev", help="Run a local supervised cluster (loopback, chaos enabled).", no_args_is_help=True

@@ -18,7 +18,7 @@ from beamctl.errors import CliError, ExitCode, handle_errors
 from beamctl.output import OutputOption, output_format
 from beamctl.show import show
 from beamflowd.api.gen.beamflow.v1 import workflow_pb2
-from beamflowd.durations import parse_duration
+from beamflowd.core.durations import parse_duration
 
 app = typer.Typer(
     name="workflow",

@@ -5,9 +5,9 @@ Everything here is real, not simulated: ``kill`` sends SIGKILL to this process, 
 transport (:class:`beamflowd.transport.BeamTransport`) that drops and refuses the other side's traffic while
 the gRPC port stays reachable, and actor crashes go through the executor's supervision.
 
-The monkey's setting is replicated (``chaos_monkey`` command in :mod:`beamflowd.state`), so it survives node
-deaths; every node with chaos enabled reads it and injects into *its own* actors and step attempts at the
-profile's rates. Node kills and partitions, when asked for, are done by the leader's monkey only, one node at
+The monkey's setting is replicated (``chaos_monkey`` command in :mod:`beamflowd.core.state`), so it
+survives node deaths; every node with chaos enabled reads it and injects into *its own* actors and step
+attempts at the profile's rates. Node kills and partitions, when asked for, are done by the leader's monkey only, one node at
 a time and only while every member is alive and reachable, so a majority is never down at once.
 
 Cluster-wide orchestration (forwarding a call to the node it concerns, installing a partition on every node)
@@ -35,9 +35,9 @@ import grpc
 from beamflowd.api.gen.beamflow.v1 import chaos_pb2 as pb
 from beamflowd.api.gen.beamflow.v1 import chaos_pb2_grpc as pb_grpc
 from beamflowd.api.peers import PeerChannels
+from beamflowd.core.state import SCHEMA_VERSION
 from beamflowd.executor import Executor
 from beamflowd.raft import ProposeError, Proposer, ReplicatedState
-from beamflowd.state import SCHEMA_VERSION
 from beamflowd.steps.base import StepError
 
 log = logging.getLogger(__name__)

@@ -22,12 +22,11 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from beamflowd.backoff import retry_delay_ms
-from beamflowd.expressions import resolve
-from beamflowd.raft import ProposeError, Proposer, ReplicatedState
-from beamflowd.scheduling import first_starts, wake_time
-from beamflowd.spec import StepSpec, WorkflowSpec
-from beamflowd.state import (
+from beamflowd.core.backoff import retry_delay_ms
+from beamflowd.core.expressions import resolve
+from beamflowd.core.scheduling import first_starts, wake_time
+from beamflowd.core.spec import StepSpec, WorkflowSpec
+from beamflowd.core.state import (
     SCHEMA_VERSION,
     STEP_PENDING,
     STEP_RETRY_WAIT,
@@ -35,7 +34,8 @@ from beamflowd.state import (
     STEP_SUCCEEDED,
     WorkflowState,
 )
-from beamflowd.steps import STEP_KINDS
+from beamflowd.raft import ProposeError, Proposer, ReplicatedState
+from beamflowd.steps import STEP_KINDS, durable_delay_ms
 from beamflowd.steps.base import StepContext, StepError, encode_output
 
 log = logging.getLogger(__name__)
@@ -165,7 +165,7 @@ class Actor:
             "step": step.id,
             "attempt": attempt,
             "ts": ts,
-            "wake": wake_time(step, _scope(view), ts),
+            "wake": wake_time(step, _scope(view), ts, durable_delay_ms),
             "node": self.executor.node_id,
         }
         try:
@@ -239,7 +239,7 @@ class Actor:
             statuses = {sid: s.status for sid, s in view.steps.items()}
             statuses[step.id] = STEP_SUCCEEDED
             scope["steps"][step.id] = json.loads(encoded)
-            starts = first_starts(view.spec, statuses.__getitem__, scope, ts)
+            starts = first_starts(view.spec, statuses.__getitem__, scope, ts, durable_delay_ms)
             return {"op": "succeed", "output": encoded, "ts": ts, "start": starts}
         except StepError as exc:
             return self._failure(step, attempt, exc.message, exc.error_class)

@@ -14,8 +14,8 @@ import asyncio
 import logging
 import time
 
+from beamflowd.core.state import SCHEMA_VERSION
 from beamflowd.raft import ProposeError, Proposer, ReplicatedState
-from beamflowd.state import SCHEMA_VERSION
 
 log = logging.getLogger(__name__)
 

@@ -34,10 +34,10 @@ from beamflowd.api.workflows import WorkflowServicer
 from beamflowd.changes import ChangeHub
 from beamflowd.chaos import Chaos  # issue 4
 from beamflowd.config import NodeConfig
+from beamflowd.core.state import SCHEMA_VERSION
 from beamflowd.executor import Executor
 from beamflowd.liveness import Liveness
 from beamflowd.raft import ProposeError, Proposer, RaftTuning, ReplicatedState
-from beamflowd.state import SCHEMA_VERSION
 from beamflowd.stats import StatsAggregator
 from beamflowd.steps import aclose_http_client
 

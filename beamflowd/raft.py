@@ -3,7 +3,7 @@
 Threads (DESIGN §4a): pysyncobj's tick thread does networking, Raft and calls ``apply_batch``. The
 asyncio side reads state under :attr:`ReplicatedState.lock` and proposes through :class:`Proposer`,
 which coalesces everything queued while earlier batches are in flight into one Raft entry
-(group commit) and resolves each caller's future with its own :class:`~beamflowd.state.Result`.
+(group commit) and resolves each caller's future with its own :class:`~beamflowd.core.state.Result`.
 
 Snapshots are written by our own serializer (canonical JSON of the state + pysyncobj's raft metadata),
 on the tick thread, without forking the gRPC process.
@@ -25,7 +25,7 @@ from typing import Any
 
 from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, SyncObjException, replicated
 
-from beamflowd.state import Result, StateMachine, encode_plain
+from beamflowd.core.state import Result, StateMachine, encode_plain
 from beamflowd.transport import BeamTransport
 
 log = logging.getLogger(__name__)

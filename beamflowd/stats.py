@@ -23,8 +23,8 @@ from collections import OrderedDict, deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from beamflowd.core.state import STEP_SUCCEEDED, WorkflowState
 from beamflowd.raft import ReplicatedState
-from beamflowd.state import STEP_SUCCEEDED, WorkflowState
 
 #: Samples kept per workflow name for percentiles: recent enough to move, big enough for a stable p99.
 WINDOW_SAMPLES = 2048

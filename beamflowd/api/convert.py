@@ -7,7 +7,7 @@ import json
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from beamflowd.api.gen.beamflow.v1 import workflow_pb2 as pb
-from beamflowd.state import Event, StepState, WorkflowState
+from beamflowd.core.state import Event, StepState, WorkflowState
 
 WORKFLOW_STATUS = {
     "running": pb.WORKFLOW_STATUS_RUNNING,

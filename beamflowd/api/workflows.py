@@ -18,10 +18,11 @@ from beamflowd.api import convert
 from beamflowd.api.gen.beamflow.v1 import workflow_pb2 as pb
 from beamflowd.api.gen.beamflow.v1 import workflow_pb2_grpc as pb_grpc
 from beamflowd.changes import ChangeHub
+from beamflowd.core.scheduling import first_starts
+from beamflowd.core.spec import MAX_DEFINITION_BYTES, SpecError, WorkflowSpec, parse_input, parse_workflow
+from beamflowd.core.state import SCHEMA_VERSION, Result, spec_digest
 from beamflowd.raft import ProposeError, Proposer, ReplicatedState
-from beamflowd.scheduling import first_starts
-from beamflowd.spec import MAX_DEFINITION_BYTES, SpecError, WorkflowSpec, parse_input, parse_workflow
-from beamflowd.state import SCHEMA_VERSION, Result, spec_digest
+from beamflowd.steps import durable_delay_ms
 
 _CLOSING_EVENTS = frozenset({"completed", "failed", "cancelled"})
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
@@ -101,7 +102,9 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):  # type: ignore[misc]
             "ts": now,
             "node": self.node_id,
             # Root steps start in the same entry: one round trip less per workflow.
-            "start": first_starts(spec, lambda _: "pending", {"input": workflow_input, "steps": {}}, now),
+            "start": first_starts(
+                spec, lambda _: "pending", {"input": workflow_input, "steps": {}}, now, durable_delay_ms
+            ),
         }
         result = await self._propose(context, cmd)
         if not result.ok:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from types import MappingProxyType
+from typing import Any
 
 from beamflowd.steps.base import (
     MAX_OUTPUT_BYTES,
@@ -26,6 +27,12 @@ _KINDS: tuple[StepKind, ...] = (NoopStep(), SleepStep(), DemoStep(), PythonStep(
 #: Read-only: kinds are process-wide singletons.
 STEP_KINDS: Mapping[str, StepKind] = MappingProxyType({kind.name: kind for kind in _KINDS})
 
+
+def durable_delay_ms(kind: str, params: Mapping[str, Any]) -> int | None:
+    """The durable timer of ``kind`` for resolved ``params`` (the rule the core's scheduling asks for)."""
+    return STEP_KINDS[kind].durable_delay_ms(params)
+
+
 __all__ = [
     "MAX_OUTPUT_BYTES",
     "STEP_KINDS",
@@ -35,5 +42,6 @@ __all__ = [
     "StepError",
     "StepKind",
     "aclose_http_client",
+    "durable_delay_ms",
     "encode_output",
 ]

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from beamflowd.durations import parse_duration
+from beamflowd.core.durations import parse_duration
 
 #: Largest encoded output a step may produce: outputs live in the replicated log, so they must stay small.
 MAX_OUTPUT_BYTES = 64 * 1024

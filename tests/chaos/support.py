@@ -20,7 +20,7 @@ from typing import Any
 
 import grpc
 
-from beamflowd import checker
+from beamctl import checker
 from beamflowd.api.gen.beamflow.v1 import chaos_pb2_grpc, cluster_pb2, cluster_pb2_grpc, workflow_pb2_grpc
 from beamflowd.api.gen.beamflow.v1 import workflow_pb2 as pb
 from tests.harness import REPO_ROOT, wait_until

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from beamctl.checker import History, check_digests, check_histories, load_acknowledged, verify
 from beamflowd.api.gen.beamflow.v1 import cluster_pb2
-from beamflowd.checker import History, check_digests, check_histories, load_acknowledged, verify
 
 
 def history(

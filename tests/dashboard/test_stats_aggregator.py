@@ -9,7 +9,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from beamflowd.api.workflows import compile_definition
-from beamflowd.state import SCHEMA_VERSION, StateMachine
+from beamflowd.core.state import SCHEMA_VERSION, StateMachine
 from beamflowd.stats import RateHistory, StatsAggregator, Window
 
 TWO_STEPS = """

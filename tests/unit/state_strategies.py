@@ -1,4 +1,4 @@
-"""Hypothesis strategies for :class:`beamflowd.state.StateMachine` commands.
+"""Hypothesis strategies for :class:`beamflowd.core.state.StateMachine` commands.
 
 Commands are drawn one at a time from the *current* state (``draw_command(draw, sm, ts)``), so most
 of them are plausible (the current epoch, the next attempt, a running step) and some are deliberately
@@ -15,9 +15,9 @@ from typing import Any, TypeVar
 
 from hypothesis import strategies as st
 
-from beamflowd import state as state_mod
-from beamflowd.spec import parse_workflow
-from beamflowd.state import (
+from beamflowd.core import state as state_mod
+from beamflowd.core.spec import parse_workflow
+from beamflowd.core.state import (
     SCHEMA_VERSION,
     STEP_PENDING,
     STEP_RETRY_WAIT,

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from beamflowd.backoff import retry_delay_ms, should_retry
-from beamflowd.spec import RetryPolicy
+from beamflowd.core.backoff import retry_delay_ms, should_retry
+from beamflowd.core.spec import RetryPolicy
 
 policies = st.builds(
     RetryPolicy,

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from beamflowd.expressions import ExpressionError, compile_all, is_expression, referenced_steps, resolve
+from beamflowd.core.expressions import ExpressionError, compile_all, is_expression, referenced_steps, resolve
 
 SCOPE: dict[str, Any] = {
     "input": {"name": "Ada", "n": 3, "tags": ["a", "b"]},

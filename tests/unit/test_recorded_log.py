@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from beamflowd.state import StateMachine
+from beamflowd.core.state import StateMachine
 
 RECORDED = Path(__file__).parent.parent / "fixtures" / "recorded"
 

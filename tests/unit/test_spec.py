@@ -12,7 +12,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from beamflowd.spec import (
+from beamflowd.core.spec import (
     MAX_DEFINITION_BYTES,
     MAX_INPUT_BYTES,
     MAX_STEPS,

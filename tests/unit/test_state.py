@@ -12,8 +12,8 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from beamflowd import state as state_mod
-from beamflowd.state import (
+from beamflowd.core import state as state_mod
+from beamflowd.core.state import (
     MAX_EVENTS_PER_WORKFLOW,
     STEP_CANCELLED,
     STEP_FAILED,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from beamflowd.state import SCHEMA_VERSION, StateMachine
+from beamflowd.core.state import SCHEMA_VERSION, StateMachine
 
 
 def joined(*nodes: str) -> StateMachine:

@@ -11,10 +11,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from beamflowd.core.spec import parse_workflow
+from beamflowd.core.state import SCHEMA_VERSION, spec_digest
 from beamflowd.executor import Executor
 from beamflowd.raft import Proposer, RaftTuning, ReplicatedState
-from beamflowd.spec import parse_workflow
-from beamflowd.state import SCHEMA_VERSION, spec_digest
 from tests.harness import free_ports
 
 FLOW = """

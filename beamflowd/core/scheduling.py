@@ -5,9 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from beamflowd.expressions import resolve
-from beamflowd.spec import StepSpec, WorkflowSpec
-from beamflowd.steps import STEP_KINDS
+from beamflowd.core.expressions import resolve
+from beamflowd.core.spec import StepSpec, WorkflowSpec
 
 
 def ready_steps(spec: WorkflowSpec, status_of: Callable[[str], str]) -> list[StepSpec]:
@@ -19,20 +18,29 @@ def ready_steps(spec: WorkflowSpec, status_of: Callable[[str], str]) -> list[Ste
     ]
 
 
-def wake_time(step: StepSpec, scope: Mapping[str, Any], now_ms: int) -> int:
+#: How long a step kind's first attempt waits (a durable timer), from its resolved parameters; ``None``
+#: or 0 to run at once. The step kinds live on the I/O side, so the caller passes their rule in.
+DelayOf = Callable[[str, Mapping[str, Any]], "int | None"]
+
+
+def wake_time(step: StepSpec, scope: Mapping[str, Any], now_ms: int, delay_of: DelayOf) -> int:
     """Committed wake-up time of a durable timer (sleep), or 0 to run at once.
 
     A duration that cannot be resolved yields 0: the attempt then runs and fails with the kind's message.
     """
     try:
-        delay = STEP_KINDS[step.run].durable_delay_ms(resolve(step.params, scope))
+        delay = delay_of(step.run, resolve(step.params, scope))
     except ValueError:
         return 0
     return now_ms + delay if delay else 0
 
 
 def first_starts(
-    spec: WorkflowSpec, status_of: Callable[[str], str], scope: Mapping[str, Any], now_ms: int
+    spec: WorkflowSpec,
+    status_of: Callable[[str], str],
+    scope: Mapping[str, Any],
+    now_ms: int,
+    delay_of: DelayOf,
 ) -> list[list[Any]]:
     """``[[step_id, wake_ms], ...]`` for steps ready now: carried in submit/succeed commands."""
-    return [[step.id, wake_time(step, scope, now_ms)] for step in ready_steps(spec, status_of)]
+    return [[step.id, wake_time(step, scope, now_ms, delay_of)] for step in ready_steps(spec, status_of)]

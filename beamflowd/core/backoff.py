@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 
-from beamflowd.spec import RetryPolicy
+from beamflowd.core.spec import RetryPolicy
 
 #: Error class that is never retried, whatever the policy says.
 PERMANENT = "permanent"

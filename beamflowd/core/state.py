@@ -17,8 +17,8 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from beamflowd.backoff import should_retry
-from beamflowd.spec import RetryPolicy, WorkflowSpec
+from beamflowd.core.backoff import should_retry
+from beamflowd.core.spec import RetryPolicy, WorkflowSpec
 
 SCHEMA_VERSION = 1
 

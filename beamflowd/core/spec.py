@@ -16,8 +16,8 @@ from typing import Any, NoReturn
 
 import yaml
 
-from beamflowd import expressions
-from beamflowd.durations import parse_duration
+from beamflowd.core import expressions
+from beamflowd.core.durations import parse_duration
 
 MAX_DEFINITION_BYTES = 256 * 1024
 MAX_INPUT_BYTES = 64 * 1024
@@ -66,7 +66,7 @@ def _rebuild_spec_error(source: str, reason: str, step: str | None, field: str |
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """How a failed step is retried; see :mod:`beamflowd.backoff` for the schedule."""
+    """How a failed step is retried; see :mod:`beamflowd.core.backoff` for the schedule."""
 
     max_attempts: int = 3
     initial_interval_ms: int = 1000
