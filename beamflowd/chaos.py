@@ -7,8 +7,9 @@ the gRPC port stays reachable, and actor crashes go through the executor's super
 
 The monkey's setting is replicated (``chaos_monkey`` command in :mod:`beamflowd.core.state`), so it
 survives node deaths; every node with chaos enabled reads it and injects into *its own* actors and step
-attempts at the profile's rates. Node kills and partitions, when asked for, are done by the leader's monkey only, one node at
-a time and only while every member is alive and reachable, so a majority is never down at once.
+attempts at the profile's rates. Node kills and partitions, when asked for, are done by the leader's
+monkey only, one node at a time and only while every member is alive and reachable, so a majority is never
+down at once.
 
 Cluster-wide orchestration (forwarding a call to the node it concerns, installing a partition on every node)
 also lives here, so the gRPC servicer (:mod:`beamflowd.api.chaos`) and the monkey share it.
