@@ -45,6 +45,7 @@ proto-check: proto
 
 lint: venv
 	$(BIN)/ruff check beamflowd beamctl tests
+	$(BIN)/ruff format --check beamflowd beamctl tests
 	$(BIN)/mypy beamflowd beamctl
 	$(BIN)/lint-imports
 

@@ -35,7 +35,7 @@ from beamflowd.core.state import (
     WorkflowState,
 )
 from beamflowd.raft import ProposeError, Proposer, ReplicatedState
-from beamflowd.steps import STEP_KINDS, durable_delay_ms
+from beamflowd.steps import STEP_KINDS
 from beamflowd.steps.base import StepContext, StepError, encode_output
 
 log = logging.getLogger(__name__)
@@ -165,7 +165,7 @@ class Actor:
             "step": step.id,
             "attempt": attempt,
             "ts": ts,
-            "wake": wake_time(step, _scope(view), ts, durable_delay_ms),
+            "wake": wake_time(step, _scope(view), ts),
             "node": self.executor.node_id,
         }
         try:
@@ -239,7 +239,7 @@ class Actor:
             statuses = {sid: s.status for sid, s in view.steps.items()}
             statuses[step.id] = STEP_SUCCEEDED
             scope["steps"][step.id] = json.loads(encoded)
-            starts = first_starts(view.spec, statuses.__getitem__, scope, ts, durable_delay_ms)
+            starts = first_starts(view.spec, statuses.__getitem__, scope, ts)
             return {"op": "succeed", "output": encoded, "ts": ts, "start": starts}
         except StepError as exc:
             return self._failure(step, attempt, exc.message, exc.error_class)

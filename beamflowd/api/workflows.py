@@ -22,7 +22,6 @@ from beamflowd.core.scheduling import first_starts
 from beamflowd.core.spec import MAX_DEFINITION_BYTES, SpecError, WorkflowSpec, parse_input, parse_workflow
 from beamflowd.core.state import SCHEMA_VERSION, Result, spec_digest
 from beamflowd.raft import ProposeError, Proposer, ReplicatedState
-from beamflowd.steps import durable_delay_ms
 
 _CLOSING_EVENTS = frozenset({"completed", "failed", "cancelled"})
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
@@ -102,9 +101,7 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):  # type: ignore[misc]
             "ts": now,
             "node": self.node_id,
             # Root steps start in the same entry: one round trip less per workflow.
-            "start": first_starts(
-                spec, lambda _: "pending", {"input": workflow_input, "steps": {}}, now, durable_delay_ms
-            ),
+            "start": first_starts(spec, lambda _: "pending", {"input": workflow_input, "steps": {}}, now),
         }
         result = await self._propose(context, cmd)
         if not result.ok:

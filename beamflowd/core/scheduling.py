@@ -7,6 +7,7 @@ from typing import Any
 
 from beamflowd.core.expressions import resolve
 from beamflowd.core.spec import StepSpec, WorkflowSpec
+from beamflowd.core.step_params import durable_delay_ms
 
 
 def ready_steps(spec: WorkflowSpec, status_of: Callable[[str], str]) -> list[StepSpec]:
@@ -18,18 +19,13 @@ def ready_steps(spec: WorkflowSpec, status_of: Callable[[str], str]) -> list[Ste
     ]
 
 
-#: How long a step kind's first attempt waits (a durable timer), from its resolved parameters; ``None``
-#: or 0 to run at once. The step kinds live on the I/O side, so the caller passes their rule in.
-DelayOf = Callable[[str, Mapping[str, Any]], "int | None"]
-
-
-def wake_time(step: StepSpec, scope: Mapping[str, Any], now_ms: int, delay_of: DelayOf) -> int:
+def wake_time(step: StepSpec, scope: Mapping[str, Any], now_ms: int) -> int:
     """Committed wake-up time of a durable timer (sleep), or 0 to run at once.
 
     A duration that cannot be resolved yields 0: the attempt then runs and fails with the kind's message.
     """
     try:
-        delay = delay_of(step.run, resolve(step.params, scope))
+        delay = durable_delay_ms(step.run, resolve(step.params, scope))
     except ValueError:
         return 0
     return now_ms + delay if delay else 0
@@ -40,7 +36,6 @@ def first_starts(
     status_of: Callable[[str], str],
     scope: Mapping[str, Any],
     now_ms: int,
-    delay_of: DelayOf,
 ) -> list[list[Any]]:
     """``[[step_id, wake_ms], ...]`` for steps ready now: carried in submit/succeed commands."""
-    return [[step.id, wake_time(step, scope, now_ms, delay_of)] for step in ready_steps(spec, status_of)]
+    return [[step.id, wake_time(step, scope, now_ms)] for step in ready_steps(spec, status_of)]

@@ -18,6 +18,7 @@ import yaml
 
 from beamflowd.core import expressions
 from beamflowd.core.durations import parse_duration
+from beamflowd.core.step_params import STEP_KIND_NAMES, ParamError, validate_params
 
 MAX_DEFINITION_BYTES = 256 * 1024
 MAX_INPUT_BYTES = 64 * 1024
@@ -418,19 +419,14 @@ def _check_expressions(params: Mapping[str, Any], err: _Errors, *, step: str) ->
 
 
 def _validate_params(kind_name: str, params: Mapping[str, Any], err: _Errors, *, step: str) -> None:
-    # Imported lazily: step kinds pull in httpx and friends, and the parser must stay cheap to import.
-    from beamflowd.steps import STEP_KINDS
-    from beamflowd.steps.base import ParamError
-
-    kind = STEP_KINDS.get(kind_name)
-    if kind is None:
+    if kind_name not in STEP_KIND_NAMES:
         err.fail(
-            f"unknown step kind {_short(kind_name)} (known: {', '.join(sorted(STEP_KINDS))})",
+            f"unknown step kind {_short(kind_name)} (known: {', '.join(STEP_KIND_NAMES)})",
             step=step,
             field="run",
         )
     try:
-        kind.validate(params)
+        validate_params(kind_name, params)
     except ParamError as exc:
         err.fail(exc.message, step=step, field=f"with.{exc.field}")
 

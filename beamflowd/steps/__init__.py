@@ -1,14 +1,12 @@
-"""Step kinds by name: the engine looks a step's ``uses`` up here (one module per kind)."""
+"""Step kinds by name: the engine looks a step's ``run`` up here to run an attempt (one module per kind)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Any
 
 from beamflowd.steps.base import (
     MAX_OUTPUT_BYTES,
-    ParamError,
     PermanentError,
     StepContext,
     StepError,
@@ -28,20 +26,13 @@ _KINDS: tuple[StepKind, ...] = (NoopStep(), SleepStep(), DemoStep(), PythonStep(
 STEP_KINDS: Mapping[str, StepKind] = MappingProxyType({kind.name: kind for kind in _KINDS})
 
 
-def durable_delay_ms(kind: str, params: Mapping[str, Any]) -> int | None:
-    """The durable timer of ``kind`` for resolved ``params`` (the rule the core's scheduling asks for)."""
-    return STEP_KINDS[kind].durable_delay_ms(params)
-
-
 __all__ = [
     "MAX_OUTPUT_BYTES",
     "STEP_KINDS",
-    "ParamError",
     "PermanentError",
     "StepContext",
     "StepError",
     "StepKind",
     "aclose_http_client",
-    "durable_delay_ms",
     "encode_output",
 ]

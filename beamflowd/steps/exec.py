@@ -9,34 +9,19 @@ import signal
 from collections.abc import Mapping
 from typing import Any
 
+from beamflowd.core.step_params import ParamError, parse_exec
 from beamflowd.steps.base import (
-    ParamError,
-    Params,
     PermanentError,
     StepContext,
     StepError,
     param_error_to_step_error,
 )
 
-_ALLOWED = ("argv", "env", "cwd")
 #: Stdout kept in the output (the rest is read and dropped so the child never blocks on a full pipe).
 MAX_STDOUT_BYTES = 16 * 1024
 #: Stderr tail kept for the error message of a failed run.
 MAX_STDERR_BYTES = 2 * 1024
 _CHUNK = 64 * 1024
-
-
-def _parse(
-    params: Mapping[str, Any], *, resolved: bool
-) -> tuple[list[str] | None, dict[str, str] | None, str | None]:
-    p = Params(ExecStep.name, params, allowed=_ALLOWED, required=("argv",), resolved=resolved)
-    argv = p.str_list("argv", non_empty=True)
-    if argv is not None and not argv[0]:
-        raise ParamError("argv[0]", "the program must not be empty")
-    cwd = p.text("cwd")
-    if cwd is not None and not cwd:
-        raise ParamError("cwd", "must not be empty")
-    return argv, p.str_mapping("env"), cwd
 
 
 async def _read_head(stream: asyncio.StreamReader, limit: int) -> tuple[bytes, bool]:
@@ -74,19 +59,13 @@ class ExecStep:
 
     name = "exec"
 
-    def validate(self, params: Mapping[str, Any]) -> None:
-        _parse(params, resolved=False)
-
-    def durable_delay_ms(self, params: Mapping[str, Any]) -> int | None:
-        return None
-
     async def run(self, ctx: StepContext, params: Mapping[str, Any]) -> Any:
         if not ctx.allow_exec:
             raise PermanentError(
                 f"exec steps are disabled on node {ctx.node_id}: set allow_exec = true in its config"
             )
         try:
-            argv, extra_env, cwd = _parse(params, resolved=True)
+            argv, extra_env, cwd = parse_exec(params, resolved=True)
         except ParamError as exc:
             raise param_error_to_step_error(exc) from None
         assert argv is not None

@@ -4,23 +4,18 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 
+from beamflowd.core.step_params import ParamError, parse_http
 from beamflowd.steps.base import (
-    ParamError,
-    Params,
     PermanentError,
     StepContext,
     StepError,
     param_error_to_step_error,
 )
 
-_ALLOWED = ("method", "url", "headers", "json", "expect_status")
-_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 #: Statuses worth retrying: the server is overloaded, throttling us, or timed out.
 _RETRYABLE_4XX = (408, 429)
 _BODY_IN_ERROR = 300
@@ -28,34 +23,6 @@ _BODY_IN_ERROR = 300
 # One client per process (connection pooling across all workflows), bound to the loop that created it.
 _client: httpx.AsyncClient | None = None
 _client_loop: asyncio.AbstractEventLoop | None = None
-
-
-@dataclass(frozen=True)
-class _Config:
-    method: str | None
-    url: str | None
-    headers: dict[str, str] | None
-    expect_status: list[int] | None
-
-
-def _parse(params: Mapping[str, Any], *, resolved: bool) -> _Config:
-    p = Params(HttpStep.name, params, allowed=_ALLOWED, required=("url",), resolved=resolved)
-    method = p.text("method", "GET")
-    if method is not None:
-        method = method.upper()
-        if method not in _METHODS:
-            raise ParamError("method", f"unsupported method {method!r}; allowed: {', '.join(_METHODS)}")
-    url = p.text("url")
-    if url is not None:
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ParamError("url", f"expected an absolute http:// or https:// URL, got {url!r}")
-    return _Config(
-        method=method,
-        url=url,
-        headers=p.str_mapping("headers"),
-        expect_status=p.int_list("expect_status", lo=100, hi=599),
-    )
 
 
 def _client_for_loop() -> httpx.AsyncClient:
@@ -90,15 +57,9 @@ class HttpStep:
 
     name = "http"
 
-    def validate(self, params: Mapping[str, Any]) -> None:
-        _parse(params, resolved=False)
-
-    def durable_delay_ms(self, params: Mapping[str, Any]) -> int | None:
-        return None
-
     async def run(self, ctx: StepContext, params: Mapping[str, Any]) -> Any:
         try:
-            cfg = _parse(params, resolved=True)
+            cfg = parse_http(params, resolved=True)
         except ParamError as exc:
             raise param_error_to_step_error(exc) from None
         assert cfg.method is not None and cfg.url is not None

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from beamflowd.steps.base import Params, StepContext
+from beamflowd.steps.base import StepContext
 
 
 class NoopStep:
@@ -13,11 +13,5 @@ class NoopStep:
 
     name = "noop"
 
-    def validate(self, params: Mapping[str, Any]) -> None:
-        Params(self.name, params, allowed=(), resolved=False)
-
     async def run(self, ctx: StepContext, params: Mapping[str, Any]) -> Any:
-        return None
-
-    def durable_delay_ms(self, params: Mapping[str, Any]) -> int | None:
         return None

@@ -6,33 +6,19 @@ import asyncio
 import dataclasses
 import importlib
 import inspect
-import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from beamflowd.core.step_params import ParamError, parse_python
 from beamflowd.steps.base import (
-    ParamError,
-    Params,
     PermanentError,
     StepContext,
     StepError,
     param_error_to_step_error,
 )
 
-_ALLOWED = ("function", "args")
-_IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
-_FUNCTION_RE = re.compile(rf"^{_IDENT}(\.{_IDENT})*:{_IDENT}(\.{_IDENT})*$")
-
 #: Resolved functions by spec: importing is slow and done once per process.
 _functions: dict[str, Callable[..., Any]] = {}
-
-
-def _parse(params: Mapping[str, Any], *, resolved: bool) -> tuple[str | None, Mapping[str, Any] | None]:
-    p = Params(PythonStep.name, params, allowed=_ALLOWED, required=("function",), resolved=resolved)
-    function = p.text("function")
-    if function is not None and not _FUNCTION_RE.match(function):
-        raise ParamError("function", f"expected 'package.module:function', got {function!r}")
-    return function, p.mapping("args")
 
 
 def _resolve(spec: str) -> Callable[..., Any]:
@@ -54,15 +40,9 @@ class PythonStep:
 
     name = "python"
 
-    def validate(self, params: Mapping[str, Any]) -> None:
-        _parse(params, resolved=False)
-
-    def durable_delay_ms(self, params: Mapping[str, Any]) -> int | None:
-        return None
-
     async def run(self, ctx: StepContext, params: Mapping[str, Any]) -> Any:
         try:
-            spec, args = _parse(params, resolved=True)
+            spec, args = parse_python(params, resolved=True)
         except ParamError as exc:
             raise param_error_to_step_error(exc) from None
         assert spec is not None

@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
+from beamflowd.core.step_params import STEP_KIND_NAMES, ParamError, durable_delay_ms, validate_params
 from beamflowd.steps import STEP_KINDS, aclose_http_client
 from beamflowd.steps.base import (
     MAX_OUTPUT_BYTES,
-    ParamError,
     PermanentError,
     StepContext,
     StepError,
@@ -40,19 +40,18 @@ def make_ctx(*, allow_exec: bool = False, attempt: int = 1, input: Any = None) -
 
 
 def run(kind: str, params: Mapping[str, Any], ctx: StepContext | None = None) -> Any:
-    step = STEP_KINDS[kind]
-    step.validate(params)
-    return asyncio.run(step.run(ctx or make_ctx(), params))
+    validate_params(kind, params)
+    return asyncio.run(STEP_KINDS[kind].run(ctx or make_ctx(), params))
 
 
 def invalid(kind: str, params: Any) -> ParamError:
     with pytest.raises(ParamError) as info:
-        STEP_KINDS[kind].validate(params)
+        validate_params(kind, params)
     return info.value
 
 
 def test_registry_has_all_kinds() -> None:
-    assert set(STEP_KINDS) == {"noop", "sleep", "demo", "python", "http", "exec"}
+    assert set(STEP_KINDS) == {"noop", "sleep", "demo", "python", "http", "exec"} == set(STEP_KIND_NAMES)
     for name, kind in STEP_KINDS.items():
         assert kind.name == name
 
@@ -107,12 +106,12 @@ def test_bad_literals(kind: str, params: dict[str, Any], field: str) -> None:
 
 def test_expressions_skip_type_checks() -> None:
     expr = "${{ input.x }}"
-    STEP_KINDS["sleep"].validate({"duration": expr})
-    STEP_KINDS["demo"].validate({"failure_rate": expr, "min_latency": expr})
-    STEP_KINDS["http"].validate({"url": expr, "headers": expr, "expect_status": [200, expr]})
-    STEP_KINDS["exec"].validate({"argv": expr})
-    STEP_KINDS["exec"].validate({"argv": ["echo", expr]})
-    STEP_KINDS["python"].validate({"function": expr})
+    validate_params("sleep", {"duration": expr})
+    validate_params("demo", {"failure_rate": expr, "min_latency": expr})
+    validate_params("http", {"url": expr, "headers": expr, "expect_status": [200, expr]})
+    validate_params("exec", {"argv": expr})
+    validate_params("exec", {"argv": ["echo", expr]})
+    validate_params("python", {"function": expr})
 
 
 def test_params_must_be_a_mapping() -> None:
@@ -124,13 +123,13 @@ def test_params_must_be_a_mapping() -> None:
 
 def test_noop() -> None:
     assert run("noop", {}) is None
-    assert STEP_KINDS["noop"].durable_delay_ms({}) is None
+    assert durable_delay_ms("noop", {}) is None
 
 
 def test_sleep_is_durable() -> None:
-    assert STEP_KINDS["sleep"].durable_delay_ms({"duration": "1.5s"}) == 1500
+    assert durable_delay_ms("sleep", {"duration": "1.5s"}) == 1500
     assert run("sleep", {"duration": "2h"}) == {"slept_ms": 7_200_000}  # returns at once
-    assert STEP_KINDS["demo"].durable_delay_ms({}) is None
+    assert durable_delay_ms("demo", {}) is None
 
 
 def test_demo_success_default_and_custom_output() -> None:
@@ -246,7 +245,7 @@ def server() -> Iterator[str]:
 def run_http(params: Mapping[str, Any]) -> Any:
     async def go() -> Any:
         try:
-            STEP_KINDS["http"].validate(params)
+            validate_params("http", params)
             return await STEP_KINDS["http"].run(make_ctx(), params)
         finally:
             await aclose_http_client()
