@@ -11,6 +11,7 @@ when step 7 finally runs: the parser uses them to prove every referenced step is
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
@@ -83,13 +84,66 @@ def _one_line(err: Exception) -> str:
     return " ".join(str(err).split())
 
 
-@lru_cache(maxsize=4096)
-def _compile_template(text: str) -> _Template:
-    """Split ``text`` into literals and expressions.
+#: Templates up to this size are cached by text; longer ones are compiled each time (the cache must not be a
+#: way to pin hundreds of MiB of definition text in memory).
+CACHED_TEMPLATE_CHARS_MAX = 4_096
+_QUOTES = frozenset("'\"`")
+_SIGNIFICANT = re.compile(r"[{}'\"`\\]")
 
-    An expression may itself contain ``}}`` (``{a: {b: c}}``), so for each ``${{`` we try successive ``}}``
-    until the enclosed text compiles; if none does, we report the error for the shortest candidate.
+
+def _expression_end(text: str, body_start: int) -> int:
+    """Index of the ``}}`` that closes the expression starting at ``body_start``, in one linear pass.
+
+    Braces of JMESPath multi-select hashes (``{a: {b: c}}``) nest, and anything goes inside its three kinds
+    of quotes (``'raw'``, ``"identifier"``, a backquoted literal; backslash escapes), so the first ``}}`` at
+    brace depth 0 outside quotes closes it. Scanning stops past :data:`MAX_EXPRESSION_CHARS`, so a definition
+    full of ``}}`` costs time linear in its size rather than one compile per candidate end.
     """
+    depth = 0
+    quote = ""
+    limit = min(len(text), body_start + MAX_EXPRESSION_CHARS + 2 * len(_CLOSE))
+    i = body_start
+    # Jump from one character that matters to the next (the regex engine skips the rest in C).
+    while (found := _SIGNIFICANT.search(text, i, limit)) is not None:
+        i = found.start()
+        ch = text[i]
+        if quote:
+            if ch == "\\":
+                i += 2
+                continue
+            if ch == quote:
+                quote = ""
+        elif ch in _QUOTES:
+            quote = ch
+        elif ch == "{":
+            depth += 1
+        elif ch == "}":
+            if depth == 0 and text.startswith(_CLOSE, i):
+                return i
+            depth = max(0, depth - 1)
+        i += 1
+    if limit < len(text):
+        raise ExpressionError(
+            f"expression '${{{{ {text[body_start : body_start + 40].strip()}... }}}}' is longer than"
+            f" {MAX_EXPRESSION_CHARS} characters, or its closing '}}}}' is missing"
+        )
+    raise ExpressionError(
+        f"unterminated expression in {_excerpt(text)}: '${{{{' without a closing '}}}}' (outside quotes)"
+    )
+
+
+def _excerpt(text: str) -> str:
+    return repr(text) if len(text) <= 80 else repr(text[:77] + "...")
+
+
+def _compile_template(text: str) -> _Template:
+    if len(text) <= CACHED_TEMPLATE_CHARS_MAX:
+        return _compile_template_cached(text)
+    return _compile_template_uncached(text)
+
+
+def _compile_template_uncached(text: str) -> _Template:
+    """Split ``text`` into literals and expressions: linear in ``len(text)``."""
     parts: list[str | jmespath.parser.ParsedResult] = []
     sources: list[str] = []
     pos = 0
@@ -97,22 +151,8 @@ def _compile_template(text: str) -> _Template:
         if start > pos:
             parts.append(text[pos:start])
         body_start = start + len(_OPEN)
-        end = text.find(_CLOSE, body_start)
-        if end == -1:
-            raise ExpressionError(f"unterminated expression in {text!r}: '${{{{' without a closing '}}}}'")
-        first_error: ExpressionError | None = None
-        compiled: jmespath.parser.ParsedResult | None = None
-        while end != -1:
-            try:
-                compiled = _parse_expression(text[body_start:end])
-                break
-            except ExpressionError as err:
-                first_error = first_error or err
-                end = text.find(_CLOSE, end + 1)
-        if compiled is None:
-            assert first_error is not None
-            raise first_error
-        parts.append(compiled)
+        end = _expression_end(text, body_start)
+        parts.append(_parse_expression(text[body_start:end]))
         sources.append(text[body_start:end].strip())
         pos = end + len(_CLOSE)
     if pos < len(text):
@@ -121,6 +161,9 @@ def _compile_template(text: str) -> _Template:
     if whole:
         parts = [p for p in parts if not isinstance(p, str)]
     return _Template(parts=tuple(parts), whole=whole, sources=tuple(sources))
+
+
+_compile_template_cached = lru_cache(maxsize=4096)(_compile_template_uncached)
 
 
 def _walk_strings(value: object) -> list[str]:
@@ -139,6 +182,15 @@ def _walk_strings(value: object) -> list[str]:
     return found
 
 
+def expression_load(value: object) -> tuple[int, int]:
+    """``(expressions, characters)`` in the strings of ``value`` that hold expressions.
+
+    Cheap to compute, and checked against limits before anything is compiled: JMESPath compiles a few MB/s.
+    """
+    texts = _walk_strings(value)
+    return sum(text.count(_OPEN) for text in texts), sum(len(text) for text in texts)
+
+
 def compile_all(value: object) -> None:
     """Syntax-check every expression in ``value``; raise ExpressionError on the first bad one."""
     for text in _walk_strings(value):
@@ -155,8 +207,15 @@ def referenced_steps(value: object) -> set[str]:
     for text in _walk_strings(value):
         template = _compile_template(text)
         for source in template.sources:
-            _collect_refs(_parse_expression(source).parsed, source, refs)
+            refs |= _refs_of(source)
     return refs
+
+
+@lru_cache(maxsize=4096)
+def _refs_of(source: str) -> frozenset[str]:
+    refs: set[str] = set()
+    _collect_refs(_parse_expression(source).parsed, source, refs)
+    return frozenset(refs)
 
 
 def _collect_refs(node: Mapping[str, Any], source: str, refs: set[str]) -> None:

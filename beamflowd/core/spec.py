@@ -29,6 +29,11 @@ MAX_PARAM_DEPTH = 32
 MAX_PARAM_NODES = 50_000
 MAX_DESCRIPTION_CHARS = 4_096
 MAX_ERROR_CLASS_CHARS = 64
+#: Expressions in one definition. Each costs a JMESPath compile (~50-100 us), so this bounds validation
+#: time (tests/bench/validation.py); real definitions have dozens.
+MAX_EXPRESSIONS = 500
+#: Characters of strings holding expressions, per definition (JMESPath compiles a few MB/s).
+MAX_EXPRESSION_TEXT_CHARS = 64 * 1024
 
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,127}$")
 _STEP_ID = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
@@ -188,6 +193,9 @@ class _Errors:
 
     def __init__(self, source: str) -> None:
         self.source = source
+        #: Expressions seen so far in this definition (bounded by MAX_EXPRESSIONS).
+        self.expressions = 0
+        self.expression_chars = 0
 
     def fail(self, reason: str, *, step: str | None = None, field: str | None = None) -> NoReturn:
         raise SpecError(source=self.source, reason=reason, step=step, field=field)
@@ -409,8 +417,18 @@ def _check_expressions(params: Mapping[str, Any], err: _Errors, *, step: str) ->
     """Compile every expression; return the steps they read, each with the first param that reads it."""
     refs: dict[str, str] = {}
     for key, value in params.items():
+        count, chars = expressions.expression_load(value)
+        err.expressions += count
+        err.expression_chars += chars
+        if err.expressions > MAX_EXPRESSIONS or err.expression_chars > MAX_EXPRESSION_TEXT_CHARS:
+            err.fail(
+                f"more than {MAX_EXPRESSIONS} expressions or {MAX_EXPRESSION_TEXT_CHARS} characters of"
+                " strings with expressions in this definition (move the logic into a python step)",
+                step=step,
+                field=f"with.{key}",
+            )
         try:
-            expressions.compile_all(value)
+            # Compiles every expression too (one pass over a possibly large value).
             for ref in sorted(expressions.referenced_steps(value)):
                 refs.setdefault(ref, f"with.{key}")
         except expressions.ExpressionError as exc:

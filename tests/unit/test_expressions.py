@@ -6,7 +6,14 @@ from typing import Any
 
 import pytest
 
-from beamflowd.core.expressions import ExpressionError, compile_all, is_expression, referenced_steps, resolve
+from beamflowd.core.expressions import (
+    ExpressionError,
+    compile_all,
+    expression_load,
+    is_expression,
+    referenced_steps,
+    resolve,
+)
 
 SCOPE: dict[str, Any] = {
     "input": {"name": "Ada", "n": 3, "tags": ["a", "b"]},
@@ -79,3 +86,23 @@ def test_referenced_steps() -> None:
 def test_reading_all_steps_is_rejected(whole: str) -> None:
     with pytest.raises(ExpressionError, match="named step"):
         referenced_steps(whole)
+
+
+def test_closing_braces_inside_quotes_do_not_end_the_expression() -> None:
+    assert resolve("${{ join('}}', [input.name, 'x']) }}", SCOPE) == "Ada}}x"
+    assert resolve('${{ {"}}": input.n} }}', SCOPE) == {"}}": 3}
+    assert resolve('${{ `"}}"` }}!', SCOPE) == "}}!"
+
+
+def test_text_after_an_expression_may_hold_closing_braces() -> None:
+    assert resolve("${{ input.name }}}}", SCOPE) == "Ada}}"
+
+
+def test_an_expression_longer_than_the_limit_is_refused_without_scanning_on() -> None:
+    text = "${{ {a: b" + " " * 2_000 + "}}" * 50_000
+    with pytest.raises(ExpressionError, match="longer than"):
+        compile_all(text)
+
+
+def test_expression_load_counts_before_compiling() -> None:
+    assert expression_load({"a": ["${{ x }} ${{ y }}", "plain"], "b": "${{ z"}) == (3, 22)

@@ -364,3 +364,19 @@ def test_back_edge_is_a_cycle(steps: list[dict[str, Any]], data: st.DataObject) 
     assert err.field == "needs" and "cycle in needs" in err.reason
     path = err.reason.split(": ", 1)[1].split(" -> ")
     assert path[0] == path[-1] and len(path) >= 3
+
+
+def test_too_many_expressions_are_refused_before_compiling() -> None:
+    many = " ".join(f"${{{{ input.a{i} }}}}" for i in range(501))
+    _assert_error(
+        _doc({"id": "a", "run": "demo", "with": {"output": many}}),
+        step="a",
+        field="with.output",
+        reason="more than 500 expressions",
+    )
+
+
+def test_a_definition_full_of_closing_braces_is_refused_with_the_field() -> None:
+    hostile = "${{ input.x " + "}}" * 100_000
+    err = _error(_doc({"id": "a", "run": "demo", "with": {"output": hostile}}))
+    assert (err.step, err.field) == ("a", "with.output")
