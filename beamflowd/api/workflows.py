@@ -4,23 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import re
 import secrets
 import time
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any
 
 import grpc
 
 from beamflowd.api import convert
+from beamflowd.api.definitions import DefinitionBusy, DefinitionCompiler
 from beamflowd.api.gen.beamflow.v1 import workflow_pb2 as pb
 from beamflowd.api.gen.beamflow.v1 import workflow_pb2_grpc as pb_grpc
 from beamflowd.changes import ChangeHub
 from beamflowd.core.scheduling import first_starts
-from beamflowd.core.spec import MAX_DEFINITION_BYTES, SpecError, WorkflowSpec, parse_input, parse_workflow
-from beamflowd.core.state import SCHEMA_VERSION, Result, spec_digest
+from beamflowd.core.spec import MAX_DEFINITION_BYTES, SpecError, parse_input
+from beamflowd.core.state import SCHEMA_VERSION, Result
 from beamflowd.raft import ProposeError, Proposer, ReplicatedState
 
 _CLOSING_EVENTS = frozenset({"completed", "failed", "cancelled"})
@@ -60,6 +59,7 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):  # type: ignore[misc]
         self.raft = raft
         self.proposer = proposer
         self.hub = hub
+        self.definitions = DefinitionCompiler()
 
     async def _propose(self, context: grpc.aio.ServicerContext, cmd: dict[str, object]) -> Result:
         try:
@@ -79,10 +79,13 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):  # type: ignore[misc]
                 f"{source}: definition is larger than the limit of {MAX_DEFINITION_BYTES} bytes",
             )
         try:
-            spec, spec_plain, spec_hash = compile_definition(request.definition, source)
+            compiled = await self.definitions.compile(request.definition, source)
             workflow_input = parse_input(request.input_json or "{}", source="input")
         except SpecError as exc:
             await _abort(context, "INVALID_ARGUMENT", str(exc))
+        except DefinitionBusy as exc:
+            await _abort(context, "RESOURCE_EXHAUSTED", str(exc))
+        spec, spec_plain, spec_hash = compiled.spec, compiled.plain, compiled.spec_hash
         if request.workflow_id and not _ID.match(request.workflow_id):
             await _abort(
                 context, "INVALID_ARGUMENT", "workflow_id: must match [A-Za-z0-9][A-Za-z0-9_.:-]{0,127}"
@@ -208,14 +211,6 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):  # type: ignore[misc]
                     await asyncio.wait_for(changed.wait(), WATCH_RECHECK_SECONDS)
         finally:
             self.hub.unsubscribe(wf_id, changed)
-
-
-@functools.lru_cache(maxsize=256)
-def compile_definition(text: str, source: str) -> tuple[WorkflowSpec, dict[str, Any], str]:
-    """Parse + validate once per distinct definition text (most submits repeat a few definitions)."""
-    spec = parse_workflow(text, source=source)
-    plain = spec.to_plain()
-    return spec, plain, spec_digest(plain)
 
 
 def _compact(input_json: str) -> str:

@@ -8,7 +8,7 @@ import time
 from types import SimpleNamespace
 from typing import Any
 
-from beamflowd.api.workflows import compile_definition
+from beamflowd.api.definitions import compile_definition
 from beamflowd.core.state import SCHEMA_VERSION, StateMachine
 from beamflowd.stats import RateHistory, StatsAggregator, Window
 
@@ -46,7 +46,8 @@ def test_durations_and_failures_come_from_the_new_events_of_touched_workflows() 
     loop = asyncio.new_event_loop()
     try:
         agg = StatsAggregator(raft, loop)  # type: ignore[arg-type]
-        _, plain, spec_hash = compile_definition(TWO_STEPS, "two.yaml")
+        compiled = compile_definition(TWO_STEPS, "two.yaml")
+        plain, spec_hash = compiled.plain, compiled.spec_hash
         t0 = int(time.time() * 1000) + 1000
         sm.apply(cmd("join", node="n1", raft="r", grpc="g", ts=t0))
         for i in range(10):
