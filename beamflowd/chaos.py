@@ -48,7 +48,12 @@ FORWARDED = "x-beamflow-chaos-forwarded"
 PEER_TIMEOUT_S = 2.0
 #: The response leaves before the process dies or stops.
 SELF_ACTION_DELAY_S = 0.1
+#: A pause shorter than this could let the SIGCONT race ahead of the SIGSTOP and freeze the node for good.
+MIN_PAUSE_MS = 100
 MAX_PAUSE_MS = 600_000
+#: The resume helper repeats SIGCONT this many times, a second apart, after the first one: harmless to a
+#: running process, and it resumes one whose first SIGCONT was lost to a late SIGSTOP.
+PAUSE_RESUME_REPEATS = 3
 MAX_PARTITION_MS = 3_600_000
 COUNTER_KINDS = (
     "actor_crash",
@@ -64,6 +69,7 @@ COUNTER_KINDS = (
 CRASH_SAMPLE = 10
 
 
+
 class ChaosError(Exception):
     """A refused or failed chaos call; ``code`` is a gRPC status code name."""
 
@@ -71,6 +77,15 @@ class ChaosError(Exception):
         super().__init__(message)
         self.code = code
         self.message = message
+
+
+def check_pause_duration(duration_ms: int) -> None:
+    """Every path that pauses (direct, forwarded, recorded) checks the duration the same way."""
+    if not MIN_PAUSE_MS <= duration_ms <= MAX_PAUSE_MS:
+        raise ChaosError(
+            "INVALID_ARGUMENT",
+            f"duration: must be between {MIN_PAUSE_MS}ms and {MAX_PAUSE_MS // 60_000}m, got {duration_ms}ms",
+        )
 
 
 @dataclass(frozen=True)
@@ -286,27 +301,40 @@ class Chaos:
         asyncio.get_running_loop().call_later(SELF_ACTION_DELAY_S, os.kill, os.getpid(), signal.SIGKILL)
 
     def pause_self(self, duration_ms: int) -> int:
-        """SIGSTOP this process for ``duration_ms``; a detached ``sh`` helper sends SIGCONT. Returns until."""
+        """SIGSTOP this process for ``duration_ms``; a detached ``sh`` helper sends SIGCONT. Returns until.
+
+        The helper is started (and seen alive) before the SIGSTOP is even scheduled: nothing inside a stopped
+        process can resume it, so without a live helper there is no pause.
+        """
+        check_pause_duration(duration_ms)
+        seconds = (duration_ms / 1000) + SELF_ACTION_DELAY_S
+        resume = f"kill -CONT {os.getpid()}"
+        script = f"sleep {seconds:.3f}; {resume}" + f"; sleep 1; {resume}" * PAUSE_RESUME_REPEATS
+        try:
+            helper = subprocess.Popen(  # fixed argv, our own pid
+                ["/bin/sh", "-c", script],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+                close_fds=True,
+            )
+        except OSError as exc:
+            raise ChaosError("UNAVAILABLE", f"cannot start the resume helper, not pausing: {exc}") from None
+        if helper.poll() is not None:
+            raise ChaosError("UNAVAILABLE", "the resume helper exited at once, not pausing")
+        self._helpers.append(helper)
         until = self.pause_deadline(duration_ms)
         self.paused[self.node_id] = until
         self.count("node_pause")
         self._save_counters()
-        seconds = (duration_ms / 1000) + SELF_ACTION_DELAY_S
-        helper = subprocess.Popen(  # fixed argv, our own pid
-            ["/bin/sh", "-c", f"sleep {seconds:.3f}; kill -CONT {os.getpid()}"],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-            close_fds=True,
-        )
-        self._helpers.append(helper)
         log.warning("chaos: pausing this node (SIGSTOP) for %.1fs", duration_ms / 1000)
         asyncio.get_running_loop().call_later(SELF_ACTION_DELAY_S, os.kill, os.getpid(), signal.SIGSTOP)
         return until
 
     @staticmethod
     def pause_deadline(duration_ms: int) -> int:
+        check_pause_duration(duration_ms)
         return now_ms() + duration_ms + int(SELF_ACTION_DELAY_S * 1000)
 
     def note_pause(self, node_id: str, until_ms: int) -> None:
@@ -357,8 +385,7 @@ class Chaos:
     async def pause_node(self, node_id: str, duration_ms: int) -> int:
         if node_id not in self.member_ids():
             raise ChaosError("NOT_FOUND", f"node {node_id!r} is not a member")
-        if not 0 < duration_ms <= MAX_PAUSE_MS:
-            raise ChaosError("INVALID_ARGUMENT", f"duration: must be between 1ms and {MAX_PAUSE_MS // 1000}s")
+        check_pause_duration(duration_ms)
         self.note_pause(node_id, self.pause_deadline(duration_ms))
         others = [n for n in self.members() if n not in (node_id, self.node_id)]
         request = pb.PauseNodeRequest(node_id=node_id, duration_ms=duration_ms)

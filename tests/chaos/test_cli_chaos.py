@@ -7,10 +7,13 @@ import signal
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 from typer.testing import CliRunner
 
 from beamctl.main import app
+from beamflowd.api.gen.beamflow.v1 import chaos_pb2 as cpb
+from beamflowd.chaos import FORWARDED
 from tests.chaos.support import DevCluster, Endpoints, Load, beamctl_cmd, definition
 from tests.harness import Cluster
 
@@ -99,6 +102,17 @@ def test_every_chaos_command(chaos_cluster: Cluster, ends: Endpoints, tmp_path: 
         chaos_cluster.wait_until(gentle, 5, f"{node} to apply the monkey setting")
     assert "monkey off" in ok(beamctl(e, "chaos", "monkey", "off")).stdout
     assert status_json(e)["monkey"]["enabled"] is False
+
+    # pause durations are bounded on every path, forwarded ones included (a 0 ms pause could lose its SIGCONT)
+    for duration_ms, forwarded in ((0, ""), (50, "1"), (50, "record"), (600_001, "1")):
+        metadata = ((FORWARDED, forwarded),) if forwarded else ()
+        with pytest.raises(grpc.RpcError) as info:
+            ends.chaos("n3").PauseNode(
+                cpb.PauseNodeRequest(node_id="n3", duration_ms=duration_ms), metadata=metadata, timeout=5
+            )
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT, (duration_ms, forwarded)
+        assert "duration" in (info.value.details() or "")
+    assert chaos_cluster.is_serving("n3", timeout=2)
 
     # pause-node: the node stops answering, status (from another node) lists it, then it is back
     ok(beamctl(e, "chaos", "pause-node", "n3", "--for", "2s"))
