@@ -281,8 +281,8 @@ def load(
         if record_file is not None:
             record_file.close()
     data = run.summary(waited=wait)
-    if output_format(ctx, fmt) == "json":
-        output.emit_json(data)
+    if (out := output_format(ctx, fmt)) in output.DATA_FORMATS:
+        output.emit_data(data, out)
     else:
         render_summary(data)
     if not run.acknowledged:

@@ -51,11 +51,12 @@ def _duration(value: str | None, flag: str) -> int:
 
 
 def _emit(ctx: typer.Context, fmt: output.OutputFormat | None, message: Any, text: str) -> None:
-    if output_format(ctx, fmt) == "json":
-        output.emit_json(
+    if (out := output_format(ctx, fmt)) in output.DATA_FORMATS:
+        output.emit_data(
             MessageToDict(
                 message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
-            )
+            ),
+            out,
         )
     else:
         output.line(text)
@@ -218,7 +219,7 @@ def status(ctx: typer.Context, fmt: OutputOption = None) -> None:
     response: pb.GetChaosStatusResponse = _call(
         ctx, "chaos status", "GetChaosStatus", pb.GetChaosStatusRequest()
     )
-    if output_format(ctx, fmt) == "json":
+    if output_format(ctx, fmt) in output.DATA_FORMATS:
         _emit(ctx, fmt, response, "")
         return
     now = int(time.time() * 1000)
@@ -295,8 +296,8 @@ def verify(
                 raise
 
         verdict = checker.verify(ids, get, client.cluster_status, wait_s=wait_ms / 1000, expected_nodes=nodes)
-    if output_format(ctx, fmt) == "json":
-        output.emit_json(verdict.to_dict())
+    if (out := output_format(ctx, fmt)) in output.DATA_FORMATS:
+        output.emit_data(verdict.to_dict(), out)
     else:
         output.line(verdict.summary())
     if not verdict.ok:

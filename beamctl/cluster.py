@@ -30,7 +30,7 @@ def status(
     with Client.from_settings(settings_of(ctx)) as client:
         response = client.cluster_status()
     data = output.cluster_to_dict(response)
-    if output_format(ctx, fmt) == "json":
-        output.emit_json(data)
+    if (out := output_format(ctx, fmt)) in output.DATA_FORMATS:
+        output.emit_data(data, out)
     else:
         output.render_cluster(data)

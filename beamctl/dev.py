@@ -373,8 +373,8 @@ def status(d: DirOption = Path(DEFAULT_DIR), fmt: output.OutputOption = None) ->
             }
         )
     data = {"dir": str(d), "supervisor_pid": pid, "endpoints": endpoints_of(layout), "nodes": rows}
-    if fmt is not None and fmt.value == "json":
-        output.emit_json(data)
+    if fmt is not None and fmt.value in output.DATA_FORMATS:
+        output.emit_data(data, fmt.value)
         return
     output.line(f"supervisor: {'pid ' + str(pid) if pid else 'not running'} ({d})")
     for r in rows:

@@ -27,6 +27,11 @@ class OutputFormat(enum.StrEnum):
 
     table = "table"
     json = "json"
+    yaml = "yaml"
+
+
+#: Formats for scripts: one document with every field, no decoration.
+DATA_FORMATS = frozenset({"json", "yaml"})
 
 
 OutputOption = Annotated[
@@ -200,15 +205,27 @@ def console(*, stderr: bool = False) -> Console:
     return Console(file=file, width=width, highlight=False, soft_wrap=False)
 
 
-def emit_json(value: Any) -> None:
-    """Exactly one JSON document on stdout, nothing else."""
-    sys.stdout.write(json.dumps(value, indent=2) + "\n")
+def emit_data(value: Any, fmt: str) -> None:
+    """Exactly one JSON or YAML document on stdout, nothing else."""
+    if fmt == "yaml":
+        import yaml  # only `-o yaml` pays for it
+
+        text = yaml.safe_dump(value, sort_keys=False, allow_unicode=True, default_flow_style=False)
+    else:
+        text = json.dumps(value, indent=2) + "\n"
+    sys.stdout.write(text)
     sys.stdout.flush()
 
 
-def emit_json_line(value: Any) -> None:
-    """One compact JSON object per line (``watch -o json``)."""
-    sys.stdout.write(json.dumps(value, separators=(",", ":")) + "\n")
+def emit_data_line(value: Any, fmt: str) -> None:
+    """One record of a stream (``watch``): a compact JSON line, or a YAML document after ``---``."""
+    if fmt == "yaml":
+        import yaml
+
+        text = "---\n" + yaml.safe_dump(value, sort_keys=False, allow_unicode=True)
+    else:
+        text = json.dumps(value, separators=(",", ":")) + "\n"
+    sys.stdout.write(text)
     sys.stdout.flush()
 
 

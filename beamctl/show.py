@@ -164,20 +164,21 @@ def show(
     Example: beamctl workflow show wf-0192... --follow
     """
     settings = settings_of(ctx)
-    as_json = output_format(ctx, fmt) == "json"
+    out = output_format(ctx, fmt)
+    as_data = out in output.DATA_FORMATS
     with Client.from_settings(settings) as client:
         t = _fetch(client, workflow_id)
         if follow and t["status"] == "running":
             console = output.console()
-            with Live(render_timeline(t), console=console, auto_refresh=False, transient=as_json) as live:
+            with Live(render_timeline(t), console=console, auto_refresh=False, transient=as_data) as live:
                 for _ in client.watch_workflow(workflow_id):  # ends with the workflow (bounded by the watch)
                     t = _fetch(client, workflow_id)
                     live.update(render_timeline(t), refresh=True)
             t = _fetch(client, workflow_id)
-            if as_json:
-                output.emit_json(t)
-        elif as_json:
-            output.emit_json(t)
+            if as_data:
+                output.emit_data(t, out)
+        elif as_data:
+            output.emit_data(t, out)
         else:
             output.console().print(render_timeline(t))
     if follow and t["status"] != "succeeded":

@@ -179,8 +179,8 @@ def top(
     settings = settings_of(ctx)
     if once:
         data = snapshot_to_dict(get_snapshot(settings, events))
-        if output_format(ctx, fmt) == "json":
-            output.emit_json(data)
+        if (out := output_format(ctx, fmt)) in output.DATA_FORMATS:
+            output.emit_data(data, out)
         else:
             console = output.console()
             console.print(render(data, ViewState(status="once"), width=console.width))

@@ -179,16 +179,16 @@ def submit(
             "existing": response.existing,
         }
         if not wait:
-            if out == "json":
-                output.emit_json(submitted)
+            if out in output.DATA_FORMATS:
+                output.emit_data(submitted, out)
             else:
                 _print_submitted(submitted)
             return
-        if out == "json":
+        if out in output.DATA_FORMATS:
             final = follow(client, response.workflow_id, deadline, lambda _event: None)
             data = output.workflow_to_dict(final.workflow, final.events)
             data["existing"] = response.existing
-            output.emit_json(data)
+            output.emit_data(data, out)
         else:
             _print_submitted(submitted)
             final = follow(
@@ -217,8 +217,8 @@ def get(
     with Client.from_settings(settings_of(ctx)) as client:
         response = client.get_workflow(workflow_id)
     data = output.workflow_to_dict(response.workflow, response.events)
-    if output_format(ctx, fmt) == "json":
-        output.emit_json(data)
+    if (out := output_format(ctx, fmt)) in output.DATA_FORMATS:
+        output.emit_data(data, out)
     else:
         output.render_workflow(data)
 
@@ -264,8 +264,8 @@ def list_(
                 break
     if not all_pages:
         rows = rows[:limit]
-    if output_format(ctx, fmt) == "json":
-        output.emit_json({"workflows": rows, "total_matching": total, "next_page_token": token})
+    if (out := output_format(ctx, fmt)) in output.DATA_FORMATS:
+        output.emit_data({"workflows": rows, "total_matching": total, "next_page_token": token}, out)
     else:
         output.render_workflow_list(rows, total, bool(token))
 
@@ -288,14 +288,14 @@ def watch(
     out = output_format(ctx, fmt)
 
     def show(event: dict[str, Any]) -> None:
-        if out == "json":
-            output.emit_json_line(event)
+        if out in output.DATA_FORMATS:
+            output.emit_data_line(event, out)
         else:
             output.line(output.event_line(event))
 
     with Client.from_settings(settings_of(ctx)) as client:
         final = follow(client, workflow_id, wait_deadline(timeout_wait), show)
-    if out != "json":
+    if out not in output.DATA_FORMATS:
         status = output.workflow_status(final.workflow.status)
         error = f": {final.workflow.error}" if final.workflow.error else ""
         output.line(f"Workflow {workflow_id} {status}{error}")
@@ -320,14 +320,15 @@ def cancel(
     with Client.from_settings(settings_of(ctx)) as client:
         response = client.cancel_workflow(request)
     status = output.workflow_status(response.workflow.status)
-    if output_format(ctx, fmt) == "json":
-        output.emit_json(
+    if (out := output_format(ctx, fmt)) in output.DATA_FORMATS:
+        output.emit_data(
             {
                 "workflow_id": workflow_id,
                 "cancelled": response.cancelled,
                 "status": status,
                 "workflow": output.workflow_to_dict(response.workflow),
-            }
+            },
+            out,
         )
     elif response.cancelled:
         output.line(f"Workflow {workflow_id} cancelled")

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from beamctl.main import app
@@ -73,6 +74,9 @@ def test_submit_wait_hello_succeeds_and_get_shows_it(cluster: Cluster) -> None:
     assert all(step["status"] == "succeeded" and step["attempts"] >= 1 for step in steps.values())
     assert steps["greet"]["kind"] == "demo"
     assert "Ada" in json.dumps(steps["greet"]["output"])
+    # -o yaml carries the same document as -o json
+    as_yaml = yaml.safe_load(ok(beamctl(cluster, "workflow", "get", workflow_id, "-o", "yaml")).stdout)
+    assert as_yaml == data
     assert steps["pause"]["needs"] == ["greet"]
     for step in steps.values():
         for key in ("error", "error_class", "start_time", "end_time", "next_attempt_time"):

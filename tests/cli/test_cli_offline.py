@@ -67,6 +67,12 @@ def test_help(command: list[str]) -> None:
         assert "Example:" in result.stdout
 
 
+def test_shell_completion_script_is_offered() -> None:
+    result = invoke("--show-completion", "bash")
+    assert result.exit_code == 0, result.output
+    assert "_beamctl_completion" in result.stdout and "complete" in result.stdout
+
+
 def test_root_help_documents_exit_codes() -> None:
     result = invoke("--help")
     assert "Exit codes" in result.stdout
