@@ -183,7 +183,8 @@ class Actor:
             delay = (wake_ms - now_ms()) / 1000
             if delay > 0:
                 await asyncio.sleep(delay)
-        # Self-fencing: without a quorum for a lease, no new side effects start on this node.
+        # Self-fencing: without a quorum for a lease, no new side effects start on this node. This early
+        # wait keeps fenced attempts from taking slots; the decisive check is right before the body runs.
         await ex.quorum_ok.wait()
         async with ex.attempt_slots:
             cmd = await self._execute(view, step, attempt)
@@ -232,6 +233,9 @@ class Actor:
             # --- chaos hook (issue 4, beamflowd/chaos.py): injected latency, errors, timeouts; None when off
             if ex.step_faults is not None:
                 await ex.step_faults(view.id, step.id, attempt)
+            # Self-fencing at the last moment: the slot is held and nothing has touched the outside world yet.
+            while not ex.quorum_fresh():
+                await ex.quorum_ok.wait()
             output = await asyncio.wait_for(STEP_KINDS[step.run].run(ctx, params), timeout)
             encoded = encode_output(output)
             ts = now_ms()
@@ -285,6 +289,7 @@ class Executor:
         default_step_timeout: float,
         max_concurrent_attempts: int,
         quorum_ok: asyncio.Event,
+        quorum_fresh: Callable[[], bool] | None = None,
         max_restarts: int = 5,
         restart_window: float = 30.0,
     ) -> None:
@@ -295,6 +300,8 @@ class Executor:
         self.default_step_timeout = default_step_timeout
         self.attempt_slots = asyncio.Semaphore(max_concurrent_attempts)
         self.quorum_ok = quorum_ok
+        #: Checked right before a step body starts (the event alone may be one heartbeat interval stale).
+        self.quorum_fresh = quorum_fresh or quorum_ok.is_set
         self.max_restarts = max_restarts
         self.restart_window = restart_window
         self.actors: dict[str, Actor] = {}

@@ -45,6 +45,23 @@ class Liveness:
         self._declarations: set[asyncio.Task[None]] = set()
         self.fenced_since: float | None = None
 
+    def quorum_fresh(self) -> bool:
+        """Whether this node may start a side effect *now*.
+
+        ``quorum_ok`` is sampled once per heartbeat interval; an attempt checks the clock itself right
+        before its step body runs, so it never starts on a flag up to one interval stale.
+        """
+        now = time.monotonic()
+        if now - self.last_commit > self.lease - self.heartbeat_interval:
+            if self.quorum_ok.is_set():
+                self.quorum_ok.clear()
+                self.fenced_since = now
+                log.warning(
+                    "no quorum for %.1fs: fencing myself (no new step attempts)", now - self.last_commit
+                )
+            return False
+        return self.quorum_ok.is_set()
+
     def mark_committed(self, proposed_at: float | None = None) -> None:
         """A heartbeat committed. Count from when it was *proposed*: the leader's clock for this node starts
         no earlier than that, so this node fences itself no later than the leader declares it dead."""

@@ -83,6 +83,7 @@ class Node:
             default_step_timeout=config.default_step_timeout,
             max_concurrent_attempts=config.max_concurrent_attempts,
             quorum_ok=self.liveness.quorum_ok,
+            quorum_fresh=self.liveness.quorum_fresh,
             max_restarts=config.max_actor_restarts,
             restart_window=config.actor_restart_window,
         )
