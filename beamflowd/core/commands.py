@@ -42,6 +42,9 @@ SUPPORTED_VERSIONS: Final = (1,)
 #: Default bound on the workflows one ``gc`` command forgets, so one entry's apply time stays bounded.
 GC_BATCH_MAX: Final = 10_000
 
+#: How much of a bad value an error message quotes (an unknown op or field may be anything, of any size).
+QUOTE_CHARS_MAX: Final = 40
+
 #: ``(step_id, wake_ms)`` first attempts a command starts in the same entry (see :class:`Submit`).
 Starts = tuple[tuple[str, int], ...]
 
@@ -321,7 +324,7 @@ def _starts(value: Any) -> Starts:
     pairs = []
     for i, pair in enumerate(value):
         if type(pair) not in (list, tuple) or len(pair) != 2:
-            raise _Bad(f"[{i}]: expected [step_id, wake_ms], got {pair!r:.60}")
+            raise _Bad(f"[{i}]: expected [step_id, wake_ms], got {pair!r:.{QUOTE_CHARS_MAX}}")
         step_id, wake = pair
         if type(step_id) is not str or type(wake) is not int:
             raise _Bad(f"[{i}]: expected [str, int], got [{_got(step_id)}, {_got(wake)}]")
@@ -380,10 +383,11 @@ def decode(plain: Mapping[str, Any]) -> Command:
     version = plain.get("v")
     if type(version) is not int or version not in SUPPORTED_VERSIONS:
         supported = ", ".join(map(str, SUPPORTED_VERSIONS))
-        raise CommandError(op_name, "v", f"unsupported version {version!r:.20} (supported: {supported})")
+        quoted = f"{version!r:.{QUOTE_CHARS_MAX}}"
+        raise CommandError(op_name, "v", f"unsupported version {quoted} (supported: {supported})")
     cls = COMMANDS.get(op_name)
     if cls is None:
-        raise CommandError(op_name, "op", f"unknown operation {op!r:.40}")
+        raise CommandError(op_name, "op", f"unknown operation {op!r:.{QUOTE_CHARS_MAX}}")
     kwargs: dict[str, Any] = {}
     for name, required, exact, check in _FIELDS[cls]:
         value = plain.get(name, _ABSENT)
@@ -399,7 +403,7 @@ def decode(plain: Mapping[str, Any]) -> Command:
                 raise CommandError(op_name, name, str(exc)) from None
     if len(plain) != len(kwargs) + 2:
         extra = sorted(str(k) for k in plain if k not in kwargs and k not in ("v", "op"))
-        raise CommandError(op_name, extra[0][:40], "unknown field")
+        raise CommandError(op_name, extra[0][:QUOTE_CHARS_MAX], "unknown field")
     cmd = cls(**kwargs)
     cmd._check()
     return cmd  # type: ignore[return-value]  # every class in COMMANDS is a member of Command

@@ -48,6 +48,10 @@ MAX_REQUEST_IDS = 200_000
 MAX_EVENT_MESSAGE = 1_000
 #: Cluster-wide feed of notable events (failures, retries, reassignments, node deaths) for dashboards.
 MAX_NOTABLE_EVENTS = 200
+#: Length of a definition's content address (hex digits of SHA-256): 96 bits, collisions out of reach.
+SPEC_HASH_HEX_DIGITS = 24
+#: How much of an exception's text a refusal quotes.
+REFUSAL_DETAIL_CHARS_MAX = 200
 NOTABLE_KINDS = frozenset(
     {"step_failed", "retry_scheduled", "failed", "cancelled", "reassigned", "stale_result_rejected"}
 )
@@ -332,7 +336,8 @@ class StateMachine:
             try:
                 spec = _checked_spec(cmd.spec)
             except (KeyError, TypeError, ValueError) as exc:
-                return Result("INVALID_ARGUMENT", f"submit.spec: not a valid definition ({exc!r:.200})")
+                detail = f"{exc!r:.{REFUSAL_DETAIL_CHARS_MAX}}"
+                return Result("INVALID_ARGUMENT", f"submit.spec: not a valid definition ({detail})")
             entry = self.specs[spec_hash] = SpecEntry(spec, cmd.spec, 0)
         entry.refs += 1
         spec = entry.spec
@@ -736,8 +741,8 @@ class SpecEntry:
 
 
 def spec_digest(plain: Mapping[str, Any]) -> str:
-    """Content address of a definition: 24 hex digits of SHA-256 over its canonical JSON."""
-    return hashlib.sha256(encode_plain(plain)).hexdigest()[:24]
+    """Content address of a definition: the first hex digits of SHA-256 over its canonical JSON."""
+    return hashlib.sha256(encode_plain(plain)).hexdigest()[:SPEC_HASH_HEX_DIGITS]
 
 
 def encode_plain(plain: Mapping[str, Any]) -> bytes:
