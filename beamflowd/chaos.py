@@ -36,7 +36,7 @@ import grpc
 from beamflowd.api.gen.beamflow.v1 import chaos_pb2 as pb
 from beamflowd.api.gen.beamflow.v1 import chaos_pb2_grpc as pb_grpc
 from beamflowd.api.peers import PeerChannels
-from beamflowd.core.state import SCHEMA_VERSION
+from beamflowd.core.commands import ChaosMonkey
 from beamflowd.executor import Executor
 from beamflowd.raft import ProposeError, Proposer, ReplicatedState
 from beamflowd.steps.base import StepError
@@ -489,17 +489,15 @@ class Chaos:
                 "INVALID_ARGUMENT", f"profile: expected one of {', '.join(PROFILES)}, got {profile!r}"
             )
         ts = now_ms()
-        cmd = {
-            "v": SCHEMA_VERSION,
-            "op": "chaos_monkey",
-            "enabled": enabled,
-            "profile": profile,
-            "kill_nodes": kill_nodes,
-            "partitions": partitions,
-            "ts": ts,
-            "until_ms": ts + duration_ms if duration_ms else 0,
-            "node": self.node_id,
-        }
+        cmd = ChaosMonkey(
+            ts=ts,
+            enabled=enabled,
+            profile=profile,
+            kill_nodes=kill_nodes,
+            partitions=partitions,
+            until_ms=ts + duration_ms if duration_ms else 0,
+            node=self.node_id,
+        )
         try:
             result = await self.proposer.propose(cmd)
         except ProposeError as exc:

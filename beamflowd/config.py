@@ -48,6 +48,8 @@ class NodeConfig:
     #: Log compaction (snapshot) once this many entries are applied since the last one, at most every N s.
     compaction_min_entries: int = 20_000
     compaction_min_time: float = 60.0
+    #: Check the state machine's invariants after every applied entry (O(state) each: tests, debugging).
+    debug_invariants: bool = False
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -133,7 +135,7 @@ def build_config(file_values: Mapping[str, Any], flag_values: Mapping[str, Any])
     beat = float(merged.get("heartbeat_interval", NodeConfig.heartbeat_interval))
     if beat <= 0 or lease < 2 * beat:
         raise ConfigError("lease_timeout: must be at least twice heartbeat_interval (both > 0)")
-    for key in ("allow_exec", "chaos_enabled"):
+    for key in ("allow_exec", "chaos_enabled", "debug_invariants"):
         if key in merged and not isinstance(merged[key], bool):
             raise ConfigError(f"{key}: expected true or false")
     try:

@@ -23,11 +23,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from beamflowd.core.backoff import retry_delay_ms
+from beamflowd.core.commands import Abort, Fail, Start, Succeed
 from beamflowd.core.expressions import resolve
 from beamflowd.core.scheduling import first_starts, wake_time
 from beamflowd.core.spec import StepSpec, WorkflowSpec
 from beamflowd.core.state import (
-    SCHEMA_VERSION,
     STEP_PENDING,
     STEP_RETRY_WAIT,
     STEP_RUNNING,
@@ -157,17 +157,15 @@ class Actor:
 
     async def _start(self, view: WorkflowView, step: StepSpec, attempt: int) -> None:
         ts = now_ms()
-        cmd = {
-            "v": SCHEMA_VERSION,
-            "op": "start",
-            "wf": view.id,
-            "epoch": view.epoch,
-            "step": step.id,
-            "attempt": attempt,
-            "ts": ts,
-            "wake": wake_time(step, _scope(view), ts),
-            "node": self.executor.node_id,
-        }
+        cmd = Start(
+            wf=view.id,
+            epoch=view.epoch,
+            step=step.id,
+            attempt=attempt,
+            ts=ts,
+            wake=wake_time(step, _scope(view), ts),
+            node=self.executor.node_id,
+        )
         try:
             await self.executor.proposer.propose(cmd)
         except ProposeError as exc:
@@ -188,16 +186,6 @@ class Actor:
         await ex.quorum_ok.wait()
         async with ex.attempt_slots:
             cmd = await self._execute(view, step, attempt)
-        cmd.update(
-            {
-                "v": SCHEMA_VERSION,
-                "wf": view.id,
-                "epoch": view.epoch,
-                "step": step.id,
-                "attempt": attempt,
-                "node": ex.node_id,
-            }
-        )
         # Bounded: after ~50 failed proposals the result is dropped; the step is still committed as running,
         # so the actor runs this attempt again (same idempotency key) once this task has ended.
         for _ in range(50):
@@ -211,7 +199,8 @@ class Actor:
                 await asyncio.sleep(0.5)
         self.wake.set()
 
-    async def _execute(self, view: WorkflowView, step: StepSpec, attempt: int) -> dict[str, Any]:
+    async def _execute(self, view: WorkflowView, step: StepSpec, attempt: int) -> Succeed | Fail:
+        """Run one attempt; its result as the command to commit."""
         ex = self.executor
         scope = _scope(view)
         workflow_input, results = scope["input"], scope["steps"]
@@ -244,24 +233,39 @@ class Actor:
             statuses[step.id] = STEP_SUCCEEDED
             scope["steps"][step.id] = json.loads(encoded)
             starts = first_starts(view.spec, statuses.__getitem__, scope, ts)
-            return {"op": "succeed", "output": encoded, "ts": ts, "start": starts}
+            return Succeed(
+                wf=view.id,
+                epoch=view.epoch,
+                step=step.id,
+                attempt=attempt,
+                output=encoded,
+                ts=ts,
+                node=ex.node_id,
+                start=starts,
+            )
         except StepError as exc:
-            return self._failure(step, attempt, exc.message, exc.error_class)
+            return self._failure(view, step, attempt, exc.message, exc.error_class)
         except TimeoutError:
-            return self._failure(step, attempt, "step timed out", "timeout")
+            return self._failure(view, step, attempt, "step timed out", "timeout")
         except ValueError as exc:  # expression evaluation on bad data: the author's error, not transient
-            return self._failure(step, attempt, str(exc), "permanent")
+            return self._failure(view, step, attempt, str(exc), "permanent")
 
-    def _failure(self, step: StepSpec, attempt: int, message: str, error_class: str) -> dict[str, Any]:
+    def _failure(
+        self, view: WorkflowView, step: StepSpec, attempt: int, message: str, error_class: str
+    ) -> Fail:
         ts = now_ms()
         delay = retry_delay_ms(step.retry, attempt, random.random())
-        return {
-            "op": "fail",
-            "error": message,
-            "error_class": error_class,
-            "ts": ts,
-            "retry_at": ts + max(delay, 1),
-        }
+        return Fail(
+            wf=view.id,
+            epoch=view.epoch,
+            step=step.id,
+            attempt=attempt,
+            error=message,
+            error_class=error_class,
+            ts=ts,
+            node=self.executor.node_id,
+            retry_at=ts + max(delay, 1),
+        )
 
 
 def _scope(view: WorkflowView) -> dict[str, Any]:
@@ -388,25 +392,17 @@ class Executor:
         view = self.view(wf_id)
         if view is None or view.terminal or view.owner != self.node_id:
             return
-        cmd = {
-            "v": SCHEMA_VERSION,
-            "op": "abort",
-            "wf": wf_id,
-            "epoch": view.epoch,
-            "reason": reason,
-            "ts": now_ms(),
-            "node": self.node_id,
-        }
+        cmd = Abort(wf=wf_id, epoch=view.epoch, reason=reason, ts=now_ms(), node=self.node_id)
         task = asyncio.create_task(self._abort(cmd))
         self._aborts.add(task)
         task.add_done_callback(self._aborts.discard)
 
-    async def _abort(self, cmd: dict[str, Any]) -> None:
+    async def _abort(self, cmd: Abort) -> None:
         try:
             await self.proposer.propose(cmd)
         except ProposeError as exc:
-            log.error("could not fail workflow %s: %s", cmd["wf"], exc.message)
-            self.on_changed({str(cmd["wf"])})
+            log.error("could not fail workflow %s: %s", cmd.wf, exc.message)
+            self.on_changed({cmd.wf})
 
     def crash_actor(self, wf_id: str, reason: str) -> bool:
         """Chaos: crash one actor as an escaping exception would. Returns False if it is not here."""

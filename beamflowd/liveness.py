@@ -14,7 +14,7 @@ import asyncio
 import logging
 import time
 
-from beamflowd.core.state import SCHEMA_VERSION
+from beamflowd.core.commands import Heartbeat, NodeDown
 from beamflowd.raft import ProposeError, Proposer, ReplicatedState
 
 log = logging.getLogger(__name__)
@@ -92,7 +92,7 @@ class Liveness:
             await asyncio.sleep(self.heartbeat_interval)
 
     async def _beat(self) -> None:
-        cmd = {"v": SCHEMA_VERSION, "op": "heartbeat", "node": self.node_id, "ts": int(time.time() * 1000)}
+        cmd = Heartbeat(node=self.node_id, ts=int(time.time() * 1000))
         proposed_at = time.monotonic()
         try:
             result = await self.proposer.propose(cmd, timeout=self.lease, urgent=True)
@@ -127,16 +127,14 @@ class Liveness:
         log.warning(
             "node %s silent for %.1fs (lease %.1fs): declaring it down", node_id, silent_for, self.lease
         )
-        cmd = {
-            "v": SCHEMA_VERSION,
-            "op": "node_down",
-            "node": node_id,
-            "ts": int(time.time() * 1000),
-            "by": self.node_id,
+        cmd = NodeDown(
+            node=node_id,
+            ts=int(time.time() * 1000),
+            by=self.node_id,
             # Guard: a declaration that commits late (a retry after a leader change) must not kill a node
             # that revived or rejoined since we judged it.
-            "since": alive_since,
-        }
+            since=alive_since,
+        )
         try:
             result = await self.proposer.propose(cmd, timeout=self.lease)
             log.warning("node %s declared down: %s", node_id, dict(result.data))

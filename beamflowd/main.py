@@ -70,6 +70,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=float,
         help="at most one snapshot per this many seconds (default 60)",
     )
+    parser.add_argument(
+        "--debug-invariants",
+        dest="debug_invariants",
+        action="store_true",
+        default=None,
+        help="check the state machine's invariants after every applied entry and stop on a violation "
+        "(slow: for tests and debugging)",
+    )
     parser.add_argument("--log-level", dest="log_level", choices=["debug", "info", "warning", "error"])
     return parser.parse_args(argv)
 

@@ -34,7 +34,8 @@ from beamflowd.api.workflows import WorkflowServicer
 from beamflowd.changes import ChangeHub
 from beamflowd.chaos import Chaos  # issue 4
 from beamflowd.config import NodeConfig
-from beamflowd.core.state import SCHEMA_VERSION
+from beamflowd.core.commands import Gc, Join
+from beamflowd.core.state import StateMachine
 from beamflowd.executor import Executor
 from beamflowd.liveness import Liveness
 from beamflowd.raft import ProposeError, Proposer, RaftTuning, ReplicatedState
@@ -55,6 +56,8 @@ class Node:
         self.hub = ChangeHub()
         self.executor: Executor | None = None
         self.stopping = asyncio.Event()
+        # Before Raft starts, so that replaying the journal is checked too.
+        StateMachine.debug_invariants = config.debug_invariants
         self.raft = ReplicatedState(
             config.raft_addr,
             config.raft_partners,
@@ -138,18 +141,13 @@ class Node:
 
     async def _join(self) -> None:
         """Commit our membership (idempotent) — retried until a leader takes it or we are stopped."""
-        cmd = {
-            "v": SCHEMA_VERSION,
-            "op": "join",
-            "node": self.config.node_id,
-            "raft": self.config.raft_addr,
-            "grpc": self.config.grpc_addr,
-        }
+        config = self.config
         while not self.stopping.is_set():
+            cmd = Join(
+                node=config.node_id, raft=config.raft_addr, grpc=config.grpc_addr, ts=int(time.time() * 1000)
+            )
             try:
-                result = await self.proposer.propose(
-                    {**cmd, "ts": int(time.time() * 1000)}, timeout=5.0, urgent=True
-                )
+                result = await self.proposer.propose(cmd, timeout=5.0, urgent=True)
                 if result.ok:
                     self.liveness.mark_committed()
                     return
@@ -224,14 +222,7 @@ class Node:
                     wf.updated_ms < before for wf in finished[:1000]
                 )
             if due:
-                cmd = {
-                    "v": SCHEMA_VERSION,
-                    "op": "gc",
-                    "before": before,
-                    "keep_max": self.config.retention_max_finished,
-                    "limit": 10_000,
-                    "ts": now,
-                }
+                cmd = Gc(before=before, keep_max=self.config.retention_max_finished, ts=now)
                 try:
                     result = await self.proposer.propose(cmd)
                     log.info("garbage-collected %s finished workflows", result.data.get("collected"))

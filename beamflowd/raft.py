@@ -25,7 +25,8 @@ from typing import Any
 
 from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, SyncObjException, replicated
 
-from beamflowd.core.state import Result, StateMachine, encode_plain
+from beamflowd.core.commands import Command
+from beamflowd.core.state import FatalApplyError, Result, StateMachine, encode_plain
 from beamflowd.transport import BeamTransport
 
 log = logging.getLogger(__name__)
@@ -178,7 +179,13 @@ class ReplicatedState(SyncObj):  # type: ignore[misc]
     @replicated  # type: ignore[untyped-decorator]
     def apply_batch(self, commands: list[Mapping[str, Any]]) -> list[Result]:
         with self.lock:
-            results = self.sm.apply_all(commands)
+            try:
+                results = self.sm.apply_all(commands)
+            except FatalApplyError as exc:
+                # Fail-stop: a bug must not leave this replica running on a state the others may not share.
+                # Exit before anything is acknowledged; the supervisor restarts the node from its log.
+                log.critical("fatal error applying %s, stopping the node: %s", exc.op, exc, exc_info=exc)
+                os._exit(os.EX_SOFTWARE)  # 70
             changed = self.sm.drain_changed()
         seen = time.monotonic()  # liveness is judged on the local clock, outside the state machine
         for cmd in commands:
@@ -303,9 +310,7 @@ class Proposer:
                 p.future.set_exception(ProposeError("UNAVAILABLE", "node is shutting down"))
         self._queue.clear()
 
-    async def propose(
-        self, command: Mapping[str, Any], timeout: float = 10.0, urgent: bool = False
-    ) -> Result:
+    async def propose(self, command: Command, timeout: float = 10.0, urgent: bool = False) -> Result:
         """Commit ``command`` and return its result; ProposeError(UNAVAILABLE) past ``timeout``.
 
         ``urgent`` (heartbeats, joins) jumps the queue, so liveness never waits behind a backlog of work.
@@ -313,7 +318,7 @@ class Proposer:
         if len(self._queue) >= MAX_QUEUED_COMMANDS and not urgent:
             raise ProposeError("RESOURCE_EXHAUSTED", "too many commands queued on this node")
         fut: asyncio.Future[Result] = self._loop.create_future()
-        pending = _Pending(command, fut, self._loop.time() + timeout)
+        pending = _Pending(command.to_plain(), fut, self._loop.time() + timeout)
         if urgent:
             self._queue.insert(0, pending)
         else:

@@ -117,9 +117,13 @@ class Cluster:
         n: int = 3,
         extra_args: Sequence[str] = (),
         env: Mapping[str, str] | None = None,
+        debug_invariants: bool = True,
     ) -> None:
         self.tmp_path = Path(tmp_path)
         self.extra_args = tuple(extra_args)
+        #: Nodes check the state machine's invariants after every entry (and stop on a violation); benchmarks
+        #: turn it off, since the check is O(state) per entry.
+        self.debug_invariants = debug_invariants
         ports = free_ports(2 * n)
         self.nodes: dict[str, Node] = {}
         for i in range(n):
@@ -167,6 +171,7 @@ class Cluster:
             node.grpc_addr,
             "--data-dir",
             str(node.data_dir),
+            *(["--debug-invariants"] if self.debug_invariants else []),
             *self.extra_args,
         ]
 

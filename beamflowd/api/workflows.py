@@ -17,9 +17,10 @@ from beamflowd.api.definitions import DefinitionBusy, DefinitionCompiler
 from beamflowd.api.gen.beamflow.v1 import workflow_pb2 as pb
 from beamflowd.api.gen.beamflow.v1 import workflow_pb2_grpc as pb_grpc
 from beamflowd.changes import ChangeHub
+from beamflowd.core.commands import Cancel, Command, Submit
 from beamflowd.core.scheduling import first_starts
 from beamflowd.core.spec import MAX_DEFINITION_BYTES, SpecError, parse_input
-from beamflowd.core.state import SCHEMA_VERSION, Result
+from beamflowd.core.state import Result
 from beamflowd.raft import ProposeError, Proposer, ReplicatedState
 
 _CLOSING_EVENTS = frozenset({"completed", "failed", "cancelled"})
@@ -61,7 +62,7 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):  # type: ignore[misc]
         self.hub = hub
         self.definitions = DefinitionCompiler()
 
-    async def _propose(self, context: grpc.aio.ServicerContext, cmd: dict[str, object]) -> Result:
+    async def _propose(self, context: grpc.aio.ServicerContext, cmd: Command) -> Result:
         try:
             return await self.proposer.propose(cmd)
         except ProposeError as exc:
@@ -93,19 +94,17 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):  # type: ignore[misc]
         if len(request.request_id) > 128:
             await _abort(context, "INVALID_ARGUMENT", "request_id: longer than 128 characters")
         now = int(time.time() * 1000)
-        cmd: dict[str, object] = {
-            "v": SCHEMA_VERSION,
-            "op": "submit",
-            "rid": request.request_id or uuid.uuid4().hex,
-            "wf": request.workflow_id or new_workflow_id(),
-            "spec": spec_plain,
-            "spec_hash": spec_hash,
-            "input": _compact(request.input_json),
-            "ts": now,
-            "node": self.node_id,
+        cmd = Submit(
+            rid=request.request_id or uuid.uuid4().hex,
+            wf=request.workflow_id or new_workflow_id(),
+            spec=spec_plain,
+            spec_hash=spec_hash,
+            input=_compact(request.input_json),
+            ts=now,
+            node=self.node_id,
             # Root steps start in the same entry: one round trip less per workflow.
-            "start": first_starts(spec, lambda _: "pending", {"input": workflow_input, "steps": {}}, now),
-        }
+            start=first_starts(spec, lambda _: "pending", {"input": workflow_input, "steps": {}}, now),
+        )
         result = await self._propose(context, cmd)
         if not result.ok:
             await _abort(context, result.code, result.message)
@@ -159,14 +158,9 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):  # type: ignore[misc]
     ) -> pb.CancelWorkflowResponse:
         if len(request.reason) > MAX_REASON:
             await _abort(context, "INVALID_ARGUMENT", f"reason: longer than {MAX_REASON} characters")
-        cmd: dict[str, object] = {
-            "v": SCHEMA_VERSION,
-            "op": "cancel",
-            "wf": request.workflow_id,
-            "reason": request.reason,
-            "ts": int(time.time() * 1000),
-            "node": self.node_id,
-        }
+        cmd = Cancel(
+            wf=request.workflow_id, reason=request.reason, ts=int(time.time() * 1000), node=self.node_id
+        )
         result = await self._propose(context, cmd)
         if not result.ok:
             await _abort(context, result.code, result.message)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from beamflowd.core.commands import Starts
 from beamflowd.core.expressions import resolve
 from beamflowd.core.spec import StepSpec, WorkflowSpec
 from beamflowd.core.step_params import durable_delay_ms
@@ -36,6 +37,6 @@ def first_starts(
     status_of: Callable[[str], str],
     scope: Mapping[str, Any],
     now_ms: int,
-) -> list[list[Any]]:
-    """``[[step_id, wake_ms], ...]`` for steps ready now: carried in submit/succeed commands."""
-    return [[step.id, wake_time(step, scope, now_ms)] for step in ready_steps(spec, status_of)]
+) -> Starts:
+    """``((step_id, wake_ms), ...)`` for steps ready now: carried in submit/succeed commands."""
+    return tuple((step.id, wake_time(step, scope, now_ms)) for step in ready_steps(spec, status_of))

@@ -4,23 +4,43 @@
 stamp and random choice is made by the proposer and carried in the command; two replicas that apply
 the same log hold identical state and report the same :meth:`StateMachine.digest`.
 
-Commands are plain dicts of primitives with an ``op`` and a schema version ``v`` (see ``docs/state.md``).
-Each apply returns a :class:`Result`; rejections are results, not exceptions, so one bad command in a
-batch never affects its neighbours.
+Commands arrive in their wire form (plain dicts of primitives with an ``op`` and a schema version ``v``);
+their fields and meaning are defined in :mod:`beamflowd.core.commands`, the log format. ``apply`` decodes
+each before it touches the state. Deterministic refusals (a malformed command, a failed precondition) are
+:class:`Result` values, so one bad command in a batch never affects its neighbours; anything unexpected
+raises :class:`FatalApplyError` and the node stops (fail-stop) rather than diverge from its replicas.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from beamflowd.core.backoff import should_retry
+from beamflowd.core.commands import SCHEMA_VERSION as SCHEMA_VERSION  # re-exported for callers
+from beamflowd.core.commands import (
+    Abort,
+    Cancel,
+    ChaosMonkey,
+    CommandError,
+    Fail,
+    Gc,
+    Heartbeat,
+    Join,
+    NodeDown,
+    Start,
+    Starts,
+    Submit,
+    Succeed,
+    decode,
+)
 from beamflowd.core.spec import RetryPolicy, WorkflowSpec
 
-SCHEMA_VERSION = 1
+#: Version of the snapshot layout (:meth:`StateMachine.to_plain`), independent of the command schema.
+SNAPSHOT_VERSION = 1
 
 #: Explicit limits (TigerBeetle-style): each bounds memory, snapshots and apply time.
 MAX_EVENTS_PER_WORKFLOW = 200
@@ -28,6 +48,10 @@ MAX_REQUEST_IDS = 200_000
 MAX_EVENT_MESSAGE = 1_000
 #: Cluster-wide feed of notable events (failures, retries, reassignments, node deaths) for dashboards.
 MAX_NOTABLE_EVENTS = 200
+#: Length of a definition's content address (hex digits of SHA-256): 96 bits, collisions out of reach.
+SPEC_HASH_HEX_DIGITS = 24
+#: How much of an exception's text a refusal quotes.
+REFUSAL_DETAIL_CHARS_MAX = 200
 NOTABLE_KINDS = frozenset(
     {"step_failed", "retry_scheduled", "failed", "cancelled", "reassigned", "stale_result_rejected"}
 )
@@ -50,6 +74,19 @@ TERMINAL_STEP = frozenset({STEP_SUCCEEDED, STEP_FAILED, STEP_CANCELLED})
 Event = tuple[int, int, str, str, int, str, str]
 # Notable tuple layout: (ts_ms, type, workflow_id, workflow_name, step_id, message, node)
 Notable = tuple[int, str, str, str, str, str, str]
+
+
+class FatalApplyError(Exception):
+    """An unexpected exception while applying ``op`` (a bug, MemoryError, a broken invariant).
+
+    Not a result: the state may be half-changed, so the node must stop before it acknowledges anything and
+    restart from its log, rather than carry on with a state its replicas may not share.
+    """
+
+    def __init__(self, op: str, cause: BaseException) -> None:
+        super().__init__(f"{op}: {type(cause).__name__}: {cause}")
+        self.op = op
+        self.cause = cause
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,6 +214,11 @@ class Member:
 class StateMachine:
     """All replicated state. Not thread-safe: the Raft wrapper serializes access with a lock."""
 
+    #: Check :func:`beamflowd.core.invariants.check_invariants` after every applied command or batch.
+    #: Process-wide (``beamflowd --debug-invariants``, the test harness), set before any node starts, so
+    #: that journal replay at start-up is checked too. O(state) per entry: a debugging aid.
+    debug_invariants: ClassVar[bool] = False
+
     def __init__(self) -> None:
         self.workflows: dict[str, WorkflowState] = {}
         self.members: dict[str, Member] = {}
@@ -204,49 +246,65 @@ class StateMachine:
         self.notable: list[Notable] = []
         #: Bumped by every command that may change the state: keys caches such as the digest (not state).
         self.revision = 0
-        #: Chaos monkey setting (issue 4, see _chaos_monkey); {} when off.
+        #: Chaos monkey setting, replicated so it outlives any node (see _chaos_monkey); {} when off.
         self.chaos_monkey: dict[str, Any] = {}
         #: Ids of workflows touched since the last :meth:`drain_changed` (not part of the state).
         self._changed: set[str] = set()
 
     # ------------------------------------------------------------------ apply
-    def apply(self, cmd: Mapping[str, Any]) -> Result:
-        """Apply one command. Deterministic: depends only on the state and the command."""
-        if cmd.get("v") != SCHEMA_VERSION:
-            return Result("INVALID_ARGUMENT", f"unsupported command version {cmd.get('v')!r}")
-        handler = _HANDLERS.get(cmd.get("op", ""))
-        if handler is None:
-            return Result("INVALID_ARGUMENT", f"unknown command {cmd.get('op')!r}")
+    def apply(self, plain: Mapping[str, Any]) -> Result:
+        """Apply one command (wire form). Deterministic: depends only on the state and the command."""
+        result = self._apply(plain)
+        if StateMachine.debug_invariants:
+            self._check_invariants(str(plain.get("op")))
+        return result
+
+    def apply_all(self, plains: Iterable[Mapping[str, Any]]) -> list[Result]:
+        """Apply a batch (one Raft entry); with ``debug_invariants``, check the state after it."""
+        results = [self._apply(p) for p in plains]
+        if StateMachine.debug_invariants:
+            self._check_invariants("batch")
+        return results
+
+    def _apply(self, plain: Mapping[str, Any]) -> Result:
         try:
-            result = handler(self, cmd)
+            cmd = decode(plain)
+        except CommandError as exc:
+            return Result("INVALID_ARGUMENT", str(exc))  # refused before anything changed
+        try:
+            result = _HANDLERS[type(cmd)](self, cmd)
         except Exception as exc:
-            # pysyncobj re-applies an entry whose apply raised, forever and on every replica: the cluster
-            # would halt. Whatever the handler changed before raising is the same everywhere, so record
-            # the failure as this command's result and go on.
-            result = Result("INTERNAL", f"{type(exc).__name__} applying {cmd.get('op')}: {exc}")
-        if cmd["op"] != "heartbeat" or result.data.get("revived"):
+            raise FatalApplyError(cmd.OP, exc) from exc
+        if not isinstance(cmd, Heartbeat) or result.data.get("revived"):
             # Heartbeats normally leave the state as it was; everything else may have changed it.
             self.revision += 1
         return result
 
-    def apply_all(self, cmds: Iterable[Mapping[str, Any]]) -> list[Result]:
-        return [self.apply(c) for c in cmds]
+    def _check_invariants(self, op: str) -> None:
+        # Imported here: the checker reads this module's types, so a module-level import would be circular.
+        from beamflowd.core.invariants import check_invariants
+
+        try:
+            check_invariants(self)
+        except AssertionError as exc:
+            raise FatalApplyError(op, exc) from exc
 
     def drain_changed(self) -> set[str]:
         changed, self._changed = self._changed, set()
         return changed
 
     # --------------------------------------------------------------- handlers
-    def _join(self, cmd: Mapping[str, Any]) -> Result:
-        node = cmd["node"]
-        member = self.members.get(node)
+    # Each takes its decoded command (beamflowd/core/commands.py documents the fields). Preconditions that
+    # fail are results; a handler checks them all before its first change to the state.
+    def _join(self, cmd: Join) -> Result:
+        member = self.members.get(cmd.node)
         if member is None:
-            self.members[node] = Member(node, cmd["raft"], cmd["grpc"], cmd["ts"], True, cmd["ts"])
-            self.owned.setdefault(node, 0)
+            self.members[cmd.node] = Member(cmd.node, cmd.raft, cmd.grpc, cmd.ts, True, cmd.ts)
+            self.owned.setdefault(cmd.node, 0)
         else:
-            member.raft_addr, member.grpc_addr = cmd["raft"], cmd["grpc"]
-            member.alive, member.last_heartbeat_ms = True, cmd["ts"]
-        self._adopt_orphans(cmd)
+            member.raft_addr, member.grpc_addr = cmd.raft, cmd.grpc
+            member.alive, member.last_heartbeat_ms = True, cmd.ts
+        self._adopt_orphans(cmd.ts, cmd.node)
         return Result("OK")
 
     def _place(self) -> str | None:
@@ -260,8 +318,8 @@ class StateMachine:
                 best = key
         return None if best is None else best[1]
 
-    def _submit(self, cmd: Mapping[str, Any]) -> Result:
-        rid, wf_id = cmd["rid"], cmd["wf"]
+    def _submit(self, cmd: Submit) -> Result:
+        rid, wf_id = cmd.rid, cmd.wf
         previous = self.request_ids.get(rid)
         if previous is not None:
             wf = self.workflows.get(previous)
@@ -272,19 +330,24 @@ class StateMachine:
         if placed is None:
             return Result("UNAVAILABLE", "no live node to own the workflow")
         owner = placed
-        spec_hash = cmd.get("spec_hash") or spec_digest(cmd["spec"])
+        spec_hash = cmd.spec_hash or spec_digest(cmd.spec)
         entry = self.specs.get(spec_hash)
         if entry is None:
-            entry = self.specs[spec_hash] = SpecEntry(WorkflowSpec.from_plain(cmd["spec"]), cmd["spec"], 0)
+            try:
+                spec = _checked_spec(cmd.spec)
+            except (KeyError, TypeError, ValueError) as exc:
+                detail = f"{exc!r:.{REFUSAL_DETAIL_CHARS_MAX}}"
+                return Result("INVALID_ARGUMENT", f"submit.spec: not a valid definition ({detail})")
+            entry = self.specs[spec_hash] = SpecEntry(spec, cmd.spec, 0)
         entry.refs += 1
         spec = entry.spec
-        ts = cmd["ts"]
+        ts = cmd.ts
         wf = WorkflowState(
             id=wf_id,
             name=spec.name,
             spec=spec,
             spec_hash=spec_hash,
-            input_json=cmd["input"],
+            input_json=cmd.input,
             owner=owner,
             created_ms=ts,
             updated_ms=ts,
@@ -296,11 +359,11 @@ class StateMachine:
         self._own(wf, owner)
         self._remember_request(rid, wf_id)
         self.counters["submitted"] += 1
-        self._event(wf, ts, "submitted", "", 0, f"owner {owner}", cmd.get("node", ""))
-        self._start_ready(wf, cmd.get("start", ()), ts, cmd.get("node", ""))
+        self._event(wf, ts, "submitted", "", 0, f"owner {owner}", cmd.node)
+        self._start_ready(wf, cmd.start, ts, cmd.node)
         return Result("OK", data={"wf": wf_id, "owner": owner, "existing": False})
 
-    def _start_ready(self, wf: WorkflowState, starts: Iterable[Any], ts: int, node: str) -> None:
+    def _start_ready(self, wf: WorkflowState, starts: Starts, ts: int, node: str) -> None:
         """Start first attempts the proposer found ready, in the same entry (saves a round trip).
 
         Each is checked like a ``start`` command; one that is not ready is skipped, and the owner's
@@ -319,45 +382,47 @@ class StateMachine:
             del self.request_ids[next(iter(self.request_ids))]
 
     def _fenced_workflow(
-        self, cmd: Mapping[str, Any], what: str
+        self, cmd: Start | Succeed | Fail | Abort, what: str, step: str = "", attempt: int = 0
     ) -> tuple[WorkflowState | None, Result | None]:
         """The workflow exists, is not terminal, and ``cmd`` carries its current epoch (else counted)."""
-        wf = self.workflows.get(cmd["wf"])
+        wf = self.workflows.get(cmd.wf)
         if wf is None:
-            return None, Result("NOT_FOUND", f"workflow {cmd['wf']!r} not found")
+            return None, Result("NOT_FOUND", f"workflow {cmd.wf!r} not found")
         if wf.terminal:
             return wf, Result("FAILED_PRECONDITION", f"workflow is {wf.status}")
-        if cmd["epoch"] != wf.epoch:
+        if cmd.epoch != wf.epoch:
             self.counters["stale_rejected"] += 1
             self._event(
                 wf,
-                cmd["ts"],
+                cmd.ts,
                 "stale_result_rejected",
-                cmd.get("step", ""),
-                cmd.get("attempt", 0),
-                f"{what}epoch {cmd['epoch']} from {cmd.get('node', '?')} is not current ({wf.epoch})",
-                cmd.get("node", ""),
+                step,
+                attempt,
+                f"{what}epoch {cmd.epoch} from {cmd.node} is not current ({wf.epoch})",
+                cmd.node,
             )
-            return wf, Result("ABORTED", f"stale epoch {cmd['epoch']} (current {wf.epoch})")
+            return wf, Result("ABORTED", f"stale epoch {cmd.epoch} (current {wf.epoch})")
         return wf, None
 
-    def _fenced(self, cmd: Mapping[str, Any]) -> tuple[WorkflowState | None, StepState | None, Result | None]:
+    def _fenced(
+        self, cmd: Start | Succeed | Fail
+    ) -> tuple[WorkflowState | None, StepState | None, Result | None]:
         """Common checks of step commands: the workflow is fenced (above) and the step exists."""
-        wf, err = self._fenced_workflow(cmd, "")
+        wf, err = self._fenced_workflow(cmd, "", cmd.step, cmd.attempt)
         if err is not None:
             return wf, None, err
         assert wf is not None
-        step = wf.steps.get(cmd["step"])
+        step = wf.steps.get(cmd.step)
         if step is None:
-            return wf, None, Result("NOT_FOUND", f"step {cmd['step']!r} not found")
+            return wf, None, Result("NOT_FOUND", f"step {cmd.step!r} not found")
         return wf, step, None
 
-    def _start(self, cmd: Mapping[str, Any]) -> Result:
+    def _start(self, cmd: Start) -> Result:
         wf, step, err = self._fenced(cmd)
         if err is not None:
             return err
         assert wf is not None and step is not None
-        attempt = cmd["attempt"]
+        attempt = cmd.attempt
         if step.status not in (STEP_PENDING, STEP_RETRY_WAIT) or attempt != step.attempts + 1:
             return Result(
                 "FAILED_PRECONDITION", f"step {step.id} is {step.status} at attempt {step.attempts}"
@@ -365,7 +430,7 @@ class StateMachine:
         for need in wf.spec.step(step.id).needs:
             if wf.steps[need].status != STEP_SUCCEEDED:
                 return Result("FAILED_PRECONDITION", f"step {step.id} needs {need}")
-        self._mark_started(wf, step, attempt, cmd["ts"], cmd.get("wake", 0), cmd.get("node", ""))
+        self._mark_started(wf, step, attempt, cmd.ts, cmd.wake, cmd.node)
         return Result("OK")
 
     def _mark_started(
@@ -384,45 +449,45 @@ class StateMachine:
             )
         return None
 
-    def _running(self, cmd: Mapping[str, Any]) -> tuple[WorkflowState, StepState] | Result:
+    def _running(self, cmd: Succeed | Fail) -> tuple[WorkflowState, StepState] | Result:
         """The workflow and step a result is for, or why the result does not apply (fenced, not running)."""
         wf, step, err = self._fenced(cmd)
         if err is not None:
             return err
         assert wf is not None and step is not None
-        return self._check_running(step, cmd["attempt"]) or (wf, step)
+        return self._check_running(step, cmd.attempt) or (wf, step)
 
-    def _succeed(self, cmd: Mapping[str, Any]) -> Result:
+    def _succeed(self, cmd: Succeed) -> Result:
         found = self._running(cmd)
         if isinstance(found, Result):
             return found
         wf, step = found
-        ts = cmd["ts"]
-        step.status, step.output_json, step.ended_ms, step.next_ms = STEP_SUCCEEDED, cmd["output"], ts, 0
+        ts = cmd.ts
+        step.status, step.output_json, step.ended_ms, step.next_ms = STEP_SUCCEEDED, cmd.output, ts, 0
         wf.updated_ms = ts
         self.counters["steps_succeeded"] += 1
-        self._event(wf, ts, "step_succeeded", step.id, step.attempts, "", cmd.get("node", ""))
+        self._event(wf, ts, "step_succeeded", step.id, step.attempts, "", cmd.node)
         if all(s.status == STEP_SUCCEEDED for s in wf.steps.values()):
-            self._finish(wf, WORKFLOW_SUCCEEDED, ts, "", cmd.get("node", ""))
+            self._finish(wf, WORKFLOW_SUCCEEDED, ts, "", cmd.node)
         else:
-            self._start_ready(wf, cmd.get("start", ()), ts, cmd.get("node", ""))
+            self._start_ready(wf, cmd.start, ts, cmd.node)
         return Result("OK")
 
-    def _fail(self, cmd: Mapping[str, Any]) -> Result:
+    def _fail(self, cmd: Fail) -> Result:
         found = self._running(cmd)
         if isinstance(found, Result):
             return found
         wf, step = found
-        ts, node = cmd["ts"], cmd.get("node", "")
-        error = str(cmd["error"])[:MAX_EVENT_MESSAGE]
-        error_class = cmd["error_class"]
+        ts, node = cmd.ts, cmd.node
+        error = cmd.error[:MAX_EVENT_MESSAGE]
+        error_class = cmd.error_class
         policy: RetryPolicy = wf.spec.step(step.id).retry
         step.error, step.error_class, step.ended_ms = error, error_class, ts
         wf.updated_ms = ts
         self.counters["steps_failed"] += 1
         self._event(wf, ts, "step_failed", step.id, step.attempts, f"[{error_class}] {error}", node)
-        if should_retry(policy, step.attempts, error_class) and cmd.get("retry_at", 0) > 0:
-            step.status, step.next_ms = STEP_RETRY_WAIT, cmd["retry_at"]
+        if should_retry(policy, step.attempts, error_class) and cmd.retry_at > 0:
+            step.status, step.next_ms = STEP_RETRY_WAIT, cmd.retry_at
             self.counters["retries_scheduled"] += 1
             self._event(
                 wf,
@@ -430,7 +495,7 @@ class StateMachine:
                 "retry_scheduled",
                 step.id,
                 step.attempts + 1,
-                f"in {max(0, cmd['retry_at'] - ts)}ms",
+                f"in {max(0, cmd.retry_at - ts)}ms",
                 node,
             )
             return Result("OK", data={"retry": True})
@@ -444,14 +509,14 @@ class StateMachine:
         )
         return Result("OK", data={"retry": False})
 
-    def _cancel(self, cmd: Mapping[str, Any]) -> Result:
-        wf = self.workflows.get(cmd["wf"])
+    def _cancel(self, cmd: Cancel) -> Result:
+        wf = self.workflows.get(cmd.wf)
         if wf is None:
-            return Result("NOT_FOUND", f"workflow {cmd['wf']!r} not found")
+            return Result("NOT_FOUND", f"workflow {cmd.wf!r} not found")
         if wf.terminal:
             return Result("OK", data={"cancelled": False})
-        reason = str(cmd.get("reason") or "cancelled by request")[:MAX_EVENT_MESSAGE]
-        self._finish(wf, WORKFLOW_CANCELLED, cmd["ts"], reason, cmd.get("node", ""))
+        reason = (cmd.reason or "cancelled by request")[:MAX_EVENT_MESSAGE]
+        self._finish(wf, WORKFLOW_CANCELLED, cmd.ts, reason, cmd.node)
         return Result("OK", data={"cancelled": True})
 
     def _finish(self, wf: WorkflowState, status: str, ts: int, error: str, node: str) -> None:
@@ -475,45 +540,43 @@ class StateMachine:
         assert self.owned[wf.owner] >= 0, "owned count went negative"
         self.owned_ids[wf.owner].discard(wf.id)
 
-    def _heartbeat(self, cmd: Mapping[str, Any]) -> Result:
+    def _heartbeat(self, cmd: Heartbeat) -> Result:
         """Liveness is judged by the leader on its own clock; the log only records revivals."""
-        member = self.members.get(cmd["node"])
+        member = self.members.get(cmd.node)
         if member is None:
-            return Result("NOT_FOUND", f"node {cmd['node']!r} has not joined")
+            return Result("NOT_FOUND", f"node {cmd.node!r} has not joined")
         if not member.alive:
-            member.alive, member.last_heartbeat_ms = True, cmd["ts"]
-            self._adopt_orphans(cmd)
+            member.alive, member.last_heartbeat_ms = True, cmd.ts
+            self._adopt_orphans(cmd.ts, cmd.node)
             return Result("OK", data={"revived": True})
         return Result("OK", data={"revived": False})
 
-    def _node_down(self, cmd: Mapping[str, Any]) -> Result:
+    def _node_down(self, cmd: NodeDown) -> Result:
         """Mark a node dead and move its workflows, one by one, to the least-loaded live nodes.
 
         The in-flight attempt of each moved workflow stays `running` with the same attempt number:
         the new owner executes it again with the same idempotency key; a new epoch fences the old owner.
         """
-        node = cmd["node"]
-        member = self.members.get(node)
+        member = self.members.get(cmd.node)
         if member is None:
-            return Result("NOT_FOUND", f"node {node!r} has not joined")
+            return Result("NOT_FOUND", f"node {cmd.node!r} has not joined")
         if not member.alive:
             return Result("OK", data={"moved": 0})
-        if "since" in cmd and cmd["since"] != member.last_heartbeat_ms:
-            return Result(
-                "OK", data={"moved": 0, "stale": True}
-            )  # it revived or rejoined since it was judged
+        if cmd.since is not None and cmd.since != member.last_heartbeat_ms:
+            # It revived or rejoined since it was judged.
+            return Result("OK", data={"moved": 0, "stale": True})
         member.alive = False
         self.counters["nodes_down"] += 1
-        self._notable(cmd["ts"], "node_down", "", "", "", f"node {node} declared down", cmd.get("by", ""))
-        moved = self._move_workflows_of(node, cmd["ts"], cmd.get("by", ""))
+        self._notable(cmd.ts, "node_down", "", "", "", f"node {cmd.node} declared down", cmd.by)
+        moved = self._move_workflows_of(cmd.node, cmd.ts, cmd.by)
         return Result("OK", data={"moved": moved})
 
-    def _adopt_orphans(self, cmd: Mapping[str, Any]) -> None:
+    def _adopt_orphans(self, ts: int, by: str) -> None:
         """Workflows left on dead nodes when nobody was alive go to whoever is alive now."""
         for node_id in sorted(self.owned_ids):
             member = self.members.get(node_id)
             if member is None or not member.alive:
-                self._move_workflows_of(node_id, cmd["ts"], cmd["node"])
+                self._move_workflows_of(node_id, ts, by)
 
     def _move_workflows_of(self, dead: str, ts: int, by: str) -> int:
         """Move ``dead``'s non-terminal workflows one by one to the least-loaded live node, epoch + 1.
@@ -536,24 +599,25 @@ class StateMachine:
         self.counters["reassigned"] += moved
         return moved
 
-    def _abort(self, cmd: Mapping[str, Any]) -> Result:
+    def _abort(self, cmd: Abort) -> Result:
         """The owner gives up on a workflow (e.g. its actor crashed too often). Fenced by epoch."""
         wf, err = self._fenced_workflow(cmd, "abort with ")
         if err is not None:
             return err
         assert wf is not None
-        self._finish(
-            wf, WORKFLOW_FAILED, cmd["ts"], str(cmd["reason"])[:MAX_EVENT_MESSAGE], cmd.get("node", "")
-        )
+        self._finish(wf, WORKFLOW_FAILED, cmd.ts, cmd.reason[:MAX_EVENT_MESSAGE], cmd.node)
         return Result("OK")
 
-    def _gc(self, cmd: Mapping[str, Any]) -> Result:
-        """Forget terminal workflows last updated before `before`, and the oldest beyond `keep_max`."""
-        before, keep_max = cmd["before"], cmd["keep_max"]
+    def _gc(self, cmd: Gc) -> Result:
+        """Forget terminal workflows last updated before `before`, and the oldest beyond `keep_max`.
+
+        At most ``cmd.limit`` (default ``GC_BATCH_MAX``) per command, so one entry's apply time is bounded.
+        """
         terminal = [wf for wf in self.workflows.values() if wf.terminal]
-        excess = max(0, len(terminal) - keep_max)
-        doomed = [wf.id for i, wf in enumerate(terminal) if i < excess or wf.updated_ms < before]
-        for wf_id in doomed[: cmd.get("limit", 10_000)]:
+        excess = max(0, len(terminal) - cmd.keep_max)
+        doomed = [wf.id for i, wf in enumerate(terminal) if i < excess or wf.updated_ms < cmd.before]
+        collected = doomed[: cmd.limit]
+        for wf_id in collected:
             wf = self.workflows.pop(wf_id)
             if self.request_ids.get(wf.request_id) == wf_id:
                 del self.request_ids[wf.request_id]  # a retried old request must not find a reused id
@@ -561,8 +625,8 @@ class StateMachine:
             entry.refs -= 1
             if entry.refs == 0:
                 del self.specs[wf.spec_hash]
-        self.counters["collected"] += len(doomed[: cmd.get("limit", 10_000)])
-        return Result("OK", data={"collected": len(doomed[: cmd.get("limit", 10_000)])})
+        self.counters["collected"] += len(collected)
+        return Result("OK", data={"collected": len(collected)})
 
     def _event(
         self, wf: WorkflowState, ts: int, kind: str, step: str, attempt: int, message: str, node: str
@@ -582,27 +646,25 @@ class StateMachine:
         if len(self.notable) > MAX_NOTABLE_EVENTS:
             del self.notable[0]
 
-    # ------------------------------------------- chaos monkey setting (issue 4, beamflowd/chaos.py)
-    def _chaos_monkey(self, cmd: Mapping[str, Any]) -> Result:
+    # ---------------------------------------- chaos monkey setting (read by beamflowd/chaos.py on each node)
+    def _chaos_monkey(self, cmd: ChaosMonkey) -> Result:
         """Store the cluster-wide chaos monkey setting (replicated, so it survives node deaths).
 
         Every node's monkey reads it and injects into its own actors and steps; the random draws happen
         there, never here. ``enabled`` false clears it. Times are the proposer's (``ts``, ``until_ms``).
         """
-        if not cmd.get("enabled"):
+        if not cmd.enabled:
             self.chaos_monkey = {}
         else:
             self.chaos_monkey = {
-                "profile": str(cmd["profile"]),
-                "kill_nodes": bool(cmd.get("kill_nodes", False)),
-                "partitions": bool(cmd.get("partitions", False)),
-                "since_ms": int(cmd["ts"]),
-                "until_ms": int(cmd.get("until_ms", 0)),
-                "by": str(cmd.get("node", "")),
+                "profile": cmd.profile,
+                "kill_nodes": cmd.kill_nodes,
+                "partitions": cmd.partitions,
+                "since_ms": cmd.ts,
+                "until_ms": cmd.until_ms,
+                "by": cmd.node,
             }
         return Result("OK", data=dict(self.chaos_monkey))
-
-    # ------------------------------------------------------------------ end of chaos monkey setting
 
     def running_count(self) -> int:
         c = self.counters
@@ -618,20 +680,20 @@ class StateMachine:
     # ------------------------------------------------------ snapshot & digest
     def to_plain(self) -> dict[str, Any]:
         return {
-            "v": SCHEMA_VERSION,
+            "v": SNAPSHOT_VERSION,
             "members": [m.to_plain() for m in self.members.values()],
             "specs": [[h, self.specs[h].plain] for h in sorted(self.specs)],
             "workflows": [wf.to_plain() for wf in self.workflows.values()],
             "request_ids": list(self.request_ids.items()),
             "counters": dict(self.counters),
             "notable": [list(n) for n in self.notable],
-            "chaos_monkey": dict(self.chaos_monkey),  # issue 4
+            "chaos_monkey": dict(self.chaos_monkey),
         }
 
     @classmethod
     def from_plain(cls, p: Mapping[str, Any]) -> StateMachine:
-        if p.get("v") != SCHEMA_VERSION:
-            raise ValueError(f"snapshot schema {p.get('v')!r} is not {SCHEMA_VERSION}")
+        if p.get("v") != SNAPSHOT_VERSION:
+            raise ValueError(f"snapshot schema {p.get('v')!r} is not {SNAPSHOT_VERSION}")
         sm = cls()
         for mp in p["members"]:
             sm.members[mp[0]] = Member(*mp)
@@ -648,7 +710,11 @@ class StateMachine:
         sm.request_ids = {rid: wf for rid, wf in p["request_ids"]}
         sm.counters.update(p["counters"])
         sm.notable = [(n[0], n[1], n[2], n[3], n[4], n[5], n[6]) for n in p["notable"]]
-        sm.chaos_monkey = dict(p.get("chaos_monkey", {}))  # issue 4; absent in older snapshots
+        sm.chaos_monkey = dict(p.get("chaos_monkey", {}))  # absent in snapshots older than the monkey
+        # A snapshot that breaks an invariant (corrupt, or mis-migrated) must not start a node.
+        from beamflowd.core.invariants import check_invariants  # circular at module level
+
+        check_invariants(sm)
         return sm
 
     def load(self, other: StateMachine) -> None:
@@ -658,7 +724,7 @@ class StateMachine:
         self.request_ids, self.counters = other.request_ids, other.counters
         self.specs = other.specs
         self.notable = other.notable
-        self.chaos_monkey = other.chaos_monkey  # issue 4
+        self.chaos_monkey = other.chaos_monkey
         self._changed = set(self.workflows)
         self.revision += 1
 
@@ -675,8 +741,8 @@ class SpecEntry:
 
 
 def spec_digest(plain: Mapping[str, Any]) -> str:
-    """Content address of a definition: 24 hex digits of SHA-256 over its canonical JSON."""
-    return hashlib.sha256(encode_plain(plain)).hexdigest()[:24]
+    """Content address of a definition: the first hex digits of SHA-256 over its canonical JSON."""
+    return hashlib.sha256(encode_plain(plain)).hexdigest()[:SPEC_HASH_HEX_DIGITS]
 
 
 def encode_plain(plain: Mapping[str, Any]) -> bytes:
@@ -684,16 +750,34 @@ def encode_plain(plain: Mapping[str, Any]) -> bytes:
     return json.dumps(plain, sort_keys=True, separators=(",", ":")).encode()
 
 
-_HANDLERS = {
-    "join": StateMachine._join,
-    "submit": StateMachine._submit,
-    "start": StateMachine._start,
-    "succeed": StateMachine._succeed,
-    "fail": StateMachine._fail,
-    "cancel": StateMachine._cancel,
-    "heartbeat": StateMachine._heartbeat,
-    "node_down": StateMachine._node_down,
-    "abort": StateMachine._abort,
-    "gc": StateMachine._gc,
-    "chaos_monkey": StateMachine._chaos_monkey,  # issue 4
+def _checked_spec(plain: Mapping[str, Any]) -> WorkflowSpec:
+    """Parse a definition carried by a submit, refusing one that apply could trip over later.
+
+    The proposer validated it; this guards the state against a bad entry (a bug, an old proposer), since an
+    exception in a later apply would stop every replica. Raises KeyError, TypeError or ValueError.
+    """
+    spec = WorkflowSpec.from_plain(plain)
+    ids = {step.id for step in spec.steps}
+    if len(ids) != len(spec.steps):
+        raise ValueError("duplicate step ids")
+    for step in spec.steps:
+        missing = [need for need in step.needs if need not in ids]
+        if missing:
+            raise ValueError(f"step {step.id} needs unknown steps {missing}")
+    return spec
+
+
+#: Command class -> its handler. Keyed by class, so a command can only reach the handler of its own type.
+_HANDLERS: dict[type[Any], Callable[[StateMachine, Any], Result]] = {
+    Join: StateMachine._join,
+    Submit: StateMachine._submit,
+    Start: StateMachine._start,
+    Succeed: StateMachine._succeed,
+    Fail: StateMachine._fail,
+    Cancel: StateMachine._cancel,
+    Heartbeat: StateMachine._heartbeat,
+    NodeDown: StateMachine._node_down,
+    Abort: StateMachine._abort,
+    Gc: StateMachine._gc,
+    ChaosMonkey: StateMachine._chaos_monkey,
 }

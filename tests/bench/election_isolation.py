@@ -28,7 +28,10 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=5)
     args = ap.parse_args()
     times: list[float] = []
-    with tempfile.TemporaryDirectory() as tmp, Cluster(Path(tmp), extra_args=["--enable-chaos"]) as cluster:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        Cluster(Path(tmp), extra_args=["--enable-chaos"], debug_invariants=False) as cluster,
+    ):
         cluster.start()
         cluster.wait_ready()
         ends = Endpoints({n: cluster.grpc_addr(n) for n in cluster.nodes}, cluster.log_tails)

@@ -4,8 +4,9 @@ Commands are drawn one at a time from the *current* state (``draw_command(draw, 
 of them are plausible (the current epoch, the next attempt, a running step) and some are deliberately
 wrong (stale epochs, repeated attempts, unknown workflows and steps, duplicate request and workflow ids).
 
-Every op has one builder in ``_ALL_BUILDERS``; :data:`OP_BUILDERS` keeps the ops the state machine knows
-(``heartbeat`` / ``node_down`` / ``abort`` / ``gc`` appeared later), so the generator follows ``_HANDLERS``.
+Every op has one builder in ``OP_BUILDERS``. Builders construct commands through
+:mod:`beamflowd.core.commands` (wrong values are wrong field values, never wrong shapes) and return their
+wire form, which is what the log holds and ``StateMachine.apply`` takes.
 """
 
 from __future__ import annotations
@@ -15,10 +16,9 @@ from typing import Any, TypeVar
 
 from hypothesis import strategies as st
 
-from beamflowd.core import state as state_mod
+from beamflowd.core import commands as c
 from beamflowd.core.spec import parse_workflow
 from beamflowd.core.state import (
-    SCHEMA_VERSION,
     STEP_PENDING,
     STEP_RETRY_WAIT,
     STEP_RUNNING,
@@ -28,8 +28,9 @@ from beamflowd.core.state import (
     WorkflowState,
 )
 
-Command = dict[str, Any]
-Builder = Callable[[st.DrawFn, StateMachine, int], Command]
+#: A command in its wire form, as the log holds it.
+Plain = dict[str, Any]
+Builder = Callable[[st.DrawFn, StateMachine, int], Plain]
 T = TypeVar("T")
 
 NODES = ("n1", "n2", "n3")
@@ -71,7 +72,7 @@ SPECS: dict[str, dict[str, Any]] = {
 }
 
 
-class History(list[Command]):
+class History(list[Plain]):
     """A command log that prints compactly (a definition by name) when hypothesis reports a failure."""
 
     def _repr_pretty_(self, p: Any, cycle: bool) -> None:
@@ -88,57 +89,42 @@ class History(list[Command]):
         return "History([\n" + "\n".join(lines) + "\n])"
 
 
-def liveness_ops_present() -> bool:
-    return "node_down" in state_mod._HANDLERS
+def join_cmd(node: str, ts: int) -> Plain:
+    raft, grpc = f"127.0.0.1:{7000 + int(node[1:])}", f"127.0.0.1:{8000 + int(node[1:])}"
+    return c.Join(node=node, raft=raft, grpc=grpc, ts=ts).to_plain()
 
 
-def has_op(op: str) -> bool:
-    return op in state_mod._HANDLERS
+def submit_cmd(
+    rid: str,
+    wf: str,
+    spec: str,
+    ts: int,
+    node: str = "n1",
+    input_json: str = "{}",
+    start: c.Starts = (),
+) -> Plain:
+    return c.Submit(
+        rid=rid, wf=wf, spec=SPECS[spec], input=input_json, ts=ts, node=node, start=start
+    ).to_plain()
 
 
-def join_cmd(node: str, ts: int) -> Command:
-    return {
-        "v": SCHEMA_VERSION,
-        "op": "join",
-        "node": node,
-        "raft": f"127.0.0.1:{7000 + int(node[1:])}",
-        "grpc": f"127.0.0.1:{8000 + int(node[1:])}",
-        "ts": ts,
-    }
-
-
-def submit_cmd(rid: str, wf: str, spec: str, ts: int, node: str = "n1", input_json: str = "{}") -> Command:
-    return {
-        "v": SCHEMA_VERSION,
-        "op": "submit",
-        "rid": rid,
-        "wf": wf,
-        "spec": SPECS[spec],
-        "input": input_json,
-        "ts": ts,
-        "node": node,
-    }
+_STEP_OPS: dict[str, type[c.Start | c.Succeed | c.Fail]] = {
+    "start": c.Start,
+    "succeed": c.Succeed,
+    "fail": c.Fail,
+}
 
 
 def step_cmd(
     op: str, wf: str, epoch: int, step: str, attempt: int, ts: int, node: str = "n1", **extra: Any
-) -> Command:
-    cmd: Command = {
-        "v": SCHEMA_VERSION,
-        "op": op,
-        "wf": wf,
-        "epoch": epoch,
-        "step": step,
-        "attempt": attempt,
-        "ts": ts,
-        "node": node,
-    }
-    cmd.update(extra)
-    return cmd
+) -> Plain:
+    """A start/succeed/fail command; ``extra`` holds the op's own fields (output, error, wake, ...)."""
+    cls = _STEP_OPS[op]
+    return cls(wf=wf, epoch=epoch, step=step, attempt=attempt, ts=ts, node=node, **extra).to_plain()
 
 
-def cancel_cmd(wf: str, ts: int, node: str = "n1", reason: str = "") -> Command:
-    return {"v": SCHEMA_VERSION, "op": "cancel", "wf": wf, "reason": reason, "ts": ts, "node": node}
+def cancel_cmd(wf: str, ts: int, node: str = "n1", reason: str = "") -> Plain:
+    return c.Cancel(wf=wf, ts=ts, reason=reason, node=node).to_plain()
 
 
 # ---------------------------------------------------------------------------------------------- targets
@@ -203,28 +189,23 @@ def _target(draw: st.DrawFn, sm: StateMachine, useful: Callable[[WorkflowState, 
 
 
 # --------------------------------------------------------------------------------------------- builders
-def _join(draw: st.DrawFn, sm: StateMachine, ts: int) -> Command:
+def _join(draw: st.DrawFn, sm: StateMachine, ts: int) -> Plain:
     return join_cmd(_pick(draw, NODES), ts)
 
 
-def _submit(draw: st.DrawFn, sm: StateMachine, ts: int) -> Command:
+def _submit(draw: st.DrawFn, sm: StateMachine, ts: int) -> Plain:
     spec = _pick(draw, sorted(SPECS))
-    cmd = submit_cmd(
-        _pick(draw, REQUEST_IDS),
-        _pick(draw, WORKFLOW_IDS),
-        spec,
-        ts,
-        _pick(draw, NODES),
-        _pick(draw, ["{}", '{"x":1}']),
-    )
+    rid, wf, node = _pick(draw, REQUEST_IDS), _pick(draw, WORKFLOW_IDS), _pick(draw, NODES)
+    input_json = _pick(draw, ["{}", '{"x":1}'])
     # The proposer starts the root steps in the same entry: usually exactly those, sometimes none or junk.
     steps = SPECS[spec]["steps"]
-    roots = [[s["id"], 0] for s in steps if not s["needs"]]
-    cmd["start"] = _pick(draw, [roots, roots, [], [[s["id"], ts + 100] for s in steps], [["nope", 0]]])
-    return cmd
+    roots = tuple((s["id"], 0) for s in steps if not s["needs"])
+    every = tuple((s["id"], ts + 100) for s in steps)
+    start = _pick(draw, [roots, roots, (), every, (("nope", 0),)])
+    return submit_cmd(rid, wf, spec, ts, node, input_json, start)
 
 
-def _start(draw: st.DrawFn, sm: StateMachine, ts: int) -> Command:
+def _start(draw: st.DrawFn, sm: StateMachine, ts: int) -> Plain:
     wf, epoch, step, attempts = _target(draw, sm, startable)
     return step_cmd(
         "start",
@@ -238,25 +219,18 @@ def _start(draw: st.DrawFn, sm: StateMachine, ts: int) -> Command:
     )
 
 
-def _succeed(draw: st.DrawFn, sm: StateMachine, ts: int) -> Command:
+def _succeed(draw: st.DrawFn, sm: StateMachine, ts: int) -> Plain:
     wf, epoch, step, attempts = _target(draw, sm, running)
-    cmd = step_cmd(
-        "succeed",
-        wf,
-        _epoch(draw, epoch),
-        step,
-        attempts + _pick(draw, RESULT_OFFSETS),
-        ts,
-        _pick(draw, NODES),
-        output=_pick(draw, ['{"ok":true}', "1", '""']),
-    )
+    epoch, attempt = _epoch(draw, epoch), attempts + _pick(draw, RESULT_OFFSETS)
+    node, output = _pick(draw, NODES), _pick(draw, ['{"ok":true}', "1", '""'])
+    start: c.Starts = ()
     if wf in sm.workflows:  # the proposer starts the dependents it finds ready in the same entry
-        dependents = [[s.id, 0] for s in sm.workflows[wf].spec.steps if step in s.needs]
-        cmd["start"] = _pick(draw, [dependents, dependents, [], [[step, 0]]])
-    return cmd
+        dependents = tuple((s.id, 0) for s in sm.workflows[wf].spec.steps if step in s.needs)
+        start = _pick(draw, [dependents, dependents, (), ((step, 0),)])
+    return step_cmd("succeed", wf, epoch, step, attempt, ts, node, output=output, start=start)
 
 
-def _fail(draw: st.DrawFn, sm: StateMachine, ts: int) -> Command:
+def _fail(draw: st.DrawFn, sm: StateMachine, ts: int) -> Plain:
     wf, epoch, step, attempts = _target(draw, sm, running)
     return step_cmd(
         "fail",
@@ -272,7 +246,7 @@ def _fail(draw: st.DrawFn, sm: StateMachine, ts: int) -> Command:
     )
 
 
-def _cancel(draw: st.DrawFn, sm: StateMachine, ts: int) -> Command:
+def _cancel(draw: st.DrawFn, sm: StateMachine, ts: int) -> Plain:
     return cancel_cmd(
         _pick(draw, [*sorted(sm.workflows) * 4, MISSING_WF]),
         ts,
@@ -281,63 +255,36 @@ def _cancel(draw: st.DrawFn, sm: StateMachine, ts: int) -> Command:
     )
 
 
-def _heartbeat(draw: st.DrawFn, sm: StateMachine, ts: int) -> Command:
-    return {"v": SCHEMA_VERSION, "op": "heartbeat", "node": _pick(draw, NODES), "ts": ts}
+def _heartbeat(draw: st.DrawFn, sm: StateMachine, ts: int) -> Plain:
+    return c.Heartbeat(node=_pick(draw, NODES), ts=ts).to_plain()
 
 
-def _node_down(draw: st.DrawFn, sm: StateMachine, ts: int) -> Command:
+def _node_down(draw: st.DrawFn, sm: StateMachine, ts: int) -> Plain:
     """Any member, alive (its workflows move) or already dead (a repeated declaration), even the last one."""
-    return {
-        "v": SCHEMA_VERSION,
-        "op": "node_down",
-        "node": _pick(draw, NODES),
-        "ts": ts,
-        "by": _pick(draw, NODES),
-    }
+    return c.NodeDown(node=_pick(draw, NODES), ts=ts, by=_pick(draw, NODES)).to_plain()
 
 
-def _abort(draw: st.DrawFn, sm: StateMachine, ts: int) -> Command:
+def _abort(draw: st.DrawFn, sm: StateMachine, ts: int) -> Plain:
     """The owner gives up on a workflow; fenced by epoch like a step result."""
     wf, epoch, _, _ = _target(draw, sm, live)
-    return {
-        "v": SCHEMA_VERSION,
-        "op": "abort",
-        "wf": wf,
-        "epoch": _epoch(draw, epoch),
-        "reason": "actor crashed",
-        "ts": ts,
-        "node": _pick(draw, NODES),
-    }
+    epoch = _epoch(draw, epoch)
+    return c.Abort(wf=wf, epoch=epoch, reason="actor crashed", ts=ts, node=_pick(draw, NODES)).to_plain()
 
 
-def _gc(draw: st.DrawFn, sm: StateMachine, ts: int) -> Command:
-    return {
-        "v": SCHEMA_VERSION,
-        "op": "gc",
-        "before": ts - _pick(draw, [5_000, 20_000, 10**9]),
-        "keep_max": _pick(draw, [0, 1, 2, 4]),
-        "limit": _pick(draw, [10_000, 1]),
-        "ts": ts,
-    }
+def _gc(draw: st.DrawFn, sm: StateMachine, ts: int) -> Plain:
+    before = ts - _pick(draw, [5_000, 20_000, 10**9])
+    keep_max = _pick(draw, [0, 1, 2, 4])
+    return c.Gc(before=before, keep_max=keep_max, ts=ts, limit=_pick(draw, [c.GC_BATCH_MAX, 1])).to_plain()
 
 
-def _chaos_monkey(draw: st.DrawFn, sm: StateMachine, ts: int) -> Command:
+def _chaos_monkey(draw: st.DrawFn, sm: StateMachine, ts: int) -> Plain:
     """The replicated chaos setting: state only, no effect on workflows inside the state machine."""
-    return {
-        "v": SCHEMA_VERSION,
-        "op": "chaos_monkey",
-        "enabled": _pick(draw, [True, False]),
-        "profile": _pick(draw, ["gentle", "wild"]),
-        "kill_nodes": False,
-        "ts": ts,
-        "until_ms": ts + 60_000,
-        "node": "n1",
-    }
+    enabled, profile = _pick(draw, [True, False]), _pick(draw, ["gentle", "wild"])
+    return c.ChaosMonkey(ts=ts, enabled=enabled, profile=profile, until_ms=ts + 60_000, node="n1").to_plain()
 
 
-#: op -> (builder, weight): the one place to add an op. Ops the state machine does not know are skipped,
-#: so this file runs against a state machine with or without the liveness / abort / gc ops.
-_ALL_BUILDERS: dict[str, tuple[Builder, int]] = {
+#: op -> (builder, weight): the one place to add an op.
+OP_BUILDERS: dict[str, tuple[Builder, int]] = {
     "submit": (_submit, 3),
     "start": (_start, 8),
     "succeed": (_succeed, 7),
@@ -350,7 +297,7 @@ _ALL_BUILDERS: dict[str, tuple[Builder, int]] = {
     "gc": (_gc, 1),
     "chaos_monkey": (_chaos_monkey, 1),
 }
-OP_BUILDERS = {op: b for op, b in _ALL_BUILDERS.items() if op in state_mod._HANDLERS}
+assert set(OP_BUILDERS) == set(c.COMMANDS), "every op needs a builder"
 
 CLOCK_STEPS = (-50, 0, 1, 10, 100, 500, 1_000, 3_000)
 
@@ -360,7 +307,7 @@ def next_ts(draw: st.DrawFn, ts: int) -> int:
     return max(0, ts + _pick(draw, CLOCK_STEPS))
 
 
-def draw_command(draw: st.DrawFn, sm: StateMachine, ts: int) -> Command:
+def draw_command(draw: st.DrawFn, sm: StateMachine, ts: int) -> Plain:
     """One command plausible in the current state of ``sm`` at time ``ts``."""
     idle = not any(not wf.terminal for wf in sm.workflows.values())
     ops = [

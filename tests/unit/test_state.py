@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import itertools
 import json
 from collections import Counter
 from dataclasses import dataclass
@@ -12,7 +11,8 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from beamflowd.core import state as state_mod
+from beamflowd.core.commands import Gc, Heartbeat, NodeDown
+from beamflowd.core.invariants import check_invariants
 from beamflowd.core.state import (
     MAX_EVENTS_PER_WORKFLOW,
     STEP_CANCELLED,
@@ -21,22 +21,19 @@ from beamflowd.core.state import (
     STEP_RETRY_WAIT,
     STEP_RUNNING,
     STEP_SUCCEEDED,
-    TERMINAL_STEP,
     WORKFLOW_CANCELLED,
     WORKFLOW_FAILED,
-    WORKFLOW_RUNNING,
     WORKFLOW_SUCCEEDED,
     Result,
     StateMachine,
 )
 from tests.unit.state_strategies import (
     NODES,
-    Command,
     History,
+    Plain,
     cancel_cmd,
     draw_command,
     join_cmd,
-    liveness_ops_present,
     next_ts,
     step_cmd,
     submit_cmd,
@@ -44,8 +41,6 @@ from tests.unit.state_strategies import (
 
 #: Commands fenced by the workflow epoch.
 FENCED_OPS = ("start", "succeed", "fail", "abort")
-#: Steps in these statuses have run at least once, so everything they need had succeeded.
-RAN = frozenset({STEP_RUNNING, STEP_RETRY_WAIT, STEP_SUCCEEDED, STEP_FAILED})
 
 
 def cluster(ts: int = 0) -> StateMachine:
@@ -57,67 +52,6 @@ def cluster(ts: int = 0) -> StateMachine:
 
 def roundtrip(sm: StateMachine) -> StateMachine:
     return StateMachine.from_plain(json.loads(json.dumps(sm.to_plain())))
-
-
-# ------------------------------------------------------------------------------------------- invariants
-def check_invariants(sm: StateMachine) -> None:
-    """Properties of one state, whatever led to it."""
-    live_members = {n for n, m in sm.members.items() if m.alive}
-    owners: Counter[str] = Counter()
-    by_status: Counter[str] = Counter()
-    for wf in sm.workflows.values():
-        by_status[wf.status] += 1
-        spec_steps = [s.id for s in wf.spec.steps]
-        assert list(wf.steps) == spec_steps, wf.id
-        statuses = {s.status for s in wf.steps.values()}
-        if not wf.terminal:
-            assert wf.status == WORKFLOW_RUNNING
-            assert wf.owner, f"{wf.id} has no owner"
-            assert wf.owner in sm.members, f"{wf.id} owned by non-member {wf.owner}"
-            if liveness_ops_present() and live_members:
-                assert wf.owner in live_members, f"{wf.id} owned by dead {wf.owner}"
-            owners[wf.owner] += 1
-            assert not statuses & {STEP_FAILED, STEP_CANCELLED}, (wf.id, statuses)
-        else:
-            assert statuses <= TERMINAL_STEP, (wf.id, statuses)
-        all_succeeded = statuses == {STEP_SUCCEEDED}
-        assert (wf.status == WORKFLOW_SUCCEEDED) == all_succeeded, (wf.id, wf.status, statuses)
-        for step in wf.steps.values():
-            spec = wf.spec.step(step.id)
-            assert 0 <= step.attempts <= spec.retry.max_attempts, (wf.id, step)
-            if step.status in RAN:
-                assert step.attempts >= 1, (wf.id, step)
-                for need in spec.needs:
-                    assert wf.steps[need].status == STEP_SUCCEEDED, (wf.id, step.id, need)
-            if step.status == STEP_PENDING:
-                assert step.attempts == 0, (wf.id, step)
-        assert len(wf.events) <= MAX_EVENTS_PER_WORKFLOW
-        seqs = [e[0] for e in wf.events]
-        assert all(a < b for a, b in itertools.pairwise(seqs)), seqs
-        assert not seqs or seqs[-1] == wf.next_seq - 1
-    assert {n: c for n, c in sm.owned.items() if c} == dict(owners)
-    owned_ids = getattr(sm, "owned_ids", None)
-    if owned_ids is not None:
-        assert {n: sorted(ids) for n, ids in owned_ids.items() if ids} == {
-            n: sorted(w.id for w in sm.workflows.values() if not w.terminal and w.owner == n) for n in owners
-        }
-    specs = getattr(sm, "specs", None)
-    if specs is not None:  # definitions are shared by content hash and reference-counted
-        refs = Counter(w.spec_hash for w in sm.workflows.values())
-        assert {h: e.refs for h, e in specs.items()} == dict(refs)
-    assert all(c >= 0 for c in sm.owned.values())
-    collected = sm.counters.get("collected", 0)
-    notable = getattr(sm, "notable", None)
-    if notable is not None:
-        assert len(notable) <= getattr(state_mod, "MAX_NOTABLE_EVENTS", len(notable))
-    assert sm.counters["submitted"] == len(sm.workflows) + collected
-    finished = (WORKFLOW_SUCCEEDED, WORKFLOW_FAILED, WORKFLOW_CANCELLED)
-    assert sum(sm.counters[s] for s in finished) == sum(by_status[s] for s in finished) + collected
-    if not collected:  # gc forgets workflows but keeps their request ids (a retried submit stays idempotent)
-        for status in (WORKFLOW_SUCCEEDED, WORKFLOW_FAILED, WORKFLOW_CANCELLED):
-            assert sm.counters[status] == by_status[status], status
-        for rid, wf_id in sm.request_ids.items():
-            assert sm.workflows[wf_id].request_id == rid
 
 
 @dataclass
@@ -149,7 +83,7 @@ def _without_events(plain: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in plain.items() if k not in ("events", "next_seq")}
 
 
-def check_transition(before: Before, sm: StateMachine, cmd: Command, res: Result) -> None:
+def check_transition(before: Before, sm: StateMachine, cmd: Plain, res: Result) -> None:
     """Properties of one step ``before --cmd--> sm``."""
     op = cmd["op"]
     gone = set(before.plain) - set(sm.workflows)
@@ -225,7 +159,7 @@ PROPERTY_SETTINGS = settings(max_examples=200, deadline=None, suppress_health_ch
 
 @PROPERTY_SETTINGS
 @given(histories())
-def test_invariants_hold_after_every_command(log: list[Command]) -> None:
+def test_invariants_hold_after_every_command(log: list[Plain]) -> None:
     sm = StateMachine()
     for cmd in log:
         before = Before.of(sm)
@@ -246,7 +180,7 @@ def test_invariants_hold_after_every_command(log: list[Command]) -> None:
 
 @PROPERTY_SETTINGS
 @given(histories(), st.data())
-def test_replicas_agree_and_snapshots_restore(log: list[Command], data: st.DataObject) -> None:
+def test_replicas_agree_and_snapshots_restore(log: list[Plain], data: st.DataObject) -> None:
     a, b = StateMachine(), StateMachine()
     results_a = a.apply_all(log)
     results_b = b.apply_all(copy.deepcopy(log))
@@ -464,10 +398,6 @@ def test_events_are_bounded() -> None:
     assert roundtrip(sm).digest() == sm.digest()
 
 
-def _op(op: str, **fields: Any) -> Command:
-    return {"v": 1, "op": op, **fields}
-
-
 def test_node_down_moves_workflows_and_fences_the_old_owner() -> None:
     sm = cluster()
     for i in range(3):
@@ -475,7 +405,7 @@ def test_node_down_moves_workflows_and_fences_the_old_owner() -> None:
     wf = sm.workflows["w0"]
     assert wf.owner == "n1"
     assert sm.apply(step_cmd("start", "w0", 1, "a", 1, 20, node="n1")).ok
-    res = sm.apply(_op("node_down", node="n1", ts=30, by="n2"))
+    res = sm.apply(NodeDown(node="n1", ts=30, by="n2").to_plain())
     assert res.ok and res.data == {"moved": 1}
     assert wf.owner in ("n2", "n3") and wf.epoch == 2
     assert wf.steps["a"].status == STEP_RUNNING and wf.steps["a"].attempts == 1
@@ -483,7 +413,7 @@ def test_node_down_moves_workflows_and_fences_the_old_owner() -> None:
     # The old owner, still running, reports: fenced. The new owner re-runs the same attempt: accepted.
     assert sm.apply(step_cmd("succeed", "w0", 1, "a", 1, 40, node="n1", output="1")).code == "ABORTED"
     assert sm.apply(step_cmd("succeed", "w0", 2, "a", 1, 50, node=wf.owner, output="1")).ok
-    assert sm.apply(_op("node_down", node="n1", ts=60, by="n2")).data == {"moved": 0}
+    assert sm.apply(NodeDown(node="n1", ts=60, by="n2").to_plain()).data == {"moved": 0}
     assert sm.apply(submit_cmd("r9", "w9", "sequential", 70)).data["owner"] != "n1"
     check_invariants(sm)
 
@@ -492,24 +422,22 @@ def test_orphans_of_a_fully_dead_cluster_go_to_the_first_node_back() -> None:
     sm = cluster()
     assert sm.apply(submit_cmd("r1", "w1", "sequential", 10)).ok
     for node in ("n1", "n2", "n3"):
-        assert sm.apply(_op("node_down", node=node, ts=20, by="n1")).ok
+        assert sm.apply(NodeDown(node=node, ts=20, by="n1").to_plain()).ok
     wf = sm.workflows["w1"]
     assert sm.apply(submit_cmd("r2", "w2", "sequential", 25)).code == "UNAVAILABLE"
-    assert sm.apply(_op("heartbeat", node="n3", ts=30)).data == {"revived": True}
+    assert sm.apply(Heartbeat(node="n3", ts=30).to_plain()).data == {"revived": True}
     assert wf.owner == "n3" and wf.epoch >= 2
     check_invariants(sm)
 
 
 def test_ready_steps_start_in_the_same_entry() -> None:
     sm = cluster()
-    cmd = submit_cmd("r1", "w1", "diamond", 10)
-    cmd["start"] = [["start", 0], ["join", 0]]  # join is not ready: skipped
+    cmd = submit_cmd("r1", "w1", "diamond", 10, start=(("start", 0), ("join", 0)))  # join is not ready
     assert sm.apply(cmd).ok
     wf = sm.workflows["w1"]
     assert (wf.steps["start"].status, wf.steps["start"].attempts) == (STEP_RUNNING, 1)
     assert wf.steps["join"].status == STEP_PENDING
-    done = step_cmd("succeed", "w1", 1, "start", 1, 20, output="1")
-    done["start"] = [["left", 0], ["right", 0]]
+    done = step_cmd("succeed", "w1", 1, "start", 1, 20, output="1", start=(("left", 0), ("right", 0)))
     assert sm.apply(done).ok
     statuses = [wf.steps[s].status for s in ("left", "right", "join")]
     assert statuses == [STEP_RUNNING, STEP_RUNNING, STEP_PENDING]
@@ -522,7 +450,7 @@ def test_gc_forgets_only_old_finished_workflows() -> None:
         assert sm.apply(submit_cmd(f"r{i}", f"w{i}", "sequential", 10)).ok
     assert sm.apply(cancel_cmd("w0", 100)).ok
     assert sm.apply(cancel_cmd("w1", 5_000)).ok
-    res = sm.apply(_op("gc", before=1_000, keep_max=10, limit=100, ts=6_000))
+    res = sm.apply(Gc(before=1_000, keep_max=10, limit=100, ts=6_000).to_plain())
     assert res.data == {"collected": 1}
     assert sorted(sm.workflows) == ["w1", "w2"]
     check_invariants(sm)

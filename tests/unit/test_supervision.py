@@ -11,8 +11,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from beamflowd.core.commands import Join, Submit
 from beamflowd.core.spec import parse_workflow
-from beamflowd.core.state import SCHEMA_VERSION, spec_digest
+from beamflowd.core.state import spec_digest
 from beamflowd.executor import Executor
 from beamflowd.raft import Proposer, RaftTuning, ReplicatedState
 from tests.harness import free_ports
@@ -60,20 +61,18 @@ async def scenario(data_dir: Path) -> None:
         restart_window=30.0,
     )
     try:
-        join = {"v": SCHEMA_VERSION, "op": "join", "node": "n1", "raft": "x", "grpc": "y", "ts": 1}
+        join = Join(node="n1", raft="x", grpc="y", ts=1)
         assert (await proposer.propose(join, timeout=10)).ok
         plain = parse_workflow(FLOW).to_plain()
-        submit = {
-            "v": SCHEMA_VERSION,
-            "op": "submit",
-            "rid": "r1",
-            "wf": "wf-1",
-            "spec": plain,
-            "spec_hash": spec_digest(plain),
-            "input": "{}",
-            "ts": int(time.time() * 1000),
-            "node": "n1",
-        }
+        submit = Submit(
+            rid="r1",
+            wf="wf-1",
+            spec=plain,
+            spec_hash=spec_digest(plain),
+            input="{}",
+            ts=int(time.time() * 1000),
+            node="n1",
+        )
         assert (await proposer.propose(submit)).ok
 
         def napping() -> bool:

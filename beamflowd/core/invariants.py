@@ -1,0 +1,118 @@
+"""Properties every state must have, whatever log led to it: checked in the product, not only in tests.
+
+Run after every snapshot restore (a corrupt or mis-migrated snapshot must not start a node), and after
+every applied Raft entry when the daemon runs with ``--debug-invariants`` (the test harness does). A
+violation raises :class:`InvariantViolation`; inside ``apply`` that is fatal (fail-stop), because a
+state that breaks them is a bug that could make replicas diverge.
+
+The checks are O(state): too slow to run on every entry of a production cluster, cheap enough per restore.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import Counter
+from typing import TYPE_CHECKING
+
+from beamflowd.core.state import (
+    MAX_EVENTS_PER_WORKFLOW,
+    MAX_NOTABLE_EVENTS,
+    STEP_CANCELLED,
+    STEP_FAILED,
+    STEP_PENDING,
+    STEP_RETRY_WAIT,
+    STEP_RUNNING,
+    STEP_SUCCEEDED,
+    TERMINAL_STEP,
+    TERMINAL_WORKFLOW,
+    WORKFLOW_RUNNING,
+    WORKFLOW_SUCCEEDED,
+)
+
+if TYPE_CHECKING:
+    from beamflowd.core.state import StateMachine
+
+#: Steps in these statuses have run at least once, so everything they need had succeeded.
+RAN = frozenset({STEP_RUNNING, STEP_RETRY_WAIT, STEP_SUCCEEDED, STEP_FAILED})
+
+
+class InvariantViolation(AssertionError):
+    """The state breaks a property that every reachable state has: a bug, never a user error."""
+
+
+def check_invariants(sm: StateMachine) -> None:
+    """Raise :class:`InvariantViolation` naming the first broken property of ``sm``."""
+    live_members = {n for n, m in sm.members.items() if m.alive}
+    owners: Counter[str] = Counter()
+    by_status: Counter[str] = Counter()
+    for wf in sm.workflows.values():
+        by_status[wf.status] += 1
+        where = f"workflow {wf.id}"
+        if list(wf.steps) != [s.id for s in wf.spec.steps]:
+            _fail(f"{where}: steps {list(wf.steps)} differ from its definition's")
+        statuses = {s.status for s in wf.steps.values()}
+        if not wf.terminal:
+            if wf.status != WORKFLOW_RUNNING:
+                _fail(f"{where}: unknown status {wf.status!r}")
+            if wf.owner not in sm.members:
+                _fail(f"{where}: owned by non-member {wf.owner!r}")
+            if live_members and wf.owner not in live_members:
+                _fail(f"{where}: owned by dead {wf.owner} while {sorted(live_members)} are alive")
+            owners[wf.owner] += 1
+            if statuses & {STEP_FAILED, STEP_CANCELLED}:
+                _fail(f"{where}: running with failed or cancelled steps {sorted(statuses)}")
+        elif not statuses <= TERMINAL_STEP:
+            _fail(f"{where}: {wf.status} with unfinished steps {sorted(statuses)}")
+        if (wf.status == WORKFLOW_SUCCEEDED) != (statuses == {STEP_SUCCEEDED}):
+            _fail(f"{where}: status {wf.status} with steps {sorted(statuses)}")
+        for step in wf.steps.values():
+            spec = wf.spec.step(step.id)
+            if not 0 <= step.attempts <= spec.retry.max_attempts:
+                _fail(f"{where} step {step.id}: {step.attempts} attempts, at most {spec.retry.max_attempts}")
+            if step.status in RAN:
+                if step.attempts < 1:
+                    _fail(f"{where} step {step.id}: {step.status} without an attempt")
+                for need in spec.needs:
+                    if wf.steps[need].status != STEP_SUCCEEDED:
+                        _fail(f"{where} step {step.id}: {step.status} before its need {need} succeeded")
+            if step.status == STEP_PENDING and step.attempts != 0:
+                _fail(f"{where} step {step.id}: pending after {step.attempts} attempts")
+        if len(wf.events) > MAX_EVENTS_PER_WORKFLOW:
+            _fail(f"{where}: {len(wf.events)} events, at most {MAX_EVENTS_PER_WORKFLOW}")
+        seqs = [e[0] for e in wf.events]
+        if not all(a < b for a, b in itertools.pairwise(seqs)) or (seqs and seqs[-1] != wf.next_seq - 1):
+            _fail(f"{where}: event sequence numbers out of order (next {wf.next_seq})")
+    if {n: c for n, c in sm.owned.items() if c} != dict(owners):
+        _fail(f"owned counts {sm.owned} differ from the workflows' owners {dict(owners)}")
+    if any(c < 0 for c in sm.owned.values()):
+        _fail(f"negative owned count in {sm.owned}")
+    indexed = {n: sorted(ids) for n, ids in sm.owned_ids.items() if ids}
+    actual = {
+        n: sorted(w.id for w in sm.workflows.values() if not w.terminal and w.owner == n) for n in owners
+    }
+    if indexed != actual:
+        _fail("owned_ids index differs from the workflows' owners")
+    refs = Counter(w.spec_hash for w in sm.workflows.values())
+    if {h: e.refs for h, e in sm.specs.items()} != dict(refs):
+        _fail("definition reference counts differ from the workflows using them")
+    if len(sm.notable) > MAX_NOTABLE_EVENTS:
+        _fail(f"{len(sm.notable)} notable events, at most {MAX_NOTABLE_EVENTS}")
+    collected = sm.counters["collected"]
+    submitted = sm.counters["submitted"]
+    if submitted != len(sm.workflows) + collected:
+        _fail(f"submitted {submitted} != {len(sm.workflows)} workflows + {collected} collected")
+    finished = sum(sm.counters[s] for s in TERMINAL_WORKFLOW)
+    if finished != sum(by_status[s] for s in TERMINAL_WORKFLOW) + collected:
+        _fail(f"finished counters {finished} differ from finished workflows + {collected} collected")
+    if not collected:  # gc forgets workflows but not what the counters saw
+        for status in sorted(TERMINAL_WORKFLOW):
+            if sm.counters[status] != by_status[status]:
+                _fail(f"counter {status} is {sm.counters[status]}, {by_status[status]} workflows are")
+        for rid, wf_id in sm.request_ids.items():
+            submitted_wf = sm.workflows.get(wf_id)
+            if submitted_wf is None or submitted_wf.request_id != rid:
+                _fail(f"request id {rid} maps to {wf_id}, which was not submitted with it")
+
+
+def _fail(message: str) -> None:
+    raise InvariantViolation(message)
