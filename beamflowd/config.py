@@ -48,6 +48,8 @@ class NodeConfig:
     #: Log compaction (snapshot) once this many entries are applied since the last one, at most every N s.
     compaction_min_entries: int = 20_000
     compaction_min_time: float = 60.0
+    #: Byte cap of one Raft entry (a group-committed batch of commands, pickled sizes); 1 MiB.
+    raft_batch_bytes_max: int = 1 << 20
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -133,6 +135,9 @@ def build_config(file_values: Mapping[str, Any], flag_values: Mapping[str, Any])
     beat = float(merged.get("heartbeat_interval", NodeConfig.heartbeat_interval))
     if beat <= 0 or lease < 2 * beat:
         raise ConfigError("lease_timeout: must be at least twice heartbeat_interval (both > 0)")
+    batch_bytes = merged.get("raft_batch_bytes_max", NodeConfig.raft_batch_bytes_max)
+    if isinstance(batch_bytes, bool) or not isinstance(batch_bytes, int) or batch_bytes < 4096:
+        raise ConfigError(f"raft_batch_bytes_max: expected an integer >= 4096, got {batch_bytes!r}")
     for key in ("allow_exec", "chaos_enabled"):
         if key in merged and not isinstance(merged[key], bool):
             raise ConfigError(f"{key}: expected true or false")

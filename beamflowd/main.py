@@ -70,6 +70,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=float,
         help="at most one snapshot per this many seconds (default 60)",
     )
+    parser.add_argument(
+        "--raft-batch-bytes-max",
+        dest="raft_batch_bytes_max",
+        type=int,
+        help="byte cap of one Raft entry of group-committed commands (default 1048576)",
+    )
     parser.add_argument("--log-level", dest="log_level", choices=["debug", "info", "warning", "error"])
     return parser.parse_args(argv)
 

@@ -21,7 +21,8 @@ from beamflowd.changes import ChangeHub
 from beamflowd.core.scheduling import first_starts
 from beamflowd.core.spec import MAX_DEFINITION_BYTES, SpecError, WorkflowSpec, parse_input, parse_workflow
 from beamflowd.core.state import SCHEMA_VERSION, Result, spec_digest
-from beamflowd.raft import ProposeError, Proposer, ReplicatedState
+from beamflowd.proposer import ProposeError, Proposer
+from beamflowd.replication import ReplicatedState
 from beamflowd.steps import durable_delay_ms
 
 _CLOSING_EVENTS = frozenset({"completed", "failed", "cancelled"})
@@ -118,7 +119,7 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):  # type: ignore[misc]
     async def GetWorkflow(
         self, request: pb.GetWorkflowRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetWorkflowResponse:
-        with self.raft.lock:
+        with self.raft.read():
             wf = self.raft.sm.workflows.get(request.workflow_id)
             if wf is not None:
                 response = pb.GetWorkflowResponse(
@@ -144,7 +145,7 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):  # type: ignore[misc]
             await _abort(context, "INVALID_ARGUMENT", "page_token: not a token returned by ListWorkflows")
         page: list[pb.WorkflowSummary] = []
         total = 0
-        with self.raft.lock:
+        with self.raft.read():
             for wf in self.raft.sm.iter_newest_first():
                 if (status and wf.status != status) or (request.name and wf.name != request.name):
                     continue
@@ -170,7 +171,7 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):  # type: ignore[misc]
         result = await self._propose(context, cmd)
         if not result.ok:
             await _abort(context, result.code, result.message)
-        with self.raft.lock:
+        with self.raft.read():
             wf = self.raft.sm.workflows[request.workflow_id]
             message = convert.workflow_message(wf, self.raft.sm.specs[wf.spec_hash].plain)
         return pb.CancelWorkflowResponse(workflow=message, cancelled=bool(result.data.get("cancelled")))
@@ -188,7 +189,7 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):  # type: ignore[misc]
             last = request.after_seq
             while True:
                 changed.clear()
-                with self.raft.lock:
+                with self.raft.read():
                     wf = self.raft.sm.workflows.get(wf_id)
                     if wf is None:
                         found = False

@@ -616,12 +616,13 @@ class StateMachine:
         return self.owned.get(node, 0)
 
     # ------------------------------------------------------ snapshot & digest
-    def to_plain(self) -> dict[str, Any]:
+    def to_plain(self, with_workflows: bool = True) -> dict[str, Any]:
+        """The whole state as plain data; without workflows, the small rest a snapshot copies first."""
         return {
             "v": SCHEMA_VERSION,
             "members": [m.to_plain() for m in self.members.values()],
             "specs": [[h, self.specs[h].plain] for h in sorted(self.specs)],
-            "workflows": [wf.to_plain() for wf in self.workflows.values()],
+            "workflows": [wf.to_plain() for wf in self.workflows.values()] if with_workflows else [],
             "request_ids": list(self.request_ids.items()),
             "counters": dict(self.counters),
             "notable": [list(n) for n in self.notable],
