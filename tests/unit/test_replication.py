@@ -38,7 +38,7 @@ Command = dict[str, Any]
 
 @PROPERTY_SETTINGS
 @given(histories(), st.data())
-def test_snapshot_from_encoding_cache_restores_the_same_state(log: list[Command], data: st.DataObject) -> None:
+def test_snapshot_from_encoding_cache_restores_the_state(log: list[Command], data: st.DataObject) -> None:
     sm = StateMachine()
     encoded = EncodedWorkflows(threading.Lock(), sm)
     cut = data.draw(st.integers(0, len(log)), label="encoded up to")
@@ -89,6 +89,7 @@ async def _fill_and_snapshot(raft: ReplicatedState, proposer: Proposer) -> str:
     assert (await proposer.propose(join_cmd("n1", 1))).ok
     results = await asyncio.gather(*(proposer.propose(c) for c in _submits(300)))
     assert all(r.ok for r in results)
+
     def snapshotted() -> bool:
         figures = raft.last_snapshot
         return figures is not None and figures.workflows >= 300
@@ -147,7 +148,8 @@ def test_proposer_refuses_an_unpicklable_command_and_commits_the_rest(tmp_path: 
             results = await asyncio.gather(*(proposer.propose(c) for c in commands))
             by_rid = {c["rid"]: r for c, r in zip(commands, results, strict=True)}
             assert by_rid["bad"].code == "INVALID_ARGUMENT" and "serialised" in by_rid["bad"].message
-            assert by_rid["huge"].code == "INVALID_ARGUMENT" and "raft_batch_bytes_max" in by_rid["huge"].message
+            huge_result = by_rid["huge"]
+            assert huge_result.code == "INVALID_ARGUMENT" and "raft_batch_bytes_max" in huge_result.message
             assert all(r.ok for rid, r in by_rid.items() if rid not in ("bad", "huge"))
             assert proposer.batches >= 2, "40 submits of ~700 bytes do not fit one 8 KiB batch"
             # The loop is alive: later proposals (a heartbeat, urgent) still commit.
