@@ -186,7 +186,8 @@ class EncodedWorkflows:
         with self.lock:
             self.frozen = True
             sm = self.sm
-            header = sm.to_plain(with_workflows=False)
+            header = sm.to_plain(bulk=False)
+            request_ids = dict(sm.request_ids)  # one object: no garbage-collector work on this thread
             ids = list(sm.workflows)
             workflows = sm.workflows
             fragments = self.fragments
@@ -195,8 +196,6 @@ class EncodedWorkflows:
                 for wf_id in ids:
                     if wf_id not in fragments and wf_id not in dirty_plain:
                         dirty_plain[wf_id] = workflows[wf_id].to_plain()
-        request_ids = header.pop("request_ids")
-        header["request_ids"] = []
         return _Capture(header, request_ids, ids, fragments, dirty_plain, raft_meta)
 
     def thaw(self) -> None:
@@ -256,7 +255,7 @@ class _Capture:
     """What the tick thread copies for one snapshot; the writer thread encodes it."""
 
     header: dict[str, Any]
-    request_ids: list[Any]
+    request_ids: dict[str, str]
     ids: list[str]
     fragments: dict[str, bytes]
     dirty_plain: dict[str, dict[str, Any]]
@@ -266,10 +265,12 @@ class _Capture:
 def snapshot_lines(capture: _Capture) -> Iterator[bytes]:
     """The v2 snapshot body in pieces of at most WRITE_CHUNK items (each piece is one short GIL hold)."""
     yield encode_plain(capture.header) + b"\n["
-    rids = capture.request_ids
-    for start in range(0, len(rids), WRITE_CHUNK):
-        piece = encode_plain({"r": rids[start : start + WRITE_CHUNK]})[6:-2]  # strip {"r":[ and ]}
-        yield (b"," if start else b"") + piece
+    items = iter(capture.request_ids.items())
+    first = True
+    while chunk := list(itertools.islice(items, WRITE_CHUNK)):  # short-lived: never promoted by the GC
+        piece = encode_plain({"r": chunk})[6:-2]  # strip {"r":[ and ]}
+        yield piece if first else b"," + piece
+        first = False
     yield b"]\n"
     ids, fragments, dirty = capture.ids, capture.fragments, capture.dirty_plain
     for start in range(0, len(ids), WRITE_CHUNK):
