@@ -38,7 +38,8 @@ from beamflowd.api.gen.beamflow.v1 import chaos_pb2_grpc as pb_grpc
 from beamflowd.api.peers import PeerChannels
 from beamflowd.core.commands import ChaosMonkey
 from beamflowd.executor import Executor
-from beamflowd.raft import ProposeError, Proposer, ReplicatedState
+from beamflowd.proposer import ProposeError, Proposer
+from beamflowd.replication import ReplicatedState
 from beamflowd.steps.base import StepError
 
 log = logging.getLogger(__name__)
@@ -348,7 +349,7 @@ class Chaos:
     def set_filter(self, blocked_ids: Iterable[str], description: str, heal_after_ms: int) -> None:
         blocked = sorted(set(blocked_ids) - {self.node_id})
         raft_addrs = {m_id: addr for m_id, addr in self.initial_cluster.items()}
-        with self.raft.lock:
+        with self.raft.read():
             raft_addrs.update({m.id: m.raft_addr for m in self.raft.sm.members.values()})
         self.raft.transport.request_blocked({raft_addrs[n] for n in blocked if n in raft_addrs})
         self.blocked_ids = blocked
@@ -448,7 +449,7 @@ class Chaos:
     async def kill_actors(self, workflow_id: str, count: int) -> list[str]:
         """Crash one workflow's actor (on its owner) or ``count`` random actors across the cluster."""
         if workflow_id:
-            with self.raft.lock:
+            with self.raft.read():
                 wf = self.raft.sm.workflows.get(workflow_id)
                 owner = None if wf is None else wf.owner
                 terminal = wf is not None and wf.terminal
@@ -467,7 +468,7 @@ class Chaos:
             return list(response.workflow_ids)
         if count <= 0:
             raise ChaosError("INVALID_ARGUMENT", "kill-actor: give a workflow id or random > 0")
-        with self.raft.lock:
+        with self.raft.read():
             running = sorted(wf_id for ids in self.raft.sm.owned_ids.values() for wf_id in ids)
         picked = self.rng.sample(running, min(count, len(running)))
         results = await asyncio.gather(
@@ -505,7 +506,7 @@ class Chaos:
         return dict(result.data)
 
     def monkey_setting(self) -> dict[str, Any]:
-        with self.raft.lock:
+        with self.raft.read():
             return dict(self.raft.sm.chaos_monkey)
 
     # ------------------------------------------------------------------ status
@@ -545,7 +546,7 @@ class Chaos:
             for p in pauses:
                 if p.until_unix_ms > now_ms():
                     paused[p.node_id] = max(paused.get(p.node_id, 0), p.until_unix_ms)
-        with self.raft.lock:
+        with self.raft.read():
             reassigned = self.raft.sm.counters.get("reassigned", 0)
         return pb.GetChaosStatusResponse(
             monkey=monkey_message(self.monkey_setting()),
@@ -631,7 +632,7 @@ class Chaos:
             return
         if self.blocked_ids:
             return
-        with self.raft.lock:
+        with self.raft.read():
             members = sorted(self.raft.sm.members)
             all_alive = all(m.alive for m in self.raft.sm.members.values())
         if not all_alive or len(members) < 3:

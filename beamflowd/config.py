@@ -50,6 +50,8 @@ class NodeConfig:
     compaction_min_time: float = 60.0
     #: Check the state machine's invariants after every applied entry (O(state) each: tests, debugging).
     debug_invariants: bool = False
+    #: Byte cap of one Raft entry (a group-committed batch of commands, pickled sizes); 1 MiB.
+    raft_batch_bytes_max: int = 1 << 20
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -135,6 +137,9 @@ def build_config(file_values: Mapping[str, Any], flag_values: Mapping[str, Any])
     beat = float(merged.get("heartbeat_interval", NodeConfig.heartbeat_interval))
     if beat <= 0 or lease < 2 * beat:
         raise ConfigError("lease_timeout: must be at least twice heartbeat_interval (both > 0)")
+    batch_bytes = merged.get("raft_batch_bytes_max", NodeConfig.raft_batch_bytes_max)
+    if isinstance(batch_bytes, bool) or not isinstance(batch_bytes, int) or batch_bytes < 4096:
+        raise ConfigError(f"raft_batch_bytes_max: expected an integer >= 4096, got {batch_bytes!r}")
     for key in ("allow_exec", "chaos_enabled", "debug_invariants"):
         if key in merged and not isinstance(merged[key], bool):
             raise ConfigError(f"{key}: expected true or false")

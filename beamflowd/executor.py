@@ -34,7 +34,8 @@ from beamflowd.core.state import (
     STEP_SUCCEEDED,
     WorkflowState,
 )
-from beamflowd.raft import ProposeError, Proposer, ReplicatedState
+from beamflowd.proposer import ProposeError, Proposer
+from beamflowd.replication import ReplicatedState
 from beamflowd.steps import STEP_KINDS
 from beamflowd.steps.base import StepContext, StepError, encode_output
 
@@ -317,13 +318,13 @@ class Executor:
         self._closed = False
 
     def view(self, workflow_id: str) -> WorkflowView | None:
-        with self.raft.lock:
+        with self.raft.read():
             wf = self.raft.sm.workflows.get(workflow_id)
             return None if wf is None else WorkflowView.of(wf)
 
     def scan(self) -> None:
         """Adopt every workflow committed as ours (start-up, restore from snapshot)."""
-        with self.raft.lock:
+        with self.raft.read():
             mine = [
                 wf.id
                 for wf in self.raft.sm.workflows.values()
@@ -340,7 +341,7 @@ class Executor:
             if actor is not None:
                 actor.wake.set()
                 continue
-            with self.raft.lock:
+            with self.raft.read():
                 wf = self.raft.sm.workflows.get(wf_id)
                 mine = wf is not None and wf.owner == self.node_id and not wf.terminal
             if mine:

@@ -15,7 +15,8 @@ import logging
 import time
 
 from beamflowd.core.commands import Heartbeat, NodeDown
-from beamflowd.raft import ProposeError, Proposer, ReplicatedState
+from beamflowd.proposer import ProposeError, Proposer
+from beamflowd.replication import ReplicatedState
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +111,7 @@ class Liveness:
         self._was_leader = leader
         if not leader:
             return
-        with self.raft.lock:
+        with self.raft.read():
             alive = [
                 (m.id, m.last_heartbeat_ms)
                 for m in self.raft.sm.members.values()
@@ -148,7 +149,7 @@ class Liveness:
 
     def liveness_of(self, node_id: str) -> tuple[str, int]:
         """(alive|suspect|dead, heartbeat age in ms) as this node sees it; meaningful on the leader."""
-        with self.raft.lock:
+        with self.raft.read():
             member = self.raft.sm.members.get(node_id)
             alive = member is not None and member.alive
         seen = self.raft.heartbeat_seen.get(node_id)

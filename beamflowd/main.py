@@ -78,6 +78,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="check the state machine's invariants after every applied entry and stop on a violation "
         "(slow: for tests and debugging)",
     )
+    parser.add_argument(
+        "--raft-batch-bytes-max",
+        dest="raft_batch_bytes_max",
+        type=int,
+        help="byte cap of one Raft entry of group-committed commands (default 1048576)",
+    )
     parser.add_argument("--log-level", dest="log_level", choices=["debug", "info", "warning", "error"])
     return parser.parse_args(argv)
 

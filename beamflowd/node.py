@@ -38,7 +38,8 @@ from beamflowd.core.commands import Gc, Join
 from beamflowd.core.state import StateMachine
 from beamflowd.executor import Executor
 from beamflowd.liveness import Liveness
-from beamflowd.raft import ProposeError, Proposer, RaftTuning, ReplicatedState
+from beamflowd.proposer import ProposeError, Proposer
+from beamflowd.replication import RaftTuning, ReplicatedState
 from beamflowd.stats import StatsAggregator
 from beamflowd.steps import aclose_http_client
 
@@ -69,8 +70,9 @@ class Node:
             config.raft_password,
             self._on_applied_threadsafe,
             fsync=config.fsync,
+            node_ids={addr: nid for nid, addr in config.initial_cluster.items()},
         )
-        self.proposer = Proposer(self.raft, self.loop)
+        self.proposer = Proposer(self.raft, self.loop, batch_bytes_max=config.raft_batch_bytes_max)
         self.liveness = Liveness(
             config.node_id,
             self.raft,
@@ -216,7 +218,7 @@ class Node:
                 continue
             now = int(time.time() * 1000)
             before = now - int(self.config.retention_seconds * 1000)
-            with self.raft.lock:
+            with self.raft.read():
                 finished = [wf for wf in self.raft.sm.workflows.values() if wf.terminal]
                 due = len(finished) > self.config.retention_max_finished or any(
                     wf.updated_ms < before for wf in finished[:1000]

@@ -24,7 +24,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from beamflowd.core.state import STEP_SUCCEEDED, WorkflowState
-from beamflowd.raft import ReplicatedState
+from beamflowd.replication import ReplicatedState
 
 #: Samples kept per workflow name for percentiles: recent enough to move, big enough for a stable p99.
 WINDOW_SAMPLES = 2048
@@ -106,7 +106,7 @@ class RateHistory:
 
 
 class StatsAggregator:
-    """Incremental workflow figures of one node. Runs on the event loop; reads state under ``raft.lock``."""
+    """Incremental workflow figures of one node. Runs on the event loop; reads state via ``raft.read()``."""
 
     def __init__(self, raft: ReplicatedState, loop: asyncio.AbstractEventLoop) -> None:
         self.raft = raft
@@ -138,7 +138,7 @@ class StatsAggregator:
         """Read the new events of up to DRAIN_CHUNK touched workflows; reschedule itself for the rest."""
         self._drain_handle = None
         budget = DRAIN_CHUNK
-        with self.raft.lock:
+        with self.raft.read():
             workflows = self.raft.sm.workflows
             while self._baseline and budget > 0:
                 budget -= 1
@@ -212,7 +212,7 @@ class StatsAggregator:
     # ---------------------------------------------------------------- sampling
     def counters(self) -> dict[str, int]:
         """A copy of the replicated counters (a few dozen entries)."""
-        with self.raft.lock:
+        with self.raft.read():
             return dict(self.raft.sm.counters)
 
     def sample(self, now: float | None = None) -> None:

@@ -11,12 +11,16 @@ from beamflowd.api.gen.beamflow.v1 import cluster_pb2 as pb
 from beamflowd.api.gen.beamflow.v1 import cluster_pb2_grpc as pb_grpc
 from beamflowd.api.peers import PeerChannels
 from beamflowd.liveness import Liveness
-from beamflowd.raft import ReplicatedState
+from beamflowd.replication import ReplicatedState
 
 #: How long GetClusterStatus waits for each peer's own report.
 PEER_STATUS_TIMEOUT = 1.5
 
-_ROLES = {0: pb.NODE_ROLE_FOLLOWER, 1: pb.NODE_ROLE_CANDIDATE, 2: pb.NODE_ROLE_LEADER}
+_ROLES = {
+    "follower": pb.NODE_ROLE_FOLLOWER,
+    "candidate": pb.NODE_ROLE_CANDIDATE,
+    "leader": pb.NODE_ROLE_LEADER,
+}
 
 
 class ClusterServicer(pb_grpc.ClusterServiceServicer):  # type: ignore[misc]
@@ -32,34 +36,28 @@ class ClusterServicer(pb_grpc.ClusterServiceServicer):  # type: ignore[misc]
         self.liveness = liveness
         self.raft = raft
         self.grpc_addr = grpc_addr
-        self.raft_to_id = {addr: nid for nid, addr in initial_cluster.items()}
         self.initial_cluster = dict(initial_cluster)
         self._peers = PeerChannels()
 
     def leader_id(self) -> str:
-        leader = self.raft.raft_status().get("leader")
-        return (
-            ""
-            if leader is None
-            else self.raft_to_id.get(str(getattr(leader, "address", leader)), str(leader))
-        )
+        return self.raft.status().leader_id
 
     def local_status(self) -> pb.NodeStatus:
-        status = self.raft.raft_status()
+        status = self.raft.status()
         digest, owned = self.raft.digest_and_owned(self.node_id)
         liveness, hb_age = self.liveness.liveness_of(self.node_id)
         return pb.NodeStatus(
             id=self.node_id,
             raft_address=self.initial_cluster[self.node_id],
             grpc_address=self.grpc_addr,
-            role=_ROLES.get(status.get("state", -1), pb.NODE_ROLE_UNSPECIFIED),
-            term=status.get("raft_term", 0),
-            commit_index=status.get("commit_idx", 0),
-            applied_index=status.get("last_applied", 0),
+            role=_ROLES.get(status.role, pb.NODE_ROLE_UNSPECIFIED),
+            term=status.term,
+            commit_index=status.commit_index,
+            applied_index=status.applied_index,
             reachable=True,
             digest=digest,
             owned_workflows=owned,
-            leader_id=self.leader_id(),
+            leader_id=status.leader_id,
             liveness=liveness,
             last_heartbeat_age_ms=hb_age,
         )

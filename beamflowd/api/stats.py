@@ -23,7 +23,7 @@ from beamflowd.api.gen.beamflow.v1 import stats_pb2_grpc as pb_grpc
 from beamflowd.api.peers import PeerChannels
 from beamflowd.executor import Executor
 from beamflowd.liveness import Liveness
-from beamflowd.raft import ReplicatedState
+from beamflowd.replication import ReplicatedState
 from beamflowd.stats import StatsAggregator
 
 #: Deadline of each peer's report: a dead peer must not hold up the dashboard's refresh.
@@ -39,7 +39,6 @@ SHARE_S = 0.15
 MAX_WATCHERS = 64
 FAILING_STEPS = 10
 
-_ROLES = {0: "follower", 1: "candidate", 2: "leader"}
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
@@ -88,7 +87,6 @@ class StatsServicer(pb_grpc.StatsServiceServicer):  # type: ignore[misc, unused-
         self.executor = executor
         self.aggregator = aggregator
         self.chaos_enabled = chaos_enabled
-        self.raft_to_id = {addr: nid for nid, addr in initial_cluster.items()}
         #: The node's chaos engine if any (set by node wiring): injections, partition, pauses, monkey.
         self.chaos_view: ChaosView | None = None
         self._peers = PeerChannels()
@@ -98,27 +96,23 @@ class StatsServicer(pb_grpc.StatsServiceServicer):  # type: ignore[misc, unused-
 
     # ----------------------------------------------------------------- local
     def leader_id(self) -> str:
-        leader = self.raft.raft_status().get("leader")
-        if leader is None:
-            return ""
-        return self.raft_to_id.get(str(getattr(leader, "address", leader)), str(leader))
+        return self.raft.status().leader_id
 
     def local_node(self) -> pb.NodeStats:
-        status = self.raft.raft_status()
-        with self.raft.lock:
-            owned = self.raft.sm.owned_by(self.node_id)
+        status = self.raft.status()
+        with self.raft.read() as sm:
+            owned = sm.owned_by(self.node_id)
         liveness, age = self.liveness.liveness_of(self.node_id)
-        transport = self.raft.transport
         node = pb.NodeStats(
             id=self.node_id,
             grpc_address=self.grpc_addr,
-            role=_ROLES.get(status.get("state", -1), "unknown"),
-            term=status.get("raft_term", 0),
-            commit_index=status.get("commit_idx", 0),
-            applied_index=status.get("last_applied", 0),
+            role=status.role,
+            term=status.term,
+            commit_index=status.commit_index,
+            applied_index=status.applied_index,
             liveness=liveness,
             owned_workflows=owned,
-            partitioned=bool(getattr(transport, "blocked", ())),
+            partitioned=bool(status.blocked),
             reachable=True,
             last_heartbeat_age_ms=age,
             rss_bytes=rss_bytes(),
@@ -192,7 +186,7 @@ class StatsServicer(pb_grpc.StatsServiceServicer):  # type: ignore[misc, unused-
     def events(self, limit: int) -> list[pb.NotableEvent]:
         if limit <= 0:
             return []
-        with self.raft.lock:
+        with self.raft.read():
             newest = self.raft.sm.notable[-limit:]
         out = []
         for ts, kind, wf_id, wf_name, step_id, message, node in newest:

@@ -21,7 +21,8 @@ from beamflowd.core.commands import Cancel, Command, Submit
 from beamflowd.core.scheduling import first_starts
 from beamflowd.core.spec import MAX_DEFINITION_BYTES, SpecError, parse_input
 from beamflowd.core.state import Result
-from beamflowd.raft import ProposeError, Proposer, ReplicatedState
+from beamflowd.proposer import ProposeError, Proposer
+from beamflowd.replication import ReplicatedState
 
 _CLOSING_EVENTS = frozenset({"completed", "failed", "cancelled"})
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
@@ -117,7 +118,7 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):  # type: ignore[misc]
     async def GetWorkflow(
         self, request: pb.GetWorkflowRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetWorkflowResponse:
-        with self.raft.lock:
+        with self.raft.read():
             wf = self.raft.sm.workflows.get(request.workflow_id)
             if wf is not None:
                 response = pb.GetWorkflowResponse(
@@ -143,7 +144,7 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):  # type: ignore[misc]
             await _abort(context, "INVALID_ARGUMENT", "page_token: not a token returned by ListWorkflows")
         page: list[pb.WorkflowSummary] = []
         total = 0
-        with self.raft.lock:
+        with self.raft.read():
             for wf in self.raft.sm.iter_newest_first():
                 if (status and wf.status != status) or (request.name and wf.name != request.name):
                     continue
@@ -164,7 +165,7 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):  # type: ignore[misc]
         result = await self._propose(context, cmd)
         if not result.ok:
             await _abort(context, result.code, result.message)
-        with self.raft.lock:
+        with self.raft.read():
             wf = self.raft.sm.workflows[request.workflow_id]
             message = convert.workflow_message(wf, self.raft.sm.specs[wf.spec_hash].plain)
         return pb.CancelWorkflowResponse(workflow=message, cancelled=bool(result.data.get("cancelled")))
@@ -182,7 +183,7 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):  # type: ignore[misc]
             last = request.after_seq
             while True:
                 changed.clear()
-                with self.raft.lock:
+                with self.raft.read():
                     wf = self.raft.sm.workflows.get(wf_id)
                     if wf is None:
                         found = False

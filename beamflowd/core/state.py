@@ -678,13 +678,15 @@ class StateMachine:
         return self.owned.get(node, 0)
 
     # ------------------------------------------------------ snapshot & digest
-    def to_plain(self) -> dict[str, Any]:
+    def to_plain(self, bulk: bool = True) -> dict[str, Any]:
+        """The whole state as plain data; ``bulk=False`` leaves out workflows and request ids (a snapshot
+        copies those its own way)."""
         return {
             "v": SNAPSHOT_VERSION,
             "members": [m.to_plain() for m in self.members.values()],
             "specs": [[h, self.specs[h].plain] for h in sorted(self.specs)],
-            "workflows": [wf.to_plain() for wf in self.workflows.values()],
-            "request_ids": list(self.request_ids.items()),
+            "workflows": [wf.to_plain() for wf in self.workflows.values()] if bulk else [],
+            "request_ids": list(self.request_ids.items()) if bulk else [],
             "counters": dict(self.counters),
             "notable": [list(n) for n in self.notable],
             "chaos_monkey": dict(self.chaos_monkey),

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from types import SimpleNamespace
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from beamflowd.api.definitions import compile_definition
@@ -40,9 +41,22 @@ def test_rate_history_is_bounded_and_never_negative() -> None:
     assert list(rates.history["succeeded"]) == [30.0, 40.0, 0.0]
 
 
+class FakeRaft:
+    """What the aggregator uses of the replication adapter: the state machine, read under a lock."""
+
+    def __init__(self, sm: StateMachine) -> None:
+        self.sm = sm
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def read(self) -> Iterator[StateMachine]:
+        with self._lock:
+            yield self.sm
+
+
 def test_durations_and_failures_come_from_the_new_events_of_touched_workflows() -> None:
     sm = StateMachine()
-    raft = SimpleNamespace(lock=threading.Lock(), sm=sm)
+    raft = FakeRaft(sm)
     loop = asyncio.new_event_loop()
     try:
         agg = StatsAggregator(raft, loop)  # type: ignore[arg-type]

@@ -13,7 +13,8 @@ SCRIPT = textwrap.dedent(
     """
     import asyncio, sys
     from beamflowd.core import commands as c, state
-    from beamflowd.raft import Proposer, RaftTuning, ReplicatedState
+    from beamflowd.proposer import Proposer
+    from beamflowd.replication import RaftTuning, ReplicatedState
 
     def buggy(machine, cmd):
         raise ZeroDivisionError("a bug in a handler")

@@ -15,7 +15,8 @@ from beamflowd.core.commands import Join, Submit
 from beamflowd.core.spec import parse_workflow
 from beamflowd.core.state import spec_digest
 from beamflowd.executor import Executor
-from beamflowd.raft import Proposer, RaftTuning, ReplicatedState
+from beamflowd.proposer import Proposer
+from beamflowd.replication import RaftTuning, ReplicatedState
 from tests.harness import free_ports
 
 FLOW = """
@@ -76,7 +77,7 @@ async def scenario(data_dir: Path) -> None:
         assert (await proposer.propose(submit)).ok
 
         def napping() -> bool:
-            with raft.lock:
+            with raft.read():
                 return raft.sm.workflows["wf-1"].steps["nap"].status == "running"
 
         await eventually(napping, 10, "the durable sleep to start")
@@ -84,17 +85,17 @@ async def scenario(data_dir: Path) -> None:
             await eventually(lambda: "wf-1" in executor.actors, 5, "a live actor")
             assert executor.crash_actor("wf-1", f"injected crash {crash}")
             await eventually(lambda c=crash: executor.restarts == c, 5, f"restart {crash}")
-        with raft.lock:
+        with raft.read():
             assert raft.sm.workflows["wf-1"].status == "running", "restarts resume from committed state"
         await eventually(lambda: "wf-1" in executor.actors, 5, "a live actor")
         assert executor.crash_actor("wf-1", "injected crash 4")
 
         def failed() -> bool:
-            with raft.lock:
+            with raft.read():
                 return raft.sm.workflows["wf-1"].status == "failed"
 
         await eventually(failed, 10, "the workflow to fail after too many restarts")
-        with raft.lock:
+        with raft.read():
             wf = raft.sm.workflows["wf-1"]
             assert "crashed 4 times" in wf.error and "injected crash 4" in wf.error
             assert wf.events[-1][2] == "failed"

@@ -1,0 +1,678 @@
+"""The pysyncobj 0.3.17 adapter: the only module (with :mod:`beamflowd.transport`) that knows pysyncobj.
+
+Threads: pysyncobj's tick thread does networking, Raft and calls ``apply_batch``. Other threads read the
+state machine through :meth:`ReplicatedState.read` (under the lock that apply holds), ask for
+:meth:`ReplicatedState.status`, and propose through :meth:`ReplicatedState.propose_batch` (used by
+:class:`beamflowd.proposer.Proposer`), whose outcome arrives on the tick thread already classified.
+
+Durability (what pysyncobj does not do itself): term and vote are fsynced whenever written, compaction
+writes the new journal beside the old one and renames it, snapshots (ours and received ones) are fsynced
+with their directory before the journal that they replace is cut.
+
+Snapshots never encode the state on the tick thread: see :class:`EncodedWorkflows` and docs/design.md.
+"""
+
+from __future__ import annotations
+
+import enum
+import itertools
+import json
+import logging
+import os
+import pickle
+import struct
+import threading
+import time
+import zlib
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from typing import Any
+
+from pysyncobj import FAIL_REASON, SERIALIZER_STATE, SyncObj, SyncObjConf, SyncObjException, replicated
+from pysyncobj.journal import FileJournal
+from pysyncobj.pickle import dumps as pysyncobj_dumps
+from pysyncobj.pickle import to_bytes as pysyncobj_to_bytes
+
+from beamflowd.core.state import FatalApplyError, Result, StateMachine, encode_plain
+from beamflowd.transport import BeamTransport
+
+log = logging.getLogger(__name__)
+
+FSYNC_MODES = ("always", "batch", "off")
+#: v1: canonical JSON of the whole state in one zlib block, then the raft metadata (read, no longer written).
+SNAPSHOT_MAGIC_V1 = b"BEAMFLOW-SNAPSHOT-1\n"
+#: v2: raft metadata first, then one zlib stream of JSON lines: the state without workflows, the request
+#: ids, then one workflow per line (so a restore can keep each line as that workflow's encoding).
+SNAPSHOT_MAGIC_V2 = b"BEAMFLOW-SNAPSHOT-2\n"
+
+#: A workflow is re-encoded in the background once it has not changed for this long: a workflow that is
+#: still running would be encoded again and again for nothing.
+ENCODE_SETTLE_S = 0.5
+ENCODE_PERIOD_S = 0.25
+#: Workflows encoded per hold of the state lock by the background encoder (keeps each hold a few ms).
+ENCODE_CHUNK = 200
+#: Items per zlib/JSON call in the snapshot writer: each call holds the GIL, so keep it short.
+WRITE_CHUNK = 2000
+
+# Failures after which the command certainly did not commit: safe to retry as is.
+_RETRYABLE = {
+    FAIL_REASON.QUEUE_FULL,
+    FAIL_REASON.MISSING_LEADER,
+    FAIL_REASON.DISCARDED,
+    FAIL_REASON.NOT_LEADER,
+}
+# "May have committed": our commands are idempotent (request ids, attempt/epoch checks), so these are
+# retried too; a duplicate comes back as a harmless rejection that callers re-read state after.
+_UNKNOWN = {FAIL_REASON.LEADER_CHANGED, FAIL_REASON.REQUEST_DENIED, FAIL_REASON.UNKNOWN_OUTCOME}
+_ROLES = {0: "follower", 1: "candidate", 2: "leader"}
+
+
+@dataclass(frozen=True)
+class RaftTuning:
+    """Timing knobs, chosen and measured in docs/performance.md."""
+
+    min_timeout: float = 0.3
+    max_timeout: float = 0.9
+    append_period: float = 0.05
+    connection_retry: float = 1.0
+    leader_fallback: float = 3.0
+    compaction_min_entries: int = 20_000
+    compaction_min_time: float = 60.0
+
+
+@dataclass(frozen=True)
+class RaftStatus:
+    """This node's view of Raft, read without the state lock (fields may be a tick apart)."""
+
+    role: str  # "follower" | "candidate" | "leader" | "unknown"
+    term: int
+    commit_index: int
+    applied_index: int
+    #: Node id of the leader when its Raft address is known, else the address; "" without a leader.
+    leader_id: str
+    leader_address: str
+    has_quorum: bool
+    #: Raft address of each partner -> connected now.
+    partners: Mapping[str, bool] = field(default_factory=dict)
+    #: Partner Raft addresses whose traffic the chaos partition drops.
+    blocked: frozenset[str] = frozenset()
+    log_entries: int = 0
+
+    @property
+    def is_leader(self) -> bool:
+        return self.role == "leader"
+
+
+class Outcome(enum.Enum):
+    """What became of a proposed batch, in the proposer's terms."""
+
+    COMMITTED = "committed"
+    #: Not committed, or maybe committed: commands are idempotent, so retry until the deadline.
+    RETRY = "retry"
+    REFUSED = "refused"
+
+
+@dataclass(frozen=True)
+class SnapshotFigures:
+    """The last snapshot this node wrote."""
+
+    pause_s: float  # on the tick thread, under the state lock
+    total_s: float  # until renamed and fsynced
+    compressed_bytes: int
+    workflows: int
+
+
+BatchCallback = Callable[[list[Result] | None, Outcome, str], None]
+AppliedCallback = Callable[[set[str]], None]
+
+
+def _fsync_path(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir_of(path: str) -> None:
+    _fsync_path(os.path.dirname(path) or ".")
+
+
+class EncodedWorkflows:
+    """Each workflow's canonical JSON, kept current by a background thread, so a snapshot copies references.
+
+    ``dirty`` maps the id of every workflow changed since it was last encoded to the monotonic time of that
+    change, oldest first. The encoder thread encodes the ones that have settled, in small chunks under the
+    state lock, and stays idle while a snapshot is being written (``frozen``): the writer then reads
+    ``fragments`` without a copy, and the tick thread only takes the plain form of the few dirty workflows.
+    Workflows deleted by GC leave no change mark; their fragments are pruned when they pile up.
+    """
+
+    def __init__(self, lock: threading.Lock, sm: StateMachine) -> None:
+        self.lock = lock
+        self.sm = sm
+        self.fragments: dict[str, bytes] = {}
+        self.dirty: dict[str, float] = {}
+        self.frozen = False
+        self.encoded = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="snapshot-encoder", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def mark(self, changed: Iterable[str], now: float) -> None:
+        """Under the state lock: these workflows changed (re-inserted, so ``dirty`` stays time-ordered)."""
+        dirty = self.dirty
+        for wf_id in changed:
+            dirty.pop(wf_id, None)
+            dirty[wf_id] = now
+
+    def reset(self, fragments: dict[str, bytes], dirty: Iterable[str]) -> None:
+        """Under the state lock, after a restore."""
+        self.fragments = fragments
+        self.dirty = {}
+        self.mark(dirty, time.monotonic())
+
+    def capture(self, raft_meta: bytes) -> _Capture:
+        """Tick thread: what a snapshot of the current state needs, in O(workflows) of pointer copies.
+
+        Freezes the encoder until the writer calls :meth:`thaw`, so ``fragments`` can be shared.
+        """
+        with self.lock:
+            self.frozen = True
+            sm = self.sm
+            header = sm.to_plain(bulk=False)
+            request_ids = dict(sm.request_ids)  # one object: no garbage-collector work on this thread
+            ids = list(sm.workflows)
+            workflows = sm.workflows
+            fragments = self.fragments
+            dirty_plain = {w: workflows[w].to_plain() for w in self.dirty if w in workflows}
+            if len(fragments) + len(dirty_plain) < len(ids):  # not expected: every new workflow is marked
+                for wf_id in ids:
+                    if wf_id not in fragments and wf_id not in dirty_plain:
+                        dirty_plain[wf_id] = workflows[wf_id].to_plain()
+        return _Capture(header, request_ids, ids, fragments, dirty_plain, raft_meta)
+
+    def thaw(self) -> None:
+        """The writer is done with ``fragments``: the encoder may change them again."""
+        self.frozen = False
+
+    def _run(self) -> None:
+        while not self._stop.wait(ENCODE_PERIOD_S):
+            try:
+                self.encode_settled(time.monotonic() - ENCODE_SETTLE_S)
+                self._prune()
+            except Exception:
+                log.exception("background workflow encoder failed (snapshots will encode on demand)")
+
+    def encode_settled(self, changed_before: float) -> None:
+        """Encode every dirty workflow last changed before ``changed_before`` (any thread)."""
+        while not self.frozen and not self._stop.is_set():
+            with self.lock:
+                if self.frozen:
+                    return
+                chunk = [
+                    wf_id
+                    for wf_id, _ in itertools.takewhile(
+                        lambda item: item[1] <= changed_before,
+                        itertools.islice(self.dirty.items(), ENCODE_CHUNK),
+                    )
+                ]
+                workflows = self.sm.workflows
+                for wf_id in chunk:
+                    del self.dirty[wf_id]
+                    wf = workflows.get(wf_id)
+                    if wf is None:
+                        self.fragments.pop(wf_id, None)
+                    else:
+                        self.fragments[wf_id] = encode_plain(wf.to_plain())
+                self.encoded += len(chunk)
+            if len(chunk) < ENCODE_CHUNK:
+                return
+
+    def _prune(self) -> None:
+        """Drop fragments of deleted workflows once they exceed a tenth of the state."""
+        if len(self.fragments) <= len(self.sm.workflows) * 1.1 + 1000 or self.frozen:
+            return
+        keys = list(self.fragments)
+        for start in range(0, len(keys), ENCODE_CHUNK * 25):
+            with self.lock:
+                if self.frozen:
+                    return
+                workflows = self.sm.workflows
+                for wf_id in keys[start : start + ENCODE_CHUNK * 25]:
+                    if wf_id not in workflows:
+                        self.fragments.pop(wf_id, None)
+
+
+@dataclass
+class _Capture:
+    """What the tick thread copies for one snapshot; the writer thread encodes it."""
+
+    header: dict[str, Any]
+    request_ids: dict[str, str]
+    ids: list[str]
+    fragments: dict[str, bytes]
+    dirty_plain: dict[str, dict[str, Any]]
+    raft_meta: bytes
+
+
+def snapshot_lines(capture: _Capture) -> Iterator[bytes]:
+    """The v2 snapshot body in pieces of at most WRITE_CHUNK items (each piece is one short GIL hold)."""
+    yield encode_plain(capture.header) + b"\n["
+    items = iter(capture.request_ids.items())
+    first = True
+    while chunk := list(itertools.islice(items, WRITE_CHUNK)):  # short-lived: never promoted by the GC
+        piece = encode_plain({"r": chunk})[6:-2]  # strip {"r":[ and ]}
+        yield piece if first else b"," + piece
+        first = False
+    yield b"]\n"
+    ids, fragments, dirty = capture.ids, capture.fragments, capture.dirty_plain
+    for start in range(0, len(ids), WRITE_CHUNK):
+        parts = []
+        for wf_id in ids[start : start + WRITE_CHUNK]:
+            plain = dirty.get(wf_id)
+            parts.append(fragments[wf_id] if plain is None else encode_plain(plain))
+        parts.append(b"")
+        yield b"\n".join(parts)
+
+
+def write_snapshot_file(path: str, capture: _Capture, sync: bool) -> int:
+    """Write a v2 snapshot (any thread, no lock needed); returns its compressed size in bytes."""
+    compressor = zlib.compressobj(1)
+    size = 0
+    with open(path, "wb") as f:
+        f.write(SNAPSHOT_MAGIC_V2)
+        f.write(len(capture.raft_meta).to_bytes(8, "big"))
+        f.write(capture.raft_meta)
+        for piece in snapshot_lines(capture):
+            out = compressor.compress(piece)
+            size += len(out)
+            f.write(out)
+        out = compressor.flush()
+        size += len(out)
+        f.write(out)
+        f.flush()
+        if sync:
+            os.fsync(f.fileno())
+    return size
+
+
+def read_snapshot_file(filename: str) -> tuple[StateMachine, dict[str, bytes] | None, Any]:
+    """(state, per-workflow encodings if the format keeps them, raft metadata) from a v1 or v2 file."""
+    with open(filename, "rb") as f:
+        magic = f.read(len(SNAPSHOT_MAGIC_V2))
+        if magic == SNAPSHOT_MAGIC_V1:
+            size = int.from_bytes(f.read(8), "big")
+            plain = json.loads(zlib.decompress(f.read(size)))
+            return StateMachine.from_plain(plain), None, pickle.loads(f.read())
+        if magic != SNAPSHOT_MAGIC_V2:
+            raise ValueError(f"{filename}: not a BEAMFlow snapshot")
+        meta_size = int.from_bytes(f.read(8), "big")
+        raft_meta = pickle.loads(f.read(meta_size))
+        body = zlib.decompress(f.read())
+    lines = body.split(b"\n")
+    header = json.loads(lines[0])
+    header["request_ids"] = json.loads(lines[1])
+    encoded = lines[2:-1]
+    header["workflows"] = [json.loads(line) for line in encoded]
+    fragments = {wp["id"]: line for wp, line in zip(header["workflows"], encoded, strict=True)}
+    return StateMachine.from_plain(header), fragments, raft_meta
+
+
+class ReplicatedState(SyncObj):  # type: ignore[misc]
+    """The state machine behind pysyncobj; read it with :meth:`read`, never directly from another thread."""
+
+    def __init__(
+        self,
+        self_addr: str,
+        partners: list[str],
+        data_dir: str,
+        tuning: RaftTuning,
+        password: str | None,
+        on_applied: AppliedCallback,
+        fsync: str = "batch",
+        node_ids: Mapping[str, str] | None = None,
+    ) -> None:
+        if fsync not in FSYNC_MODES:
+            raise ValueError(f"fsync: expected one of {', '.join(FSYNC_MODES)}, got {fsync!r}")
+        self.fsync = fsync
+        self.single_node = not partners
+        self._journal_dirty = False
+        self.journal_syncs = 0
+        #: node id -> time.monotonic() when this node last applied a heartbeat/join from it.
+        self.heartbeat_seen: dict[str, float] = {}
+        self.sm = StateMachine()
+        self._lock = threading.Lock()
+        self._digest_cache: tuple[int, str] = (-1, "")  # (state revision, digest)
+        #: Raft address -> node id, to name the leader.
+        self._node_ids = dict(node_ids or {})
+        self.encoded = EncodedWorkflows(self._lock, self.sm)
+        self.snapshots = 0
+        self.last_snapshot: SnapshotFigures | None = None
+        self._snapshot_state: int = SERIALIZER_STATE.NOT_SERIALIZING
+        #: Bumped (under ``_dump_lock``) when a received snapshot is about to replace the dump file.
+        self._dump_generation = 0
+        self._dump_lock = threading.Lock()
+        self._on_applied = on_applied
+        os.makedirs(data_dir, exist_ok=True)
+        self._dump_path = os.path.join(data_dir, "raft.snapshot")
+        conf = SyncObjConf(
+            autoTick=True,
+            appendEntriesUseBatch=False,  # the default puts a ~100 ms floor under every commit
+            commandsWaitLeader=False,  # fail fast without a leader; the proposer retries with a deadline
+            raftMinTimeout=tuning.min_timeout,
+            raftMaxTimeout=tuning.max_timeout,
+            appendEntriesPeriod=tuning.append_period,
+            connectionRetryTime=tuning.connection_retry,
+            leaderFallbackTimeout=tuning.leader_fallback,
+            logCompactionMinEntries=tuning.compaction_min_entries,
+            logCompactionMinTime=tuning.compaction_min_time,
+            logCompactionSplit=True,
+            journalFile=os.path.join(data_dir, "raft.journal"),
+            fullDumpFile=self._dump_path,
+            bindAddress=self_addr,
+            password=password,
+            serializer=self._start_snapshot,
+            deserializer=self._read_snapshot,
+            serializeChecker=self._check_snapshot,
+            useFork=False,
+            bindRetryTime=0.5,
+            maxBindRetries=10,  # ~5 s for a port still held by a previous incarnation, then give up
+        )
+        super().__init__(self_addr, partners, conf, transportClass=BeamTransport)
+        self._hook_journal()
+        self._hook_received_snapshot()
+        self.encoded.start()
+        try:
+            self.waitBinded()
+        except SyncObjException:
+            self.destroy()
+            raise OSError(f"raft address {self_addr}: cannot listen (in use?)") from None
+
+    def destroy(self) -> None:
+        self.encoded.stop()
+        super().destroy()
+
+    # ------------------------------------------------------------ reading
+    @contextmanager
+    def read(self) -> Iterator[StateMachine]:
+        """The state machine, consistent for the duration of the block (apply waits; keep it short)."""
+        with self._lock:
+            yield self.sm
+
+    def status(self) -> RaftStatus:
+        raw: dict[str, Any] = self.getStatus()
+        leader = raw.get("leader")
+        leader_addr = "" if leader is None else str(getattr(leader, "address", leader))
+        prefix = "partner_node_status_server_"
+        return RaftStatus(
+            role=_ROLES.get(raw.get("state", -1), "unknown"),
+            term=int(raw.get("raft_term", 0)),
+            commit_index=int(raw.get("commit_idx", 0)),
+            applied_index=int(raw.get("last_applied", 0)),
+            leader_id=self._node_ids.get(leader_addr, leader_addr),
+            leader_address=leader_addr,
+            has_quorum=bool(raw.get("has_quorum", False)),
+            partners={k[len(prefix) :]: v == 2 for k, v in raw.items() if k.startswith(prefix)},
+            blocked=frozenset(self.transport.blocked),
+            log_entries=int(raw.get("log_len", 0)),
+        )
+
+    def is_leader(self) -> bool:
+        return bool(self._isLeader())
+
+    @property
+    def transport(self) -> BeamTransport:
+        transport: BeamTransport = self._SyncObj__transport
+        return transport
+
+    def digest_and_owned(self, node_id: str) -> tuple[str, int]:
+        """(state digest, workflows owned by node_id); the digest is cached per state revision."""
+        with self._lock:
+            if self._digest_cache[0] != self.sm.revision:
+                self._digest_cache = (self.sm.revision, self.sm.digest())
+            return self._digest_cache[1], self.sm.owned_by(node_id)
+
+    def member_grpc_addrs(self) -> dict[str, str]:
+        with self._lock:
+            return {m.id: m.grpc_addr for m in self.sm.members.values()}
+
+    # ------------------------------------------------------------ proposing
+    def propose_batch(self, commands: list[Mapping[str, Any]], on_done: BatchCallback) -> None:
+        """Queue one Raft entry; ``on_done(results, outcome, reason)`` runs later on the tick thread.
+
+        Raises whatever pickling the batch raises (nothing is queued then).
+        """
+
+        def callback(result: Any, error: int) -> None:
+            if error == FAIL_REASON.SUCCESS:
+                on_done(result, Outcome.COMMITTED, "")
+            elif error in _RETRYABLE or error in _UNKNOWN:
+                on_done(None, Outcome.RETRY, str(error))
+            else:
+                on_done(None, Outcome.REFUSED, str(error))
+
+        self.apply_batch(commands, callback=callback)
+
+    # ---------------------------------------------------------- tick thread
+    @replicated  # type: ignore[untyped-decorator]
+    def apply_batch(self, commands: list[Mapping[str, Any]]) -> list[Result]:
+        with self._lock:
+            try:
+                results = self.sm.apply_all(commands)
+            except FatalApplyError as exc:
+                # Fail-stop: a bug must not leave this replica running on a state the others may not share.
+                # Exit before anything is acknowledged; the supervisor restarts the node from its log.
+                log.critical("fatal error applying %s, stopping the node: %s", exc.op, exc, exc_info=exc)
+                os._exit(os.EX_SOFTWARE)  # 70
+            changed = self.sm.drain_changed()
+            seen = time.monotonic()  # liveness is judged on the local clock, outside the state machine
+            if changed:
+                self.encoded.mark(changed, seen)
+        for cmd in commands:
+            if cmd.get("op") in ("heartbeat", "join"):
+                self.heartbeat_seen[cmd["node"]] = seen
+        if changed:
+            # Never let a notification failure escape: pysyncobj would re-apply the whole entry.
+            try:
+                self._on_applied(changed)
+            except Exception:
+                log.exception("change notification failed")
+        return results
+
+    def _start_snapshot(self, tmp_filename: str, raft_data: Any) -> None:
+        """pysyncobj's serializer hook: copy what the snapshot needs, write it on another thread.
+
+        pysyncobj renames ``tmp_filename`` over the dump as soon as this returns; we never create that file
+        (so its rename fails, which pysyncobj ignores) and rename our own when it is complete and synced.
+        :meth:`_check_snapshot` reports progress, and pysyncobj cuts the journal only after SUCCESS.
+        """
+        started = time.monotonic()
+        with suppress(FileNotFoundError):
+            os.unlink(tmp_filename)
+        raft_meta = pickle.dumps(raft_data)  # pysyncobj's own entries and node set, not our classes
+        capture = self.encoded.capture(raft_meta)
+        pause = time.monotonic() - started
+        self._snapshot_state = SERIALIZER_STATE.SERIALIZING
+        generation = self._dump_generation
+        threading.Thread(
+            target=self._write_snapshot,
+            args=(capture, started, pause, generation),
+            name="snapshot-writer",
+            daemon=True,
+        ).start()
+
+    def _write_snapshot(self, capture: _Capture, started: float, pause: float, generation: int) -> None:
+        """Writer thread: encode, compress, write, fsync, rename, fsync the directory.
+
+        A snapshot received from the leader meanwhile is newer than ours: ours is then discarded (renaming
+        it over the received one would pair an old state with a journal cut for the new one).
+        """
+        writing = self._dump_path + ".writing"
+        try:
+            size = write_snapshot_file(writing, capture, sync=self.fsync != "off")
+            with self._dump_lock:
+                if generation != self._dump_generation:
+                    raise RuntimeError("a snapshot from the leader arrived meanwhile; ours is older")
+                os.replace(writing, self._dump_path)
+            if self.fsync != "off":
+                _fsync_dir_of(self._dump_path)
+        except Exception:
+            log.exception("snapshot failed")
+            self.encoded.thaw()
+            self._snapshot_state = SERIALIZER_STATE.FAILED
+            return
+        self.encoded.thaw()
+        took = time.monotonic() - started
+        self.snapshots += 1
+        self.last_snapshot = SnapshotFigures(pause, took, size, len(capture.ids))
+        log.info(
+            "snapshot: %d workflows, %d bytes compressed, %.1f ms on the Raft thread, %.0f ms in all"
+            " (%d encoded then)",
+            len(capture.ids),
+            size,
+            pause * 1000,
+            took * 1000,
+            len(capture.dirty_plain),
+        )
+        self._snapshot_state = SERIALIZER_STATE.SUCCESS
+
+    def _check_snapshot(self) -> int:
+        """pysyncobj's serializeChecker hook (tick thread): SUCCESS and FAILED are reported once."""
+        state = self._snapshot_state
+        if state in (SERIALIZER_STATE.SUCCESS, SERIALIZER_STATE.FAILED):
+            self._snapshot_state = SERIALIZER_STATE.NOT_SERIALIZING
+        return state
+
+    def _read_snapshot(self, filename: str) -> Any:
+        """pysyncobj's deserializer hook: at start, and when a snapshot arrives from the leader.
+
+        A received snapshot was renamed into place without a sync, and pysyncobj clears the journal right
+        after this returns: sync it (and its directory) first.
+        """
+        if self.fsync != "off":
+            _fsync_path(filename)
+            _fsync_dir_of(filename)
+        restored, fragments, raft_data = read_snapshot_file(filename)
+        log.info("loaded snapshot: %d workflows, applied index %s", len(restored.workflows), raft_data[0][1])
+        with self._lock:
+            self.sm.load(restored)
+            changed = self.sm.drain_changed()
+            if fragments is None:
+                self.encoded.reset({}, changed)
+            else:
+                self.encoded.reset(fragments, ())
+        self._on_applied(changed)
+        return raft_data
+
+    # ------------------------------------------------------------ durability
+    def _hook_journal(self) -> None:
+        """Durability that pysyncobj's FileJournal lacks; see the module docstring."""
+        journal = self._SyncObj__raftLog
+        original_add = journal.add
+
+        def add(command: bytes, idx: int, term: int) -> None:
+            original_add(command, idx, term)
+            if self.fsync == "always" or (self.fsync == "batch" and self.single_node):
+                # A single node sends nothing (so the transport never syncs) and commits alone.
+                journal.flush()
+                self.journal_syncs += 1
+            elif self.fsync == "batch":
+                self._journal_dirty = True
+
+        journal.add = add
+        if not isinstance(journal, FileJournal):
+            return
+        # Term and vote must be durable before any message reflecting them leaves; pysyncobj also rewrites
+        # the meta file every second (commit index). It writes a tmp file and renames it, with no sync.
+        storer = journal._FileJournal__metaStorer
+        meta_path = storer.getPath()
+
+        def store_meta(meta: Any) -> None:
+            tmp = meta_path + ".tmp"
+            with open(tmp, "wb") as f:
+                f.write(pysyncobj_dumps(meta))
+                f.flush()
+                if self.fsync != "off":
+                    os.fsync(f.fileno())
+            os.replace(tmp, meta_path)
+            if self.fsync != "off":
+                _fsync_dir_of(meta_path)
+
+        storer.storeMeta = store_meta
+        journal_path = self._SyncObj__conf.journalFile
+
+        def delete_entries_to(entry_to: int) -> None:
+            """Compaction: write the kept tail to a new file, sync it, rename it over the journal.
+
+            pysyncobj clears the journal in place and re-appends the tail: a crash in between loses it.
+            """
+            _compact_journal(journal, journal_path, entry_to, self.fsync != "off")
+
+        journal.deleteEntriesTo = delete_entries_to
+
+    def _hook_received_snapshot(self) -> None:
+        """Sync a snapshot arriving from the leader before pysyncobj renames it into place."""
+        serializer = self._SyncObj__serializer
+        original = serializer.setTransmissionData
+
+        def set_transmission_data(data: Any) -> bool:
+            if data is None or not data[2]:  # data[2]: the last (empty) piece, after which it is renamed
+                return bool(original(data))
+            incoming = serializer._Serializer__incomingTransmissionFile
+            if incoming is not None and self.fsync != "off":
+                incoming.flush()
+                os.fsync(incoming.fileno())
+            with self._dump_lock:
+                self._dump_generation += 1
+                return bool(original(data))
+
+        serializer.setTransmissionData = set_transmission_data
+
+    def sync_journal_if_dirty(self) -> None:
+        """Called by the transport before any message leaves (tick thread)."""
+        if self._journal_dirty:
+            self._journal_dirty = False
+            self._SyncObj__raftLog.flush()
+            self.journal_syncs += 1
+
+
+def _compact_journal(journal: Any, path: str, entry_to: int, sync: bool) -> None:
+    """Replace pysyncobj's journal file by one holding only entries[entry_to:] (crash-safe by rename).
+
+    Mirrors pysyncobj 0.3.17's record format: header (name, version, format, last-record offset), then
+    per record ``len | idx term command | len``.
+    """
+    from pysyncobj.journal import FIRST_RECORD_OFFSET, LAST_RECORD_OFFSET_OFFSET, ResizableFile
+
+    keep = journal._FileJournal__journal[entry_to:]
+    records = []
+    for command, idx, term in keep:
+        data = struct.pack("<QQ", idx, term) + pysyncobj_to_bytes(command)
+        size = struct.pack("<I", len(data))
+        records.append(size + data + size)
+    body = b"".join(records)
+    header = bytearray(journal._FileJournal__getDefaultHeader())
+    end = FIRST_RECORD_OFFSET + len(body)
+    header[LAST_RECORD_OFFSET_OFFSET : LAST_RECORD_OFFSET_OFFSET + 4] = struct.pack("<I", end)
+    tmp = path + ".compact"
+    with open(tmp, "wb") as f:
+        f.write(bytes(header))
+        f.write(body)
+        f.flush()
+        if sync:
+            os.fsync(f.fileno())
+    os.replace(tmp, path)
+    if sync:
+        _fsync_dir_of(path)
+    old = journal._FileJournal__journalFile
+    journal._FileJournal__journalFile = ResizableFile(path)
+    journal._FileJournal__journal = list(keep)
+    journal._FileJournal__currentOffset = end
+    old._destroy()  # the replaced inode: nothing reads it again
