@@ -70,6 +70,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=float,
         help="at most one snapshot per this many seconds (default 60)",
     )
+    for key, what in (
+        ("tls_cert", "PEM certificate (chain) of this node's gRPC listener"),
+        ("tls_key", "PEM private key of --tls-cert"),
+        ("tls_client_ca", "PEM CA bundle; clients must present a certificate it signed"),
+        ("tls_peer_ca", "PEM CA bundle for the other nodes' certificates (default --tls-client-ca)"),
+        ("tokens_file", "bearer tokens, one name:role:salt:sha256 a line (see docs/operations.md)"),
+    ):
+        parser.add_argument(f"--{key.replace('_', '-')}", dest=key, metavar="FILE", help=what)
     parser.add_argument("--log-level", dest="log_level", choices=["debug", "info", "warning", "error"])
     return parser.parse_args(argv)
 
@@ -97,6 +105,9 @@ def main(argv: list[str] | None = None) -> None:
 
     try:
         asyncio.run(run())
+    except ConfigError as exc:  # found when the node reads its TLS or token files
+        print(f"beamflowd: error: {exc}", file=sys.stderr)
+        sys.exit(2)
     except OSError as exc:
         print(f"beamflowd: error: {exc}", file=sys.stderr)
         sys.exit(1)
