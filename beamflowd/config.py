@@ -6,6 +6,7 @@ Safe defaults: everything binds to loopback; a non-loopback Raft address require
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import tomllib
 from collections.abc import Mapping
@@ -115,7 +116,9 @@ def build_config(file_values: Mapping[str, Any], flag_values: Mapping[str, Any])
     merged: dict[str, Any] = {}
     for key, value in file_values.items():
         if key not in _KNOWN:
-            raise ConfigError(f"config: unknown key {key!r} (known: {', '.join(sorted(_KNOWN))})")
+            close = difflib.get_close_matches(key, _KNOWN, n=1)
+            hint = f"did you mean {close[0]!r}?" if close else f"known: {', '.join(sorted(_KNOWN))}"
+            raise ConfigError(f"config: unknown key {key!r} ({hint})")
         merged[key] = value
     merged.update({k: v for k, v in flag_values.items() if v is not None})
     for required in ("node_id", "initial_cluster"):

@@ -14,6 +14,7 @@ EXAMPLE = """example:
     --initial-cluster n1=127.0.0.1:7101,n2=127.0.0.1:7102,n3=127.0.0.1:7103 \\
     --grpc-addr 127.0.0.1:7001 --data-dir ./data/n1
   beamflowd --config deploy/config/n1.toml
+  beamflowd check-config deploy/config/n1.toml   # validate, print the effective config
 """
 
 
@@ -83,6 +84,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> None:
+    given = sys.argv[1:] if argv is None else argv
+    if given[:1] == ["check-config"]:
+        from beamflowd.checkconfig import main as check_config
+
+        sys.exit(check_config(given[1:]))
     args = parse_args(argv)
     try:
         file_values = load_toml(args.config) if args.config else {}
