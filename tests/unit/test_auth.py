@@ -204,3 +204,18 @@ def test_beamflowd_exits_non_zero_with_one_line_naming_the_keys() -> None:
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     assert "tls_cert" in lines[0] and "tokens_file" in lines[0] and "not loopback" in lines[0]
+
+
+def test_a_non_loopback_raft_address_needs_the_raft_password() -> None:
+    with pytest.raises(ConfigError, match="raft_password: required because the Raft address"):
+        build_config(CLUSTER, {})
+
+
+def test_pysyncobj_can_encrypt_with_the_password() -> None:
+    """cryptography is a declared dependency: without it pysyncobj cannot use raft_password at all."""
+    from pysyncobj import encryptor
+
+    assert encryptor.HAS_CRYPTO
+    box = encryptor.getEncryptor("pw")
+    sealed = box.encrypt(b"append entries")
+    assert sealed != b"append entries" and box.decrypt(sealed) == b"append entries"
