@@ -32,7 +32,9 @@ from beamctl.errors import CliError, ExitCode, handle_errors
 from beamflowd.core.durations import parse_duration
 
 app = typer.Typer(
-    name="dev", help="Run a local supervised cluster (loopback, chaos enabled).", no_args_is_help=True
+    name="dev",
+    help="Local tooling: a supervised cluster (loopback, chaos enabled), throwaway certificates and tokens.",
+    no_args_is_help=True,
 )
 
 DEFAULT_DIR = ".beamflow"

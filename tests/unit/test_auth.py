@@ -219,3 +219,15 @@ def test_pysyncobj_can_encrypt_with_the_password() -> None:
     box = encryptor.getEncryptor("pw")
     sealed = box.encrypt(b"append entries")
     assert sealed != b"append entries" and box.decrypt(sealed) == b"append entries"
+
+
+def test_beamctl_never_sends_a_token_in_plaintext_beyond_loopback() -> None:
+    from beamctl.errors import CliError
+    from beamctl.security import Security, open_channel
+
+    with pytest.raises(CliError, match="refusing to send --token in plaintext"):
+        open_channel("10.231.0.1:7001", Security(token="t"), [])
+    open_channel("127.0.0.1:7001", Security(token="t"), []).close()  # loopback: allowed
+    with pytest.raises(CliError, match="--cert and --key go together"):
+        Security(cert="me.pem")
+    assert "t0ken" not in repr(Security(token="t0ken"))
