@@ -69,7 +69,6 @@ COUNTER_KINDS = (
 CRASH_SAMPLE = 10
 
 
-
 class ChaosError(Exception):
     """A refused or failed chaos call; ``code`` is a gRPC status code name."""
 
