@@ -17,6 +17,7 @@ import grpc
 import typer
 
 from beamctl.errors import CliError, ExitCode, one_line
+from beamctl.security import PLAINTEXT, Security, open_channel
 from beamflowd.api.gen.beamflow.v1 import cluster_pb2, cluster_pb2_grpc, workflow_pb2, workflow_pb2_grpc
 
 DEFAULT_ENDPOINTS = "127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003"
@@ -75,6 +76,7 @@ class Settings:
     endpoints: tuple[str, ...]
     timeout: float
     output: str = "table"
+    security: Security = PLAINTEXT
 
 
 def parse_endpoints(text: str) -> tuple[str, ...]:
@@ -132,6 +134,7 @@ class Client:
         rounds: int = ROUNDS,
         backoff: Sequence[float] = BACKOFF_S,
         sleep: Callable[[float], None] = time.sleep,
+        security: Security = PLAINTEXT,
     ) -> None:
         if not endpoints:
             raise CliError("no endpoints given", ExitCode.USAGE)
@@ -140,12 +143,13 @@ class Client:
         self._rounds = max(1, rounds)
         self._backoff = tuple(backoff) or (0.0,)
         self._sleep = sleep
+        self._security = security
         self._preferred = 0
         self._channels: dict[str, grpc.Channel] = {}
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Client:
-        return cls(settings.endpoints, settings.timeout)
+        return cls(settings.endpoints, settings.timeout, security=settings.security)
 
     def __enter__(self) -> Client:
         return self
@@ -165,7 +169,7 @@ class Client:
     def _channel(self, endpoint: str) -> grpc.Channel:
         channel = self._channels.get(endpoint)
         if channel is None:
-            channel = grpc.insecure_channel(endpoint, options=_CHANNEL_OPTIONS)
+            channel = open_channel(endpoint, self._security, _CHANNEL_OPTIONS)
             self._channels[endpoint] = channel
         return channel
 

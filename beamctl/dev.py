@@ -32,7 +32,9 @@ from beamctl.errors import CliError, ExitCode, handle_errors
 from beamflowd.core.durations import parse_duration
 
 app = typer.Typer(
-    name="dev", help="Run a local supervised cluster (loopback, chaos enabled).", no_args_is_help=True
+    name="dev",
+    help="Local tooling: a supervised cluster (loopback, chaos enabled), throwaway certificates and tokens.",
+    no_args_is_help=True,
 )
 
 DEFAULT_DIR = ".beamflow"
@@ -401,6 +403,50 @@ def down(d: DirOption = Path(DEFAULT_DIR)) -> None:
     if _pid_alive(pid):
         raise CliError(f"supervisor {pid} did not stop", ExitCode.INTERNAL)
     output.line(f"stopped the cluster in {d}")
+
+
+@app.command("certs")
+@handle_errors
+def certs(
+    directory: Annotated[Path, typer.Argument(help="Where to write the PEM files.")],
+    nodes: Annotated[str, typer.Option("--nodes", help="Node ids, comma separated.")] = "n1,n2,n3",
+    clients: Annotated[
+        str, typer.Option("--clients", help="Client certificate CNs, comma separated.")
+    ] = "admin",
+    hosts: Annotated[
+        list[str] | None,
+        typer.Option("--host", help="IP or DNS name for the node certificates (repeat); loopback added."),
+    ] = None,
+    days: Annotated[int, typer.Option("--days", min=1, max=3650, help="Validity.")] = 30,
+) -> None:
+    """Make a throwaway CA and node/client certificates (ECDSA, with the cryptography package).
+
+    Example: beamctl dev certs ./pki --host 10.0.0.1 --host 10.0.0.2 --clients admin,ci
+    """
+    from beamctl import pki
+
+    split = [[part.strip() for part in text.split(",") if part.strip()] for text in (nodes, clients)]
+    files = pki.make_certs(directory, split[0], split[1], hosts or [], days)
+    for path in files:
+        output.line(str(path))
+
+
+@app.command("token")
+@handle_errors
+def token(
+    name: Annotated[str, typer.Argument(help="Who the token is for (shown in logs, never the token).")],
+    role: Annotated[str, typer.Option("--role", help="reader, operator or admin.")] = "reader",
+    tokens_file: Annotated[
+        Path, typer.Option("--file", help="The node's tokens_file: the entry is appended (0600).")
+    ] = Path("tokens.txt"),
+) -> None:
+    """Create a bearer token: append its salted hash to the tokens file, print the token once.
+
+    Example: export BEAMFLOW_TOKEN=$(beamctl dev token ci --role operator --file /etc/beamflow/tokens)
+    """
+    from beamctl import pki
+
+    output.line(pki.add_token(tokens_file, name, role))
 
 
 def _supervise_main(argv: list[str]) -> int:

@@ -13,6 +13,7 @@ from beamctl import bench, cluster, top, workflow
 from beamctl.client import ENDPOINTS_ENV, Settings, default_endpoints, parse_endpoints
 from beamctl.errors import CliError, ExitCode, fail
 from beamctl.output import OutputFormat
+from beamctl.security import CACERT_ENV, CERT_ENV, KEY_ENV, TOKEN_ENV, Security
 
 EPILOG = (
     "Exit codes: 0 ok; 1 workflow failed or cancelled (--wait, watch); 2 usage error or invalid input; "
@@ -60,13 +61,37 @@ def root(
         float, typer.Option("--timeout", min=0.1, metavar="SECONDS", help="Deadline of each call.")
     ] = 10.0,
     fmt: Annotated[OutputFormat, typer.Option("--output", "-o", help="Output format.")] = OutputFormat.table,
+    cacert: Annotated[
+        str | None,
+        typer.Option(
+            "--cacert", metavar="FILE", envvar=CACERT_ENV, help="CA bundle to verify the nodes (TLS)."
+        ),
+    ] = None,
+    cert: Annotated[
+        str | None,
+        typer.Option("--cert", metavar="FILE", envvar=CERT_ENV, help="Client certificate for mutual TLS."),
+    ] = None,
+    key: Annotated[
+        str | None, typer.Option("--key", metavar="FILE", envvar=KEY_ENV, help="Private key of --cert.")
+    ] = None,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            "--token",
+            metavar="TOKEN",
+            envvar=TOKEN_ENV,
+            help=f"Bearer token (prefer env {TOKEN_ENV}: a flag shows in the process list).",
+            show_envvar=False,
+        ),
+    ] = None,
 ) -> None:
     """Global options; every command reads them from the context object."""
     try:
         parsed = parse_endpoints(endpoints if endpoints is not None else default_endpoints())
+        security = Security(cacert=cacert or None, cert=cert or None, key=key or None, token=token or None)
     except CliError as err:
         fail(err.message, err.code)
-    ctx.obj = Settings(endpoints=parsed, timeout=timeout, output=str(fmt.value))
+    ctx.obj = Settings(endpoints=parsed, timeout=timeout, output=str(fmt.value), security=security)
 
 
 def main() -> None:

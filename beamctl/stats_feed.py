@@ -20,7 +20,8 @@ from typing import Any
 
 import grpc
 
-from beamctl.errors import one_line
+from beamctl.errors import CliError, one_line
+from beamctl.security import PLAINTEXT, Security, open_channel
 from beamflowd.api.gen.beamflow.v1 import stats_pb2, stats_pb2_grpc
 
 #: Pause after a full pass over the endpoints without a stream.
@@ -52,8 +53,15 @@ class FeedState:
 
 
 class StatsFeed:
-    def __init__(self, endpoints: Sequence[str], interval_ms: int = 1000, max_events: int = 20) -> None:
+    def __init__(
+        self,
+        endpoints: Sequence[str],
+        interval_ms: int = 1000,
+        max_events: int = 20,
+        security: Security = PLAINTEXT,
+    ) -> None:
         self.endpoints = tuple(endpoints)
+        self.security = security
         self.interval_s = interval_ms / 1000
         self.request = stats_pb2.WatchStatsRequest(interval_ms=interval_ms, max_events=max_events)
         self.stall_s = STALL_INTERVALS * self.interval_s + 1.0
@@ -108,7 +116,7 @@ class StatsFeed:
     def _channel(self, endpoint: str) -> grpc.Channel:
         channel = self._channels.get(endpoint)
         if channel is None:
-            channel = self._channels[endpoint] = grpc.insecure_channel(endpoint, options=_CHANNEL_OPTIONS)
+            channel = self._channels[endpoint] = open_channel(endpoint, self.security, _CHANNEL_OPTIONS)
         return channel
 
     def _run(self) -> None:
@@ -128,7 +136,12 @@ class StatsFeed:
     def _follow(self, endpoint: str) -> bool:
         """Read one stream until it breaks; True if it delivered at least one snapshot."""
         got_any = False
-        stub = stats_pb2_grpc.StatsServiceStub(self._channel(endpoint))  # type: ignore[no-untyped-call, unused-ignore]
+        try:
+            channel = self._channel(endpoint)
+        except CliError as err:  # unreadable --cacert, or a token that would go out in plaintext
+            self._set(status="reconnecting", error=err.message)
+            return False
+        stub = stats_pb2_grpc.StatsServiceStub(channel)  # type: ignore[no-untyped-call, unused-ignore]
         # The first snapshot must arrive within a few intervals, or this endpoint counts as dead.
         stream = stub.WatchStats(self.request, wait_for_ready=False)
         self._stream = stream

@@ -65,7 +65,8 @@ def toggle_monkey(settings: Settings, currently_on: bool, profile: str) -> str:
         return "chaos: not available (this build has no ChaosService)"
     request = chaos_pb2.SetMonkeyRequest(enabled=not currently_on, profile=profile)
     try:
-        with Client(settings.endpoints, min(settings.timeout, CHAOS_TIMEOUT_S), rounds=1) as client:
+        timeout = min(settings.timeout, CHAOS_TIMEOUT_S)
+        with Client(settings.endpoints, timeout, rounds=1, security=settings.security) as client:
             client.unary(
                 "chaos monkey",
                 lambda ch, t: chaos_pb2_grpc.ChaosServiceStub(  # type: ignore[no-untyped-call, unused-ignore]
@@ -109,7 +110,9 @@ def run_dashboard(
     settings: Settings, interval_ms: int, max_events: int, monkey_profile: str, console: Console | None = None
 ) -> None:
     """The live screen until ``q``/Ctrl-C/SIGTERM. Every loop iteration is bounded by FRAME_S."""
-    feed = StatsFeed(settings.endpoints, interval_ms=interval_ms, max_events=max_events)
+    feed = StatsFeed(
+        settings.endpoints, interval_ms=interval_ms, max_events=max_events, security=settings.security
+    )
     console = console or Console()
     view = ViewState()
     paused = False

@@ -6,6 +6,7 @@ Safe defaults: everything binds to loopback; a non-loopback Raft address require
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import tomllib
 from collections.abc import Mapping
@@ -27,6 +28,16 @@ class NodeConfig:
     allow_exec: bool = False
     chaos_enabled: bool = False
     raft_password: str | None = None
+    #: gRPC TLS (PEM paths). With tls_client_ca, clients must present a certificate signed by it.
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    tls_client_ca: str | None = None
+    #: CA that signed the other nodes' certificates, for node-to-node calls; default tls_client_ca.
+    tls_peer_ca: str | None = None
+    #: Bearer tokens, one ``name:role:salt:sha256`` a line (docs/operations.md, ``beamctl dev token``).
+    tokens_file: str | None = None
+    #: Client-certificate subject CN -> role (reader, operator, admin); needs tls_client_ca.
+    cert_roles: Mapping[str, str] = field(default_factory=dict)
     log_level: str = "info"
     #: Seconds a step attempt may run when neither the step nor the workflow sets a timeout.
     default_step_timeout: float = 300.0
@@ -53,6 +64,10 @@ class NodeConfig:
     #: Byte cap of one Raft entry (a group-committed batch of commands, pickled sizes); 1 MiB.
     raft_batch_bytes_max: int = 1 << 20
     extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def auth_enabled(self) -> bool:
+        return bool(self.tokens_file or self.cert_roles)
 
     @property
     def raft_addr(self) -> str:
@@ -105,7 +120,9 @@ def build_config(file_values: Mapping[str, Any], flag_values: Mapping[str, Any])
     merged: dict[str, Any] = {}
     for key, value in file_values.items():
         if key not in _KNOWN:
-            raise ConfigError(f"config: unknown key {key!r} (known: {', '.join(sorted(_KNOWN))})")
+            close = difflib.get_close_matches(key, _KNOWN, n=1)
+            hint = f"did you mean {close[0]!r}?" if close else f"known: {', '.join(sorted(_KNOWN))}"
+            raise ConfigError(f"config: unknown key {key!r} ({hint})")
         merged[key] = value
     merged.update({k: v for k, v in flag_values.items() if v is not None})
     for required in ("node_id", "initial_cluster"):
@@ -124,7 +141,8 @@ def build_config(file_values: Mapping[str, Any], flag_values: Mapping[str, Any])
     node_id = str(merged["node_id"])
     if node_id not in cluster:
         raise ConfigError(f"node_id: {node_id!r} is not in initial_cluster ({', '.join(cluster)})")
-    _check_addr("grpc_addr", str(merged.get("grpc_addr", NodeConfig.grpc_addr)))
+    grpc_host, _ = _check_addr("grpc_addr", str(merged.get("grpc_addr", NodeConfig.grpc_addr)))
+    _check_security(merged, exposed=not _is_loopback(grpc_host))
     raft_host, _ = _check_addr("initial_cluster", cluster[node_id])
     if not _is_loopback(raft_host) and not merged.get("raft_password"):
         raise ConfigError(
@@ -147,6 +165,46 @@ def build_config(file_values: Mapping[str, Any], flag_values: Mapping[str, Any])
         return NodeConfig(**merged)
     except TypeError as exc:
         raise ConfigError(f"config: {exc}") from None
+
+
+ROLES = ("reader", "operator", "admin")
+
+
+def _check_security(merged: dict[str, Any], *, exposed: bool) -> None:
+    """TLS and auth keys are consistent and their files readable; an exposed gRPC port has both."""
+    for key in ("tls_cert", "tls_key", "tls_client_ca", "tls_peer_ca", "tokens_file"):
+        path = merged.get(key)
+        if path is None:
+            continue
+        if not isinstance(path, str) or not path:
+            raise ConfigError(f"{key}: expected a file path")
+        try:
+            with open(path, "rb"):
+                pass
+        except OSError as exc:
+            raise ConfigError(f"{key}: cannot read {path!r}: {exc.strerror}") from None
+    if bool(merged.get("tls_cert")) != bool(merged.get("tls_key")):
+        raise ConfigError("tls_cert, tls_key: set both or neither")
+    if merged.get("tls_client_ca") and not merged.get("tls_cert"):
+        raise ConfigError("tls_client_ca: needs tls_cert and tls_key (client certificates need TLS)")
+    roles = merged.get("cert_roles", {})
+    if not isinstance(roles, Mapping) or not all(isinstance(r, str) for r in roles.values()):
+        raise ConfigError("cert_roles: expected a table of certificate CN = role")
+    for cn, role in roles.items():
+        if role not in ROLES:
+            raise ConfigError(f"cert_roles[{cn}]: role {role!r} is not one of {', '.join(ROLES)}")
+    if roles and not merged.get("tls_client_ca"):
+        raise ConfigError("cert_roles: needs tls_client_ca (otherwise no client certificate is verified)")
+    auth = bool(merged.get("tokens_file") or roles)
+    if auth and not merged.get("raft_password"):
+        raise ConfigError(
+            "raft_password: required with tokens_file/cert_roles (nodes derive their peer token from it)"
+        )
+    if exposed and not (auth and merged.get("tls_cert")):
+        raise ConfigError(
+            f"grpc_addr {merged.get('grpc_addr')} is not loopback: set tls_cert and tls_key, and tokens_file "
+            "and/or cert_roles (with tls_client_ca), to listen beyond this host"
+        )
 
 
 def load_toml(path: str) -> dict[str, Any]:

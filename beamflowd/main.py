@@ -14,6 +14,7 @@ EXAMPLE = """example:
     --initial-cluster n1=127.0.0.1:7101,n2=127.0.0.1:7102,n3=127.0.0.1:7103 \\
     --grpc-addr 127.0.0.1:7001 --data-dir ./data/n1
   beamflowd --config deploy/config/n1.toml
+  beamflowd check-config deploy/config/n1.toml   # validate, print the effective config
 """
 
 
@@ -84,11 +85,24 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=int,
         help="byte cap of one Raft entry of group-committed commands (default 1048576)",
     )
+    for key, what in (
+        ("tls_cert", "PEM certificate (chain) of this node's gRPC listener"),
+        ("tls_key", "PEM private key of --tls-cert"),
+        ("tls_client_ca", "PEM CA bundle; clients must present a certificate it signed"),
+        ("tls_peer_ca", "PEM CA bundle for the other nodes' certificates (default --tls-client-ca)"),
+        ("tokens_file", "bearer tokens, one name:role:salt:sha256 a line (see docs/operations.md)"),
+    ):
+        parser.add_argument(f"--{key.replace('_', '-')}", dest=key, metavar="FILE", help=what)
     parser.add_argument("--log-level", dest="log_level", choices=["debug", "info", "warning", "error"])
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> None:
+    given = sys.argv[1:] if argv is None else argv
+    if given[:1] == ["check-config"]:
+        from beamflowd.checkconfig import main as check_config
+
+        sys.exit(check_config(given[1:]))
     args = parse_args(argv)
     try:
         file_values = load_toml(args.config) if args.config else {}
@@ -111,6 +125,9 @@ def main(argv: list[str] | None = None) -> None:
 
     try:
         asyncio.run(run())
+    except ConfigError as exc:  # found when the node reads its TLS or token files
+        print(f"beamflowd: error: {exc}", file=sys.stderr)
+        sys.exit(2)
     except OSError as exc:
         print(f"beamflowd: error: {exc}", file=sys.stderr)
         sys.exit(1)

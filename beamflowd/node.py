@@ -17,6 +17,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from beamflowd.api import auth, peers, tls
 from beamflowd.api.chaos import ChaosServicer  # issue 4
 from beamflowd.api.cluster import ClusterServicer
 from beamflowd.api.gen.beamflow.v1 import (  # issue 4
@@ -54,6 +55,10 @@ class Node:
     def __init__(self, config: NodeConfig) -> None:
         self.config = config
         self.loop = asyncio.get_running_loop()
+        # Security first: bad TLS or token files stop the node before Raft opens its port.
+        peers.configure(tls.peer_security(config))
+        self.server_credentials = tls.server_credentials(config)
+        server_interceptors = auth.interceptors(config)
         self.hub = ChangeHub()
         self.executor: Executor | None = None
         self.stopping = asyncio.Event()
@@ -123,10 +128,11 @@ class Node:
             config.node_id, self.raft, config.initial_cluster, config.grpc_addr, self.liveness
         )
         self.server = grpc.aio.server(
+            interceptors=server_interceptors,
             options=[
                 ("grpc.max_receive_message_length", MAX_GRPC_MESSAGE_BYTES),
                 ("grpc.so_reuseport", 0),
-            ]
+            ],
         )
 
     def _on_applied_threadsafe(self, changed: set[str]) -> None:
@@ -183,17 +189,22 @@ class Node:
         reflection.enable_server_reflection(service_names, self.server)
         await self.health.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
         try:
-            self.server.add_insecure_port(self.config.grpc_addr)
+            if self.server_credentials is not None:
+                self.server.add_secure_port(self.config.grpc_addr, self.server_credentials)
+            else:
+                self.server.add_insecure_port(self.config.grpc_addr)
         except RuntimeError:
             raise OSError(f"grpc_addr: cannot listen on {self.config.grpc_addr} (in use?)") from None
         await self.server.start()
         self.proposer.start()
         self.background.append(asyncio.create_task(self.stats.run(), name="stats"))
         log.info(
-            "node %s: raft %s, grpc %s, data %s",
+            "node %s: raft %s, grpc %s (%s, auth %s), data %s",
             self.config.node_id,
             self.config.raft_addr,
             self.config.grpc_addr,
+            "tls" if self.server_credentials is not None else "plaintext",
+            "on" if self.config.auth_enabled else "off",
             self.config.data_dir,
         )
         await self._join()

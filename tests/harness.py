@@ -87,6 +87,13 @@ def wait_until(
     raise AssertionError(message)
 
 
+def _bearer(token: str) -> Any:
+    """A channel interceptor that sends ``authorization: Bearer <token>`` (beamctl's own, reused)."""
+    from beamctl.security import BearerInterceptor
+
+    return BearerInterceptor(token)
+
+
 def _stub(factory: Any, channel: grpc.Channel) -> Any:
     return factory(channel)
 
@@ -118,23 +125,40 @@ class Cluster:
         extra_args: Sequence[str] = (),
         env: Mapping[str, str] | None = None,
         debug_invariants: bool = True,
+        *,
+        hosts: Mapping[str, str] | None = None,
+        launcher: Callable[[str], Sequence[str]] | None = None,
+        node_args: Callable[[str], Sequence[str]] | None = None,
+        credentials: grpc.ChannelCredentials | None = None,
+        token: str | None = None,
     ) -> None:
+        """``hosts``: node id -> IP to run on (fixed ports 7001/7101) instead of loopback with free ports;
+        ``launcher``: command prefix per node (``ip netns exec NS``); ``node_args``: extra flags per node;
+        ``credentials``/``token``: how the harness itself calls the nodes (TLS, bearer token)."""
         self.tmp_path = Path(tmp_path)
         self.extra_args = tuple(extra_args)
         #: Nodes check the state machine's invariants after every entry (and stop on a violation); benchmarks
         #: turn it off, since the check is O(state) per entry.
         self.debug_invariants = debug_invariants
+        self.launcher = launcher
+        self.node_args = node_args
+        self.credentials = credentials
+        self.token = token
         ports = free_ports(2 * n)
         self.nodes: dict[str, Node] = {}
         for i in range(n):
             node_id = f"n{i + 1}"
             self.nodes[node_id] = Node(
                 node_id,
-                raft_port=ports[2 * i],
-                grpc_port=ports[2 * i + 1],
+                raft_port=ports[2 * i] if hosts is None else 7101,
+                grpc_port=ports[2 * i + 1] if hosts is None else 7001,
                 data_dir=self.tmp_path / node_id / "data",
                 log_path=self.tmp_path / f"{node_id}.log",
             )
+            if hosts is not None:
+                node = self.nodes[node_id]
+                node.raft_addr = f"{hosts[node_id]}:7101"
+                node.grpc_addr = f"{hosts[node_id]}:7001"
         self.initial_cluster = ",".join(f"{node.id}={node.raft_addr}" for node in self.nodes.values())
         self.env = self._make_env(env)
         self._channels: dict[str, grpc.Channel] = {}
@@ -160,6 +184,7 @@ class Cluster:
     def command(self, node_id: str) -> list[str]:
         node = self.nodes[node_id]
         return [
+            *(self.launcher(node_id) if self.launcher is not None else ()),
             sys.executable,
             "-m",
             "beamflowd",
@@ -173,6 +198,7 @@ class Cluster:
             str(node.data_dir),
             *(["--debug-invariants"] if self.debug_invariants else []),
             *self.extra_args,
+            *(self.node_args(node_id) if self.node_args is not None else ()),
         ]
 
     def start(self) -> None:
@@ -271,10 +297,13 @@ class Cluster:
     def channel(self, node_id: str) -> grpc.Channel:
         channel = self._channels.get(node_id)
         if channel is None:
-            channel = grpc.insecure_channel(
-                self.grpc_addr(node_id),
-                options=[("grpc.enable_http_proxy", 0), ("grpc.max_reconnect_backoff_ms", 500)],
-            )
+            options = [("grpc.enable_http_proxy", 0), ("grpc.max_reconnect_backoff_ms", 500)]
+            if self.credentials is not None:
+                channel = grpc.secure_channel(self.grpc_addr(node_id), self.credentials, options=options)
+            else:
+                channel = grpc.insecure_channel(self.grpc_addr(node_id), options=options)
+            if self.token is not None:
+                channel = grpc.intercept_channel(channel, _bearer(self.token))
             self._channels[node_id] = channel
         return channel
 
