@@ -25,8 +25,9 @@ from typing import Any
 
 from beamflowd.api.gen.beamflow.v1 import cluster_pb2
 from beamflowd.api.gen.beamflow.v1 import workflow_pb2 as wpb
+from beamflowd.core.vocabulary import STATUS_OF_CLOSING_EVENT
 
-CLOSING = {"completed": "succeeded", "failed": "failed", "cancelled": "cancelled"}
+CLOSING = STATUS_OF_CLOSING_EVENT
 _STATUS = {
     wpb.WORKFLOW_STATUS_SUCCEEDED: "succeeded",
     wpb.WORKFLOW_STATUS_FAILED: "failed",

@@ -19,6 +19,8 @@ import typer
 from beamctl.errors import CliError, ExitCode, one_line
 from beamctl.security import PLAINTEXT, Security, open_channel
 from beamflowd.api.gen.beamflow.v1 import cluster_pb2, cluster_pb2_grpc, workflow_pb2, workflow_pb2_grpc
+from beamflowd.core.channels import CHANNEL_OPTIONS
+from beamflowd.core.vocabulary import CLOSING_EVENTS
 
 DEFAULT_ENDPOINTS = "127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003"
 ENDPOINTS_ENV = "BEAMFLOW_ENDPOINTS"
@@ -38,16 +40,6 @@ TERMINAL_STATUSES = frozenset(
     }
 )
 
-# Reconnect quickly after a node restarts; never route loopback endpoints through an http proxy.
-#: Event types that end a workflow; a watch stops after one of these (the server then closes the stream).
-TERMINAL_EVENT_TYPES = frozenset({"completed", "failed", "cancelled"})
-
-_CHANNEL_OPTIONS = [
-    ("grpc.initial_reconnect_backoff_ms", 200),
-    ("grpc.min_reconnect_backoff_ms", 200),
-    ("grpc.max_reconnect_backoff_ms", 1000),
-    ("grpc.enable_http_proxy", 0),
-]
 
 _FAILOVER_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
 # A watch stream also breaks with CANCELLED when its node shuts down.
@@ -169,7 +161,7 @@ class Client:
     def _channel(self, endpoint: str) -> grpc.Channel:
         channel = self._channels.get(endpoint)
         if channel is None:
-            channel = open_channel(endpoint, self._security, _CHANNEL_OPTIONS)
+            channel = open_channel(endpoint, self._security, CHANNEL_OPTIONS)
             self._channels[endpoint] = channel
         return channel
 
@@ -286,7 +278,7 @@ class Client:
                     yield response
                     if response.status in TERMINAL_STATUSES:
                         terminal_seen = True
-                        if response.event.type in TERMINAL_EVENT_TYPES:
+                        if response.event.type in CLOSING_EVENTS:
                             return
                 if terminal_seen:
                     return
@@ -324,3 +316,18 @@ class Client:
             "cluster status", lambda ch, t: _cluster(ch).GetClusterStatus(request, timeout=t)
         )
         return response
+
+
+def serving(endpoint: str, timeout: float = 1.0) -> bool:
+    """Whether the node at ``endpoint`` answers the standard health check with SERVING (plaintext: the
+    local dev cluster and the demo, whose nodes listen on loopback)."""
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    with grpc.insecure_channel(endpoint, options=CHANNEL_OPTIONS) as channel:
+        try:
+            response = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(), timeout=timeout
+            )
+        except grpc.RpcError:
+            return False
+    return bool(response.status == health_pb2.HealthCheckResponse.SERVING)

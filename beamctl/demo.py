@@ -12,7 +12,6 @@ Environment: ``DEMO_RATE`` (workflows/s, default 25), ``DEMO_BASE_PORT`` (defaul
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import os
 import signal
 import subprocess
@@ -20,10 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-from beamctl.client import Settings, parse_endpoints
+from beamctl.client import Settings, parse_endpoints, serving
 from beamctl.top import run_dashboard
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,15 +35,6 @@ def beamctl_argv(*args: str) -> list[str]:
     return [sys.executable, "-c", "from beamctl.main import main; main()", *args]
 
 
-def serving(endpoint: str) -> bool:
-    with grpc.insecure_channel(endpoint, options=[("grpc.enable_http_proxy", 0)]) as channel:
-        try:
-            response = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=0.5)
-        except grpc.RpcError:
-            return False
-    return bool(response.status == health_pb2.HealthCheckResponse.SERVING)
-
-
 def wait_serving(endpoints: list[str], procs: list[subprocess.Popen[bytes]]) -> None:
     """Poll health until every node serves (bounded); fail at once if a process we started died."""
     deadline = time.monotonic() + READY_TIMEOUT_S
@@ -55,64 +42,10 @@ def wait_serving(endpoints: list[str], procs: list[subprocess.Popen[bytes]]) -> 
         dead = [p for p in procs if p.poll() is not None]
         if dead:
             raise SystemExit(f"demo: a node exited with code {dead[0].returncode}; see {DEMO_DIR / 'logs'}")
-        if all(serving(e) for e in endpoints):
+        if all(serving(e, timeout=0.5) for e in endpoints):
             return
         time.sleep(0.2)
     raise SystemExit(f"demo: the cluster did not become ready in {READY_TIMEOUT_S:.0f}s; see {DEMO_DIR}")
-
-
-class DirectCluster:
-    """Fallback without ``beamctl dev``: three beamflowd processes, each in its own process group."""
-
-    def __init__(self, base_port: int) -> None:
-        self.ids = ["n1", "n2", "n3"]
-        self.grpc = {nid: f"127.0.0.1:{base_port + i}" for i, nid in enumerate(self.ids)}
-        self.raft = {nid: f"127.0.0.1:{base_port + 100 + i}" for i, nid in enumerate(self.ids)}
-        self.procs: list[subprocess.Popen[bytes]] = []
-
-    def start(self) -> list[str]:
-        initial = ",".join(f"{nid}={addr}" for nid, addr in self.raft.items())
-        (DEMO_DIR / "logs").mkdir(parents=True, exist_ok=True)
-        for nid in self.ids:
-            with open(DEMO_DIR / "logs" / f"{nid}.log", "ab") as log:
-                self.procs.append(
-                    subprocess.Popen(
-                        [
-                            sys.executable,
-                            "-m",
-                            "beamflowd",
-                            "--node-id",
-                            nid,
-                            "--initial-cluster",
-                            initial,
-                            "--grpc-addr",
-                            self.grpc[nid],
-                            "--data-dir",
-                            str(DEMO_DIR / nid / "data"),
-                            "--enable-chaos",
-                        ],
-                        stdin=subprocess.DEVNULL,
-                        stdout=log,
-                        stderr=subprocess.STDOUT,
-                        cwd=ROOT,
-                        start_new_session=True,
-                    )
-                )
-        endpoints = list(self.grpc.values())
-        wait_serving(endpoints, self.procs)
-        return endpoints
-
-    def stop(self) -> None:
-        for proc in self.procs:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-        for proc in self.procs:
-            try:
-                proc.wait(timeout=STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=STOP_TIMEOUT_S)
 
 
 def start_with_dev(base_port: int) -> tuple[list[str], bool]:
@@ -180,14 +113,8 @@ def main() -> None:
     rate = float(os.environ.get("DEMO_RATE", "25"))
     base_port = int(os.environ.get("DEMO_BASE_PORT", "7401"))
     DEMO_DIR.mkdir(parents=True, exist_ok=True)
-    direct: DirectCluster | None = None
-    started = True
     print(f"demo: starting a 3-node cluster in {DEMO_DIR} …", flush=True)
-    if importlib.util.find_spec("beamctl.dev") is not None:
-        endpoints, started = start_with_dev(base_port)
-    else:
-        direct = DirectCluster(base_port)
-        endpoints = direct.start()
+    endpoints, started = start_with_dev(base_port)
     load: subprocess.Popen[bytes] | None = None
     try:
         print(
@@ -202,9 +129,7 @@ def main() -> None:
     finally:
         if load is not None:
             stop_process_group(load)
-        if direct is not None:
-            direct.stop()
-        elif started:
+        if started:
             subprocess.run(
                 beamctl_argv("dev", "down", "--dir", str(DEMO_DIR)),
                 cwd=ROOT,

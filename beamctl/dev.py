@@ -23,11 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
-import grpc
 import typer
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from beamctl import output
+from beamctl.client import serving
 from beamctl.errors import CliError, ExitCode, handle_errors
 from beamflowd.core.durations import parse_duration
 
@@ -263,17 +262,6 @@ class Supervisor:
 
 
 # -- readiness -----------------------------------------------------------------------------------------------
-
-
-def serving(addr: str, timeout: float = 1.0) -> bool:
-    with grpc.insecure_channel(addr, options=[("grpc.enable_http_proxy", 0)]) as channel:
-        try:
-            response = health_pb2_grpc.HealthStub(channel).Check(
-                health_pb2.HealthCheckRequest(service=""), timeout=timeout
-            )
-        except grpc.RpcError:
-            return False
-    return bool(response.status == health_pb2.HealthCheckResponse.SERVING)
 
 
 def wait_serving(layout: dict[str, Any], timeout: float, alive: Any = None) -> None:

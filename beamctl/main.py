@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
-import beamctl.chaos  # issue 4
-import beamctl.dev  # issue 4
+import beamctl.chaos
+import beamctl.dev
 from beamctl import bench, cluster, top, workflow
 from beamctl.client import ENDPOINTS_ENV, Settings, default_endpoints, parse_endpoints
 from beamctl.errors import CliError, ExitCode, fail
@@ -35,8 +35,8 @@ app = typer.Typer(
 )
 app.add_typer(workflow.app, name="workflow")
 app.add_typer(cluster.app, name="cluster")
-app.add_typer(beamctl.chaos.app, name="chaos")  # issue 4
-app.add_typer(beamctl.dev.app, name="dev")  # issue 4
+app.add_typer(beamctl.chaos.app, name="chaos")
+app.add_typer(beamctl.dev.app, name="dev")
 # The famous one gets a top-level alias, as `temporal workflow start` users expect `beamctl submit`.
 app.command("submit", epilog="Alias of `beamctl workflow submit`. " + EPILOG)(workflow.submit)
 app.command("top", epilog=EPILOG)(top.top)

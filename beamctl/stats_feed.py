@@ -23,18 +23,12 @@ import grpc
 from beamctl.errors import CliError, one_line
 from beamctl.security import PLAINTEXT, Security, open_channel
 from beamflowd.api.gen.beamflow.v1 import stats_pb2, stats_pb2_grpc
+from beamflowd.core.channels import CHANNEL_OPTIONS
 
 #: Pause after a full pass over the endpoints without a stream.
 PASS_PAUSE_S = 0.5
 #: A stream silent for this many intervals (plus a second) is treated as dead.
 STALL_INTERVALS = 3
-
-_CHANNEL_OPTIONS = [
-    ("grpc.initial_reconnect_backoff_ms", 200),
-    ("grpc.min_reconnect_backoff_ms", 200),
-    ("grpc.max_reconnect_backoff_ms", 1000),
-    ("grpc.enable_http_proxy", 0),
-]
 
 
 @dataclass
@@ -116,7 +110,7 @@ class StatsFeed:
     def _channel(self, endpoint: str) -> grpc.Channel:
         channel = self._channels.get(endpoint)
         if channel is None:
-            channel = self._channels[endpoint] = open_channel(endpoint, self.security, _CHANNEL_OPTIONS)
+            channel = self._channels[endpoint] = open_channel(endpoint, self.security, CHANNEL_OPTIONS)
         return channel
 
     def _run(self) -> None:

@@ -25,7 +25,6 @@ import os
 import random
 import signal
 import subprocess
-import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +35,7 @@ import grpc
 from beamflowd.api.gen.beamflow.v1 import chaos_pb2 as pb
 from beamflowd.api.gen.beamflow.v1 import chaos_pb2_grpc as pb_grpc
 from beamflowd.api.peers import PeerChannels
+from beamflowd.clock import now_ms
 from beamflowd.core.commands import ChaosMonkey
 from beamflowd.executor import Executor
 from beamflowd.proposer import ProposeError, Proposer
@@ -109,10 +109,6 @@ PROFILES: dict[str, Profile] = {
     "moderate": Profile("moderate", 0.15, 0.10, 0.20, 0.25, (200, 2000), 5.0, 0.20, (2.0, 5.0)),
     "aggressive": Profile("aggressive", 0.30, 0.20, 0.35, 0.40, (500, 5000), 2.0, 0.50, (2.0, 5.0)),
 }
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def monkey_active(setting: Mapping[str, Any], at_ms: int) -> bool:

@@ -17,33 +17,24 @@ import functools
 import json
 import logging
 import random
-import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from beamflowd.clock import now_ms
 from beamflowd.core.backoff import retry_delay_ms
 from beamflowd.core.commands import Abort, Fail, Start, Succeed
 from beamflowd.core.expressions import resolve
 from beamflowd.core.scheduling import first_starts, wake_time
 from beamflowd.core.spec import StepSpec, WorkflowSpec
-from beamflowd.core.state import (
-    STEP_PENDING,
-    STEP_RETRY_WAIT,
-    STEP_RUNNING,
-    STEP_SUCCEEDED,
-    WorkflowState,
-)
+from beamflowd.core.state import WorkflowState
+from beamflowd.core.vocabulary import STEP_PENDING, STEP_RETRY_WAIT, STEP_RUNNING, STEP_SUCCEEDED
 from beamflowd.proposer import ProposeError, Proposer
 from beamflowd.replication import ReplicatedState
 from beamflowd.steps import STEP_KINDS
 from beamflowd.steps.base import StepContext, StepError, encode_output
 
 log = logging.getLogger(__name__)
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,7 +211,7 @@ class Actor:
             )
             timeout_ms = step.timeout_ms or view.spec.timeout_ms
             timeout = timeout_ms / 1000 if timeout_ms else ex.default_step_timeout
-            # --- chaos hook (issue 4, beamflowd/chaos.py): injected latency, errors, timeouts; None when off
+            # Chaos hook (beamflowd/chaos.py): injected latency, errors, timeouts; None when chaos is off.
             if ex.step_faults is not None:
                 await ex.step_faults(view.id, step.id, attempt)
             # Self-fencing at the last moment: the slot is held and nothing has touched the outside world yet.
@@ -311,7 +302,7 @@ class Executor:
         self.restart_window = restart_window
         self.actors: dict[str, Actor] = {}
         self.restarts = 0
-        #: Chaos hook (issue 4): awaited before each step attempt runs; may sleep or raise StepError.
+        #: Chaos hook: awaited before each step attempt runs; may sleep or raise StepError.
         self.step_faults: Callable[[str, str, int], Awaitable[None]] | None = None
         self._restart_times: dict[str, list[float]] = {}
         self._aborts: set[asyncio.Task[None]] = set()

@@ -14,6 +14,7 @@ import asyncio
 import logging
 import time
 
+from beamflowd.clock import now_ms
 from beamflowd.core.commands import Heartbeat, NodeDown
 from beamflowd.proposer import ProposeError, Proposer
 from beamflowd.replication import ReplicatedState
@@ -93,7 +94,7 @@ class Liveness:
             await asyncio.sleep(self.heartbeat_interval)
 
     async def _beat(self) -> None:
-        cmd = Heartbeat(node=self.node_id, ts=int(time.time() * 1000))
+        cmd = Heartbeat(node=self.node_id, ts=now_ms())
         proposed_at = time.monotonic()
         try:
             result = await self.proposer.propose(cmd, timeout=self.lease, urgent=True)
@@ -130,7 +131,7 @@ class Liveness:
         )
         cmd = NodeDown(
             node=node_id,
-            ts=int(time.time() * 1000),
+            ts=now_ms(),
             by=self.node_id,
             # Guard: a declaration that commits late (a retry after a leader change) must not kill a node
             # that revived or rejoined since we judged it.

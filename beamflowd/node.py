@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-import time
 from collections.abc import Callable
 
 import grpc
@@ -18,9 +17,9 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from beamflowd.api import auth, peers, tls
-from beamflowd.api.chaos import ChaosServicer  # issue 4
+from beamflowd.api.chaos import ChaosServicer
 from beamflowd.api.cluster import ClusterServicer
-from beamflowd.api.gen.beamflow.v1 import (  # issue 4
+from beamflowd.api.gen.beamflow.v1 import (
     chaos_pb2,
     chaos_pb2_grpc,
     cluster_pb2,
@@ -33,7 +32,8 @@ from beamflowd.api.gen.beamflow.v1 import (  # issue 4
 from beamflowd.api.stats import StatsServicer
 from beamflowd.api.workflows import WorkflowServicer
 from beamflowd.changes import ChangeHub
-from beamflowd.chaos import Chaos  # issue 4
+from beamflowd.chaos import Chaos
+from beamflowd.clock import now_ms
 from beamflowd.config import NodeConfig
 from beamflowd.core.commands import Gc, Join
 from beamflowd.core.state import StateMachine
@@ -97,7 +97,7 @@ class Node:
             max_restarts=config.max_actor_restarts,
             restart_window=config.actor_restart_window,
         )
-        # --- chaos (issue 4): refused unless config.chaos_enabled; hooks the executor only when enabled
+        # Chaos: every call is refused unless config.chaos_enabled; it hooks the executor only when enabled.
         self.chaos = Chaos(
             config.node_id,
             enabled=config.chaos_enabled,
@@ -151,9 +151,7 @@ class Node:
         """Commit our membership (idempotent) — retried until a leader takes it or we are stopped."""
         config = self.config
         while not self.stopping.is_set():
-            cmd = Join(
-                node=config.node_id, raft=config.raft_addr, grpc=config.grpc_addr, ts=int(time.time() * 1000)
-            )
+            cmd = Join(node=config.node_id, raft=config.raft_addr, grpc=config.grpc_addr, ts=now_ms())
             try:
                 result = await self.proposer.propose(cmd, timeout=5.0, urgent=True)
                 if result.ok:
@@ -177,14 +175,14 @@ class Node:
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         chaos_pb2_grpc.add_ChaosServiceServicer_to_server(  # type: ignore[no-untyped-call, unused-ignore]
             ChaosServicer(self.chaos), self.server
-        )  # issue 4
+        )
         service_names = (
             workflow_pb2.DESCRIPTOR.services_by_name["WorkflowService"].full_name,
             cluster_pb2.DESCRIPTOR.services_by_name["ClusterService"].full_name,
             stats_pb2.DESCRIPTOR.services_by_name["StatsService"].full_name,
             health.SERVICE_NAME,
             reflection.SERVICE_NAME,
-            chaos_pb2.DESCRIPTOR.services_by_name["ChaosService"].full_name,  # issue 4
+            chaos_pb2.DESCRIPTOR.services_by_name["ChaosService"].full_name,
         )
         reflection.enable_server_reflection(service_names, self.server)
         await self.health.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
@@ -213,7 +211,7 @@ class Node:
             self.background.append(asyncio.create_task(self.liveness.run(), name="liveness"))
             self.background.append(asyncio.create_task(self._collect_garbage(), name="gc"))
             self.executor.scan()
-            self.chaos.start()  # issue 4
+            self.chaos.start()
             await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
             for name in service_names[:2]:
                 await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
@@ -227,7 +225,7 @@ class Node:
             await asyncio.sleep(self.config.gc_interval)
             if not self.raft.is_leader():
                 continue
-            now = int(time.time() * 1000)
+            now = now_ms()
             before = now - int(self.config.retention_seconds * 1000)
             with self.raft.read():
                 finished = [wf for wf in self.raft.sm.workflows.values() if wf.terminal]
@@ -252,7 +250,7 @@ class Node:
             await self.executor.close()
         await self.proposer.stop()
         await self.cluster.close()
-        await self.chaos.close()  # issue 4
+        await self.chaos.close()
         await self.stats_api.close()
         await aclose_http_client()
         self.raft.destroy()

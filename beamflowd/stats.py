@@ -23,7 +23,9 @@ from collections import OrderedDict, deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from beamflowd.core.state import STEP_SUCCEEDED, WorkflowState
+from beamflowd.clock import now_ms
+from beamflowd.core.state import WorkflowState
+from beamflowd.core.vocabulary import CLOSING_EVENTS, STEP_SUCCEEDED
 from beamflowd.replication import ReplicatedState
 
 #: Samples kept per workflow name for percentiles: recent enough to move, big enough for a stable p99.
@@ -45,8 +47,6 @@ BASELINE_THRESHOLD = 5000
 RECENT_DONE = 50_000
 #: Counters sampled into rate histories.
 RATE_KEYS = ("submitted", "succeeded", "failed")
-
-_TERMINAL_EVENTS = {"completed": "completed", "failed": "failed", "cancelled": "cancelled"}
 
 
 class Window:
@@ -121,7 +121,7 @@ class StatsAggregator:
         self._baseline: set[str] = set()
         self._drain_handle: asyncio.Handle | None = None
         #: Events older than this (wall clock, ms) predate us: never counted on first sight.
-        self.since_ms = int(time.time() * 1000)
+        self.since_ms = now_ms()
         self.drained = 0
 
     # ---------------------------------------------------------------- feeding
@@ -191,7 +191,7 @@ class StatsAggregator:
             if key not in self.failing and len(self.failing) >= MAX_FAILING_STEPS:
                 key = (OTHER_NAME, OTHER_NAME)
             self.failing[key] = self.failing.get(key, 0) + 1
-        elif kind in _TERMINAL_EVENTS:
+        elif kind in CLOSING_EVENTS:
             stats = self._name(wf.name)
             if kind == "completed":
                 stats.completed += 1

@@ -84,7 +84,7 @@ class BeamTransport(TCPTransport):  # type: ignore[misc]
             if getattr(node, "address", None) in self.blocked:
                 conn.disconnect()
 
-    # --- chaos (issue 4): partitions requested from other threads are installed on the tick thread ---
+    # --- chaos: partitions requested from other threads are installed on the tick thread ---
     _requested_blocked: tuple[int, frozenset[str]] = (0, frozenset())
     _installed_generation = 0
 

@@ -11,20 +11,8 @@ import grpc
 
 from beamflowd.api.gen.beamflow.v1 import chaos_pb2 as pb
 from beamflowd.api.gen.beamflow.v1 import chaos_pb2_grpc as pb_grpc
+from beamflowd.api.status import abort
 from beamflowd.chaos import FORWARDED, Chaos, ChaosError, monkey_message
-
-_CODES = {
-    name: getattr(grpc.StatusCode, name)
-    for name in (
-        "NOT_FOUND",
-        "INVALID_ARGUMENT",
-        "UNAVAILABLE",
-        "FAILED_PRECONDITION",
-        "PERMISSION_DENIED",
-        "RESOURCE_EXHAUSTED",
-        "ABORTED",
-    )
-}
 
 
 def _forwarded(context: grpc.aio.ServicerContext) -> str:
@@ -35,7 +23,7 @@ def _forwarded(context: grpc.aio.ServicerContext) -> str:
 
 
 async def _fail(context: grpc.aio.ServicerContext, err: ChaosError) -> None:
-    await context.abort(_CODES.get(err.code, grpc.StatusCode.INTERNAL), err.message)
+    await abort(context, err.code, err.message)
 
 
 class ChaosServicer(pb_grpc.ChaosServiceServicer):  # type: ignore[misc, unused-ignore]

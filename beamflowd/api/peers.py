@@ -12,14 +12,7 @@ from typing import Any
 
 import grpc
 
-#: A restarted peer must be seen again within a second, not after gRPC's default backoff (up to 120 s);
-#: loopback and cluster traffic never goes through an HTTP proxy.
-PEER_CHANNEL_OPTIONS = [
-    ("grpc.initial_reconnect_backoff_ms", 200),
-    ("grpc.min_reconnect_backoff_ms", 200),
-    ("grpc.max_reconnect_backoff_ms", 1000),
-    ("grpc.enable_http_proxy", 0),
-]
+from beamflowd.core.channels import CHANNEL_OPTIONS
 
 
 @dataclass(frozen=True)
@@ -72,9 +65,9 @@ def open_channel(address: str, security: PeerSecurity) -> grpc.aio.Channel:
     interceptors = [_BearerInterceptor(security.token)] if security.token else None
     if security.credentials is not None:
         return grpc.aio.secure_channel(
-            address, security.credentials, options=PEER_CHANNEL_OPTIONS, interceptors=interceptors
+            address, security.credentials, options=CHANNEL_OPTIONS, interceptors=interceptors
         )
-    return grpc.aio.insecure_channel(address, options=PEER_CHANNEL_OPTIONS, interceptors=interceptors)
+    return grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS, interceptors=interceptors)
 
 
 class PeerChannels:

@@ -21,6 +21,7 @@ import grpc
 from beamflowd.api.gen.beamflow.v1 import stats_pb2 as pb
 from beamflowd.api.gen.beamflow.v1 import stats_pb2_grpc as pb_grpc
 from beamflowd.api.peers import PeerChannels
+from beamflowd.clock import now_ms
 from beamflowd.executor import Executor
 from beamflowd.liveness import Liveness
 from beamflowd.replication import ReplicatedState
@@ -137,7 +138,7 @@ class StatsServicer(pb_grpc.StatsServiceServicer):  # type: ignore[misc, unused-
         """Monkey from the replicated setting; injections summed over the nodes that reported."""
         if self.chaos_view is None:
             return pb.ChaosStats(available=False, enabled=self.chaos_enabled)
-        now = int(time.time() * 1000)
+        now = now_ms()
         setting = self.chaos_view.monkey_setting()
         until = int(setting.get("until_ms", 0) or 0)
         stats = pb.ChaosStats(
@@ -289,7 +290,7 @@ class StatsServicer(pb_grpc.StatsServiceServicer):  # type: ignore[misc, unused-
                     node.liveness = "unknown"
                 snapshot.nodes.append(node)
             del snapshot.peers[:]
-            now = int(time.time() * 1000)
+            now = now_ms()
             paused = {
                 nid for node in by_id.values() for nid, until in node.paused_until_ms.items() if until > now
             }

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import re
 import secrets
-import time
 import uuid
 from collections.abc import AsyncIterator
 
@@ -16,15 +15,17 @@ from beamflowd.api import convert
 from beamflowd.api.definitions import DefinitionBusy, DefinitionCompiler
 from beamflowd.api.gen.beamflow.v1 import workflow_pb2 as pb
 from beamflowd.api.gen.beamflow.v1 import workflow_pb2_grpc as pb_grpc
+from beamflowd.api.status import abort
 from beamflowd.changes import ChangeHub
+from beamflowd.clock import now_ms
 from beamflowd.core.commands import Cancel, Command, Submit
 from beamflowd.core.scheduling import first_starts
 from beamflowd.core.spec import MAX_DEFINITION_BYTES, SpecError, parse_input
 from beamflowd.core.state import Result
+from beamflowd.core.vocabulary import CLOSING_EVENTS
 from beamflowd.proposer import ProposeError, Proposer
 from beamflowd.replication import ReplicatedState
 
-_CLOSING_EVENTS = frozenset({"completed", "failed", "cancelled"})
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
 MAX_PAGE_SIZE = 1000
 DEFAULT_PAGE_SIZE = 100
@@ -32,27 +33,10 @@ MAX_REASON = 1000
 #: A watch stream re-checks state at least this often even without notifications.
 WATCH_RECHECK_SECONDS = 5.0
 
-_CODES = {
-    name: getattr(grpc.StatusCode, name)
-    for name in (
-        "NOT_FOUND",
-        "ALREADY_EXISTS",
-        "FAILED_PRECONDITION",
-        "INVALID_ARGUMENT",
-        "UNAVAILABLE",
-        "ABORTED",
-        "RESOURCE_EXHAUSTED",
-    )
-}
-
 
 def new_workflow_id() -> str:
     """Time-ordered and unique enough: 12 hex digits of milliseconds + 8 random hex digits."""
-    return f"wf-{int(time.time() * 1000):012x}{secrets.token_hex(4)}"
-
-
-async def _abort(context: grpc.aio.ServicerContext, code: str, message: str) -> None:
-    await context.abort(_CODES.get(code, grpc.StatusCode.INTERNAL), message)
+    return f"wf-{now_ms():012x}{secrets.token_hex(4)}"
 
 
 class WorkflowServicer(pb_grpc.WorkflowServiceServicer):  # type: ignore[misc]
@@ -67,7 +51,7 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):  # type: ignore[misc]
         try:
             return await self.proposer.propose(cmd)
         except ProposeError as exc:
-            await _abort(context, exc.code, exc.message)
+            await abort(context, exc.code, exc.message)
             raise AssertionError("unreachable") from None
 
     async def SubmitWorkflow(
@@ -75,7 +59,7 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):  # type: ignore[misc]
     ) -> pb.SubmitWorkflowResponse:
         source = request.definition_source or "<definition>"
         if len(request.definition.encode()) > MAX_DEFINITION_BYTES:
-            await _abort(
+            await abort(
                 context,
                 "INVALID_ARGUMENT",
                 f"{source}: definition is larger than the limit of {MAX_DEFINITION_BYTES} bytes",
@@ -84,17 +68,17 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):  # type: ignore[misc]
             compiled = await self.definitions.compile(request.definition, source)
             workflow_input = parse_input(request.input_json or "{}", source="input")
         except SpecError as exc:
-            await _abort(context, "INVALID_ARGUMENT", str(exc))
+            await abort(context, "INVALID_ARGUMENT", str(exc))
         except DefinitionBusy as exc:
-            await _abort(context, "RESOURCE_EXHAUSTED", str(exc))
+            await abort(context, "RESOURCE_EXHAUSTED", str(exc))
         spec, spec_plain, spec_hash = compiled.spec, compiled.plain, compiled.spec_hash
         if request.workflow_id and not _ID.match(request.workflow_id):
-            await _abort(
+            await abort(
                 context, "INVALID_ARGUMENT", "workflow_id: must match [A-Za-z0-9][A-Za-z0-9_.:-]{0,127}"
             )
         if len(request.request_id) > 128:
-            await _abort(context, "INVALID_ARGUMENT", "request_id: longer than 128 characters")
-        now = int(time.time() * 1000)
+            await abort(context, "INVALID_ARGUMENT", "request_id: longer than 128 characters")
+        now = now_ms()
         cmd = Submit(
             rid=request.request_id or uuid.uuid4().hex,
             wf=request.workflow_id or new_workflow_id(),
@@ -108,7 +92,7 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):  # type: ignore[misc]
         )
         result = await self._propose(context, cmd)
         if not result.ok:
-            await _abort(context, result.code, result.message)
+            await abort(context, result.code, result.message)
         return pb.SubmitWorkflowResponse(
             workflow_id=str(result.data["wf"]),
             owner=str(result.data["owner"]),
@@ -126,7 +110,7 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):  # type: ignore[misc]
                     events=[convert.event_message(e) for e in wf.events],
                 )
         if wf is None:
-            await _abort(context, "NOT_FOUND", f"workflow {request.workflow_id!r} not found")
+            await abort(context, "NOT_FOUND", f"workflow {request.workflow_id!r} not found")
         return response
 
     async def ListWorkflows(
@@ -134,14 +118,14 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):  # type: ignore[misc]
     ) -> pb.ListWorkflowsResponse:
         status = convert.STATUS_NAME.get(request.status) if request.status else None
         if request.status and status is None:
-            await _abort(context, "INVALID_ARGUMENT", f"status: unknown value {request.status}")
+            await abort(context, "INVALID_ARGUMENT", f"status: unknown value {request.status}")
         page_size = min(request.page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
         try:
             offset = int(request.page_token) if request.page_token else 0
             if offset < 0:
                 raise ValueError
         except ValueError:
-            await _abort(context, "INVALID_ARGUMENT", "page_token: not a token returned by ListWorkflows")
+            await abort(context, "INVALID_ARGUMENT", "page_token: not a token returned by ListWorkflows")
         page: list[pb.WorkflowSummary] = []
         total = 0
         with self.raft.read():
@@ -158,13 +142,11 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):  # type: ignore[misc]
         self, request: pb.CancelWorkflowRequest, context: grpc.aio.ServicerContext
     ) -> pb.CancelWorkflowResponse:
         if len(request.reason) > MAX_REASON:
-            await _abort(context, "INVALID_ARGUMENT", f"reason: longer than {MAX_REASON} characters")
-        cmd = Cancel(
-            wf=request.workflow_id, reason=request.reason, ts=int(time.time() * 1000), node=self.node_id
-        )
+            await abort(context, "INVALID_ARGUMENT", f"reason: longer than {MAX_REASON} characters")
+        cmd = Cancel(wf=request.workflow_id, reason=request.reason, ts=now_ms(), node=self.node_id)
         result = await self._propose(context, cmd)
         if not result.ok:
-            await _abort(context, result.code, result.message)
+            await abort(context, result.code, result.message)
         with self.raft.read():
             wf = self.raft.sm.workflows[request.workflow_id]
             message = convert.workflow_message(wf, self.raft.sm.specs[wf.spec_hash].plain)
@@ -177,7 +159,7 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):  # type: ignore[misc]
         try:
             changed = self.hub.subscribe(wf_id)
         except OverflowError as exc:
-            await _abort(context, "RESOURCE_EXHAUSTED", str(exc))
+            await abort(context, "RESOURCE_EXHAUSTED", str(exc))
             return
         try:
             last = request.after_seq
@@ -193,11 +175,11 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):  # type: ignore[misc]
                         status = convert.WORKFLOW_STATUS[wf.status]
                         terminal = wf.terminal
                 if not found:
-                    await _abort(context, "NOT_FOUND", f"workflow {wf_id!r} not found")
+                    await abort(context, "NOT_FOUND", f"workflow {wf_id!r} not found")
                     return
                 for event in fresh:
                     # The status *after* this event: only the closing event carries the terminal status.
-                    after = status if event.type in _CLOSING_EVENTS else pb.WORKFLOW_STATUS_RUNNING
+                    after = status if event.type in CLOSING_EVENTS else pb.WORKFLOW_STATUS_RUNNING
                     yield pb.WatchWorkflowResponse(event=event, status=after)
                     last = event.seq
                 if terminal:

@@ -14,9 +14,8 @@ import itertools
 from collections import Counter
 from typing import TYPE_CHECKING
 
-from beamflowd.core.state import (
-    MAX_EVENTS_PER_WORKFLOW,
-    MAX_NOTABLE_EVENTS,
+from beamflowd.core.state import MAX_EVENTS_PER_WORKFLOW, MAX_NOTABLE_EVENTS
+from beamflowd.core.vocabulary import (
     STEP_CANCELLED,
     STEP_FAILED,
     STEP_PENDING,

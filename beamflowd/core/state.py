@@ -38,6 +38,22 @@ from beamflowd.core.commands import (
     decode,
 )
 from beamflowd.core.spec import RetryPolicy, WorkflowSpec
+from beamflowd.core.vocabulary import (
+    CLOSING_EVENT_OF_STATUS,
+    NOTABLE_KINDS,
+    STEP_CANCELLED,
+    STEP_FAILED,
+    STEP_PENDING,
+    STEP_RETRY_WAIT,
+    STEP_RUNNING,
+    STEP_SUCCEEDED,
+    TERMINAL_STEP,
+    TERMINAL_WORKFLOW,
+    WORKFLOW_CANCELLED,
+    WORKFLOW_FAILED,
+    WORKFLOW_RUNNING,
+    WORKFLOW_SUCCEEDED,
+)
 
 #: Version of the snapshot layout (:meth:`StateMachine.to_plain`), independent of the command schema.
 SNAPSHOT_VERSION = 1
@@ -52,23 +68,6 @@ MAX_NOTABLE_EVENTS = 200
 SPEC_HASH_HEX_DIGITS = 24
 #: How much of an exception's text a refusal quotes.
 REFUSAL_DETAIL_CHARS_MAX = 200
-NOTABLE_KINDS = frozenset(
-    {"step_failed", "retry_scheduled", "failed", "cancelled", "reassigned", "stale_result_rejected"}
-)
-
-WORKFLOW_RUNNING = "running"
-WORKFLOW_SUCCEEDED = "succeeded"
-WORKFLOW_FAILED = "failed"
-WORKFLOW_CANCELLED = "cancelled"
-TERMINAL_WORKFLOW = frozenset({WORKFLOW_SUCCEEDED, WORKFLOW_FAILED, WORKFLOW_CANCELLED})
-
-STEP_PENDING = "pending"
-STEP_RUNNING = "running"
-STEP_RETRY_WAIT = "retry_wait"
-STEP_SUCCEEDED = "succeeded"
-STEP_FAILED = "failed"
-STEP_CANCELLED = "cancelled"
-TERMINAL_STEP = frozenset({STEP_SUCCEEDED, STEP_FAILED, STEP_CANCELLED})
 
 # Event tuple layout: (seq, ts_ms, type, step_id, attempt, message, node)
 Event = tuple[int, int, str, str, int, str, str]
@@ -527,7 +526,7 @@ class StateMachine:
                 step.status, step.next_ms = STEP_CANCELLED, 0
         self._disown(wf)
         self.counters[status] += 1
-        kind = {"succeeded": "completed", "failed": "failed", "cancelled": "cancelled"}[status]
+        kind = CLOSING_EVENT_OF_STATUS[status]
         self._event(wf, ts, kind, "", 0, error, node)
 
     def _own(self, wf: WorkflowState, owner: str) -> None:

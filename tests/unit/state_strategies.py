@@ -18,15 +18,8 @@ from hypothesis import strategies as st
 
 from beamflowd.core import commands as c
 from beamflowd.core.spec import parse_workflow
-from beamflowd.core.state import (
-    STEP_PENDING,
-    STEP_RETRY_WAIT,
-    STEP_RUNNING,
-    STEP_SUCCEEDED,
-    StateMachine,
-    StepState,
-    WorkflowState,
-)
+from beamflowd.core.state import StateMachine, StepState, WorkflowState
+from beamflowd.core.vocabulary import STEP_PENDING, STEP_RETRY_WAIT, STEP_RUNNING, STEP_SUCCEEDED
 
 #: A command in its wire form, as the log holds it.
 Plain = dict[str, Any]

@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 
 from beamflowd.core.commands import Gc, Heartbeat, NodeDown
 from beamflowd.core.invariants import check_invariants
-from beamflowd.core.state import (
-    MAX_EVENTS_PER_WORKFLOW,
+from beamflowd.core.state import MAX_EVENTS_PER_WORKFLOW, Result, StateMachine
+from beamflowd.core.vocabulary import (
     STEP_CANCELLED,
     STEP_FAILED,
     STEP_PENDING,
@@ -24,8 +24,6 @@ from beamflowd.core.state import (
     WORKFLOW_CANCELLED,
     WORKFLOW_FAILED,
     WORKFLOW_SUCCEEDED,
-    Result,
-    StateMachine,
 )
 from tests.unit.state_strategies import (
     NODES,

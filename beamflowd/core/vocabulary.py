@@ -1,0 +1,60 @@
+"""The words of the state machine, defined once: workflow and step statuses, and event kinds.
+
+What crosses the wire as an enum (workflow and step statuses) is also a proto enum in
+``proto/beamflow/v1/workflow.proto`` (``beamflowd/api/convert.py`` maps one to the other); event kinds travel
+as these strings. The daemon, the CLI, the history checker and the stats all import them from here.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# -- workflow statuses ---
+WORKFLOW_RUNNING: Final = "running"
+WORKFLOW_SUCCEEDED: Final = "succeeded"
+WORKFLOW_FAILED: Final = "failed"
+WORKFLOW_CANCELLED: Final = "cancelled"
+TERMINAL_WORKFLOW: Final = frozenset({WORKFLOW_SUCCEEDED, WORKFLOW_FAILED, WORKFLOW_CANCELLED})
+
+# -- step statuses ---
+STEP_PENDING: Final = "pending"
+STEP_RUNNING: Final = "running"
+STEP_RETRY_WAIT: Final = "retry_wait"
+STEP_SUCCEEDED: Final = "succeeded"
+STEP_FAILED: Final = "failed"
+STEP_CANCELLED: Final = "cancelled"
+TERMINAL_STEP: Final = frozenset({STEP_SUCCEEDED, STEP_FAILED, STEP_CANCELLED})
+
+# -- event kinds (a workflow's history) ---
+EVENT_SUBMITTED: Final = "submitted"
+EVENT_STEP_STARTED: Final = "step_started"
+EVENT_STEP_SUCCEEDED: Final = "step_succeeded"
+EVENT_STEP_FAILED: Final = "step_failed"
+EVENT_RETRY_SCHEDULED: Final = "retry_scheduled"
+EVENT_REASSIGNED: Final = "reassigned"
+EVENT_STALE_RESULT_REJECTED: Final = "stale_result_rejected"
+EVENT_COMPLETED: Final = "completed"
+EVENT_FAILED: Final = "failed"
+EVENT_CANCELLED: Final = "cancelled"
+#: Cluster-wide (not a workflow's): a member was declared dead.
+EVENT_NODE_DOWN: Final = "node_down"
+
+#: The event that ends a workflow, by the terminal status it ends in; exactly one per workflow.
+CLOSING_EVENT_OF_STATUS: Final = {
+    WORKFLOW_SUCCEEDED: EVENT_COMPLETED,
+    WORKFLOW_FAILED: EVENT_FAILED,
+    WORKFLOW_CANCELLED: EVENT_CANCELLED,
+}
+STATUS_OF_CLOSING_EVENT: Final = {event: status for status, event in CLOSING_EVENT_OF_STATUS.items()}
+CLOSING_EVENTS: Final = frozenset(STATUS_OF_CLOSING_EVENT)
+#: Events also copied to the cluster-wide feed of notable events (dashboards).
+NOTABLE_KINDS: Final = frozenset(
+    {
+        EVENT_STEP_FAILED,
+        EVENT_RETRY_SCHEDULED,
+        EVENT_FAILED,
+        EVENT_CANCELLED,
+        EVENT_REASSIGNED,
+        EVENT_STALE_RESULT_REJECTED,
+    }
+)
