@@ -6,14 +6,15 @@ import asyncio
 import json
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Awaitable, Iterator, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
 from beamflowd.core.step_params import STEP_KIND_NAMES, ParamError, durable_delay_ms, validate_params
+from beamflowd.isolation import ModulePolicy
 from beamflowd.steps import STEP_KINDS, aclose_http_client
 from beamflowd.steps.base import (
     MAX_OUTPUT_BYTES,
@@ -23,6 +24,24 @@ from beamflowd.steps.base import (
     encode_output,
 )
 from beamflowd.steps.exec import MAX_STDOUT_BYTES
+from beamflowd.workers import WorkerPool, install_pool
+
+T = TypeVar("T")
+
+#: What the unit tests' pools may call.
+TEST_MODULES = ModulePolicy(["tests.fixtures.*"])
+
+
+async def with_pool(coro: Awaitable[T]) -> T:
+    """Run ``coro`` with a one-worker pool installed (python and exec steps run in workers)."""
+    pool = WorkerPool(size=1, queue_max=10, modules=TEST_MODULES)
+    await pool.start()
+    install_pool(pool)
+    try:
+        return await coro
+    finally:
+        install_pool(None)
+        await pool.close()
 
 
 def make_ctx(*, allow_exec: bool = False, attempt: int = 1, input: Any = None) -> StepContext:
@@ -41,7 +60,8 @@ def make_ctx(*, allow_exec: bool = False, attempt: int = 1, input: Any = None) -
 
 def run(kind: str, params: Mapping[str, Any], ctx: StepContext | None = None) -> Any:
     validate_params(kind, params)
-    return asyncio.run(STEP_KINDS[kind].run(ctx or make_ctx(), params))
+    coro = STEP_KINDS[kind].run(ctx or make_ctx(), params)
+    return asyncio.run(with_pool(coro) if kind in ("python", "exec") else coro)
 
 
 def invalid(kind: str, params: Any) -> ParamError:
@@ -335,7 +355,7 @@ def test_exec_cancellation_kills_child(tmp_path: Path) -> None:
         with pytest.raises(TimeoutError):
             await asyncio.wait_for(STEP_KINDS["exec"].run(make_ctx(allow_exec=True), params), 0.2)
 
-    asyncio.run(go())
+    asyncio.run(with_pool(go()))
     time.sleep(1.3)
     assert not marker.exists()
 
