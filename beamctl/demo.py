@@ -33,6 +33,8 @@ READY_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 15.0
 #: The load generator's total: bounded, but more than any demo session needs (hours at the default rate).
 LOAD_TOTAL = 1_000_000
+#: The example step functions shipped in ``examples/`` (the same list ``beamctl dev up`` writes).
+EXAMPLE_PYTHON_MODULES = ("examples", "examples.*")
 
 
 def beamctl_argv(*args: str) -> list[str]:
@@ -90,6 +92,7 @@ class DirectCluster:
                             "--data-dir",
                             str(DEMO_DIR / nid / "data"),
                             "--enable-chaos",
+                            *(a for p in EXAMPLE_PYTHON_MODULES for a in ("--python-module", p)),
                         ],
                         stdin=subprocess.DEVNULL,
                         stdout=log,
