@@ -12,7 +12,7 @@ import threading
 from collections.abc import Generator, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import grpc
 import pytest
@@ -58,7 +58,7 @@ class _Streamer(BaseHTTPRequestHandler):
     """Streams STREAM_BYTES without a Content-Length (so only reading can tell the size)."""
 
     protocol_version = "HTTP/1.0"
-    sent: list[int] = []
+    sent: ClassVar[list[int]] = []
 
     def do_GET(self) -> None:
         self.send_response(200)
