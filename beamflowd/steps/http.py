@@ -93,11 +93,15 @@ class _GuardedBackend(httpcore.AsyncNetworkBackend):
             raise DeniedAddress(
                 f"{host} resolves to {bad[0]}, in a network this node denies (http_deny_networks)"
             )
-        if not addresses:
-            raise httpcore.ConnectError(f"cannot resolve {host}")
-        return await self._inner.connect_tcp(
-            addresses[0], port, timeout=timeout, local_address=local_address, socket_options=socket_options
-        )
+        last: Exception = httpcore.ConnectError(f"cannot resolve {host}")
+        for address in dict.fromkeys(addresses):  # in resolver order, each once; only checked addresses
+            try:
+                return await self._inner.connect_tcp(
+                    address, port, timeout=timeout, local_address=local_address, socket_options=socket_options
+                )
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+                last = exc
+        raise last
 
     async def connect_unix_socket(
         self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
