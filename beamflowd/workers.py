@@ -153,9 +153,8 @@ class WorkerPool:
         """Start every worker now (first attempts should not pay for an interpreter start)."""
         for _ in range(self.size):
             self._spawn_soon()
-        # Wait for the first round without failing: workers that cannot start keep being retried.
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.gather(*list(self._tasks)), READY_TIMEOUT_S)
+        # Wait for the first round, neither failing nor cancelling: a worker that cannot start is retried.
+        await asyncio.wait(list(self._tasks), timeout=READY_TIMEOUT_S)
 
     async def close(self) -> None:
         self._closed = True
