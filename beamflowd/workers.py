@@ -141,7 +141,9 @@ class WorkerPool:
         self._idle: collections.deque[_Worker] = collections.deque()
         self._waiters: collections.deque[asyncio.Future[_Worker]] = collections.deque()
         self._all: dict[int, _Worker] = {}
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        #: Killed workers not yet reaped (close waits for them: no process or transport outlives the pool).
+        self._reaping: set[asyncio.Task[int]] = set()
         self._closed = False
         #: Workers started and workers lost (killed, crashed, out of memory) since start.
         self.started = 0
@@ -167,7 +169,7 @@ class WorkerPool:
         workers = list(self._all.values())
         for w in workers:
             w.kill()
-        await asyncio.gather(*(w.proc.wait() for w in workers), return_exceptions=True)
+        await asyncio.gather(*(w.proc.wait() for w in workers), *self._reaping, return_exceptions=True)
         self._all.clear()
         self._idle.clear()
 
@@ -257,8 +259,8 @@ class WorkerPool:
         if self._all.pop(worker.pid, None) is not None:
             self.lost += 1
         reap = asyncio.create_task(worker.proc.wait(), name="step-worker-reap")
-        self._tasks.add(reap)
-        reap.add_done_callback(self._tasks.discard)
+        self._reaping.add(reap)
+        reap.add_done_callback(self._reaping.discard)
         if not self._closed:
             self._spawn_soon()
 
