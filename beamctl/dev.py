@@ -64,6 +64,10 @@ def make_layout(d: Path, nodes: int, base_port: int) -> dict[str, Any]:
     }
 
 
+#: The example step functions this repository ships (``examples/steps.py``), callable on dev clusters.
+EXAMPLE_PYTHON_MODULES = ("examples", "examples.*")
+
+
 def write_configs(d: Path, layout: dict[str, Any]) -> None:
     cluster = layout["nodes"]
     table = ", ".join(f'{nid} = "{n["raft"]}"' for nid, n in cluster.items())
@@ -76,6 +80,7 @@ def write_configs(d: Path, layout: dict[str, Any]) -> None:
             f'grpc_addr = "{n["grpc"]}"\n'
             f'data_dir = "{(node_dir / "data").resolve()}"\n'
             f"chaos_enabled = true\n"
+            f"python_modules = {json.dumps(list(EXAMPLE_PYTHON_MODULES))}\n"
             f"initial_cluster = {{ {table} }}\n"
         )
         (node_dir / "config.toml").write_text(config)

@@ -8,10 +8,23 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
+import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
+
+from beamflowd.isolation import ModulePolicy
+
+#: Default cap on a step worker's address space (RLIMIT_AS), in bytes.
+DEFAULT_STEP_MEMORY_LIMIT_BYTES = 1024 * 1024 * 1024
+#: Smallest accepted cap: below this an interpreter cannot even start.
+MIN_STEP_MEMORY_LIMIT_BYTES = 64 * 1024 * 1024
+#: Where cloud metadata endpoints live: http steps never reach them unless the operator says otherwise.
+DEFAULT_HTTP_DENY_NETWORKS = ("169.254.0.0/16", "fe80::/10")
+_SIZE_RE = re.compile(r"^\s*(\d+)\s*(B|KiB|MiB|GiB)?\s*$")
+_SIZE_UNITS = {None: 1, "B": 1, "KiB": 1024, "MiB": 1024**2, "GiB": 1024**3}
 
 
 class ConfigError(ValueError):
@@ -63,6 +76,16 @@ class NodeConfig:
     debug_invariants: bool = False
     #: Byte cap of one Raft entry (a group-committed batch of commands, pickled sizes); 1 MiB.
     raft_batch_bytes_max: int = 1 << 20
+    #: Step worker processes for python and exec steps (user code never runs in the daemon).
+    step_workers: int = field(default_factory=lambda: os.cpu_count() or 1)
+    #: Attempts that may wait for a free worker; beyond that an attempt fails as transient (and is retried).
+    step_queue_max: int = 10_000
+    #: RLIMIT_AS of each step worker, in bytes (TOML/flags also take "512MiB", "1GiB").
+    step_memory_limit: int = DEFAULT_STEP_MEMORY_LIMIT_BYTES
+    #: Modules python steps may call: "pkg" (that module) or "pkg.*" (every module below it). None by default.
+    python_modules: tuple[str, ...] = ()
+    #: Networks http steps may not connect to, checked after DNS resolution.
+    http_deny_networks: tuple[str, ...] = DEFAULT_HTTP_DENY_NETWORKS
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -161,6 +184,7 @@ def build_config(file_values: Mapping[str, Any], flag_values: Mapping[str, Any])
     for key in ("allow_exec", "chaos_enabled", "debug_invariants"):
         if key in merged and not isinstance(merged[key], bool):
             raise ConfigError(f"{key}: expected true or false")
+    _check_workers(merged)
     try:
         return NodeConfig(**merged)
     except TypeError as exc:
@@ -205,6 +229,59 @@ def _check_security(merged: dict[str, Any], *, exposed: bool) -> None:
             f"grpc_addr {merged.get('grpc_addr')} is not loopback: set tls_cert and tls_key, and tokens_file "
             "and/or cert_roles (with tls_client_ca), to listen beyond this host"
         )
+
+
+def parse_size(field_name: str, value: object) -> int:
+    """Bytes from an int or "512MiB"-style text."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    match = _SIZE_RE.match(value) if isinstance(value, str) else None
+    if match is None:
+        raise ConfigError(f"{field_name}: expected bytes or a size like 512MiB or 1GiB, got {value!r}")
+    return int(match.group(1)) * _SIZE_UNITS[match.group(2)]
+
+
+def _str_list(field_name: str, value: object) -> tuple[str, ...]:
+    if isinstance(value, str) or not isinstance(value, list | tuple):
+        raise ConfigError(f"{field_name}: expected a list of strings")
+    if not all(isinstance(item, str) for item in value):
+        raise ConfigError(f"{field_name}: expected a list of strings")
+    return tuple(value)
+
+
+def _check_workers(merged: dict[str, Any]) -> None:
+    """Step worker settings, python_modules and http_deny_networks: normalised in place."""
+    for key in ("step_workers", "step_queue_max"):
+        if key in merged:
+            value = merged[key]
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int)
+                or value < (1 if key == "step_workers" else 0)
+            ):
+                raise ConfigError(f"{key}: expected an integer >= {1 if key == 'step_workers' else 0}")
+    if "step_memory_limit" in merged:
+        limit = parse_size("step_memory_limit", merged["step_memory_limit"])
+        if limit < MIN_STEP_MEMORY_LIMIT_BYTES:
+            raise ConfigError(f"step_memory_limit: at least {MIN_STEP_MEMORY_LIMIT_BYTES} bytes (64MiB)")
+        merged["step_memory_limit"] = limit
+    if "python_modules" in merged:
+        modules = _str_list("python_modules", merged["python_modules"])
+        try:
+            ModulePolicy(modules)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        merged["python_modules"] = modules
+    if "http_deny_networks" in merged:
+        networks = _str_list("http_deny_networks", merged["http_deny_networks"])
+        for net in networks:
+            try:
+                ipaddress.ip_network(net, strict=False)
+            except ValueError:
+                raise ConfigError(
+                    f"http_deny_networks: {net!r} is not a network like 169.254.0.0/16"
+                ) from None
+        merged["http_deny_networks"] = networks
 
 
 def load_toml(path: str) -> dict[str, Any]:

@@ -93,6 +93,37 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         ("tokens_file", "bearer tokens, one name:role:salt:sha256 a line (see docs/operations.md)"),
     ):
         parser.add_argument(f"--{key.replace('_', '-')}", dest=key, metavar="FILE", help=what)
+    parser.add_argument(
+        "--step-workers",
+        dest="step_workers",
+        type=int,
+        help="worker processes for python and exec steps (default: CPU count)",
+    )
+    parser.add_argument(
+        "--step-queue-max",
+        dest="step_queue_max",
+        type=int,
+        help="attempts that may wait for a free step worker (default 10000)",
+    )
+    parser.add_argument(
+        "--step-memory-limit",
+        dest="step_memory_limit",
+        help="address-space cap of each step worker, bytes or e.g. 512MiB (default 1GiB)",
+    )
+    parser.add_argument(
+        "--python-module",
+        dest="python_modules",
+        action="append",
+        metavar="PATTERN",
+        help="a module python steps may call: pkg or pkg.* (repeatable; none by default)",
+    )
+    parser.add_argument(
+        "--http-deny-network",
+        dest="http_deny_networks",
+        action="append",
+        metavar="CIDR",
+        help="a network http steps may not reach (repeatable; default 169.254.0.0/16 and fe80::/10)",
+    )
     parser.add_argument("--log-level", dest="log_level", choices=["debug", "info", "warning", "error"])
     return parser.parse_args(argv)
 

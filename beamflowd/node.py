@@ -38,11 +38,14 @@ from beamflowd.config import NodeConfig
 from beamflowd.core.commands import Gc, Join
 from beamflowd.core.state import StateMachine
 from beamflowd.executor import Executor
+from beamflowd.isolation import ModulePolicy
 from beamflowd.liveness import Liveness
 from beamflowd.proposer import ProposeError, Proposer
 from beamflowd.replication import RaftTuning, ReplicatedState
 from beamflowd.stats import StatsAggregator
 from beamflowd.steps import aclose_http_client
+from beamflowd.steps.http import configure_http
+from beamflowd.workers import WorkerPool, install_pool
 
 log = logging.getLogger("beamflowd")
 
@@ -107,6 +110,15 @@ class Node:
             initial_cluster=config.initial_cluster,
             data_dir=config.data_dir,
         )
+        # User code (python, exec) runs in these child processes, never in this one.
+        self.modules = ModulePolicy(config.python_modules)
+        self.workers = WorkerPool(
+            size=config.step_workers,
+            queue_max=config.step_queue_max,
+            memory_limit_bytes=config.step_memory_limit,
+            modules=self.modules,
+        )
+        configure_http(deny_networks=config.http_deny_networks)
         self.background: list[asyncio.Task[None]] = []
         #: Called on the event loop with the ids of workflows each applied batch touched.
         self.change_listeners: list[Callable[[set[str]], None]] = []
@@ -166,7 +178,8 @@ class Node:
         for sig in (signal.SIGTERM, signal.SIGINT):
             self.loop.add_signal_handler(sig, self.stopping.set)
         workflow_pb2_grpc.add_WorkflowServiceServicer_to_server(
-            WorkflowServicer(self.config.node_id, self.raft, self.proposer, self.hub), self.server
+            WorkflowServicer(self.config.node_id, self.raft, self.proposer, self.hub, modules=self.modules),
+            self.server,
         )
         cluster_pb2_grpc.add_ClusterServiceServicer_to_server(self.cluster, self.server)
         stats_pb2_grpc.add_StatsServiceServicer_to_server(  # type: ignore[no-untyped-call, unused-ignore]
@@ -205,6 +218,8 @@ class Node:
             "on" if self.config.auth_enabled else "off",
             self.config.data_dir,
         )
+        await self.workers.start()
+        install_pool(self.workers)
         await self._join()
         if not self.stopping.is_set():
             assert self.executor is not None
@@ -248,6 +263,8 @@ class Node:
         await self.server.stop(grace=2.0)
         if self.executor is not None:
             await self.executor.close()
+        install_pool(None)
+        await self.workers.close()
         await self.proposer.stop()
         await self.cluster.close()
         await self.chaos.close()

@@ -23,6 +23,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from beamflowd.api.gen.beamflow.v1 import cluster_pb2, cluster_pb2_grpc, workflow_pb2_grpc
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+#: What python steps may call on a test node: the fixtures, nothing else.
+TEST_PYTHON_MODULES = ("tests.fixtures.*",)
 POLL_S = 0.05
 STOP_TIMEOUT_S = 15.0
 LOG_TAIL_LINES = 50
@@ -197,6 +199,7 @@ class Cluster:
             "--data-dir",
             str(node.data_dir),
             *(["--debug-invariants"] if self.debug_invariants else []),
+            *(arg for pattern in TEST_PYTHON_MODULES for arg in ("--python-module", pattern)),
             *self.extra_args,
             *(self.node_args(node_id) if self.node_args is not None else ()),
         ]

@@ -20,9 +20,10 @@ from beamflowd.changes import ChangeHub
 from beamflowd.clock import now_ms
 from beamflowd.core.commands import Cancel, Command, Submit
 from beamflowd.core.scheduling import first_starts
-from beamflowd.core.spec import MAX_DEFINITION_BYTES, SpecError, parse_input
+from beamflowd.core.spec import MAX_DEFINITION_BYTES, SpecError, WorkflowSpec, parse_input
 from beamflowd.core.state import Result
 from beamflowd.core.vocabulary import CLOSING_EVENTS
+from beamflowd.isolation import ModulePolicy
 from beamflowd.proposer import ProposeError, Proposer
 from beamflowd.replication import ReplicatedState
 
@@ -40,8 +41,18 @@ def new_workflow_id() -> str:
 
 
 class WorkflowServicer(pb_grpc.WorkflowServiceServicer):  # type: ignore[misc]
-    def __init__(self, node_id: str, raft: ReplicatedState, proposer: Proposer, hub: ChangeHub) -> None:
+    def __init__(
+        self,
+        node_id: str,
+        raft: ReplicatedState,
+        proposer: Proposer,
+        hub: ChangeHub,
+        *,
+        modules: ModulePolicy | None = None,
+    ) -> None:
         self.node_id = node_id
+        #: What python steps may call on this node: a definition calling anything else is refused at submit.
+        self.modules = modules or ModulePolicy()
         self.raft = raft
         self.proposer = proposer
         self.hub = hub
@@ -66,6 +77,7 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):  # type: ignore[misc]
             )
         try:
             compiled = await self.definitions.compile(request.definition, source)
+            check_python_functions(compiled.spec, self.modules, source)
             workflow_input = parse_input(request.input_json or "{}", source="input")
         except SpecError as exc:
             await abort(context, "INVALID_ARGUMENT", str(exc))
@@ -188,6 +200,19 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):  # type: ignore[misc]
                     await asyncio.wait_for(changed.wait(), WATCH_RECHECK_SECONDS)
         finally:
             self.hub.unsubscribe(wf_id, changed)
+
+
+def check_python_functions(spec: WorkflowSpec, modules: ModulePolicy, source: str) -> None:
+    """Refuse a python step whose literal function this node's ``python_modules`` does not allow.
+
+    A function given by an expression is only known at run time, where the worker pool checks it again.
+    """
+    for step in spec.steps:
+        function = step.params.get("function") if step.run == "python" else None
+        if isinstance(function, str) and "${{" not in function:
+            refusal = modules.refusal(function)
+            if refusal is not None:
+                raise SpecError(source=source, reason=refusal, step=step.id, field="with.function")
 
 
 def _compact(input_json: str) -> str:

@@ -1,11 +1,14 @@
-"""``exec``: runs an argv (never a shell) on the node; off unless the node's config sets ``allow_exec``."""
+"""``exec``: runs an argv (never a shell) on the node; off unless the node's config sets ``allow_exec``.
+
+The program is started by a step worker (:mod:`beamflowd.workers`), never by the daemon: it inherits the
+worker's memory cap and process group, so killing a timed-out worker kills the program and its children too.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import os
-import signal
 from collections.abc import Mapping
 from typing import Any
 
@@ -44,14 +47,57 @@ async def _read_tail(stream: asyncio.StreamReader, limit: int) -> bytes:
     return tail
 
 
-def _kill_group(proc: asyncio.subprocess.Process) -> None:
-    """Kill the child and anything it spawned (it leads its own session)."""
-    if proc.returncode is not None:
-        return
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    with contextlib.suppress(ProcessLookupError):
-        proc.kill()
+def _kill(proc: asyncio.subprocess.Process) -> None:
+    if proc.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+
+
+async def run_argv(
+    ctx: StepContext, argv: list[str], extra_env: dict[str, str] | None, cwd: str | None
+) -> dict[str, Any]:
+    """Run ``argv`` to completion (in a step worker); exit code 0 succeeds, anything else is transient."""
+    env = dict(os.environ)
+    env.update(extra_env or {})
+    env.update(
+        BEAMFLOW_WORKFLOW_ID=ctx.workflow_id,
+        BEAMFLOW_STEP_ID=ctx.step_id,
+        BEAMFLOW_ATTEMPT=str(ctx.attempt),
+        BEAMFLOW_IDEMPOTENCY_KEY=ctx.idempotency_key,
+    )
+    try:
+        # Same process group as the worker: the daemon kills the group when the attempt times out.
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=env,
+            cwd=cwd,
+        )
+    except OSError as exc:  # missing program, bad cwd, not executable: retrying will not help
+        raise PermanentError(f"cannot start {argv[0]!r}: {exc.strerror or exc}") from None
+    assert proc.stdout is not None and proc.stderr is not None
+    try:
+        (stdout, truncated), stderr, exit_code = await asyncio.gather(
+            _read_head(proc.stdout, MAX_STDOUT_BYTES),
+            _read_tail(proc.stderr, MAX_STDERR_BYTES),
+            proc.wait(),
+        )
+    except BaseException:  # cancelled: do not leave the child running
+        _kill(proc)
+        with contextlib.suppress(BaseException):
+            await asyncio.shield(proc.wait())
+        raise
+    if exit_code != 0:
+        how = f"killed by signal {-exit_code}" if exit_code < 0 else f"exited with code {exit_code}"
+        tail = stderr.decode("utf-8", errors="replace").strip()
+        raise StepError(f"{argv[0]} {how}" + (f"; stderr: {tail}" if tail else ""), "transient")
+    return {
+        "exit_code": exit_code,
+        "stdout": stdout.decode("utf-8", errors="replace"),
+        "stdout_truncated": truncated,
+    }
 
 
 class ExecStep:
@@ -69,44 +115,6 @@ class ExecStep:
         except ParamError as exc:
             raise param_error_to_step_error(exc) from None
         assert argv is not None
-        env = dict(os.environ)
-        env.update(extra_env or {})
-        env.update(
-            BEAMFLOW_WORKFLOW_ID=ctx.workflow_id,
-            BEAMFLOW_STEP_ID=ctx.step_id,
-            BEAMFLOW_ATTEMPT=str(ctx.attempt),
-            BEAMFLOW_IDEMPOTENCY_KEY=ctx.idempotency_key,
-        )
-        try:
-            proc = await asyncio.create_subprocess_exec(
-                *argv,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                env=env,
-                cwd=cwd,
-                start_new_session=True,
-            )
-        except OSError as exc:  # missing program, bad cwd, not executable: retrying will not help
-            raise PermanentError(f"cannot start {argv[0]!r}: {exc.strerror or exc}") from None
-        assert proc.stdout is not None and proc.stderr is not None
-        try:
-            (stdout, truncated), stderr, exit_code = await asyncio.gather(
-                _read_head(proc.stdout, MAX_STDOUT_BYTES),
-                _read_tail(proc.stderr, MAX_STDERR_BYTES),
-                proc.wait(),
-            )
-        except BaseException:  # cancelled (step timeout, shutdown): do not leave the child running
-            _kill_group(proc)
-            with contextlib.suppress(BaseException):
-                await asyncio.shield(proc.wait())
-            raise
-        if exit_code != 0:
-            how = f"killed by signal {-exit_code}" if exit_code < 0 else f"exited with code {exit_code}"
-            tail = stderr.decode("utf-8", errors="replace").strip()
-            raise StepError(f"{argv[0]} {how}" + (f"; stderr: {tail}" if tail else ""), "transient")
-        return {
-            "exit_code": exit_code,
-            "stdout": stdout.decode("utf-8", errors="replace"),
-            "stdout_truncated": truncated,
-        }
+        from beamflowd.workers import active_pool
+
+        return await active_pool().run_exec(ctx, argv, extra_env, cwd)

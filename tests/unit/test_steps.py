@@ -6,14 +6,16 @@ import asyncio
 import json
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Awaitable, Iterator, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
+from beamflowd.config import DEFAULT_HTTP_DENY_NETWORKS
 from beamflowd.core.step_params import STEP_KIND_NAMES, ParamError, durable_delay_ms, validate_params
+from beamflowd.isolation import ModulePolicy
 from beamflowd.steps import STEP_KINDS, aclose_http_client
 from beamflowd.steps.base import (
     MAX_OUTPUT_BYTES,
@@ -23,6 +25,25 @@ from beamflowd.steps.base import (
     encode_output,
 )
 from beamflowd.steps.exec import MAX_STDOUT_BYTES
+from beamflowd.steps.http import configure_http, denied
+from beamflowd.workers import WorkerPool, install_pool
+
+T = TypeVar("T")
+
+#: What the unit tests' pools may call.
+TEST_MODULES = ModulePolicy(["tests.fixtures.*"])
+
+
+async def with_pool(coro: Awaitable[T]) -> T:
+    """Run ``coro`` with a one-worker pool installed (python and exec steps run in workers)."""
+    pool = WorkerPool(size=1, queue_max=10, modules=TEST_MODULES)
+    await pool.start()
+    install_pool(pool)
+    try:
+        return await coro
+    finally:
+        install_pool(None)
+        await pool.close()
 
 
 def make_ctx(*, allow_exec: bool = False, attempt: int = 1, input: Any = None) -> StepContext:
@@ -41,7 +62,8 @@ def make_ctx(*, allow_exec: bool = False, attempt: int = 1, input: Any = None) -
 
 def run(kind: str, params: Mapping[str, Any], ctx: StepContext | None = None) -> Any:
     validate_params(kind, params)
-    return asyncio.run(STEP_KINDS[kind].run(ctx or make_ctx(), params))
+    coro = STEP_KINDS[kind].run(ctx or make_ctx(), params)
+    return asyncio.run(with_pool(coro) if kind in ("python", "exec") else coro)
 
 
 def invalid(kind: str, params: Any) -> ParamError:
@@ -219,8 +241,25 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(500, b'{"error": "down"}')
         elif self.path == "/throttle":
             self._send(429, b"slow down", "text/plain")
+        elif self.path in ("/endless", "/endless-error"):
+            self._stream(200 if self.path == "/endless" else 503)
+        elif self.path == "/declared-big":
+            self._send(200, b"x" * (MAX_OUTPUT_BYTES + 1), "text/plain")
         else:
             self._send(404, b'{"error": "missing"}')
+
+    def _stream(self, status: int) -> None:
+        """Up to 16 MiB without a Content-Length: only reading tells the size."""
+        self.send_response(status)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        try:
+            for _ in range(256):
+                self.wfile.write(b"y" * 65536)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        self.close_connection = True
 
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length", "0"))
@@ -286,6 +325,36 @@ def test_http_connect_error_is_transient(server: str) -> None:
     assert info.value.error_class == "transient"
 
 
+def test_http_body_capped_while_streaming(server: str) -> None:
+    for path in ("/endless", "/declared-big"):
+        with pytest.raises(PermanentError) as info:
+            run_http({"url": server + path})
+        assert "response too large" in info.value.message, path
+    # An error status reads only the start of the body, for the message: still transient.
+    with pytest.raises(StepError) as err:
+        run_http({"url": server + "/endless-error"})
+    assert err.value.error_class == "transient" and "503" in err.value.message
+    assert len(err.value.message) < 500
+
+
+def test_http_deny_networks_checked_after_resolution(server: str) -> None:
+    started = time.monotonic()
+    with pytest.raises(PermanentError) as info:
+        run_http({"url": "http://169.254.169.254/latest/meta-data/"})  # denied by default, never connected
+    assert "http_deny_networks" in info.value.message
+    assert time.monotonic() - started < 5
+    port = server.rsplit(":", 1)[1]
+    configure_http(deny_networks=["127.0.0.0/8", "::1/128"])
+    try:
+        with pytest.raises(PermanentError) as local:
+            run_http({"url": f"http://localhost:{port}/ok"})  # a name: denied by what it resolves to
+        assert "http_deny_networks" in local.value.message
+    finally:
+        configure_http(deny_networks=DEFAULT_HTTP_DENY_NETWORKS)
+    assert run_http({"url": f"http://localhost:{port}/ok"})["status"] == 200
+    assert denied("::ffff:169.254.1.1") and denied("fe80::1%eth0") and not denied("10.0.0.1")
+
+
 # --- exec -------------------------------------------------------------------------------------------------
 
 
@@ -335,7 +404,7 @@ def test_exec_cancellation_kills_child(tmp_path: Path) -> None:
         with pytest.raises(TimeoutError):
             await asyncio.wait_for(STEP_KINDS["exec"].run(make_ctx(allow_exec=True), params), 0.2)
 
-    asyncio.run(go())
+    asyncio.run(with_pool(go()))
     time.sleep(1.3)
     assert not marker.exists()
 

@@ -1,0 +1,1 @@
+"""Example ``python`` step functions; ``beamctl dev up`` and ``make demo`` allow ``examples.*``."""
