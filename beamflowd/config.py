@@ -31,6 +31,10 @@ class ConfigError(ValueError):
     """A bad configuration value; the message names the field."""
 
 
+#: Deliveries (crashes of whatever ran a step attempt) before the step is poisoned.
+MAX_DELIVERIES_DEFAULT = 3
+
+
 @dataclass(frozen=True)
 class NodeConfig:
     node_id: str
@@ -64,6 +68,9 @@ class NodeConfig:
     #: Supervision: more than this many actor restarts within the window fails the workflow.
     max_actor_restarts: int = 5
     actor_restart_window: float = 30.0
+    #: A step whose attempts killed the process running them this many times (its node, or its step
+    #: worker) fails as ``poisoned`` instead of running again.
+    max_deliveries: int = MAX_DELIVERIES_DEFAULT
     #: Retention of finished workflows: age in seconds and count; older/more are garbage-collected.
     retention_seconds: float = 3600.0
     retention_max_finished: int = 50_000
@@ -178,6 +185,9 @@ def build_config(file_values: Mapping[str, Any], flag_values: Mapping[str, Any])
     beat = float(merged.get("heartbeat_interval", NodeConfig.heartbeat_interval))
     if beat <= 0 or lease < 2 * beat:
         raise ConfigError("lease_timeout: must be at least twice heartbeat_interval (both > 0)")
+    deliveries = merged.get("max_deliveries", NodeConfig.max_deliveries)
+    if isinstance(deliveries, bool) or not isinstance(deliveries, int) or deliveries < 1:
+        raise ConfigError(f"max_deliveries: expected an integer >= 1, got {deliveries!r}")
     batch_bytes = merged.get("raft_batch_bytes_max", NodeConfig.raft_batch_bytes_max)
     if isinstance(batch_bytes, bool) or not isinstance(batch_bytes, int) or batch_bytes < 4096:
         raise ConfigError(f"raft_batch_bytes_max: expected an integer >= 4096, got {batch_bytes!r}")

@@ -22,13 +22,22 @@ from dataclasses import dataclass
 from typing import Any
 
 from beamflowd.clock import now_ms
+from beamflowd.config import MAX_DELIVERIES_DEFAULT
 from beamflowd.core.backoff import retry_delay_ms
-from beamflowd.core.commands import Abort, Fail, Start, Succeed
+from beamflowd.core.commands import Abort, Fail, Redeliver, Start, Succeed
 from beamflowd.core.expressions import resolve
 from beamflowd.core.scheduling import first_starts, wake_time
 from beamflowd.core.spec import StepSpec, WorkflowSpec
 from beamflowd.core.state import WorkflowState
-from beamflowd.core.vocabulary import STEP_PENDING, STEP_RETRY_WAIT, STEP_RUNNING, STEP_SUCCEEDED
+from beamflowd.core.vocabulary import (
+    EVENT_REASSIGNED,
+    EVENT_STEP_STARTED,
+    PROCESS_KILLING_ERRORS,
+    STEP_PENDING,
+    STEP_RETRY_WAIT,
+    STEP_RUNNING,
+    STEP_SUCCEEDED,
+)
 from beamflowd.proposer import ProposeError, Proposer
 from beamflowd.replication import ReplicatedState
 from beamflowd.steps import STEP_KINDS
@@ -43,6 +52,7 @@ class StepView:
     attempts: int
     next_ms: int
     output_json: str
+    deliveries: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +78,10 @@ class WorkflowView:
             wf.terminal,
             wf.spec,
             wf.input_json,
-            {s.id: StepView(s.status, s.attempts, s.next_ms, s.output_json) for s in wf.steps.values()},
+            {
+                s.id: StepView(s.status, s.attempts, s.next_ms, s.output_json, s.deliveries)
+                for s in wf.steps.values()
+            },
         )
 
 
@@ -117,7 +130,10 @@ class Actor:
             if st.status == STEP_RUNNING:
                 running = (view.epoch, step.id, st.attempts)
                 if running not in self.attempts:
-                    task = asyncio.create_task(self._attempt(view, step, st.attempts, st.next_ms))
+                    redelivery = self.executor.redelivery_reason(view.id, running)
+                    task = asyncio.create_task(
+                        self._attempt(view, step, st.attempts, st.next_ms, redelivery=redelivery)
+                    )
                     task.add_done_callback(functools.partial(self._attempt_done, running))
                     self.attempts[running] = task
                 continue
@@ -167,8 +183,13 @@ class Actor:
             self.starting.discard((step.id, attempt))
             self.wake.set()
 
-    async def _attempt(self, view: WorkflowView, step: StepSpec, attempt: int, wake_ms: int) -> None:
+    async def _attempt(
+        self, view: WorkflowView, step: StepSpec, attempt: int, wake_ms: int, *, redelivery: str | None = None
+    ) -> None:
         ex = self.executor
+        if redelivery is not None and not await self._redeliver(view, step, attempt, redelivery):
+            return
+        ex.executed.setdefault(view.id, set()).add((view.epoch, step.id, attempt))
         if wake_ms:
             delay = (wake_ms - now_ms()) / 1000
             if delay > 0:
@@ -190,6 +211,31 @@ class Actor:
                 )
                 await asyncio.sleep(0.5)
         self.wake.set()
+
+    async def _redeliver(self, view: WorkflowView, step: StepSpec, attempt: int, reason: str) -> bool:
+        """Count this delivery in the committed state before running the attempt again; False: do not run
+        it (poisoned, or the state moved on). Not committed (no quorum): the next pass tries again."""
+        ex = self.executor
+        cmd = Redeliver(
+            wf=view.id,
+            epoch=view.epoch,
+            step=step.id,
+            attempt=attempt,
+            reason=reason,
+            deliveries_max=ex.max_deliveries,
+            seen=view.steps[step.id].deliveries,
+            ts=now_ms(),
+            node=ex.node_id,
+        )
+        try:
+            result = await ex.proposer.propose(cmd)
+        except ProposeError as exc:
+            log.warning("redelivery of %s/%s#%d not committed: %s", view.id, step.id, attempt, exc.message)
+            await asyncio.sleep(0.5)
+            return False
+        if result.ok and result.data.get("poisoned"):
+            log.error("workflow %s: step %s is poisoned (%s)", view.id, step.id, reason)
+        return result.ok and not result.data.get("poisoned")
 
     async def _execute(self, view: WorkflowView, step: StepSpec, attempt: int) -> Succeed | Fail:
         """Run one attempt; its result as the command to commit."""
@@ -257,6 +303,8 @@ class Actor:
             ts=ts,
             node=self.executor.node_id,
             retry_at=ts + max(delay, 1),
+            # An attempt that killed its worker counts as a delivery (poison detection).
+            deliveries_max=self.executor.max_deliveries if error_class in PROCESS_KILLING_ERRORS else None,
         )
 
 
@@ -287,6 +335,7 @@ class Executor:
         quorum_ok: asyncio.Event,
         quorum_fresh: Callable[[], bool] | None = None,
         max_restarts: int = 5,
+        max_deliveries: int = MAX_DELIVERIES_DEFAULT,
         restart_window: float = 30.0,
     ) -> None:
         self.node_id = node_id
@@ -299,6 +348,12 @@ class Executor:
         #: Checked right before a step body starts (the event alone may be one heartbeat interval stale).
         self.quorum_fresh = quorum_fresh or quorum_ok.is_set
         self.max_restarts = max_restarts
+        #: Deliveries after which a step whose attempts keep killing their process is poisoned.
+        self.max_deliveries = max_deliveries
+        #: Wall-clock start of this process: an attempt started before it was interrupted by a restart.
+        self.boot_ms = now_ms()
+        #: Attempts this process has run, by workflow: running one of those again is no redelivery.
+        self.executed: dict[str, set[tuple[int, str, int]]] = {}
         self.restart_window = restart_window
         self.actors: dict[str, Actor] = {}
         self.restarts = 0
@@ -312,6 +367,33 @@ class Executor:
         with self.raft.read():
             wf = self.raft.sm.workflows.get(workflow_id)
             return None if wf is None else WorkflowView.of(wf)
+
+    def redelivery_reason(self, wf_id: str, key: tuple[int, str, int]) -> str | None:
+        """Why a running attempt this process never ran is running again, or None for a fresh one.
+
+        It is a redelivery when the workflow was reassigned after the attempt started (its owner was declared
+        dead), or when the attempt started before this process did (the node restarted while running it).
+        """
+        if key in self.executed.get(wf_id, ()):
+            return None
+        _epoch, step_id, attempt = key
+        with self.raft.read():
+            wf = self.raft.sm.workflows.get(wf_id)
+            if wf is None:
+                return None
+            step = wf.steps.get(step_id)
+            started_ms = step.started_ms if step is not None else 0
+            reassigned = ""
+            for event in reversed(wf.events):
+                if event[2] == EVENT_STEP_STARTED and event[3] == step_id and event[4] == attempt:
+                    break
+                if event[2] == EVENT_REASSIGNED:
+                    reassigned = event[5]
+        if reassigned:
+            return f"attempt {attempt} was running when {reassigned}"
+        if started_ms < self.boot_ms:
+            return f"{self.node_id} restarted while running attempt {attempt}"
+        return None
 
     def scan(self) -> None:
         """Adopt every workflow committed as ours (start-up, restore from snapshot)."""
@@ -353,6 +435,7 @@ class Executor:
         if exc is not None:
             self._supervise(wf_id, exc)
         else:
+            self.executed.pop(wf_id, None)
             # The actor left (terminal / not ours); re-check in case state changed as it exited.
             self.on_changed({wf_id})
 

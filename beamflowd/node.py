@@ -99,6 +99,7 @@ class Node:
             quorum_fresh=self.liveness.quorum_fresh,
             max_restarts=config.max_actor_restarts,
             restart_window=config.actor_restart_window,
+            max_deliveries=config.max_deliveries,
         )
         # Chaos: every call is refused unless config.chaos_enabled; it hooks the executor only when enabled.
         self.chaos = Chaos(

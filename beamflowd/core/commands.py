@@ -182,6 +182,32 @@ class Fail(_Command):
     node: str = ""
     #: Next attempt's committed time (backoff with jitter, drawn by the proposer); 0: do not retry.
     retry_at: int = 0
+    #: Set when the attempt killed the process that ran it (class ``crashed`` or ``memory``): that counts as
+    #: a delivery, and the step is ``poisoned`` once its deliveries reach this many. Absent: not counted.
+    deliveries_max: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Redeliver(_Command):
+    """A running attempt is about to run again because the process running it died (its owner restarted
+    or was declared dead). Counted per step; at ``deliveries_max`` the step fails as ``poisoned`` instead,
+    so a workflow that kills whatever runs it ends alone instead of walking the cluster."""
+
+    OP: ClassVar[str] = "redeliver"
+    wf: str
+    epoch: int
+    step: str
+    attempt: int
+    #: What happened to the previous delivery (for the history), e.g. "n2 restarted while running it".
+    reason: str
+    #: Deliveries that end the step as poisoned (the node's ``max_deliveries``).
+    deliveries_max: int
+    #: The step's delivery count the proposer saw; the command counts only if it is still so, so a
+    #: proposal retried after an unknown outcome is not counted twice.
+    seen: int
+    ts: int
+    #: The node that would run it now.
+    node: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,7 +297,18 @@ class ChaosMonkey(_Command):
 
 
 Command: TypeAlias = (
-    Join | Submit | Start | Succeed | Fail | Cancel | Heartbeat | NodeDown | Abort | Gc | ChaosMonkey
+    Join
+    | Submit
+    | Start
+    | Succeed
+    | Fail
+    | Redeliver
+    | Cancel
+    | Heartbeat
+    | NodeDown
+    | Abort
+    | Gc
+    | ChaosMonkey
 )
 
 _CLASSES: tuple[type[_Command], ...] = (
@@ -280,6 +317,7 @@ _CLASSES: tuple[type[_Command], ...] = (
     Start,
     Succeed,
     Fail,
+    Redeliver,
     Cancel,
     Heartbeat,
     NodeDown,

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from beamflowd.core.state import MAX_EVENTS_PER_WORKFLOW, MAX_NOTABLE_EVENTS
 from beamflowd.core.vocabulary import (
+    ERROR_POISONED,
     STEP_CANCELLED,
     STEP_FAILED,
     STEP_PENDING,
@@ -76,6 +77,10 @@ def check_invariants(sm: StateMachine) -> None:
                         _fail(f"{where} step {step.id}: {step.status} before its need {need} succeeded")
             if step.status == STEP_PENDING and step.attempts != 0:
                 _fail(f"{where} step {step.id}: pending after {step.attempts} attempts")
+            if step.deliveries < 0 or (step.deliveries and step.attempts < 1):
+                _fail(f"{where} step {step.id}: {step.deliveries} deliveries after {step.attempts} attempts")
+            if step.error_class == ERROR_POISONED and step.status != STEP_FAILED:
+                _fail(f"{where} step {step.id}: poisoned but {step.status}")
         if len(wf.events) > MAX_EVENTS_PER_WORKFLOW:
             _fail(f"{where}: {len(wf.events)} events, at most {MAX_EVENTS_PER_WORKFLOW}")
         seqs = [e[0] for e in wf.events]

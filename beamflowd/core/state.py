@@ -31,6 +31,7 @@ from beamflowd.core.commands import (
     Heartbeat,
     Join,
     NodeDown,
+    Redeliver,
     Start,
     Starts,
     Submit,
@@ -40,6 +41,8 @@ from beamflowd.core.commands import (
 from beamflowd.core.spec import RetryPolicy, WorkflowSpec
 from beamflowd.core.vocabulary import (
     CLOSING_EVENT_OF_STATUS,
+    ERROR_POISONED,
+    EVENT_REDELIVERED,
     NOTABLE_KINDS,
     STEP_CANCELLED,
     STEP_FAILED,
@@ -113,9 +116,12 @@ class StepState:
     ended_ms: int = 0
     #: Committed time of the next retry (retry_wait) or the durable wake-up time (running sleep).
     next_ms: int = 0
+    #: Times an attempt of this step killed the process running it (a redelivery after its owner died, or a
+    #: crashed worker); at the limit the step is poisoned.
+    deliveries: int = 0
 
     def to_plain(self) -> list[Any]:
-        return [
+        plain: list[Any] = [
             self.id,
             self.status,
             self.attempts,
@@ -126,6 +132,9 @@ class StepState:
             self.ended_ms,
             self.next_ms,
         ]
+        if self.deliveries:
+            plain.append(self.deliveries)  # absent when 0: states from before the count encode as they did
+        return plain
 
     @classmethod
     def from_plain(cls, p: list[Any]) -> StepState:
@@ -381,7 +390,7 @@ class StateMachine:
             del self.request_ids[next(iter(self.request_ids))]
 
     def _fenced_workflow(
-        self, cmd: Start | Succeed | Fail | Abort, what: str, step: str = "", attempt: int = 0
+        self, cmd: Start | Succeed | Fail | Redeliver | Abort, what: str, step: str = "", attempt: int = 0
     ) -> tuple[WorkflowState | None, Result | None]:
         """The workflow exists, is not terminal, and ``cmd`` carries its current epoch (else counted)."""
         wf = self.workflows.get(cmd.wf)
@@ -404,7 +413,7 @@ class StateMachine:
         return wf, None
 
     def _fenced(
-        self, cmd: Start | Succeed | Fail
+        self, cmd: Start | Succeed | Fail | Redeliver
     ) -> tuple[WorkflowState | None, StepState | None, Result | None]:
         """Common checks of step commands: the workflow is fenced (above) and the step exists."""
         wf, err = self._fenced_workflow(cmd, "", cmd.step, cmd.attempt)
@@ -448,7 +457,7 @@ class StateMachine:
             )
         return None
 
-    def _running(self, cmd: Succeed | Fail) -> tuple[WorkflowState, StepState] | Result:
+    def _running(self, cmd: Succeed | Fail | Redeliver) -> tuple[WorkflowState, StepState] | Result:
         """The workflow and step a result is for, or why the result does not apply (fenced, not running)."""
         wf, step, err = self._fenced(cmd)
         if err is not None:
@@ -485,6 +494,17 @@ class StateMachine:
         wf.updated_ms = ts
         self.counters["steps_failed"] += 1
         self._event(wf, ts, "step_failed", step.id, step.attempts, f"[{error_class}] {error}", node)
+        if cmd.deliveries_max is not None:
+            step.deliveries += 1
+            if step.deliveries >= cmd.deliveries_max:
+                self._poison(
+                    wf,
+                    step,
+                    ts,
+                    node,
+                    f"its attempts killed the process running them {step.deliveries} times",
+                )
+                return Result("OK", data={"retry": False, "poisoned": True})
         if should_retry(policy, step.attempts, error_class) and cmd.retry_at > 0:
             step.status, step.next_ms = STEP_RETRY_WAIT, cmd.retry_at
             self.counters["retries_scheduled"] += 1
@@ -507,6 +527,28 @@ class StateMachine:
             node,
         )
         return Result("OK", data={"retry": False})
+
+    def _redeliver(self, cmd: Redeliver) -> Result:
+        found = self._running(cmd)
+        if isinstance(found, Result):
+            return found
+        wf, step = found
+        if step.deliveries != cmd.seen:
+            return Result("OK", data={"poisoned": False, "duplicate": True})
+        step.deliveries += 1
+        wf.updated_ms = cmd.ts
+        message = f"delivery {step.deliveries + 1} to {cmd.node or '?'}: {cmd.reason}"
+        self._event(wf, cmd.ts, EVENT_REDELIVERED, step.id, step.attempts, message, cmd.node)
+        if step.deliveries >= cmd.deliveries_max:
+            self._poison(wf, step, cmd.ts, cmd.node, f"{step.deliveries} deliveries killed their node")
+            return Result("OK", data={"poisoned": True})
+        return Result("OK", data={"poisoned": False})
+
+    def _poison(self, wf: WorkflowState, step: StepState, ts: int, node: str, why: str) -> None:
+        """The step fails for good, whatever its retry policy says: running it again would only kill again."""
+        step.status, step.next_ms, step.ended_ms = STEP_FAILED, 0, ts
+        step.error, step.error_class = f"poisoned: {why}"[:MAX_EVENT_MESSAGE], ERROR_POISONED
+        self._finish(wf, WORKFLOW_FAILED, ts, f"step {step.id} is poisoned: {why}", node)
 
     def _cancel(self, cmd: Cancel) -> Result:
         wf = self.workflows.get(cmd.wf)
@@ -775,6 +817,7 @@ _HANDLERS: dict[type[Any], Callable[[StateMachine, Any], Result]] = {
     Start: StateMachine._start,
     Succeed: StateMachine._succeed,
     Fail: StateMachine._fail,
+    Redeliver: StateMachine._redeliver,
     Cancel: StateMachine._cancel,
     Heartbeat: StateMachine._heartbeat,
     NodeDown: StateMachine._node_down,

@@ -33,6 +33,8 @@ EVENT_STEP_FAILED: Final = "step_failed"
 EVENT_RETRY_SCHEDULED: Final = "retry_scheduled"
 EVENT_REASSIGNED: Final = "reassigned"
 EVENT_STALE_RESULT_REJECTED: Final = "stale_result_rejected"
+#: A running attempt runs again because the process running it died (see ``Redeliver``).
+EVENT_REDELIVERED: Final = "redelivered"
 EVENT_COMPLETED: Final = "completed"
 EVENT_FAILED: Final = "failed"
 EVENT_CANCELLED: Final = "cancelled"
@@ -56,5 +58,18 @@ NOTABLE_KINDS: Final = frozenset(
         EVENT_CANCELLED,
         EVENT_REASSIGNED,
         EVENT_STALE_RESULT_REJECTED,
+        EVENT_REDELIVERED,
     }
 )
+
+# -- error classes the engine itself assigns (step code may use its own) ---
+#: The process running the attempt died: a worker that exited or was killed by a signal.
+ERROR_CRASHED: Final = "crashed"
+#: The worker exceeded ``step_memory_limit``.
+ERROR_MEMORY: Final = "memory"
+#: The attempt ran past its timeout.
+ERROR_TIMEOUT: Final = "timeout"
+#: The step's attempts killed whatever ran them ``max_deliveries`` times: never retried.
+ERROR_POISONED: Final = "poisoned"
+#: Classes that mean the attempt killed the process running it, so they count as deliveries.
+PROCESS_KILLING_ERRORS: Final = frozenset({ERROR_CRASHED, ERROR_MEMORY})

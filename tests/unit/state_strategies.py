@@ -30,7 +30,7 @@ NODES = ("n1", "n2", "n3")
 WORKFLOW_IDS = tuple(f"w{i}" for i in range(6))
 REQUEST_IDS = tuple(f"r{i}" for i in range(8))
 MISSING_WF = "w-missing"
-ERROR_CLASSES = ("transient", "timeout", "permanent", "validation")
+ERROR_CLASSES = ("transient", "timeout", "permanent", "validation", "crashed", "memory")
 
 SEQUENTIAL_YAML = """
 name: sequential
@@ -236,7 +236,25 @@ def _fail(draw: st.DrawFn, sm: StateMachine, ts: int) -> Plain:
         error="boom",
         error_class=_pick(draw, ERROR_CLASSES),
         retry_at=_pick(draw, [ts + 1000, ts + 1000, ts + 1, 0]),
+        deliveries_max=_pick(draw, [None, None, 2, 3]),
     )
+
+
+def _redeliver(draw: st.DrawFn, sm: StateMachine, ts: int) -> Plain:
+    wf, epoch, step, attempts = _target(draw, sm, running)
+    workflow = sm.workflows.get(wf)
+    counted = workflow.steps[step].deliveries if workflow is not None and step in workflow.steps else 0
+    return c.Redeliver(
+        wf=wf,
+        epoch=_epoch(draw, epoch),
+        step=step,
+        attempt=attempts + _pick(draw, RESULT_OFFSETS),
+        reason="n1 restarted while running it",
+        deliveries_max=_pick(draw, [2, 3, 3]),
+        seen=counted + _pick(draw, [0, 0, 0, -1]),  # now and then a retried duplicate
+        ts=ts,
+        node=_pick(draw, NODES),
+    ).to_plain()
 
 
 def _cancel(draw: st.DrawFn, sm: StateMachine, ts: int) -> Plain:
@@ -282,6 +300,7 @@ OP_BUILDERS: dict[str, tuple[Builder, int]] = {
     "start": (_start, 8),
     "succeed": (_succeed, 7),
     "fail": (_fail, 3),
+    "redeliver": (_redeliver, 1),
     "cancel": (_cancel, 1),
     "join": (_join, 1),
     "heartbeat": (_heartbeat, 1),
