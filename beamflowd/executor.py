@@ -459,6 +459,7 @@ class Executor:
             loop.call_later(0.05 * len(recent), self.on_changed, {wf_id})
             return
         del self._restart_times[wf_id]
+        self.executed.pop(wf_id, None)  # the workflow is being failed: nothing of it runs here again
         reason = (
             f"actor crashed {len(recent)} times within {self.restart_window:g}s; last error: "
             f"{type(exc).__name__}: {exc}"

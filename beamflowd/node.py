@@ -140,6 +140,9 @@ class Node:
         self.cluster = ClusterServicer(
             config.node_id, self.raft, config.initial_cluster, config.grpc_addr, self.liveness
         )
+        self.workflows_api = WorkflowServicer(
+            config.node_id, self.raft, self.proposer, self.hub, modules=self.modules
+        )
         self.server = grpc.aio.server(
             interceptors=server_interceptors,
             options=[
@@ -178,10 +181,7 @@ class Node:
     async def run(self) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
             self.loop.add_signal_handler(sig, self.stopping.set)
-        workflow_pb2_grpc.add_WorkflowServiceServicer_to_server(
-            WorkflowServicer(self.config.node_id, self.raft, self.proposer, self.hub, modules=self.modules),
-            self.server,
-        )
+        workflow_pb2_grpc.add_WorkflowServiceServicer_to_server(self.workflows_api, self.server)
         cluster_pb2_grpc.add_ClusterServiceServicer_to_server(self.cluster, self.server)
         stats_pb2_grpc.add_StatsServiceServicer_to_server(  # type: ignore[no-untyped-call, unused-ignore]
             self.stats_api, self.server
@@ -270,6 +270,7 @@ class Node:
         await self.cluster.close()
         await self.chaos.close()
         await self.stats_api.close()
+        self.workflows_api.definitions.close()
         await aclose_http_client()
         self.raft.destroy()
         log.info("node %s stopped", self.config.node_id)

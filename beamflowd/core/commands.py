@@ -183,7 +183,8 @@ class Fail(_Command):
     #: Next attempt's committed time (backoff with jitter, drawn by the proposer); 0: do not retry.
     retry_at: int = 0
     #: Set when the attempt killed the process that ran it (class ``crashed`` or ``memory``): that counts as
-    #: a delivery, and the step is ``poisoned`` once its deliveries reach this many. Absent: not counted.
+    #: a delivery, and the step is ``poisoned`` once its deliveries reach this many. Absent: a normal
+    #: failure, which resets the count (poison is consecutive deaths of what ran the step).
     deliveries_max: int | None = None
 
 

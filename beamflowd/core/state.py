@@ -494,7 +494,11 @@ class StateMachine:
         wf.updated_ms = ts
         self.counters["steps_failed"] += 1
         self._event(wf, ts, "step_failed", step.id, step.attempts, f"[{error_class}] {error}", node)
-        if cmd.deliveries_max is not None:
+        if cmd.deliveries_max is None:
+            # An attempt that ended normally did not kill anything: poison is consecutive process deaths, so
+            # a long run under node kills (each redelivering whatever was running) never adds up to it.
+            step.deliveries = 0
+        else:
             step.deliveries += 1
             if step.deliveries >= cmd.deliveries_max:
                 self._poison(
