@@ -22,6 +22,9 @@ from beamflowd.core.step_params import STEP_KIND_NAMES, ParamError, validate_par
 
 MAX_DEFINITION_BYTES = 256 * 1024
 MAX_INPUT_BYTES = 64 * 1024
+#: Nesting of workflow input. Deeper documents would exhaust the stack of whatever walks them later
+#: (expressions, pickling, digests); real inputs are a few levels deep.
+MAX_INPUT_DEPTH = 64
 MAX_STEPS = 200
 
 #: Bounds that keep a hostile definition (YAML aliases, deep nesting) from exhausting memory or the stack.
@@ -627,18 +630,36 @@ def parse_input(text: str, *, source: str = "--input") -> Any:
     if not text.strip():
         return {}
     try:
-        return json.loads(text, object_pairs_hook=_json_pairs, parse_constant=_reject_constant)
+        value = json.loads(text, object_pairs_hook=_json_pairs, parse_constant=_reject_constant)
     except _DuplicateKey as dup:
         err.fail(f"malformed JSON: duplicate key {dup.key!r}")
     except json.JSONDecodeError as exc:
         err.fail(f"malformed JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}")
-    except (ValueError, RecursionError) as exc:
+    except RecursionError:
+        err.fail(f"nested deeper than {MAX_INPUT_DEPTH} levels")
+    except ValueError as exc:
         err.fail(f"malformed JSON: {exc}")
+    if _depth(value) > MAX_INPUT_DEPTH:
+        err.fail(f"nested deeper than {MAX_INPUT_DEPTH} levels")
+    return value
+
+
+def _depth(value: object) -> int:
+    """Levels of nested objects and arrays, without recursion (a scalar has 0, ``[]`` has 1)."""
+    deepest = 0
+    stack: list[tuple[object, int]] = [(value, 0)]
+    while stack:
+        item, outer = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, outer + 1)
+            stack.extend((sub, outer + 1) for sub in (item.values() if isinstance(item, dict) else item))
+    return deepest
 
 
 __all__ = [
     "MAX_DEFINITION_BYTES",
     "MAX_INPUT_BYTES",
+    "MAX_INPUT_DEPTH",
     "MAX_STEPS",
     "RetryPolicy",
     "SpecError",

@@ -18,6 +18,7 @@ import grpc
 import pytest
 
 from beamflowd.api.gen.beamflow.v1 import workflow_pb2 as pb
+from beamflowd.core.spec import MAX_DEFINITION_BYTES
 from tests.cluster.test_engine import submit, wait_converged, wait_terminal
 from tests.harness import Cluster
 
@@ -30,6 +31,7 @@ BACKGROUND_PERIOD_S = 0.05
 BACKGROUND_MAX = 400
 BACKGROUND_MIN = 40
 FIX = "tests.fixtures.pysteps:"
+NESTED_INPUT_LEVELS = 5_000
 
 
 def one_step(name: str, step: dict[str, Any], *, attempts: int = 1) -> str:
@@ -148,6 +150,8 @@ def test_hostile_workflows_fail_alone(hostile_cluster: Cluster, streamer: str) -
         "odd-message": (one_step("odd-message", python(FIX + "weird_exception")), "transient"),
         # Known only at run time (an expression): refused by the worker pool, permanently.
         "late-os": (one_step("late-os", python("${{ input.fn }}")), "permanent"),
+        # Retried, but every attempt kills its worker: after max_deliveries (3) deaths in a row, poisoned.
+        "poisoned": (one_step("poisoned", python(FIX + "exit_hard"), attempts=10), "poisoned"),
     }
     nodes = list(cluster.nodes)
     ids = {
@@ -155,21 +159,34 @@ def test_hostile_workflows_fail_alone(hostile_cluster: Cluster, streamer: str) -
         for i, (name, (definition, _)) in enumerate(cases.items())
     }
 
-    # Refused at submit, nothing written: a never-callable module, and one outside python_modules.
-    for n, function in enumerate(("sys:exit", "json:dumps")):
+    # Refused at submit, nothing written: a never-callable module, one outside python_modules, a 256 KiB
+    # definition of pathological expression text (quadratic to scan before), a 5,000-level nested input.
+    braces = "${{ input.x " + "}}" * (MAX_DEFINITION_BYTES // 2 - 600)
+    refusals = [
+        (one_step("refused", python("sys:exit")), "{}", ("step 'bad'", "with.function")),
+        (one_step("refused", python("json:dumps")), "{}", ("step 'bad'", "with.function")),
+        (
+            one_step("refused", {"run": "demo", "with": {"output": braces}}),
+            "{}",
+            ("step 'bad'", "with.output"),
+        ),
+        (BACKGROUND, "[" * NESTED_INPUT_LEVELS + "]" * NESTED_INPUT_LEVELS, ("input", "nested deeper")),
+    ]
+    stub = cluster.workflow_stub("n1")
+    for n, (definition, input_json, named) in enumerate(refusals):
         wf_id = f"refused-{n}"
         with pytest.raises(grpc.RpcError) as info:
-            stub = cluster.workflow_stub("n1")
             stub.SubmitWorkflow(
                 pb.SubmitWorkflowRequest(
-                    definition=one_step("refused", python(function)),
+                    definition=definition,
                     definition_source="refused.json",
+                    input_json=input_json,
                     workflow_id=wf_id,
                 ),
                 timeout=10,
             )
         assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-        assert "step 'bad'" in str(info.value.details()) and "with.function" in str(info.value.details())
+        assert all(word in str(info.value.details()) for word in named), info.value.details()
         with pytest.raises(grpc.RpcError) as missing:
             stub.GetWorkflow(pb.GetWorkflowRequest(workflow_id=wf_id), timeout=10)
         assert missing.value.code() == grpc.StatusCode.NOT_FOUND
@@ -193,6 +210,8 @@ def test_hostile_workflows_fail_alone(hostile_cluster: Cluster, streamer: str) -
     assert "response too large" in steps["stream"].error
     assert "never callable" in steps["late-os"].error
     assert "SIGSEGV" in steps["segfault"].error
+    assert steps["poisoned"].attempts == 3  # max_deliveries, not the retry policy's 10
+    assert "killed the process running them 3 times" in steps["poisoned"].error
     assert max(_Streamer.sent) < STREAM_BYTES  # the step stopped reading; the server was cut off
 
     assert not background.errors

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from beamflowd.core.spec import (
     MAX_DEFINITION_BYTES,
     MAX_INPUT_BYTES,
+    MAX_INPUT_DEPTH,
     MAX_STEPS,
     RetryPolicy,
     SpecError,
@@ -311,6 +312,21 @@ def test_parse_input() -> None:
 def test_parse_input_rejects_bad_json(bad: str) -> None:
     with pytest.raises(SpecError, match=r"^--input: malformed JSON"):
         parse_input(bad)
+
+
+@pytest.mark.parametrize("levels", [MAX_INPUT_DEPTH + 1, 5_000])
+def test_parse_input_depth_limit(levels: int) -> None:
+    deep = "[" * levels + "]" * levels
+    with pytest.raises(SpecError, match=rf"^--input: nested deeper than {MAX_INPUT_DEPTH} levels"):
+        parse_input(deep)
+    nested = '{"a": ' * levels + "1" + "}" * levels
+    with pytest.raises(SpecError, match="nested deeper"):
+        parse_input(nested)
+
+
+def test_parse_input_at_depth_limit() -> None:
+    at_limit = "[" * MAX_INPUT_DEPTH + "]" * MAX_INPUT_DEPTH
+    assert parse_input(at_limit) is not None
 
 
 def test_parse_input_size_limit() -> None:
