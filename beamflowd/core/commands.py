@@ -272,6 +272,9 @@ class Gc(_Command):
     ts: int
     #: At most this many workflows forgotten by this command (the rest by the next one).
     limit: int = GC_BATCH_MAX
+    #: Take the oldest finished first, in O(collected). Absent (false): the first version's rule, a scan of
+    #: every workflow taking terminal ones in submission order; kept so its log entries apply as they did.
+    by_completion: bool = False
 
 
 @dataclass(frozen=True, slots=True)

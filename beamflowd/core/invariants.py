@@ -96,6 +96,9 @@ def check_invariants(sm: StateMachine) -> None:
     }
     if indexed != actual:
         _fail("owned_ids index differs from the workflows' owners")
+    in_heap = set(sm.finished_heap)
+    if any(w.terminal and (w.updated_ms, w.id) not in in_heap for w in sm.workflows.values()):
+        _fail("a finished workflow is missing from the heap GC takes them from")
     refs = Counter(w.spec_hash for w in sm.workflows.values())
     if {h: e.refs for h, e in sm.specs.items()} != dict(refs):
         _fail("definition reference counts differ from the workflows using them")

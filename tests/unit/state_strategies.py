@@ -285,7 +285,8 @@ def _abort(draw: st.DrawFn, sm: StateMachine, ts: int) -> Plain:
 def _gc(draw: st.DrawFn, sm: StateMachine, ts: int) -> Plain:
     before = ts - _pick(draw, [5_000, 20_000, 10**9])
     keep_max = _pick(draw, [0, 1, 2, 4])
-    return c.Gc(before=before, keep_max=keep_max, ts=ts, limit=_pick(draw, [c.GC_BATCH_MAX, 1])).to_plain()
+    limit, by_completion = _pick(draw, [c.GC_BATCH_MAX, 1]), _pick(draw, [True, False])
+    return c.Gc(before=before, keep_max=keep_max, ts=ts, limit=limit, by_completion=by_completion).to_plain()
 
 
 def _chaos_monkey(draw: st.DrawFn, sm: StateMachine, ts: int) -> Plain:

@@ -81,12 +81,25 @@ def _without_events(plain: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in plain.items() if k not in ("events", "next_seq")}
 
 
+def check_gc_by_completion(before: Before, sm: StateMachine, cmd: Plain, gone: set[str]) -> None:
+    """The oldest finished go first; short of its limit, GC leaves nothing it should have taken."""
+    kept = [wf for wf in sm.workflows.values() if wf.terminal]
+    if gone and kept:
+        newest_gone = max(before.plain[wf_id]["updated"] for wf_id in gone)
+        assert newest_gone <= min(wf.updated_ms for wf in kept), "gc skipped an older finished workflow"
+    if len(gone) < cmd["limit"]:
+        assert len(kept) <= cmd["keep_max"], (len(kept), cmd)
+        assert all(wf.updated_ms >= cmd["before"] for wf in kept), cmd
+
+
 def check_transition(before: Before, sm: StateMachine, cmd: Plain, res: Result) -> None:
     """Properties of one step ``before --cmd--> sm``."""
     op = cmd["op"]
     gone = set(before.plain) - set(sm.workflows)
     if gone:  # only gc forgets workflows, and only finished ones
         assert op == "gc" and gone <= before.terminal, (cmd, gone)
+    if op == "gc" and cmd.get("by_completion"):
+        check_gc_by_completion(before, sm, cmd, gone)
     for wf_id in before.terminal - gone:
         assert sm.workflows[wf_id].to_plain() == before.plain[wf_id], f"terminal {wf_id} changed by {cmd}"
     for wf_id, epoch in before.epochs.items():
@@ -159,11 +172,14 @@ PROPERTY_SETTINGS = settings(max_examples=200, deadline=None, suppress_health_ch
 @given(histories())
 def test_invariants_hold_after_every_command(log: list[Plain]) -> None:
     sm = StateMachine()
-    for cmd in log:
+    for i, cmd in enumerate(log):
         before = Before.of(sm)
         res = sm.apply(cmd)
         check_transition(before, sm, cmd, res)
         check_invariants(sm)
+        if i % 3 == 0:  # the running digest is refreshed lazily: compare it after runs of 1-3 commands
+            assert sm.digest() == sm.full_digest(), f"running digest drifted after {cmd}"
+    assert sm.digest() == sm.full_digest()
     # A client retrying any remembered submit (other node, later, other proposed id) gets the same answer.
     digest = sm.digest()
     for cmd in log:
@@ -183,7 +199,7 @@ def test_replicas_agree_and_snapshots_restore(log: list[Plain], data: st.DataObj
     results_a = a.apply_all(log)
     results_b = b.apply_all(copy.deepcopy(log))
     assert results_a == results_b
-    assert a.digest() == b.digest()
+    assert a.digest() == b.digest() == a.full_digest()
     assert a.to_plain() == b.to_plain()
 
     cut = data.draw(st.integers(0, len(log)), label="cut")
@@ -453,3 +469,32 @@ def test_gc_forgets_only_old_finished_workflows() -> None:
     assert sorted(sm.workflows) == ["w1", "w2"]
     check_invariants(sm)
     assert roundtrip(sm).digest() == sm.digest()
+
+
+def test_gc_by_completion_takes_the_first_finished_first() -> None:
+    sm = cluster()
+    for i in range(5):
+        assert sm.apply(submit_cmd(f"r{i}", f"w{i}", "sequential", 10)).ok
+    for wf_id, ts in (("w3", 100), ("w0", 200), ("w4", 300), ("w1", 400)):  # finish order != submit order
+        assert sm.apply(cancel_cmd(wf_id, ts)).ok
+    assert sm.gc_due(before=0, keep_max=3) and not sm.gc_due(before=0, keep_max=4)
+    res = sm.apply(Gc(before=0, keep_max=2, ts=500, by_completion=True).to_plain())
+    assert res.data == {"collected": 2}
+    assert sorted(sm.workflows) == ["w1", "w2", "w4"]
+    res = sm.apply(Gc(before=350, keep_max=10, ts=600, by_completion=True).to_plain())
+    assert res.data == {"collected": 1}
+    assert sorted(sm.workflows) == ["w1", "w2"]
+    assert roundtrip(sm).digest() == sm.digest() == sm.full_digest()
+
+
+def test_gc_by_completion_is_bounded_by_its_limit() -> None:
+    sm = cluster()
+    for i in range(6):
+        assert sm.apply(submit_cmd(f"r{i}", f"w{i}", "sequential", 10)).ok
+        assert sm.apply(cancel_cmd(f"w{i}", 100 + i)).ok
+    res = sm.apply(Gc(before=10_000, keep_max=0, ts=500, limit=4, by_completion=True).to_plain())
+    assert res.data == {"collected": 4}
+    assert sorted(sm.workflows) == ["w4", "w5"]
+    restored = roundtrip(sm)
+    res = restored.apply(Gc(before=10_000, keep_max=0, ts=600, by_completion=True).to_plain())
+    assert res.data == {"collected": 2} and not restored.workflows
