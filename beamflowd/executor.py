@@ -398,12 +398,8 @@ class Executor:
     def scan(self) -> None:
         """Adopt every workflow committed as ours (start-up, restore from snapshot)."""
         with self.raft.read():
-            mine = [
-                wf.id
-                for wf in self.raft.sm.workflows.values()
-                if wf.owner == self.node_id and not wf.terminal
-            ]
-        self.on_changed(set(mine))
+            mine = set(self.raft.sm.owned_ids.get(self.node_id, ()))
+        self.on_changed(mine)
 
     def on_changed(self, workflow_ids: set[str]) -> None:
         """Called on the event loop after each applied batch with the workflows it touched."""

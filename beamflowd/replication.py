@@ -322,7 +322,7 @@ def read_snapshot_file(filename: str) -> tuple[StateMachine, dict[str, bytes] | 
     encoded = lines[2:-1]
     header["workflows"] = [json.loads(line) for line in encoded]
     fragments = {wp["id"]: line for wp, line in zip(header["workflows"], encoded, strict=True)}
-    return StateMachine.from_plain(header), fragments, raft_meta
+    return StateMachine.from_plain(header, fragments), fragments, raft_meta
 
 
 class ReplicatedState(SyncObj):  # type: ignore[misc]

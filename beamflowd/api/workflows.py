@@ -138,15 +138,9 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):  # type: ignore[misc]
                 raise ValueError
         except ValueError:
             await abort(context, "INVALID_ARGUMENT", "page_token: not a token returned by ListWorkflows")
-        page: list[pb.WorkflowSummary] = []
-        total = 0
         with self.raft.read():
-            for wf in self.raft.sm.iter_newest_first():
-                if (status and wf.status != status) or (request.name and wf.name != request.name):
-                    continue
-                if offset <= total < offset + page_size:
-                    page.append(convert.summary_message(wf))
-                total += 1
+            found, total = self.raft.sm.list_newest_first(status, request.name or None, offset, page_size)
+            page = [convert.summary_message(wf) for wf in found]
         next_token = str(offset + page_size) if offset + page_size < total else ""
         return pb.ListWorkflowsResponse(workflows=page, next_page_token=next_token, total_matching=total)
 

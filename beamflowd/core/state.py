@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import heapq
 import json
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -59,6 +59,7 @@ from beamflowd.core.vocabulary import (
     WORKFLOW_RUNNING,
     WORKFLOW_SUCCEEDED,
 )
+from beamflowd.core.workflow_index import WorkflowIndex
 
 #: Version of the snapshot layout (:meth:`StateMachine.to_plain`), independent of the command schema.
 SNAPSHOT_VERSION = 1
@@ -268,6 +269,8 @@ class StateMachine:
         self._spec_sum = MultisetHash()
         #: Workflows whose entry in ``_wf_sum`` is stale until the next :meth:`digest`.
         self._digest_stale: set[str] = set()
+        #: Workflows by status and name, for lists and counts that cost O(page), not O(state).
+        self.index = WorkflowIndex()
         #: ``(finished_ms, id)`` of finished workflows, a heap: GC by completion takes from its front.
         #: An entry whose workflow is gone or changed since is dropped when GC meets it.
         self.finished_heap: list[tuple[int, str]] = []
@@ -298,7 +301,7 @@ class StateMachine:
             raise FatalApplyError(cmd.OP, exc) from exc
         wf_id = getattr(cmd, "wf", None)
         if isinstance(wf_id, str):
-            self._digest_stale.add(wf_id)  # whatever the handler changed of it, even without an event
+            self._touch(wf_id)  # whatever the handler changed of it, even without an event
         if not isinstance(cmd, Heartbeat) or result.data.get("revived"):
             # Heartbeats normally leave the state as it was; everything else may have changed it.
             self.revision += 1
@@ -715,7 +718,7 @@ class StateMachine:
 
     def _forget_workflow(self, wf: WorkflowState) -> None:
         del self.workflows[wf.id]
-        self._digest_stale.add(wf.id)
+        self._touch(wf.id)
         if self.request_ids.get(wf.request_id) == wf.id:
             self._forget_request(wf.request_id)  # a retried old request must not find a reused id
         entry = self.specs[wf.spec_hash]
@@ -723,6 +726,11 @@ class StateMachine:
         if entry.refs == 0:
             del self.specs[wf.spec_hash]
             self._spec_sum.remove(_spec_element(wf.spec_hash))
+
+    def _touch(self, wf_id: str) -> None:
+        """``wf_id`` changed, appeared or went: what is derived from it must be brought up to date."""
+        self._digest_stale.add(wf_id)
+        self.index.touch(wf_id)
 
     def _event(
         self, wf: WorkflowState, ts: int, kind: str, step: str, attempt: int, message: str, node: str
@@ -732,7 +740,7 @@ class StateMachine:
         if len(wf.events) > MAX_EVENTS_PER_WORKFLOW:
             del wf.events[0]
         self._changed.add(wf.id)
-        self._digest_stale.add(wf.id)
+        self._touch(wf.id)
         if kind in NOTABLE_KINDS:
             self._notable(ts, kind, wf.id, wf.name, step, message, node)
 
@@ -768,8 +776,14 @@ class StateMachine:
         return c["submitted"] - c["succeeded"] - c["failed"] - c["cancelled"]
 
     # ---------------------------------------------------------------- queries
-    def iter_newest_first(self) -> Iterator[WorkflowState]:
-        return reversed(self.workflows.values())
+    def list_newest_first(
+        self, status: str | None, name: str | None, offset: int, size: int
+    ) -> tuple[list[WorkflowState], int]:
+        """A page of the workflows with this status and name (None: any), newest first, and how many
+        match in all: O(log n + page + workflows changed since the last query)."""
+        self.index.refresh(self.workflows)
+        ids = self.index.page_newest_first(status, name, offset, size)
+        return [self.workflows[wf_id] for wf_id in ids], self.index.count(status, name)
 
     def owned_by(self, node: str) -> int:
         return self.owned.get(node, 0)
@@ -800,7 +814,9 @@ class StateMachine:
         }
 
     @classmethod
-    def from_plain(cls, p: Mapping[str, Any]) -> StateMachine:
+    def from_plain(cls, p: Mapping[str, Any], encoded: Mapping[str, bytes] | None = None) -> StateMachine:
+        """The state :meth:`to_plain` gave; ``encoded`` may hold each workflow's canonical encoding (as a
+        snapshot file keeps them), which spares hashing them again for the digest."""
         if p.get("v") != SNAPSHOT_VERSION:
             raise ValueError(f"snapshot schema {p.get('v')!r} is not {SNAPSHOT_VERSION}")
         sm = cls()
@@ -820,7 +836,7 @@ class StateMachine:
         sm.counters.update(p["counters"])
         sm.notable = [(n[0], n[1], n[2], n[3], n[4], n[5], n[6]) for n in p["notable"]]
         sm.chaos_monkey = dict(p.get("chaos_monkey", {}))  # absent in snapshots older than the monkey
-        sm._rebuild_derived()
+        sm._rebuild_derived(encoded or {})
         # A snapshot that breaks an invariant (corrupt, or mis-migrated) must not start a node.
         from beamflowd.core.invariants import check_invariants  # circular at module level
 
@@ -838,13 +854,21 @@ class StateMachine:
         self._wf_hash, self._wf_sum = other._wf_hash, other._wf_sum
         self._rid_sum, self._spec_sum = other._rid_sum, other._spec_sum
         self._digest_stale, self.finished_heap = other._digest_stale, other.finished_heap
+        self.index = other.index
         self._changed = set(self.workflows)
         self.revision += 1
 
-    def _rebuild_derived(self) -> None:
+    def _rebuild_derived(self, encoded: Mapping[str, bytes]) -> None:
         """Recompute what is derived from the state (after a restore): O(state), once."""
         self._wf_hash, self._wf_sum = {}, MultisetHash()
-        self._digest_stale = set(self.workflows)
+        self._digest_stale = set()
+        for wf_id in self.workflows:
+            line = encoded.get(wf_id)
+            if line is None:
+                self._digest_stale.add(wf_id)
+            else:
+                self._wf_hash[wf_id] = contribution = element_hash(line)
+                self._wf_sum.add(contribution)
         self._rid_sum, self._spec_sum = MultisetHash(), MultisetHash()
         for rid, wf_id in self.request_ids.items():
             self._rid_sum.add(_request_element(rid, wf_id))
@@ -852,6 +876,7 @@ class StateMachine:
             self._spec_sum.add(_spec_element(spec_hash))
         self.finished_heap = [(wf.updated_ms, wf.id) for wf in self.workflows.values() if wf.terminal]
         heapq.heapify(self.finished_heap)
+        self.index.rebuild(self.workflows)
 
     def digest(self) -> str:
         """Equal on replicas that applied the same log; O(workflows changed since the last call).

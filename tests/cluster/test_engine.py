@@ -317,7 +317,10 @@ def test_finished_workflows_are_garbage_collected(tmp_path: Path) -> None:
         cluster.wait_ready()
         stub = cluster.workflow_stub("n1")
         hello = (WORKFLOWS / "hello.yaml").read_text()
-        ids = [submit(stub, hello, {"name": str(i)}) for i in range(12)]
+        ids = []
+        for i in range(12):  # one at a time, so they finish in the order they were submitted
+            ids.append(submit(stub, hello, {"name": str(i)}))
+            wait_terminal(cluster, "n1", ids[-1:], timeout=30)
         running = submit(stub, SLEEPY, {"nap": "10m"})
 
         def collected() -> bool:
@@ -325,7 +328,7 @@ def test_finished_workflows_are_garbage_collected(tmp_path: Path) -> None:
 
         cluster.wait_until(collected, 30, "the oldest finished workflows to be collected")
         kept = [w.id for w in stub.ListWorkflows(pb.ListWorkflowsRequest(), timeout=10).workflows]
-        assert kept == [running, *reversed(ids[-5:])], "the newest 5 finished and the running one stay"
+        assert kept == [running, *reversed(ids[-5:])], "the last 5 to finish and the running one stay"
         with pytest.raises(grpc.RpcError) as info:
             stub.GetWorkflow(pb.GetWorkflowRequest(workflow_id=ids[0]), timeout=10)
         assert info.value.code() == grpc.StatusCode.NOT_FOUND

@@ -59,7 +59,7 @@ def test_snapshot_from_encoding_cache_restores_the_state(log: list[Command], dat
     finally:
         path.unlink(missing_ok=True)
     assert meta == ("raft", "meta")
-    assert restored.digest() == sm.digest()
+    assert restored.digest() == sm.digest() == restored.full_digest()
     assert list(restored.workflows) == list(sm.workflows), "insertion order (newest-first lists) is kept"
     assert fragments == {wf_id: encode_plain(wf.to_plain()) for wf_id, wf in sm.workflows.items()}
 

@@ -81,6 +81,26 @@ def _without_events(plain: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in plain.items() if k not in ("events", "next_seq")}
 
 
+def check_lists(sm: StateMachine) -> None:
+    """Every filtered list from the index equals a scan of the state, in order, page by page."""
+    statuses = {wf.status for wf in sm.workflows.values()} | {"no-such-status"}
+    names = {wf.name for wf in sm.workflows.values()} | {"no-such-name"}
+    for status in (None, *sorted(statuses)):
+        for name in (None, *sorted(names)):
+            matching = (
+                wf for wf in sm.workflows.values() if status in (None, wf.status) and name in (None, wf.name)
+            )
+            scan = sorted(
+                matching,
+                key=lambda wf: (wf.created_ms, wf.id),
+                reverse=True,
+            )
+            whole, total = sm.list_newest_first(status, name, 0, 10_000)
+            assert [wf.id for wf in whole] == [wf.id for wf in scan] and total == len(scan), (status, name)
+            pages = [sm.list_newest_first(status, name, offset, 2)[0] for offset in range(0, total + 2, 2)]
+            assert [wf.id for page in pages for wf in page] == [wf.id for wf in scan]
+
+
 def check_gc_by_completion(before: Before, sm: StateMachine, cmd: Plain, gone: set[str]) -> None:
     """The oldest finished go first; short of its limit, GC leaves nothing it should have taken."""
     kept = [wf for wf in sm.workflows.values() if wf.terminal]
@@ -179,7 +199,10 @@ def test_invariants_hold_after_every_command(log: list[Plain]) -> None:
         check_invariants(sm)
         if i % 3 == 0:  # the running digest is refreshed lazily: compare it after runs of 1-3 commands
             assert sm.digest() == sm.full_digest(), f"running digest drifted after {cmd}"
+        if i % 4 == 0:
+            check_lists(sm)
     assert sm.digest() == sm.full_digest()
+    check_lists(sm)
     # A client retrying any remembered submit (other node, later, other proposed id) gets the same answer.
     digest = sm.digest()
     for cmd in log:
