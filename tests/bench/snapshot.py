@@ -2,12 +2,17 @@
 causes elections.
 
     python tests/bench/snapshot.py --workflows 10000
+    python tests/bench/snapshot.py --workflows 50000 --assert-stable   # the scale acceptance run
+
 
 Starts a fresh 3-node cluster with frequent compaction, submits --workflows three-step demo workflows, waits
 until every node has written a snapshot after the load, and prints each node's snapshot figures (from its log:
 the pause on the Raft tick thread and the time until the file is renamed and synced) and the Raft term
-before/after (a term change would mean a snapshot stall triggered an election). For the tick-thread pause
-alone at 100,000 workflows without a cluster, see snapshot_pause.py.
+before/after (a term change would mean a snapshot stall triggered an election). While it fills, a monitor
+samples every node's status once a second: the term, the leader and every node's liveness. With
+``--assert-stable`` it exits 1 unless the term and the leader never changed and no node was ever seen dead
+nor logged "declared down" (``suspect``, a heartbeat late by half the lease, is reported, not failed). For the tick-thread pause alone at 100,000 workflows without a
+cluster, see snapshot_pause.py.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import json
 import re
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -26,6 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from beamflowd.api.gen.beamflow.v1 import workflow_pb2 as pb
 from tests.harness import REPO_ROOT, Cluster
 
+#: The status monitor's bound: one sample a second for at most this long.
+MONITOR_SAMPLES_MAX = 3_600
 SNAPSHOT_LINE = re.compile(
     r"snapshot: (\d+) workflows, (\d+) bytes compressed, ([\d.]+) ms on the Raft thread, (\d+) ms in all"
 )
@@ -34,6 +42,7 @@ SNAPSHOT_LINE = re.compile(
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--workflows", type=int, default=10_000)
+    ap.add_argument("--assert-stable", action="store_true", help="exit 1 on any election or death")
     args = ap.parse_args()
     definition = (REPO_ROOT / "deploy/workflows/three-step-demo.yaml").read_text()
     extra = ["--compaction-min-entries", "2000", "--compaction-min-time", "5"]
@@ -43,8 +52,28 @@ def main() -> int:
     ):
         cluster.start()
         cluster.wait_ready()
-        term_before = max(n.term for n in cluster.cluster_status().nodes)
+        first = cluster.cluster_status()
+        term_before, leader_before = max(n.term for n in first.nodes), first.leader_id
         nodes = list(cluster.nodes)
+        seen: dict[str, set[str]] = {"terms": set(), "leaders": set(), "liveness": set()}
+        stop = threading.Event()
+
+        def monitor() -> None:
+            for _ in range(MONITOR_SAMPLES_MAX):
+                if stop.wait(1.0):
+                    return
+                try:
+                    status = cluster.cluster_status()
+                except Exception as exc:  # a stalled node: that is what we are looking for
+                    seen["liveness"].add(f"status call failed: {exc}")
+                    continue
+                seen["leaders"].add(status.leader_id)
+                for n in status.nodes:
+                    seen["terms"].add(str(n.term))
+                    seen["liveness"].add(n.liveness or "?")
+
+        watcher = threading.Thread(target=monitor, daemon=True)
+        watcher.start()
 
         def submit(i: int) -> str:
             stub = cluster.workflow_stub(nodes[i % 3])
@@ -78,8 +107,24 @@ def main() -> int:
         found = cluster.wait_until(
             big_snapshot_everywhere, 300, "a snapshot of the loaded state on every node"
         )
-        term_after = max(n.term for n in cluster.cluster_status().nodes)
+        stop.set()
+        watcher.join(timeout=5)
+        last = cluster.cluster_status()
+        term_after = max(n.term for n in last.nodes)
+        seen["leaders"].add(last.leader_id)
+        declared = sum(node.log_path.read_text().count("declared down") for node in cluster.nodes.values())
+        stable = (
+            term_after == term_before
+            and seen["leaders"] == {leader_before}
+            and "dead" not in seen["liveness"]
+            and declared == 0
+        )
         report = {
+            "stable": stable,
+            "leaders_seen": sorted(seen["leaders"]),
+            "terms_seen": sorted(seen["terms"], key=int),
+            "liveness_seen": sorted(seen["liveness"]),
+            "declared_down_in_logs": declared,
             "workflows": len(ids),
             "seconds_to_snapshot_after_load": round(time.time() - loaded_at, 1),
             "raft_term_before": term_before,
@@ -95,7 +140,7 @@ def main() -> int:
             "max_ms_in_all": max(s[3] for s_ in found.values() for s in s_),
         }
     print(json.dumps(report, indent=2))
-    return 0
+    return 1 if args.assert_stable and not report["stable"] else 0
 
 
 if __name__ == "__main__":
