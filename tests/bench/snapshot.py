@@ -11,8 +11,8 @@ the pause on the Raft tick thread and the time until the file is renamed and syn
 before/after (a term change would mean a snapshot stall triggered an election). While it fills, a monitor
 samples every node's status once a second: the term, the leader and every node's liveness. With
 ``--assert-stable`` it exits 1 unless the term and the leader never changed and no node was ever seen dead
-nor logged "declared down" (``suspect``, a heartbeat late by half the lease, is reported, not failed). For the tick-thread pause alone at 100,000 workflows without a
-cluster, see snapshot_pause.py.
+nor logged "declared down" (``suspect``, a late heartbeat, is reported, not failed). For the tick-thread
+pause alone at 100,000 workflows without a cluster, see snapshot_pause.py.
 """
 
 from __future__ import annotations
