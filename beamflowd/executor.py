@@ -17,6 +17,7 @@ import functools
 import json
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -263,7 +264,7 @@ class Actor:
             # Self-fencing at the last moment: the slot is held and nothing has touched the outside world yet.
             while not ex.quorum_fresh():
                 await ex.quorum_ok.wait()
-            output = await asyncio.wait_for(STEP_KINDS[step.run].run(ctx, params), timeout)
+            output = await ex.timed_attempt(step.run, STEP_KINDS[step.run].run(ctx, params), timeout)
             encoded = encode_output(output)
             ts = now_ms()
             # Steps this success makes ready start in the same entry (the state machine re-checks them).
@@ -359,9 +360,29 @@ class Executor:
         self.restarts = 0
         #: Chaos hook: awaited before each step attempt runs; may sleep or raise StepError.
         self.step_faults: Callable[[str, str, int], Awaitable[None]] | None = None
+        #: Metrics hook: (step kind, outcome ok|error|timeout, seconds) after each attempt's body ran.
+        self.step_observer: Callable[[str, str, float], None] | None = None
         self._restart_times: dict[str, list[float]] = {}
         self._aborts: set[asyncio.Task[None]] = set()
         self._closed = False
+
+    async def timed_attempt(self, kind: str, body: Awaitable[Any], timeout: float) -> Any:
+        """Run a step body under its timeout and report how long it took (not when the node stops it)."""
+        started = time.monotonic()
+        outcome = "error"
+        try:
+            output = await asyncio.wait_for(body, timeout)
+            outcome = "ok"
+            return output
+        except TimeoutError:
+            outcome = "timeout"
+            raise
+        except asyncio.CancelledError:
+            outcome = ""
+            raise
+        finally:
+            if outcome and self.step_observer is not None:
+                self.step_observer(kind, outcome, time.monotonic() - started)
 
     def view(self, workflow_id: str) -> WorkflowView | None:
         with self.raft.read():
