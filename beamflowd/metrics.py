@@ -70,29 +70,32 @@ class NodeMetrics:
         self.leader_changes = Counter(
             "beamflow_raft_leader_changes_seen",
             "Times this node saw a new leader (the first one included).",
-            registry=self.registry,
+            registry=None,
         )
         self.batch_commands = Histogram(
             "beamflow_raft_batch_commands",
             "Commands per Raft entry this node proposed (group commit).",
             buckets=BATCH_BUCKETS,
-            registry=self.registry,
+            registry=None,
         )
         self.fsync_seconds = Histogram(
             "beamflow_raft_fsync_duration_seconds",
             "Time to sync the Raft journal to disk (fsync policy batch or always).",
             buckets=FSYNC_BUCKETS,
-            registry=self.registry,
+            registry=None,
         )
         self.step_seconds = Histogram(
             "beamflow_step_duration_seconds",
             "Step attempts run on this node, by step kind and outcome (ok, error, timeout).",
             ["kind", "outcome"],
             buckets=STEP_BUCKETS,
-            registry=self.registry,
+            registry=None,
         )
-        self.registry.register(_ScrapeCollector(self))
         self._leader = ""
+        # The scrape-time collector first: it samples the leader before the change counter is read.
+        self.registry.register(_ScrapeCollector(self))
+        for instrument in (self.leader_changes, self.batch_commands, self.fsync_seconds, self.step_seconds):
+            self.registry.register(instrument)
 
     def attach(self, observe_steps: Callable[[Callable[[str, str, float], None]], None]) -> None:
         """Hook the recorders into the proposer, the replication adapter and the executor."""
