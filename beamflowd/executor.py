@@ -178,7 +178,14 @@ class Actor:
         try:
             await self.executor.proposer.propose(cmd)
         except ProposeError as exc:
-            log.warning("start %s/%s#%d not committed: %s", view.id, step.id, attempt, exc.message)
+            log.warning(
+                "start %s/%s#%d not committed: %s",
+                view.id,
+                step.id,
+                attempt,
+                exc.message,
+                extra={"workflow": view.id, "step": step.id, "attempt": attempt},
+            )
             await asyncio.sleep(0.2)
         finally:
             self.starting.discard((step.id, attempt))
@@ -208,7 +215,12 @@ class Actor:
                 break
             except ProposeError as exc:
                 log.warning(
-                    "result of %s/%s#%d not committed yet: %s", view.id, step.id, attempt, exc.message
+                    "result of %s/%s#%d not committed yet: %s",
+                    view.id,
+                    step.id,
+                    attempt,
+                    exc.message,
+                    extra={"workflow": view.id, "step": step.id, "attempt": attempt},
                 )
                 await asyncio.sleep(0.5)
         self.wake.set()
@@ -231,11 +243,24 @@ class Actor:
         try:
             result = await ex.proposer.propose(cmd)
         except ProposeError as exc:
-            log.warning("redelivery of %s/%s#%d not committed: %s", view.id, step.id, attempt, exc.message)
+            log.warning(
+                "redelivery of %s/%s#%d not committed: %s",
+                view.id,
+                step.id,
+                attempt,
+                exc.message,
+                extra={"workflow": view.id, "step": step.id, "attempt": attempt},
+            )
             await asyncio.sleep(0.5)
             return False
         if result.ok and result.data.get("poisoned"):
-            log.error("workflow %s: step %s is poisoned (%s)", view.id, step.id, reason)
+            log.error(
+                "workflow %s: step %s is poisoned (%s)",
+                view.id,
+                step.id,
+                reason,
+                extra={"workflow": view.id, "step": step.id, "attempt": attempt},
+            )
         return result.ok and not result.data.get("poisoned")
 
     async def _execute(self, view: WorkflowView, step: StepSpec, attempt: int) -> Succeed | Fail:
@@ -476,6 +501,7 @@ class Executor:
                 exc,
                 len(recent),
                 self.max_restarts,
+                extra={"workflow": wf_id},
             )
             loop.call_later(0.05 * len(recent), self.on_changed, {wf_id})
             return
@@ -485,7 +511,7 @@ class Executor:
             f"actor crashed {len(recent)} times within {self.restart_window:g}s; last error: "
             f"{type(exc).__name__}: {exc}"
         )
-        log.error("workflow %s: %s; failing it", wf_id, reason)
+        log.error("workflow %s: %s; failing it", wf_id, reason, extra={"workflow": wf_id})
         view = self.view(wf_id)
         if view is None or view.terminal or view.owner != self.node_id:
             return
@@ -498,7 +524,7 @@ class Executor:
         try:
             await self.proposer.propose(cmd)
         except ProposeError as exc:
-            log.error("could not fail workflow %s: %s", cmd.wf, exc.message)
+            log.error("could not fail workflow %s: %s", cmd.wf, exc.message, extra={"workflow": cmd.wf})
             self.on_changed({cmd.wf})
 
     def crash_actor(self, wf_id: str, reason: str) -> bool:

@@ -50,8 +50,10 @@ DEFAULT_MEMORY_LIMIT_BYTES = 1024 * 1024 * 1024
 STDERR_LINE_CHARS_MAX = 2000
 
 
-async def _log_stderr(pid: int, stream: asyncio.StreamReader) -> None:
-    """Log each line a worker writes to stderr (as one structured record, never raw into the node's log)."""
+async def _log_stderr(worker: _Worker, stream: asyncio.StreamReader) -> None:
+    """Log each line a worker writes to stderr (as one structured record, never raw into the node's log),
+    with the ids of the attempt it was running (a worker runs one job at a time)."""
+    pid = worker.pid
     while True:
         try:
             raw = await stream.readline()
@@ -65,7 +67,7 @@ async def _log_stderr(pid: int, stream: asyncio.StreamReader) -> None:
         line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
         if len(line) > STDERR_LINE_CHARS_MAX:
             line = line[:STDERR_LINE_CHARS_MAX] + "..."
-        log.info("step worker %d: %s", pid, line, extra={"worker": pid, "stream": "stderr"})
+        log.info("step worker %d: %s", pid, line, extra={"worker": pid, "stream": "stderr", **worker.job_ids})
 
 
 class _WorkerLost(Exception):
@@ -82,6 +84,8 @@ class _Worker:
         self.proc = proc
         self.pid = proc.pid
         self.jobs = 0
+        #: workflow, step and attempt of the job running now ({} when idle), for its stderr lines.
+        self.job_ids: dict[str, Any] = {}
 
     async def read_reply(self) -> dict[str, Any] | None:
         """The next frame, or None if the pipe closed; a frame that breaks the protocol raises _WorkerLost."""
@@ -224,7 +228,7 @@ class WorkerPool:
                 )
                 worker = _Worker(proc)
                 if proc.stderr is not None:
-                    pump = asyncio.create_task(_log_stderr(proc.pid, proc.stderr), name="step-worker-stderr")
+                    pump = asyncio.create_task(_log_stderr(worker, proc.stderr), name="step-worker-stderr")
                     self._pumps.add(pump)
                     pump.add_done_callback(self._pumps.discard)
                 hello = await asyncio.wait_for(worker.read_reply(), READY_TIMEOUT_S)
@@ -298,6 +302,12 @@ class WorkerPool:
             raise PermanentError(f"step input is not plain JSON: {exc}") from None
         frame = _HEADER.pack(len(frame_body)) + frame_body
         worker = await self._acquire()
+        ctx = job.get("ctx", {})
+        worker.job_ids = {
+            "workflow": ctx.get("workflow_id"),
+            "step": ctx.get("step_id"),
+            "attempt": ctx.get("attempt"),
+        }
         try:
             reply = await worker.call(frame)
         except asyncio.CancelledError:  # the attempt timed out (or the node stops): the job must not go on
