@@ -80,6 +80,6 @@ def test_the_unit_is_a_notify_service_with_a_watchdog() -> None:
     settings = dict(line.split("=", 1) for line in lines)
     assert settings["Type"] == "notify"
     assert settings["WatchdogSec"]
-    assert settings["DynamicUser"] == "yes"
+    assert settings["User"] == "beamflow" and settings["NoNewPrivileges"] == "yes"
     assert settings["CapabilityBoundingSet"] == ""
     assert settings["StateDirectory"] and settings["ConfigurationDirectory"]
