@@ -89,6 +89,14 @@ def test_metrics_during_load_and_json_logs(tmp_path: Path) -> None:
                 during += [scrape(node.metrics_addr) for node in cluster.nodes.values()]
             wf_ids = [f.result() for f in futures]
         assert len(set(wf_ids)) == len(jobs) and during
+        # Scraped during the load, each node's counters only ever grow.
+        for nid in ids:
+            seen = [
+                value(s, "beamflow_raft_proposals_committed_total")
+                for s in during
+                if value(s, "beamflow_node_info", node=nid)
+            ]
+            assert seen and seen == sorted(seen), (nid, seen)
 
         def settled(nid: str) -> Samples | None:
             s = scrape(cluster.nodes[nid].metrics_addr)
