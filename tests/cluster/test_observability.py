@@ -74,8 +74,12 @@ def submit(cluster: Cluster, node: str, definition: str, i: int) -> str:
     return str(response.workflow_id)
 
 
+#: Compact the log often, so that snapshot metrics have something to show.
+COMPACTION = ("--compaction-min-entries", "50", "--compaction-min-time", "1")
+
+
 def test_metrics_during_load_and_json_logs(tmp_path: Path) -> None:
-    with Cluster(tmp_path) as cluster:
+    with Cluster(tmp_path, extra_args=COMPACTION) as cluster:
         cluster.start()
         cluster.wait_ready()
         before = {nid: scrape(node.metrics_addr) for nid, node in cluster.nodes.items()}
@@ -130,6 +134,18 @@ def test_metrics_during_load_and_json_logs(tmp_path: Path) -> None:
             assert value(s, "beamflow_raft_batch_commands_count") > 0, nid
             assert not any("wf" in dict(labels) or "workflow" in dict(labels) for _, labels in s)
         assert sum(value(s, "beamflow_raft_is_leader") for s in after.values()) == 1
+
+        def snapshotted() -> Samples | None:
+            s = scrape(cluster.nodes["n1"].metrics_addr)
+            return s if value(s, "beamflow_snapshots_total") >= 1 else None
+
+        snap = cluster.wait_until(snapshotted, 60, "n1 to write a snapshot")
+        assert value(snap, "beamflow_snapshot_size_bytes") > 0
+        assert (
+            value(snap, "beamflow_snapshot_duration_seconds")
+            >= value(snap, "beamflow_snapshot_pause_seconds")
+            > 0
+        )
         assert len({value(s, "beamflow_raft_term") for s in after.values()}) == 1
         # Each attempt is timed on the node that ran it: summed over nodes, every attempt is there once.
         runs = defaultdict(float)
