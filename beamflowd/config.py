@@ -31,6 +31,10 @@ class ConfigError(ValueError):
     """A bad configuration value; the message names the field."""
 
 
+#: Where ``/metrics`` listens unless configured (9464: the port OpenTelemetry's Prometheus exporter uses).
+DEFAULT_METRICS_ADDR = "127.0.0.1:9464"
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
 #: Deliveries (crashes of whatever ran a step attempt) before the step is poisoned.
 MAX_DELIVERIES_DEFAULT = 3
 
@@ -93,11 +97,18 @@ class NodeConfig:
     python_modules: tuple[str, ...] = ()
     #: Networks http steps may not connect to, checked after DNS resolution.
     http_deny_networks: tuple[str, ...] = DEFAULT_HTTP_DENY_NETWORKS
+    #: Prometheus ``/metrics`` listen address; "" turns it off. Beyond loopback: HTTPS + bearer tokens.
+    metrics_addr: str = DEFAULT_METRICS_ADDR
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def auth_enabled(self) -> bool:
         return bool(self.tokens_file or self.cert_roles)
+
+    @property
+    def metrics_exposed(self) -> bool:
+        """Whether /metrics listens beyond this host (it then needs HTTPS and a bearer token)."""
+        return bool(self.metrics_addr) and not _is_loopback(self.metrics_addr.rpartition(":")[0])
 
     @property
     def raft_addr(self) -> str:
@@ -195,6 +206,7 @@ def build_config(file_values: Mapping[str, Any], flag_values: Mapping[str, Any])
         if key in merged and not isinstance(merged[key], bool):
             raise ConfigError(f"{key}: expected true or false")
     _check_workers(merged)
+    _check_observability(merged)
     try:
         return NodeConfig(**merged)
     except TypeError as exc:
@@ -292,6 +304,24 @@ def _check_workers(merged: dict[str, Any]) -> None:
                     f"http_deny_networks: {net!r} is not a network like 169.254.0.0/16"
                 ) from None
         merged["http_deny_networks"] = networks
+
+
+def _check_observability(merged: dict[str, Any]) -> None:
+    """metrics_addr and log_level; metrics beyond loopback follow the gRPC rule (TLS and tokens)."""
+    level = merged.get("log_level", NodeConfig.log_level)
+    if level not in LOG_LEVELS:
+        raise ConfigError(f"log_level: expected one of {', '.join(LOG_LEVELS)}, got {level!r}")
+    addr = merged.get("metrics_addr", DEFAULT_METRICS_ADDR)
+    if not isinstance(addr, str):
+        raise ConfigError('metrics_addr: expected "host:port" or "" (off)')
+    if not addr:
+        return
+    host, _ = _check_addr("metrics_addr", addr)
+    if not _is_loopback(host) and not (merged.get("tls_cert") and merged.get("tokens_file")):
+        raise ConfigError(
+            f"metrics_addr {addr} is not loopback: set tls_cert, tls_key and tokens_file (metrics are then "
+            'served over HTTPS to bearer tokens only), or use a loopback address, or "" to turn them off'
+        )
 
 
 def load_toml(path: str) -> dict[str, Any]:

@@ -17,6 +17,7 @@ import functools
 import json
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -177,7 +178,14 @@ class Actor:
         try:
             await self.executor.proposer.propose(cmd)
         except ProposeError as exc:
-            log.warning("start %s/%s#%d not committed: %s", view.id, step.id, attempt, exc.message)
+            log.warning(
+                "start %s/%s#%d not committed: %s",
+                view.id,
+                step.id,
+                attempt,
+                exc.message,
+                extra={"workflow": view.id, "step": step.id, "attempt": attempt},
+            )
             await asyncio.sleep(0.2)
         finally:
             self.starting.discard((step.id, attempt))
@@ -207,7 +215,12 @@ class Actor:
                 break
             except ProposeError as exc:
                 log.warning(
-                    "result of %s/%s#%d not committed yet: %s", view.id, step.id, attempt, exc.message
+                    "result of %s/%s#%d not committed yet: %s",
+                    view.id,
+                    step.id,
+                    attempt,
+                    exc.message,
+                    extra={"workflow": view.id, "step": step.id, "attempt": attempt},
                 )
                 await asyncio.sleep(0.5)
         self.wake.set()
@@ -230,11 +243,24 @@ class Actor:
         try:
             result = await ex.proposer.propose(cmd)
         except ProposeError as exc:
-            log.warning("redelivery of %s/%s#%d not committed: %s", view.id, step.id, attempt, exc.message)
+            log.warning(
+                "redelivery of %s/%s#%d not committed: %s",
+                view.id,
+                step.id,
+                attempt,
+                exc.message,
+                extra={"workflow": view.id, "step": step.id, "attempt": attempt},
+            )
             await asyncio.sleep(0.5)
             return False
         if result.ok and result.data.get("poisoned"):
-            log.error("workflow %s: step %s is poisoned (%s)", view.id, step.id, reason)
+            log.error(
+                "workflow %s: step %s is poisoned (%s)",
+                view.id,
+                step.id,
+                reason,
+                extra={"workflow": view.id, "step": step.id, "attempt": attempt},
+            )
         return result.ok and not result.data.get("poisoned")
 
     async def _execute(self, view: WorkflowView, step: StepSpec, attempt: int) -> Succeed | Fail:
@@ -263,7 +289,7 @@ class Actor:
             # Self-fencing at the last moment: the slot is held and nothing has touched the outside world yet.
             while not ex.quorum_fresh():
                 await ex.quorum_ok.wait()
-            output = await asyncio.wait_for(STEP_KINDS[step.run].run(ctx, params), timeout)
+            output = await ex.timed_attempt(step.run, STEP_KINDS[step.run].run(ctx, params), timeout)
             encoded = encode_output(output)
             ts = now_ms()
             # Steps this success makes ready start in the same entry (the state machine re-checks them).
@@ -359,9 +385,29 @@ class Executor:
         self.restarts = 0
         #: Chaos hook: awaited before each step attempt runs; may sleep or raise StepError.
         self.step_faults: Callable[[str, str, int], Awaitable[None]] | None = None
+        #: Metrics hook: (step kind, outcome ok|error|timeout, seconds) after each attempt's body ran.
+        self.step_observer: Callable[[str, str, float], None] | None = None
         self._restart_times: dict[str, list[float]] = {}
         self._aborts: set[asyncio.Task[None]] = set()
         self._closed = False
+
+    async def timed_attempt(self, kind: str, body: Awaitable[Any], timeout: float) -> Any:
+        """Run a step body under its timeout and report how long it took (not when the node stops it)."""
+        started = time.monotonic()
+        outcome = "error"
+        try:
+            output = await asyncio.wait_for(body, timeout)
+            outcome = "ok"
+            return output
+        except TimeoutError:
+            outcome = "timeout"
+            raise
+        except asyncio.CancelledError:
+            outcome = ""
+            raise
+        finally:
+            if outcome and self.step_observer is not None:
+                self.step_observer(kind, outcome, time.monotonic() - started)
 
     def view(self, workflow_id: str) -> WorkflowView | None:
         with self.raft.read():
@@ -451,6 +497,7 @@ class Executor:
                 exc,
                 len(recent),
                 self.max_restarts,
+                extra={"workflow": wf_id},
             )
             loop.call_later(0.05 * len(recent), self.on_changed, {wf_id})
             return
@@ -460,7 +507,7 @@ class Executor:
             f"actor crashed {len(recent)} times within {self.restart_window:g}s; last error: "
             f"{type(exc).__name__}: {exc}"
         )
-        log.error("workflow %s: %s; failing it", wf_id, reason)
+        log.error("workflow %s: %s; failing it", wf_id, reason, extra={"workflow": wf_id})
         view = self.view(wf_id)
         if view is None or view.terminal or view.owner != self.node_id:
             return
@@ -473,7 +520,7 @@ class Executor:
         try:
             await self.proposer.propose(cmd)
         except ProposeError as exc:
-            log.error("could not fail workflow %s: %s", cmd.wf, exc.message)
+            log.error("could not fail workflow %s: %s", cmd.wf, exc.message, extra={"workflow": cmd.wf})
             self.on_changed({cmd.wf})
 
     def crash_actor(self, wf_id: str, reason: str) -> bool:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import sys
 
 from beamflowd.config import ConfigError, build_config, load_toml
@@ -125,6 +124,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="a network http steps may not reach (repeatable; default 169.254.0.0/16 and fe80::/10)",
     )
     parser.add_argument("--log-level", dest="log_level", choices=["debug", "info", "warning", "error"])
+    parser.add_argument(
+        "--metrics-addr",
+        dest="metrics_addr",
+        metavar="HOST:PORT",
+        help='Prometheus /metrics listen address (default 127.0.0.1:9464; "" turns it off)',
+    )
     return parser.parse_args(argv)
 
 
@@ -142,12 +147,9 @@ def main(argv: list[str] | None = None) -> None:
     except ConfigError as exc:
         print(f"beamflowd: error: {exc}", file=sys.stderr)
         sys.exit(2)
-    logging.basicConfig(
-        level=config.log_level.upper(),
-        stream=sys.stderr,
-        format=f"%(asctime)s %(levelname)s {config.node_id} %(name)s: %(message)s",
-    )
-    logging.getLogger("pysyncobj").setLevel(logging.WARNING)
+    from beamflowd import logs
+
+    logs.configure(config.node_id, config.log_level)
 
     from beamflowd.node import Node
 

@@ -40,8 +40,11 @@ from beamflowd.core.state import StateMachine
 from beamflowd.executor import Executor
 from beamflowd.isolation import ModulePolicy
 from beamflowd.liveness import Liveness
+from beamflowd.metrics import NodeMetrics
+from beamflowd.metrics import endpoint as metrics_endpoint
 from beamflowd.proposer import ProposeError, Proposer
 from beamflowd.replication import RaftTuning, ReplicatedState
+from beamflowd.sdnotify import Notifier
 from beamflowd.stats import StatsAggregator
 from beamflowd.steps import aclose_http_client
 from beamflowd.steps.http import configure_http
@@ -138,6 +141,12 @@ class Node:
             config.chaos_enabled,
         )
         self.stats_api.chaos_view = self.chaos
+        self.metrics = NodeMetrics(config.node_id, self.raft, self.proposer, self.stats)
+        self.metrics.attach(self._observe_steps)
+        self.metrics_server = metrics_endpoint(config, self.metrics.render)
+        #: systemd's notify socket (READY, STATUS, WATCHDOG, STOPPING); a no-op outside systemd.
+        self.systemd = Notifier()
+        self._joined = False
         self.health = health.aio.HealthServicer()
         self.cluster = ClusterServicer(
             config.node_id, self.raft, config.initial_cluster, config.grpc_addr, self.liveness
@@ -151,6 +160,21 @@ class Node:
                 ("grpc.max_receive_message_length", MAX_GRPC_MESSAGE_BYTES),
                 ("grpc.so_reuseport", 0),
             ],
+        )
+
+    def _observe_steps(self, observer: Callable[[str, str, float], None]) -> None:
+        assert self.executor is not None
+        self.executor.step_observer = observer
+
+    def describe(self) -> str:
+        """One line for systemd's STATUS=: role, term, leader and applied index."""
+        status = self.raft.status()
+        if not self._joined:
+            leader = status.leader_id or "-"
+            return f"joining the cluster (role {status.role}, term {status.term}, leader {leader})"
+        return (
+            f"serving: role {status.role}, term {status.term}, leader {status.leader_id or '-'}, "
+            f"applied {status.applied_index}"
         )
 
     def _on_applied_threadsafe(self, changed: set[str]) -> None:
@@ -210,8 +234,12 @@ class Node:
         except RuntimeError:
             raise OSError(f"grpc_addr: cannot listen on {self.config.grpc_addr} (in use?)") from None
         await self.server.start()
+        if self.metrics_server is not None:
+            await self.metrics_server.start()
+        self.background.append(asyncio.create_task(self.systemd.run(self.describe), name="sd-notify"))
         self.proposer.start()
         self.background.append(asyncio.create_task(self.stats.run(), name="stats"))
+        self.background.append(asyncio.create_task(self.metrics.watch_leader(), name="metrics-leader"))
         log.info(
             "node %s: raft %s, grpc %s (%s, auth %s), data %s",
             self.config.node_id,
@@ -233,7 +261,13 @@ class Node:
             await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
             for name in service_names[:2]:
                 await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
-            log.info("node %s joined; serving", self.config.node_id)
+            self._joined = True
+            self.systemd.notify("READY=1", f"STATUS={self.describe()}")
+            log.info(
+                "node %s joined; serving",
+                self.config.node_id,
+                extra={"metrics": self.config.metrics_addr or "off", "systemd": self.systemd.enabled},
+            )
         await self.stopping.wait()
         await self.shutdown()
 
@@ -269,8 +303,11 @@ class Node:
 
     async def shutdown(self) -> None:
         log.info("node %s shutting down", self.config.node_id)
+        self.systemd.notify("STOPPING=1", "STATUS=draining")
         for task in self.background:
             task.cancel()
+        if self.metrics_server is not None:
+            await self.metrics_server.close()
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace=2.0)
         if self.executor is not None:
@@ -284,4 +321,5 @@ class Node:
         self.workflows_api.definitions.close()
         await aclose_http_client()
         self.raft.destroy()
+        self.systemd.close()
         log.info("node %s stopped", self.config.node_id)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import pickle
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,6 +77,11 @@ class Proposer:
         self.batches = 0
         self.commands = 0
         self.rejected = 0
+        #: Proposals whose result came back committed, and those that failed (deadline, refusal, shutdown).
+        self.committed = 0
+        self.failed = 0
+        #: Called with the number of commands of each batch sent to Raft (metrics); None = nobody listens.
+        self.on_batch: Callable[[int], None] | None = None
 
     def start(self) -> None:
         self._task = self._loop.create_task(self._flush_forever(), name="proposer")
@@ -110,18 +115,24 @@ class Proposer:
             self._queue.append(pending)
         self._wakeup.set()
         try:
-            return await asyncio.wait_for(asyncio.shield(fut), timeout + 0.5)
+            result = await asyncio.wait_for(asyncio.shield(fut), timeout + 0.5)
+        except ProposeError:
+            self.failed += 1
+            raise
         except (TimeoutError, asyncio.CancelledError) as exc:
             # The future may still get a result or an exception later: consume it so asyncio does not
             # log "exception was never retrieved".
             fut.add_done_callback(lambda f: f.cancelled() or f.exception())
             if isinstance(exc, asyncio.CancelledError):
                 raise
+            self.failed += 1
             raise ProposeError(
                 "UNAVAILABLE",
                 "no quorum: the command was not committed in time "
                 "(it may still commit; retrying with the same request id is safe)",
             ) from None
+        self.committed += 1
+        return result
 
     def _check(self, command: Mapping[str, Any]) -> int | Result:
         """The command's pickled size, or the INVALID_ARGUMENT result that refuses it."""
@@ -207,6 +218,8 @@ class Proposer:
         self._raft.propose_batch([p.command for p in batch], on_done)
         self.batches += 1
         self.commands += len(batch)
+        if self.on_batch is not None:
+            self.on_batch(len(batch))
 
         def orphaned() -> None:
             if not settled[0]:

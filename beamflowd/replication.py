@@ -361,6 +361,8 @@ class ReplicatedState(SyncObj):  # type: ignore[misc]
         self._dump_generation = 0
         self._dump_lock = threading.Lock()
         self._on_applied = on_applied
+        #: Called (tick thread) with the seconds each journal sync took (metrics); None = nobody listens.
+        self.on_journal_sync: Callable[[float], None] | None = None
         os.makedirs(data_dir, exist_ok=True)
         self._dump_path = os.path.join(data_dir, "raft.snapshot")
         conf = SyncObjConf(
@@ -602,8 +604,7 @@ class ReplicatedState(SyncObj):  # type: ignore[misc]
             original_add(command, idx, term)
             if self.fsync == "always" or (self.fsync == "batch" and self.single_node):
                 # A single node sends nothing (so the transport never syncs) and commits alone.
-                journal.flush()
-                self.journal_syncs += 1
+                self._timed_journal_sync(journal)
             elif self.fsync == "batch":
                 self._journal_dirty = True
 
@@ -660,8 +661,14 @@ class ReplicatedState(SyncObj):  # type: ignore[misc]
         """Called by the transport before any message leaves (tick thread)."""
         if self._journal_dirty:
             self._journal_dirty = False
-            self._SyncObj__raftLog.flush()
-            self.journal_syncs += 1
+            self._timed_journal_sync(self._SyncObj__raftLog)
+
+    def _timed_journal_sync(self, journal: Any) -> None:
+        started = time.monotonic()
+        journal.flush()
+        self.journal_syncs += 1
+        if self.on_journal_sync is not None:
+            self.on_journal_sync(time.monotonic() - started)
 
 
 def _compact_journal(journal: Any, path: str, entry_to: int, sync: bool) -> None:

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 from beamflowd.clock import now_ms
 from beamflowd.core.state import WorkflowState
-from beamflowd.core.vocabulary import CLOSING_EVENTS, STEP_SUCCEEDED
+from beamflowd.core.vocabulary import CLOSING_EVENTS, EVENT_CANCELLED, EVENT_SUBMITTED, STEP_SUCCEEDED
 from beamflowd.replication import ReplicatedState
 
 #: Samples kept per workflow name for percentiles: recent enough to move, big enough for a stable p99.
@@ -78,6 +78,9 @@ class NameStats:
     workflows: Window = field(default_factory=Window)
     completed: int = 0
     failed: int = 0
+    #: Seen submitted and cancelled since this node started (the metrics' per-name counters).
+    submitted: int = 0
+    cancelled: int = 0
 
 
 class RateHistory:
@@ -198,6 +201,10 @@ class StatsAggregator:
                 stats.workflows.add(float(max(0, ts - wf.created_ms)))
             elif kind == "failed":
                 stats.failed += 1
+            elif kind == EVENT_CANCELLED:
+                stats.cancelled += 1
+        elif kind == EVENT_SUBMITTED:
+            self._name(wf.name).submitted += 1
 
     def _name(self, name: str) -> NameStats:
         stats = self.names.get(name)

@@ -46,6 +46,28 @@ EXIT_GRACE_S = 2.0
 RESPAWN_DELAY_MIN_S = 0.1
 RESPAWN_DELAY_MAX_S = 5.0
 DEFAULT_MEMORY_LIMIT_BYTES = 1024 * 1024 * 1024
+#: A worker's stderr line (user code's print, a traceback) is logged cut to this many characters.
+STDERR_LINE_CHARS_MAX = 2000
+
+
+async def _log_stderr(worker: _Worker, stream: asyncio.StreamReader) -> None:
+    """Log each line a worker writes to stderr (as one structured record, never raw into the node's log),
+    with the ids of the attempt it was running (a worker runs one job at a time)."""
+    pid = worker.pid
+    while True:
+        try:
+            raw = await stream.readline()
+        except ValueError:  # a line beyond the reader's limit: asyncio dropped it
+            log.warning("step worker %d wrote an over-long stderr line (dropped)", pid, extra={"worker": pid})
+            continue
+        except (ConnectionError, OSError):
+            return
+        if not raw:
+            return
+        line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
+        if len(line) > STDERR_LINE_CHARS_MAX:
+            line = line[:STDERR_LINE_CHARS_MAX] + "..."
+        log.info("step worker %d: %s", pid, line, extra={"worker": pid, "stream": "stderr", **worker.job_ids})
 
 
 class _WorkerLost(Exception):
@@ -62,6 +84,8 @@ class _Worker:
         self.proc = proc
         self.pid = proc.pid
         self.jobs = 0
+        #: workflow, step and attempt of the job running now ({} when idle), for its stderr lines.
+        self.job_ids: dict[str, Any] = {}
 
     async def read_reply(self) -> dict[str, Any] | None:
         """The next frame, or None if the pipe closed; a frame that breaks the protocol raises _WorkerLost."""
@@ -144,6 +168,8 @@ class WorkerPool:
         self._tasks: set[asyncio.Task[None]] = set()
         #: Killed workers not yet reaped (close waits for them: no process or transport outlives the pool).
         self._reaping: set[asyncio.Task[int]] = set()
+        #: One task per worker copying its stderr into the node's log; ends when the worker's stderr closes.
+        self._pumps: set[asyncio.Task[None]] = set()
         self._closed = False
         #: Workers started and workers lost (killed, crashed, out of memory) since start.
         self.started = 0
@@ -160,7 +186,7 @@ class WorkerPool:
 
     async def close(self) -> None:
         self._closed = True
-        for task in list(self._tasks):
+        for task in [*self._tasks, *self._pumps]:
             task.cancel()
         for fut in self._waiters:
             if not fut.done():
@@ -197,9 +223,14 @@ class WorkerPool:
                     *self._command(),
                     stdin=asyncio.subprocess.PIPE,
                     stdout=asyncio.subprocess.PIPE,
+                    stderr=asyncio.subprocess.PIPE,
                     start_new_session=True,
                 )
                 worker = _Worker(proc)
+                if proc.stderr is not None:
+                    pump = asyncio.create_task(_log_stderr(worker, proc.stderr), name="step-worker-stderr")
+                    self._pumps.add(pump)
+                    pump.add_done_callback(self._pumps.discard)
                 hello = await asyncio.wait_for(worker.read_reply(), READY_TIMEOUT_S)
                 if hello is None or hello.get("ready") != proc.pid:
                     raise _WorkerLost("step worker did not start", "crashed")
@@ -271,6 +302,12 @@ class WorkerPool:
             raise PermanentError(f"step input is not plain JSON: {exc}") from None
         frame = _HEADER.pack(len(frame_body)) + frame_body
         worker = await self._acquire()
+        ctx = job.get("ctx", {})
+        worker.job_ids = {
+            "workflow": ctx.get("workflow_id"),
+            "step": ctx.get("step_id"),
+            "attempt": ctx.get("attempt"),
+        }
         try:
             reply = await worker.call(frame)
         except asyncio.CancelledError:  # the attempt timed out (or the node stops): the job must not go on

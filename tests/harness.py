@@ -109,6 +109,8 @@ class Node:
         self.grpc_addr = f"127.0.0.1:{grpc_port}"
         self.data_dir = data_dir
         self.log_path = log_path
+        #: Prometheus /metrics of this node (a free loopback port; fixed 9464 inside a network namespace).
+        self.metrics_addr = "127.0.0.1:9464"
         self.proc: subprocess.Popen[bytes] | None = None
         self.pgids: set[int] = set()  # every group we started, so close() can reap strays of old runs
 
@@ -146,7 +148,7 @@ class Cluster:
         self.node_args = node_args
         self.credentials = credentials
         self.token = token
-        ports = free_ports(2 * n)
+        ports = free_ports(3 * n)
         self.nodes: dict[str, Node] = {}
         for i in range(n):
             node_id = f"n{i + 1}"
@@ -157,6 +159,8 @@ class Cluster:
                 data_dir=self.tmp_path / node_id / "data",
                 log_path=self.tmp_path / f"{node_id}.log",
             )
+            if hosts is None:
+                self.nodes[node_id].metrics_addr = f"127.0.0.1:{ports[2 * n + i]}"
             if hosts is not None:
                 node = self.nodes[node_id]
                 node.raft_addr = f"{hosts[node_id]}:7101"
@@ -198,6 +202,8 @@ class Cluster:
             node.grpc_addr,
             "--data-dir",
             str(node.data_dir),
+            "--metrics-addr",
+            node.metrics_addr,
             *(["--debug-invariants"] if self.debug_invariants else []),
             *(arg for pattern in TEST_PYTHON_MODULES for arg in ("--python-module", pattern)),
             *self.extra_args,

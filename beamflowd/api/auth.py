@@ -149,6 +149,10 @@ class Authorizer:
         self._cert_roles = {cn: Role[role.upper()] for cn, role in cert_roles.items()}
         self._peer = hashlib.sha256(peer_secret.encode()).digest() if peer_secret else None
 
+    @property
+    def token_count(self) -> int:
+        return len(self._tokens)
+
     def by_token(self, token: str) -> Identity | None:
         if not token or len(token) > MAX_TOKEN_CHARS:
             return None
@@ -279,6 +283,17 @@ def interceptors(config: NodeConfig) -> list[grpc.aio.ServerInterceptor]:
     """The server's interceptors: none when auth is off (a loopback-only node), else the auth check."""
     if not config.auth_enabled:
         return []
+    authorizer = build_authorizer(config)
+    log.info(
+        "auth on: %d tokens, %d certificate subjects; health and reflection open",
+        authorizer.token_count,
+        len(config.cert_roles),
+    )
+    return [AuthInterceptor(authorizer)]
+
+
+def build_authorizer(config: NodeConfig) -> Authorizer:
+    """The node's tokens, certificate subjects and peer token (ConfigError if the tokens file is bad)."""
     tokens: list[TokenEntry] = []
     if config.tokens_file:
         try:
@@ -288,10 +303,4 @@ def interceptors(config: NodeConfig) -> list[grpc.aio.ServerInterceptor]:
             raise ConfigError(f"tokens_file: cannot read {config.tokens_file!r}: {exc}") from None
         tokens = parse_tokens(text, config.tokens_file)
     peer = peer_token(config.raft_password) if config.raft_password else None
-    authorizer = Authorizer(tokens, config.cert_roles, peer)
-    log.info(
-        "auth on: %d tokens, %d certificate subjects; health and reflection open",
-        len(tokens),
-        len(config.cert_roles),
-    )
-    return [AuthInterceptor(authorizer)]
+    return Authorizer(tokens, config.cert_roles, peer)
