@@ -35,6 +35,7 @@ from pysyncobj.journal import FileJournal
 from pysyncobj.pickle import dumps as pysyncobj_dumps
 from pysyncobj.pickle import to_bytes as pysyncobj_to_bytes
 
+from beamflowd import power_cut
 from beamflowd.core.state import FatalApplyError, Result, StateMachine, encode_plain
 from beamflowd.transport import BeamTransport
 
@@ -134,6 +135,17 @@ def _fsync_path(path: str) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+    if os.path.isdir(path):
+        power_cut.dir_synced(path)
+    else:
+        power_cut.file_synced(path)
+
+
+def _fsync_file(f: Any, path: str) -> None:
+    """fsync an open file (flushed first) known by ``path``."""
+    f.flush()
+    os.fsync(f.fileno())
+    power_cut.file_synced(path)
 
 
 def _fsync_dir_of(path: str) -> None:
@@ -300,7 +312,7 @@ def write_snapshot_file(path: str, capture: _Capture, sync: bool) -> int:
         f.write(out)
         f.flush()
         if sync:
-            os.fsync(f.fileno())
+            _fsync_file(f, path)
     return size
 
 
@@ -364,6 +376,7 @@ class ReplicatedState(SyncObj):  # type: ignore[misc]
         #: Called (tick thread) with the seconds each journal sync took (metrics); None = nobody listens.
         self.on_journal_sync: Callable[[float], None] | None = None
         os.makedirs(data_dir, exist_ok=True)
+        power_cut.install(data_dir)
         self._dump_path = os.path.join(data_dir, "raft.snapshot")
         conf = SyncObjConf(
             autoTick=True,
@@ -391,6 +404,11 @@ class ReplicatedState(SyncObj):  # type: ignore[misc]
         super().__init__(self_addr, partners, conf, transportClass=BeamTransport)
         self._hook_journal()
         self._hook_received_snapshot()
+        if fsync != "off":
+            # pysyncobj creates the journal (and meta) file without syncing it or its directory: until both
+            # are, a power cut may take the whole file, and with it entries this node acknowledged.
+            self._timed_journal_sync(self._SyncObj__raftLog)
+            _fsync_dir_of(conf.journalFile)
         self.encoded.start()
         try:
             self.waitBinded()
@@ -622,7 +640,7 @@ class ReplicatedState(SyncObj):  # type: ignore[misc]
                 f.write(pysyncobj_dumps(meta))
                 f.flush()
                 if self.fsync != "off":
-                    os.fsync(f.fileno())
+                    _fsync_file(f, tmp)
             os.replace(tmp, meta_path)
             if self.fsync != "off":
                 _fsync_dir_of(meta_path)
@@ -649,8 +667,7 @@ class ReplicatedState(SyncObj):  # type: ignore[misc]
                 return bool(original(data))
             incoming = serializer._Serializer__incomingTransmissionFile
             if incoming is not None and self.fsync != "off":
-                incoming.flush()
-                os.fsync(incoming.fileno())
+                _fsync_file(incoming, incoming.name)
             with self._dump_lock:
                 self._dump_generation += 1
                 return bool(original(data))
@@ -666,6 +683,7 @@ class ReplicatedState(SyncObj):  # type: ignore[misc]
     def _timed_journal_sync(self, journal: Any) -> None:
         started = time.monotonic()
         journal.flush()
+        power_cut.file_synced(self._SyncObj__conf.journalFile)
         self.journal_syncs += 1
         if self.on_journal_sync is not None:
             self.on_journal_sync(time.monotonic() - started)
@@ -695,7 +713,7 @@ def _compact_journal(journal: Any, path: str, entry_to: int, sync: bool) -> None
         f.write(body)
         f.flush()
         if sync:
-            os.fsync(f.fileno())
+            _fsync_file(f, tmp)
     os.replace(tmp, path)
     if sync:
         _fsync_dir_of(path)
