@@ -16,6 +16,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from beamflowd import gc_pauses
 from beamflowd.api import auth, peers, tls
 from beamflowd.api.chaos import ChaosServicer
 from beamflowd.api.cluster import ClusterServicer
@@ -205,6 +206,7 @@ class Node:
             await asyncio.sleep(JOIN_RETRY_SECONDS)
 
     async def run(self) -> None:
+        gc_pauses.watch()
         for sig in (signal.SIGTERM, signal.SIGINT):
             self.loop.add_signal_handler(sig, self.stopping.set)
         workflow_pb2_grpc.add_WorkflowServiceServicer_to_server(self.workflows_api, self.server)

@@ -15,7 +15,6 @@ Snapshots never encode the state on the tick thread: see :class:`EncodedWorkflow
 from __future__ import annotations
 
 import enum
-import gc
 import itertools
 import json
 import logging
@@ -35,7 +34,7 @@ from pysyncobj.journal import FileJournal
 from pysyncobj.pickle import dumps as pysyncobj_dumps
 from pysyncobj.pickle import to_bytes as pysyncobj_to_bytes
 
-from beamflowd import power_cut
+from beamflowd import gc_pauses, power_cut
 from beamflowd.core.state import FatalApplyError, Result, StateMachine, encode_plain
 from beamflowd.transport import BeamTransport
 
@@ -550,6 +549,7 @@ class ReplicatedState(SyncObj):  # type: ignore[misc]
             self._snapshot_state = SERIALIZER_STATE.FAILED
             return
         self.encoded.thaw()
+        gc_pauses.freeze_long_lived()  # what survived until now is mostly state: no full collection walks it
         took = time.monotonic() - started
         self.snapshots += 1
         self.last_snapshot = SnapshotFigures(pause, took, size, len(capture.ids))
@@ -583,11 +583,8 @@ class ReplicatedState(SyncObj):  # type: ignore[misc]
         started = time.monotonic()
         # Decoding builds millions of objects: with the cyclic collector on, its passes over the growing
         # heap cost 2-4x the decoding itself. The state holds no cycles to collect.
-        gc.disable()
-        try:
+        with gc_pauses.collector_off():
             restored, fragments, raft_data = read_snapshot_file(filename)
-        finally:
-            gc.enable()
         with self._lock:
             self.sm.load(restored)
             changed = self.sm.drain_changed()
@@ -596,9 +593,7 @@ class ReplicatedState(SyncObj):  # type: ignore[misc]
             else:
                 self.encoded.reset(fragments, ())
         del restored, fragments
-        gc.collect()
-        # The restored state is long-lived: later full collections need not walk it again.
-        gc.freeze()
+        gc_pauses.freeze_long_lived()
         # A snapshot received from the leader loads on the tick thread, inside the append that carried it;
         # pysyncobj checks the election deadline before it reads the next message, so a load longer than
         # the election timeout would start an election against a healthy leader. Count the time from now.
