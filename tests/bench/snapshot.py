@@ -34,6 +34,7 @@ from tests.harness import REPO_ROOT, Cluster
 
 #: The status monitor's bound: one sample a second for at most this long.
 MONITOR_SAMPLES_MAX = 3_600
+GC_PAUSE_LINE = re.compile(r"garbage collection of generation \d+ took (\d+) ms")
 SNAPSHOT_LINE = re.compile(
     r"snapshot: (\d+) workflows, (\d+) bytes compressed, ([\d.]+) ms on the Raft thread, (\d+) ms in all"
 )
@@ -112,7 +113,9 @@ def main() -> int:
         last = cluster.cluster_status()
         term_after = max(n.term for n in last.nodes)
         seen["leaders"].add(last.leader_id)
-        declared = sum(node.log_path.read_text().count("declared down") for node in cluster.nodes.values())
+        logs = [node.log_path.read_text() for node in cluster.nodes.values()]
+        declared = sum(text.count("declared down") for text in logs)
+        gc_pauses_ms = [int(m) for text in logs for m in GC_PAUSE_LINE.findall(text)]
         stable = (
             term_after == term_before
             and seen["leaders"] == {leader_before}
@@ -125,6 +128,8 @@ def main() -> int:
             "terms_seen": sorted(seen["terms"], key=int),
             "liveness_seen": sorted(seen["liveness"]),
             "declared_down_in_logs": declared,
+            "gc_pauses_over_100ms": len(gc_pauses_ms),
+            "longest_gc_pause_ms": max(gc_pauses_ms, default=0),
             "workflows": len(ids),
             "seconds_to_snapshot_after_load": round(time.time() - loaded_at, 1),
             "raft_term_before": term_before,
