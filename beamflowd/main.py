@@ -15,6 +15,8 @@ EXAMPLE = """example:
     --grpc-addr 127.0.0.1:7001 --data-dir ./data/n1
   beamflowd --config deploy/config/n1.toml
   beamflowd check-config deploy/config/n1.toml   # validate, print the effective config
+  beamflowd restore backup.db --data-dir ./data/n1 --node-id n1 \
+    --initial-cluster n1=127.0.0.1:7101,n2=127.0.0.1:7102,n3=127.0.0.1:7103   # seed from a backup
 """
 
 
@@ -134,6 +136,10 @@ def main(argv: list[str] | None = None) -> None:
         from beamflowd.checkconfig import main as check_config
 
         sys.exit(check_config(given[1:]))
+    if given[:1] == ["restore"]:
+        from beamflowd.backup import main as restore
+
+        sys.exit(restore(given[1:]))
     args = parse_args(argv)
     try:
         file_values = load_toml(args.config) if args.config else {}

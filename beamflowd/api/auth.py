@@ -50,6 +50,7 @@ METHOD_ROLES: dict[str, Role] = {
     "/beamflow.v1.WorkflowService/WatchWorkflow": _R,
     "/beamflow.v1.ClusterService/GetClusterStatus": _R,
     "/beamflow.v1.ClusterService/GetNodeStatus": _R,
+    "/beamflow.v1.ClusterService/SaveSnapshot": _A,
     "/beamflow.v1.StatsService/GetStats": _R,
     "/beamflow.v1.StatsService/WatchStats": _R,
     "/beamflow.v1.ChaosService/KillNode": _A,

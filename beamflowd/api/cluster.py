@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+import time
+from collections.abc import AsyncIterator, Mapping
 
 import grpc
 
 from beamflowd.api.gen.beamflow.v1 import cluster_pb2 as pb
 from beamflowd.api.gen.beamflow.v1 import cluster_pb2_grpc as pb_grpc
 from beamflowd.api.peers import PeerChannels
+from beamflowd.backup import BackupStream
 from beamflowd.liveness import Liveness
 from beamflowd.replication import ReplicatedState
 
 #: How long GetClusterStatus waits for each peer's own report.
 PEER_STATUS_TIMEOUT = 1.5
+#: How long the leader waits to apply what is committed before it captures a backup.
+BACKUP_CATCH_UP_TIMEOUT_S = 5.0
+BACKUP_CATCH_UP_POLL_S = 0.01
 
 _ROLES = {
     "follower": pb.NODE_ROLE_FOLLOWER,
@@ -114,6 +119,51 @@ class ClusterServicer(pb_grpc.ClusterServiceServicer):  # type: ignore[misc]
         except grpc.aio.AioRpcError as exc:
             unreachable.error = f"{exc.code().name}: {exc.details()}"
             return unreachable, []
+
+    async def SaveSnapshot(
+        self, request: pb.SaveSnapshotRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.SaveSnapshotResponse]:
+        """The leader captures its state once it applied everything committed; a follower relays."""
+        status = self.raft.status()
+        if not status.is_leader:
+            async for message in self._relay_snapshot(status.leader_id, context):
+                yield message
+            return
+        deadline = time.monotonic() + BACKUP_CATCH_UP_TIMEOUT_S
+        while status.applied_index < status.commit_index:
+            if time.monotonic() > deadline:
+                await context.abort(grpc.StatusCode.UNAVAILABLE, "leader: applying committed entries is late")
+            await asyncio.sleep(BACKUP_CATCH_UP_POLL_S)
+            status = self.raft.status()
+        capture, index = await asyncio.to_thread(self.raft.capture_backup)
+        try:
+            stream = BackupStream(capture, index, status.term, self.node_id)
+            yield pb.SaveSnapshotResponse(
+                raft_index=index, workflows=stream.workflows, leader_id=self.node_id
+            )
+            while (chunk := await asyncio.to_thread(stream.next_chunk)) is not None:
+                yield pb.SaveSnapshotResponse(data=chunk)
+            info = stream.info()
+            yield pb.SaveSnapshotResponse(
+                sha256=info.sha256, size_bytes=info.body_bytes, trailer=info.encode()
+            )
+        finally:
+            self.raft.release_backup()
+
+    async def _relay_snapshot(
+        self, leader_id: str, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.SaveSnapshotResponse]:
+        grpc_addr = self.raft.member_grpc_addrs().get(leader_id, "") if leader_id else ""
+        if not grpc_addr:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "no leader known: try again after the election")
+        call = pb_grpc.ClusterServiceStub(self._peers.get(grpc_addr)).SaveSnapshot(pb.SaveSnapshotRequest())
+        try:
+            async for message in call:
+                yield message
+        except grpc.aio.AioRpcError as exc:
+            await context.abort(exc.code(), f"leader {leader_id}: {exc.details()}")
+        finally:
+            call.cancel()
 
     async def close(self) -> None:
         await self._peers.close()

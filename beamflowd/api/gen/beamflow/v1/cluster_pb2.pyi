@@ -83,3 +83,25 @@ class GetNodeStatusResponse(_message.Message):
     node: NodeStatus
     peers: _containers.RepeatedCompositeFieldContainer[PeerLiveness]
     def __init__(self, node: _Optional[_Union[NodeStatus, _Mapping]] = ..., peers: _Optional[_Iterable[_Union[PeerLiveness, _Mapping]]] = ...) -> None: ...
+
+class SaveSnapshotRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class SaveSnapshotResponse(_message.Message):
+    __slots__ = ("data", "raft_index", "workflows", "sha256", "size_bytes", "trailer", "leader_id")
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    RAFT_INDEX_FIELD_NUMBER: _ClassVar[int]
+    WORKFLOWS_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    TRAILER_FIELD_NUMBER: _ClassVar[int]
+    LEADER_ID_FIELD_NUMBER: _ClassVar[int]
+    data: bytes
+    raft_index: int
+    workflows: int
+    sha256: str
+    size_bytes: int
+    trailer: bytes
+    leader_id: str
+    def __init__(self, data: _Optional[bytes] = ..., raft_index: _Optional[int] = ..., workflows: _Optional[int] = ..., sha256: _Optional[str] = ..., size_bytes: _Optional[int] = ..., trailer: _Optional[bytes] = ..., leader_id: _Optional[str] = ...) -> None: ...

@@ -45,6 +45,11 @@ class ClusterServiceStub:
                 request_serializer=beamflow_dot_v1_dot_cluster__pb2.GetNodeStatusRequest.SerializeToString,
                 response_deserializer=beamflow_dot_v1_dot_cluster__pb2.GetNodeStatusResponse.FromString,
                 _registered_method=True)
+        self.SaveSnapshot = channel.unary_stream(
+                '/beamflow.v1.ClusterService/SaveSnapshot',
+                request_serializer=beamflow_dot_v1_dot_cluster__pb2.SaveSnapshotRequest.SerializeToString,
+                response_deserializer=beamflow_dot_v1_dot_cluster__pb2.SaveSnapshotResponse.FromString,
+                _registered_method=True)
 
 
 class ClusterServiceServicer:
@@ -65,6 +70,13 @@ class ClusterServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SaveSnapshot(self, request, context):
+        """SaveSnapshot streams a consistent snapshot of the replicated state from the leader (any node relays it).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ClusterServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -77,6 +89,11 @@ def add_ClusterServiceServicer_to_server(servicer, server):
                     servicer.GetNodeStatus,
                     request_deserializer=beamflow_dot_v1_dot_cluster__pb2.GetNodeStatusRequest.FromString,
                     response_serializer=beamflow_dot_v1_dot_cluster__pb2.GetNodeStatusResponse.SerializeToString,
+            ),
+            'SaveSnapshot': grpc.unary_stream_rpc_method_handler(
+                    servicer.SaveSnapshot,
+                    request_deserializer=beamflow_dot_v1_dot_cluster__pb2.SaveSnapshotRequest.FromString,
+                    response_serializer=beamflow_dot_v1_dot_cluster__pb2.SaveSnapshotResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -134,6 +151,33 @@ class ClusterService:
             '/beamflow.v1.ClusterService/GetNodeStatus',
             beamflow_dot_v1_dot_cluster__pb2.GetNodeStatusRequest.SerializeToString,
             beamflow_dot_v1_dot_cluster__pb2.GetNodeStatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SaveSnapshot(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/beamflow.v1.ClusterService/SaveSnapshot',
+            beamflow_dot_v1_dot_cluster__pb2.SaveSnapshotRequest.SerializeToString,
+            beamflow_dot_v1_dot_cluster__pb2.SaveSnapshotResponse.FromString,
             options,
             channel_credentials,
             insecure,
