@@ -410,6 +410,7 @@ class ReplicatedState(SyncObj):  # type: ignore[misc]
             deserializer=self._read_snapshot,
             serializeChecker=self._check_snapshot,
             useFork=False,
+            dynamicMembershipChange=True,  # beamctl cluster member add/remove, one change at a time
             bindRetryTime=0.5,
             maxBindRetries=10,  # ~5 s for a port still held by a previous incarnation, then give up
         )
@@ -507,6 +508,8 @@ class ReplicatedState(SyncObj):  # type: ignore[misc]
         for cmd in commands:
             if cmd.get("op") in ("heartbeat", "join"):
                 self.heartbeat_seen[cmd["node"]] = seen
+            if cmd.get("op") in ("join", "member_add") and isinstance(cmd.get("raft"), str):
+                self._node_ids[cmd["raft"]] = cmd["node"]  # name a leader that joined after start-up
         if changed:
             # Never let a notification failure escape: pysyncobj would re-apply the whole entry.
             try:
@@ -685,6 +688,30 @@ class ReplicatedState(SyncObj):  # type: ignore[misc]
 
     def release_backup(self) -> None:
         self.encoded.thaw()
+
+    # ------------------------------------------------------------ membership
+    def raft_members(self) -> frozenset[str]:
+        """Raft addresses of this node's current Raft configuration, itself included."""
+        others = self._SyncObj__otherNodes  # a set replaced or changed on the tick thread; copy it
+        return frozenset({self._SyncObj__selfNode.address, *(n.address for n in list(others))})
+
+    def change_membership(self, add: bool, raft_addr: str, on_done: Callable[[Outcome, str], None]) -> None:
+        """Propose adding or removing ``raft_addr`` in pysyncobj's configuration (leader only; one at a
+        time). ``on_done(outcome, reason)`` runs on the tick thread: REFUSED when pysyncobj denies the
+        request (a change is still in progress, the node is already in or out, or it is this node)."""
+
+        def callback(result: Any, error: int) -> None:
+            if error == FAIL_REASON.SUCCESS:
+                on_done(Outcome.COMMITTED, "")
+            elif error == FAIL_REASON.REQUEST_DENIED:
+                on_done(Outcome.REFUSED, "denied by Raft (a membership change is in progress?)")
+            else:
+                on_done(Outcome.RETRY, str(error))
+
+        if add:
+            self.addNodeToCluster(raft_addr, callback=callback)
+        else:
+            self.removeNodeFromCluster(raft_addr, callback=callback)
 
 
 def _raft_meta(index: int, raft_addrs: Iterable[str]) -> bytes:

@@ -297,6 +297,38 @@ class ChaosMonkey(_Command):
             raise CommandError(self.OP, "profile", "required when enabled")
 
 
+@dataclass(frozen=True, slots=True)
+class MemberAdd(_Command):
+    """An operator adds a member (``beamctl cluster member add``) before starting it with ``--join``.
+
+    It is known but not alive (owns nothing, is never placed) until its own ``join`` commits. Idempotent:
+    the same id with the same addresses is OK again; an id or address already taken otherwise is refused.
+    """
+
+    OP: ClassVar[str] = "member_add"
+    node: str
+    #: Its Raft address ``host:port``.
+    raft: str
+    #: Its gRPC address ``host:port``.
+    grpc: str
+    ts: int
+    #: The node that proposed it.
+    by: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class MemberRemove(_Command):
+    """An operator removes a member: its workflows move as after a death, then it is forgotten.
+
+    A removed id cannot ``join`` again unless it is added again. Removing an unknown id is OK (idempotent).
+    """
+
+    OP: ClassVar[str] = "member_remove"
+    node: str
+    ts: int
+    by: str = ""
+
+
 Command: TypeAlias = (
     Join
     | Submit
@@ -310,6 +342,8 @@ Command: TypeAlias = (
     | Abort
     | Gc
     | ChaosMonkey
+    | MemberAdd
+    | MemberRemove
 )
 
 _CLASSES: tuple[type[_Command], ...] = (
@@ -325,6 +359,8 @@ _CLASSES: tuple[type[_Command], ...] = (
     Abort,
     Gc,
     ChaosMonkey,
+    MemberAdd,
+    MemberRemove,
 )
 #: op -> class.
 COMMANDS: Final[Mapping[str, type[_Command]]] = {cls.OP: cls for cls in _CLASSES}
