@@ -44,9 +44,9 @@ from beamflowd.core.spec import RetryPolicy, WorkflowSpec
 from beamflowd.core.vocabulary import (
     CLOSING_EVENT_OF_STATUS,
     ERROR_POISONED,
-    EVENT_REDELIVERED,
     EVENT_MEMBER_ADDED,
     EVENT_MEMBER_REMOVED,
+    EVENT_REDELIVERED,
     NOTABLE_KINDS,
     STEP_CANCELLED,
     STEP_FAILED,
