@@ -35,6 +35,8 @@ BACKOFF_S: tuple[float, ...] = (0.5, 1.0)
 WATCH_RESUBSCRIBE_S = 30.0
 #: Deadline of a whole snapshot transfer (a large state streams for a while).
 SNAPSHOT_TIMEOUT_S = 600.0
+#: A membership change waits for a state command and a Raft configuration change (the server's cap is 10 s).
+MEMBER_TIMEOUT_S = 15.0
 
 TERMINAL_STATUSES = frozenset(
     {
@@ -318,6 +320,28 @@ class Client:
         request = cluster_pb2.GetClusterStatusRequest()
         response: cluster_pb2.GetClusterStatusResponse = self.unary(
             "cluster status", lambda ch, t: _cluster(ch).GetClusterStatus(request, timeout=t)
+        )
+        return response
+
+    def add_member(self, node_id: str, raft: str, grpc_addr: str) -> cluster_pb2.AddMemberResponse:
+        request = cluster_pb2.AddMemberRequest(node_id=node_id, raft_address=raft, grpc_address=grpc_addr)
+        response: cluster_pb2.AddMemberResponse = self.unary(
+            "member add", lambda ch, t: _cluster(ch).AddMember(request, timeout=max(t, MEMBER_TIMEOUT_S))
+        )
+        return response
+
+    def remove_member(self, node_id: str) -> cluster_pb2.RemoveMemberResponse:
+        request = cluster_pb2.RemoveMemberRequest(node_id=node_id)
+        response: cluster_pb2.RemoveMemberResponse = self.unary(
+            "member remove",
+            lambda ch, t: _cluster(ch).RemoveMember(request, timeout=max(t, MEMBER_TIMEOUT_S)),
+        )
+        return response
+
+    def list_members(self) -> cluster_pb2.ListMembersResponse:
+        request = cluster_pb2.ListMembersRequest()
+        response: cluster_pb2.ListMembersResponse = self.unary(
+            "member list", lambda ch, t: _cluster(ch).ListMembers(request, timeout=t)
         )
         return response
 

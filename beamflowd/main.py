@@ -126,6 +126,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="CIDR",
         help="a network http steps may not reach (repeatable; default 169.254.0.0/16 and fe80::/10)",
     )
+    parser.add_argument(
+        "--join",
+        dest="join",
+        action="store_true",
+        default=None,
+        help="join an existing cluster: add this node first with `beamctl cluster member add`, and give "
+        "--initial-cluster as the current members plus this node",
+    )
     parser.add_argument("--log-level", dest="log_level", choices=["debug", "info", "warning", "error"])
     return parser.parse_args(argv)
 

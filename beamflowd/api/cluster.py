@@ -5,21 +5,30 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Mapping
+from typing import Any
 
 import grpc
 
 from beamflowd.api.gen.beamflow.v1 import cluster_pb2 as pb
 from beamflowd.api.gen.beamflow.v1 import cluster_pb2_grpc as pb_grpc
 from beamflowd.api.peers import PeerChannels
+from beamflowd.api.status import abort
 from beamflowd.backup import BackupStream
+from beamflowd.clock import now_ms
+from beamflowd.config import ConfigError, check_member
+from beamflowd.core.commands import MemberAdd, MemberRemove
 from beamflowd.liveness import Liveness
-from beamflowd.replication import ReplicatedState
+from beamflowd.proposer import ProposeError, Proposer
+from beamflowd.replication import Outcome, ReplicatedState
 
 #: How long GetClusterStatus waits for each peer's own report.
 PEER_STATUS_TIMEOUT = 1.5
 #: How long the leader waits to apply what is committed before it captures a backup.
 BACKUP_CATCH_UP_TIMEOUT_S = 5.0
 BACKUP_CATCH_UP_POLL_S = 0.01
+#: How long a membership call waits for its state command and its Raft configuration change.
+MEMBER_CHANGE_TIMEOUT_S = 10.0
+MEMBER_CHANGE_RETRY_S = 0.1
 
 _ROLES = {
     "follower": pb.NODE_ROLE_FOLLOWER,
@@ -36,8 +45,10 @@ class ClusterServicer(pb_grpc.ClusterServiceServicer):  # type: ignore[misc]
         initial_cluster: Mapping[str, str],
         grpc_addr: str,
         liveness: Liveness,
+        proposer: Proposer | None = None,
     ) -> None:
         self.node_id = node_id
+        self.proposer = proposer
         self.liveness = liveness
         self.raft = raft
         self.grpc_addr = grpc_addr
@@ -83,7 +94,10 @@ class ClusterServicer(pb_grpc.ClusterServiceServicer):  # type: ignore[misc]
         self, request: pb.GetClusterStatusRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetClusterStatusResponse:
         members = self.raft.member_grpc_addrs()
-        node_ids = sorted(set(self.initial_cluster) | set(members))
+        with self.raft.read() as sm:
+            removed = set(sm.removed)
+        # Members come and go: the replicated ones, and the configured ones unless they were removed.
+        node_ids = sorted(set(members) | (set(self.initial_cluster) - removed))
         answers = await asyncio.gather(*(self._status_of(nid, members.get(nid, "")) for nid in node_ids))
         # Liveness as the leader judges it (the leader's view is the one that moves workflows).
         leader = self.leader_id()
@@ -101,9 +115,11 @@ class ClusterServicer(pb_grpc.ClusterServiceServicer):  # type: ignore[misc]
     async def _status_of(self, node_id: str, grpc_addr: str) -> tuple[pb.NodeStatus, list[pb.PeerLiveness]]:
         if node_id == self.node_id:
             return self.local_status(), self.peer_liveness()
+        with self.raft.read() as sm:
+            member = sm.members.get(node_id)
         unreachable = pb.NodeStatus(
             id=node_id,
-            raft_address=self.initial_cluster.get(node_id, ""),
+            raft_address=member.raft_addr if member else self.initial_cluster.get(node_id, ""),
             grpc_address=grpc_addr,
             reachable=False,
         )
@@ -165,5 +181,133 @@ class ClusterServicer(pb_grpc.ClusterServiceServicer):  # type: ignore[misc]
         finally:
             call.cancel()
 
+    # ------------------------------------------------------------ membership
+    def members(self) -> list[pb.Member]:
+        in_raft = self.raft.raft_members()
+        with self.raft.read() as sm:
+            return [
+                pb.Member(
+                    id=m.id,
+                    raft_address=m.raft_addr,
+                    grpc_address=m.grpc_addr,
+                    alive=m.alive,
+                    joined=m.last_heartbeat_ms != 0,
+                    owned_workflows=sm.owned_by(m.id),
+                    in_raft=m.raft_addr in in_raft,
+                )
+                for m in sorted(sm.members.values(), key=lambda m: m.id)
+            ]
+
+    async def ListMembers(
+        self, request: pb.ListMembersRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListMembersResponse:
+        return pb.ListMembersResponse(members=self.members(), leader_id=self.leader_id())
+
+    async def AddMember(
+        self, request: pb.AddMemberRequest, context: grpc.aio.ServicerContext
+    ) -> pb.AddMemberResponse:
+        """Replicated membership first (known, not alive), then Raft; a retry finishes a half-done add."""
+        try:
+            check_member(request.node_id, request.raft_address, request.grpc_address)
+        except ConfigError as exc:
+            await abort(context, "INVALID_ARGUMENT", str(exc))
+        if not self.raft.is_leader():
+            leader = await self._leader_stub(context)
+            relayed: pb.AddMemberResponse = await leader.AddMember(request, timeout=MEMBER_CHANGE_TIMEOUT_S)
+            return relayed
+        cmd = MemberAdd(
+            node=request.node_id,
+            raft=request.raft_address,
+            grpc=request.grpc_address,
+            ts=now_ms(),
+            by=self.node_id,
+        )
+        result = await self._propose(cmd, context)
+        await self._change_raft(True, request.raft_address, context)
+        return pb.AddMemberResponse(added=bool(result.get("added")), members=self.members())
+
+    async def RemoveMember(
+        self, request: pb.RemoveMemberRequest, context: grpc.aio.ServicerContext
+    ) -> pb.RemoveMemberResponse:
+        """Raft first (the address comes from the replicated member), then the replicated membership,
+        which moves the member's workflows; a retry finishes a half-done removal."""
+        if not request.node_id:
+            await abort(context, "INVALID_ARGUMENT", "node_id: required")
+        if not self.raft.is_leader():
+            leader = await self._leader_stub(context)
+            relayed: pb.RemoveMemberResponse = await leader.RemoveMember(
+                request, timeout=MEMBER_CHANGE_TIMEOUT_S
+            )
+            return relayed
+        if request.node_id == self.node_id:
+            await abort(
+                context,
+                "FAILED_PRECONDITION",
+                f"node_id: {self.node_id} is the Raft leader and cannot remove itself; stop it (another "
+                "member takes over) and remove it again",
+            )
+        with self.raft.read() as sm:
+            member = sm.members.get(request.node_id)
+            raft_addr = member.raft_addr if member is not None else ""
+        if raft_addr:
+            await self._change_raft(False, raft_addr, context)
+        result = await self._propose(
+            MemberRemove(node=request.node_id, ts=now_ms(), by=self.node_id), context
+        )
+        return pb.RemoveMemberResponse(
+            removed=bool(result.get("removed")),
+            moved_workflows=int(result.get("moved", 0)),
+            members=self.members(),
+        )
+
+    async def _leader_stub(self, context: grpc.aio.ServicerContext) -> pb_grpc.ClusterServiceStub:
+        leader_id = self.leader_id()
+        grpc_addr = self.raft.member_grpc_addrs().get(leader_id, "") if leader_id else ""
+        if not grpc_addr or leader_id == self.node_id:
+            await abort(context, "UNAVAILABLE", "no leader known: try again after the election")
+        return pb_grpc.ClusterServiceStub(self._peers.get(grpc_addr))
+
+    async def _propose(
+        self, cmd: MemberAdd | MemberRemove, context: grpc.aio.ServicerContext
+    ) -> dict[str, Any]:
+        if self.proposer is None:
+            await abort(context, "UNIMPLEMENTED", "this node serves no membership changes")
+            raise AssertionError("unreachable")
+        try:
+            result = await self.proposer.propose(cmd, timeout=MEMBER_CHANGE_TIMEOUT_S)
+        except ProposeError as exc:
+            await abort(context, "UNAVAILABLE", exc.message)
+            raise AssertionError("unreachable") from None
+        if not result.ok:
+            await abort(context, result.code, result.message)
+        return dict(result.data)
+
+    async def _change_raft(self, add: bool, raft_addr: str, context: grpc.aio.ServicerContext) -> None:
+        """Bring ``raft_addr`` into (or out of) the Raft configuration, retrying until the deadline."""
+        loop = asyncio.get_running_loop()
+        deadline = time.monotonic() + MEMBER_CHANGE_TIMEOUT_S
+        while (raft_addr in self.raft.raft_members()) != add:
+            done: asyncio.Future[tuple[Outcome, str]] = loop.create_future()
+
+            def on_done(outcome: Outcome, reason: str, done: asyncio.Future[Any] = done) -> None:
+                loop.call_soon_threadsafe(_settle, done, (outcome, reason))
+
+            self.raft.change_membership(add, raft_addr, on_done)
+            try:
+                outcome, reason = await asyncio.wait_for(done, max(0.0, deadline - time.monotonic()))
+            except TimeoutError:
+                outcome, reason = Outcome.RETRY, "timed out"
+            if outcome is Outcome.COMMITTED:
+                return
+            if time.monotonic() >= deadline:
+                what = "add" if add else "remove"
+                await abort(context, "UNAVAILABLE", f"raft: could not {what} {raft_addr}: {reason}")
+            await asyncio.sleep(MEMBER_CHANGE_RETRY_S)
+
     async def close(self) -> None:
         await self._peers.close()
+
+
+def _settle(future: asyncio.Future[Any], value: Any) -> None:
+    if not future.done():
+        future.set_result(value)

@@ -98,6 +98,8 @@ class Join(_Command):
     grpc: str
     #: Proposer's clock; becomes the member's join time and last heartbeat.
     ts: int
+    #: Started with ``beamflowd --join``: it must have been added (``member_add``) first. Absent: any id.
+    existing: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -421,12 +423,20 @@ _CHECKS: dict[str, Callable[[Any], Any]] = {
     "bool": _bool,
     "int | None": _int,
     "str | None": _str,
+    "bool | None": _bool,
     "Starts": _starts,
     "dict[str, Any]": _object,
 }
 
 #: Annotation -> the one type a value may have to be taken as is (the fast path of :func:`decode`).
-_EXACT: dict[str, type] = {"int": int, "str": str, "bool": bool, "int | None": int, "str | None": str}
+_EXACT: dict[str, type] = {
+    "int": int,
+    "str": str,
+    "bool": bool,
+    "int | None": int,
+    "str | None": str,
+    "bool | None": bool,
+}
 
 _Field = tuple[str, bool, "type | None", Callable[[Any], Any]]  # (name, required, exact type, check)
 

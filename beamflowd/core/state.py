@@ -317,6 +317,12 @@ class StateMachine:
                 f"node {cmd.node!r} was removed from the cluster; add it again (beamctl cluster member add)",
             )
         member = self.members.get(cmd.node)
+        if member is None and cmd.existing:
+            return Result(
+                "FAILED_PRECONDITION",
+                f"node {cmd.node!r} is not a member: add it first (beamctl cluster member add {cmd.node} "
+                f"--raft {cmd.raft} --grpc {cmd.grpc})",
+            )
         if member is None:
             self.members[cmd.node] = Member(cmd.node, cmd.raft, cmd.grpc, cmd.ts, True, cmd.ts)
             self.owned.setdefault(cmd.node, 0)
