@@ -97,3 +97,13 @@ def test_membership_survives_a_snapshot_and_leaves_other_states_alone() -> None:
     again = StateMachine.from_plain(sm.to_plain())
     assert again.digest() == sm.digest()
     assert again.removed == {"n2"} and not again.members["n4"].alive
+
+
+def test_a_node_started_with_join_must_have_been_added() -> None:
+    sm = three_nodes_with_work(0)
+    plain = c.Join(node="n4", raft="127.0.0.1:7004", grpc="127.0.0.1:8004", ts=900, existing=True).to_plain()
+    refused = sm.apply(plain)
+    assert refused.code == "FAILED_PRECONDITION" and "beamctl cluster member add n4" in refused.message
+    assert "n4" not in sm.members
+    assert sm.apply(add("n4", 4)).ok and sm.apply(plain).ok and sm.members["n4"].alive
+    assert "existing" not in join_cmd("n1", 1), "a join without --join keeps its old wire form"
