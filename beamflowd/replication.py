@@ -56,6 +56,8 @@ ENCODE_PERIOD_S = 0.25
 ENCODE_CHUNK = 200
 #: Items per zlib/JSON call in the snapshot writer: each call holds the GIL, so keep it short.
 WRITE_CHUNK = 2000
+#: Attempts to copy pysyncobj's member set from another thread (it changes in place on the tick thread).
+MEMBERS_READ_TRIES = 5
 #: pysyncobj's full dump (our snapshot) inside a node's data directory.
 DUMP_FILE = "raft.snapshot"
 
@@ -692,8 +694,15 @@ class ReplicatedState(SyncObj):  # type: ignore[misc]
     # ------------------------------------------------------------ membership
     def raft_members(self) -> frozenset[str]:
         """Raft addresses of this node's current Raft configuration, itself included."""
-        others = self._SyncObj__otherNodes  # a set replaced or changed on the tick thread; copy it
-        return frozenset({self._SyncObj__selfNode.address, *(n.address for n in list(others))})
+        for _ in range(MEMBERS_READ_TRIES):
+            try:  # a set changed in place on the tick thread: copying it may race with a change
+                others = list(self._SyncObj__otherNodes)
+                break
+            except RuntimeError:
+                continue
+        else:
+            raise RuntimeError("raft membership kept changing while being read")
+        return frozenset({self._SyncObj__selfNode.address, *(n.address for n in others)})
 
     def change_membership(self, add: bool, raft_addr: str, on_done: Callable[[Outcome, str], None]) -> None:
         """Propose adding or removing ``raft_addr`` in pysyncobj's configuration (leader only; one at a

@@ -3,7 +3,7 @@
 Load runs through the whole change (submissions to n1 and n2); n3 owned running workflows when it died. n4
 starts with ``--join`` on an empty data dir and catches up from a snapshot (compaction is frequent here).
 At the end every workflow succeeded, n3 is gone from the membership and from Raft, and n1, n2, n4 report
-the same digest. The time from n3's death to n4 serving as a full member is printed.
+the same digest; n1 restarted with its original flags keeps the new membership. The time from n3's death to n4 serving as a full member is printed.
 """
 
 from __future__ import annotations
@@ -135,5 +135,20 @@ def test_replace_a_dead_member_under_load(tmp_path: Path) -> None:
         )
         status = cluster.cluster_stub("n1").GetClusterStatus(cluster_pb2.GetClusterStatusRequest(), timeout=5)
         assert "n3" not in {n.id for n in status.nodes}
+
+        # n1 restarts with its original flags (n3 in --initial-cluster, no n4): the membership kept in its
+        # log and snapshot wins over the configured peers.
+        cluster.initial_cluster = first_three
+        cluster.restart_node("n1")
+        cluster.wait_ready(timeout=60, nodes=["n1"])
+
+        def n1_sees_n4() -> bool:
+            listed = beamctl(nodes["n1"].grpc_addr, "cluster", "member", "list")["members"]
+            return [m["id"] for m in listed] == ["n1", "n2", "n4"] and all(m["in_raft"] for m in listed)
+
+        cluster.wait_until(n1_sees_n4, 30, "n1 to come back with n4 in its Raft configuration")
+        after = submit(cluster.workflow_stub("n1"), SLEEPY, {"nap": "10ms"})
+        wait_terminal(cluster, "n1", [after], timeout=60)
+        wait_converged(cluster, timeout=60)
     finally:
         cluster.close()
