@@ -29,6 +29,8 @@ BACKUP_CATCH_UP_POLL_S = 0.01
 #: How long a membership call waits for its state command and its Raft configuration change.
 MEMBER_CHANGE_TIMEOUT_S = 10.0
 MEMBER_CHANGE_RETRY_S = 0.1
+#: A follower relaying a membership call waits a little longer than the leader's own deadline.
+RELAY_S = MEMBER_CHANGE_TIMEOUT_S + 2.0
 
 _ROLES = {
     "follower": pb.NODE_ROLE_FOLLOWER,
@@ -213,8 +215,10 @@ class ClusterServicer(pb_grpc.ClusterServiceServicer):  # type: ignore[misc]
             await abort(context, "INVALID_ARGUMENT", str(exc))
         if not self.raft.is_leader():
             leader = await self._leader_stub(context)
-            relayed: pb.AddMemberResponse = await leader.AddMember(request, timeout=MEMBER_CHANGE_TIMEOUT_S)
-            return relayed
+            added: pb.AddMemberResponse = await self._relayed(
+                leader.AddMember(request, timeout=RELAY_S), context
+            )
+            return added
         cmd = MemberAdd(
             node=request.node_id,
             raft=request.raft_address,
@@ -235,10 +239,10 @@ class ClusterServicer(pb_grpc.ClusterServiceServicer):  # type: ignore[misc]
             await abort(context, "INVALID_ARGUMENT", "node_id: required")
         if not self.raft.is_leader():
             leader = await self._leader_stub(context)
-            relayed: pb.RemoveMemberResponse = await leader.RemoveMember(
-                request, timeout=MEMBER_CHANGE_TIMEOUT_S
+            done: pb.RemoveMemberResponse = await self._relayed(
+                leader.RemoveMember(request, timeout=RELAY_S), context
             )
-            return relayed
+            return done
         if request.node_id == self.node_id:
             await abort(
                 context,
@@ -259,6 +263,13 @@ class ClusterServicer(pb_grpc.ClusterServiceServicer):  # type: ignore[misc]
             moved_workflows=int(result.get("moved", 0)),
             members=self.members(),
         )
+
+    async def _relayed(self, call: Any, context: grpc.aio.ServicerContext) -> Any:
+        """The leader's answer, or its status and message passed on as they are."""
+        try:
+            return await call
+        except grpc.aio.AioRpcError as exc:
+            await context.abort(exc.code(), exc.details() or exc.code().name)
 
     async def _leader_stub(self, context: grpc.aio.ServicerContext) -> pb_grpc.ClusterServiceStub:
         leader_id = self.leader_id()

@@ -3,7 +3,8 @@
 Load runs through the whole change (submissions to n1 and n2); n3 owned running workflows when it died. n4
 starts with ``--join`` on an empty data dir and catches up from a snapshot (compaction is frequent here).
 At the end every workflow succeeded, n3 is gone from the membership and from Raft, and n1, n2, n4 report
-the same digest; n1 restarted with its original flags keeps the new membership. The time from n3's death to n4 serving as a full member is printed.
+the same digest; n1 restarted with its original flags keeps the new membership. The time from n3's death
+to n4 serving as a full member is printed.
 """
 
 from __future__ import annotations
@@ -83,6 +84,19 @@ def test_replace_a_dead_member_under_load(tmp_path: Path) -> None:
         before = beamctl(endpoints, "cluster", "member", "list")
         assert [m["id"] for m in before["members"]] == ["n1", "n2", "n3"]
         assert all(m["status"] == "alive" and m["in_raft"] for m in before["members"])
+        refusals = [
+            (
+                ("add", "n4", "--raft", "nowhere", "--grpc", "127.0.0.1:1"),
+                2,
+                "raft_address: expected host:port",
+            ),
+            (("add", "bad id!", "--raft", "h:1", "--grpc", "h:2"), 2, "node_id: expected"),
+            (("add", "n1", "--raft", "127.0.0.1:1", "--grpc", "127.0.0.1:2"), 5, "'n1' is already a member"),
+            (("remove", before["leader_id"]), 5, "is the Raft leader and cannot remove itself"),
+        ]
+        for args, code, message in refusals:
+            result = runner.invoke(app, ["--endpoints", endpoints, "cluster", "member", *args])
+            assert result.exit_code == code and message in result.stderr, (args, result.stderr)
         stub = cluster.workflow_stub("n1")
         long_ones = [submit(stub, SLEEPY, {"nap": "3s"}) for _ in range(12)]
 
