@@ -38,9 +38,9 @@ async def run(workflows: int, tmp: Path) -> None:
             results = await asyncio.gather(*(proposer.propose(c.decode(p)) for p in batch))
             assert all(r.ok for r in results)
         await eventually(lambda: raft.status().applied_index >= raft.status().commit_index, 30, "apply")
-        await asyncio.sleep(1.0)  # let the background encoder settle, as on a node at rest
+        raft.encoded.encode_settled(time.monotonic())  # as the background encoder does on a node at rest
         started = time.perf_counter()
-        capture, _ = raft.capture_backup()
+        raft.capture_backup()
         pause = time.perf_counter() - started
         raft.release_backup()
         started = time.perf_counter()
