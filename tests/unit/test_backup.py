@@ -84,7 +84,7 @@ def test_restore_seeds_a_node_with_the_same_state_at_the_same_index(
     assert meta[0][1] == info.raft_index, "the dump says which index the state reflects"
 
     async def scenario() -> None:
-        raft = one_node(tmp_path / "new")
+        raft = one_node(tmp_path / "new", port)  # the address --initial-cluster gave it
         proposer = Proposer(raft, asyncio.get_running_loop())
         proposer.start()
         try:
