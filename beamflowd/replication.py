@@ -390,6 +390,7 @@ class ReplicatedState(SyncObj):  # type: ignore[misc]
         self._on_applied = on_applied
         #: Raft index of the last entry whose commands the state reflects (set under the state lock).
         self.applied_index = 0
+        self._transfer_requested = False
         os.makedirs(data_dir, exist_ok=True)
         self._dump_path = os.path.join(data_dir, DUMP_FILE)
         conf = SyncObjConf(
@@ -419,6 +420,7 @@ class ReplicatedState(SyncObj):  # type: ignore[misc]
         super().__init__(self_addr, partners, conf, transportClass=BeamTransport)
         self._hook_journal()
         self._hook_received_snapshot()
+        self.addOnTickCallback(self._on_tick)
         self.encoded.start()
         try:
             self.waitBinded()
@@ -598,6 +600,7 @@ class ReplicatedState(SyncObj):  # type: ignore[misc]
         with self._lock:
             self.sm.load(restored)
             self.applied_index = int(raft_data[0][1])
+            self._node_ids.update({m.raft_addr: m.id for m in restored.members.values()})
             changed = self.sm.drain_changed()
             if fragments is None:
                 self.encoded.reset({}, changed)
@@ -721,6 +724,21 @@ class ReplicatedState(SyncObj):  # type: ignore[misc]
             self.addNodeToCluster(raft_addr, callback=callback)
         else:
             self.removeNodeFromCluster(raft_addr, callback=callback)
+
+    def transfer_leadership(self) -> None:
+        """Ask the most caught-up connected follower to start an election now (Raft TimeoutNow).
+
+        pysyncobj's call touches its transport, so the next tick runs it (:meth:`_on_tick`). Best effort:
+        it is refused when no follower is fully caught up; poll :meth:`status` to see whether it happened.
+        """
+        self._transfer_requested = True
+
+    def _on_tick(self) -> None:
+        """Tick thread, every tick (pysyncobj holds its callback lock: never add or remove callbacks here)."""
+        if self._transfer_requested:
+            self._transfer_requested = False
+            if self._isLeader():
+                self.transferLeadership()
 
 
 def _raft_meta(index: int, raft_addrs: Iterable[str]) -> bytes:

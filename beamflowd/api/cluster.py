@@ -29,6 +29,8 @@ BACKUP_CATCH_UP_POLL_S = 0.01
 #: How long a membership call waits for its state command and its Raft configuration change.
 MEMBER_CHANGE_TIMEOUT_S = 10.0
 MEMBER_CHANGE_RETRY_S = 0.1
+#: How often a leader removing itself asks for, and checks, a transfer of leadership.
+LEADER_TRANSFER_POLL_S = 0.2
 #: A follower relaying a membership call waits a little longer than the leader's own deadline.
 RELAY_S = MEMBER_CHANGE_TIMEOUT_S + 2.0
 
@@ -244,12 +246,13 @@ class ClusterServicer(pb_grpc.ClusterServiceServicer):  # type: ignore[misc]
             )
             return done
         if request.node_id == self.node_id:
-            await abort(
-                context,
-                "FAILED_PRECONDITION",
-                f"node_id: {self.node_id} is the Raft leader and cannot remove itself; stop it (another "
-                "member takes over) and remove it again",
+            # Raft cannot drop its own leader: hand leadership over, then the new leader removes us.
+            await self._step_down(context)
+            leader = await self._leader_stub(context)
+            moved: pb.RemoveMemberResponse = await self._relayed(
+                leader.RemoveMember(request, timeout=RELAY_S), context
             )
+            return moved
         with self.raft.read() as sm:
             member = sm.members.get(request.node_id)
             raft_addr = member.raft_addr if member is not None else ""
@@ -263,6 +266,20 @@ class ClusterServicer(pb_grpc.ClusterServiceServicer):  # type: ignore[misc]
             moved_workflows=int(result.get("moved", 0)),
             members=self.members(),
         )
+
+    async def _step_down(self, context: grpc.aio.ServicerContext) -> None:
+        """Transfer leadership to a caught-up follower, retrying until another leader is known."""
+        deadline = time.monotonic() + MEMBER_CHANGE_TIMEOUT_S
+        while self.raft.is_leader() or self.leader_id() in ("", self.node_id):
+            if time.monotonic() >= deadline:
+                await abort(
+                    context,
+                    "UNAVAILABLE",
+                    f"node_id: {self.node_id} is the leader and no follower took over; try again",
+                )
+            if self.raft.is_leader():
+                self.raft.transfer_leadership()
+            await asyncio.sleep(LEADER_TRANSFER_POLL_S)
 
     async def _relayed(self, call: Any, context: grpc.aio.ServicerContext) -> Any:
         """The leader's answer, or its status and message passed on as they are."""
