@@ -617,7 +617,9 @@ class ReplicatedState(SyncObj):  # type: ignore[misc]
 
         def add(command: bytes, idx: int, term: int) -> None:
             original_add(command, idx, term)
-            if self.fsync == "always" or (self.fsync == "batch" and self.single_node):
+            # Membership changes: a cluster may shrink to one node (or grow from one) at run time.
+            alone = not self._SyncObj__otherNodes
+            if self.fsync == "always" or (self.fsync == "batch" and alone):
                 # A single node sends nothing (so the transport never syncs) and commits alone.
                 journal.flush()
                 self.journal_syncs += 1
