@@ -180,3 +180,25 @@ def test_replace_a_dead_member_under_load(tmp_path: Path) -> None:
         wait_converged(cluster, timeout=60)
     finally:
         cluster.close()
+
+
+OBSERVE_S = 8.0
+
+
+def test_a_removed_node_that_comes_back_is_ignored(cluster: Cluster) -> None:
+    """n3 removed while dead, restarted on its old data dir: it never serves, terms stay, work goes on."""
+    cluster.kill_node("n3")
+    endpoints = f"{cluster.grpc_addr('n1')},{cluster.grpc_addr('n2')}"
+    assert beamctl(endpoints, "cluster", "member", "remove", "n3")["removed"] is True
+    terms = {n.id: n.term for n in cluster.cluster_status("n1").nodes if n.reachable}
+    cluster.start_node("n3")
+    ids: list[str] = []
+    deadline = time.monotonic() + OBSERVE_S
+    while time.monotonic() < deadline:  # bounded: watch for a disturbance while work goes on
+        ids.append(submit(cluster.workflow_stub("n1"), SLEEPY, {"nap": "10ms"}))
+        assert not cluster.is_serving("n3", timeout=0.2), "a removed node must not become ready"
+    results = wait_terminal(cluster, "n1", ids, timeout=60)
+    assert all(wf.status == pb.WORKFLOW_STATUS_SUCCEEDED for wf in results.values())
+    status = cluster.cluster_status("n1")
+    assert {n.id: n.term for n in status.nodes if n.reachable} == terms, "no election was forced"
+    assert sorted(n.id for n in status.nodes) == ["n1", "n2"]
