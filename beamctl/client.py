@@ -6,6 +6,8 @@ result or a :class:`~beamctl.errors.CliError` with a documented exit code.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -31,6 +33,10 @@ ROUNDS = 3
 BACKOFF_S: tuple[float, ...] = (0.5, 1.0)
 #: A watch stream with no event for this long is re-opened on the next endpoint: a hung node can't stall it.
 WATCH_RESUBSCRIBE_S = 30.0
+#: Deadline of a whole snapshot transfer (a large state streams for a while).
+SNAPSHOT_TIMEOUT_S = 600.0
+#: A membership change waits for a state command and a Raft configuration change (the server's cap is 10 s).
+MEMBER_TIMEOUT_S = 15.0
 
 TERMINAL_STATUSES = frozenset(
     {
@@ -316,6 +322,94 @@ class Client:
             "cluster status", lambda ch, t: _cluster(ch).GetClusterStatus(request, timeout=t)
         )
         return response
+
+    def add_member(self, node_id: str, raft: str, grpc_addr: str) -> cluster_pb2.AddMemberResponse:
+        request = cluster_pb2.AddMemberRequest(node_id=node_id, raft_address=raft, grpc_address=grpc_addr)
+        response: cluster_pb2.AddMemberResponse = self.unary(
+            "member add", lambda ch, t: _cluster(ch).AddMember(request, timeout=max(t, MEMBER_TIMEOUT_S))
+        )
+        return response
+
+    def remove_member(self, node_id: str) -> cluster_pb2.RemoveMemberResponse:
+        request = cluster_pb2.RemoveMemberRequest(node_id=node_id)
+        response: cluster_pb2.RemoveMemberResponse = self.unary(
+            "member remove",
+            lambda ch, t: _cluster(ch).RemoveMember(request, timeout=max(t, MEMBER_TIMEOUT_S)),
+        )
+        return response
+
+    def list_members(self) -> cluster_pb2.ListMembersResponse:
+        request = cluster_pb2.ListMembersRequest()
+        response: cluster_pb2.ListMembersResponse = self.unary(
+            "member list", lambda ch, t: _cluster(ch).ListMembers(request, timeout=t)
+        )
+        return response
+
+    def save_snapshot(self, path: str, on_progress: Callable[[int, int], None]) -> SavedSnapshot:
+        """Stream a backup from the leader into ``path``: written beside it, checked, fsynced, renamed.
+
+        ``on_progress(bytes_received, workflows)`` is called per chunk. A transfer broken by an unavailable
+        node starts again on the next endpoint; a wrong checksum or length is an error and leaves no file.
+        """
+        directory = os.path.dirname(os.path.abspath(path))
+        partial = path + ".part"
+
+        def call(channel: grpc.Channel, timeout: float) -> SavedSnapshot:
+            stream = _cluster(channel).SaveSnapshot(
+                cluster_pb2.SaveSnapshotRequest(), timeout=max(timeout, SNAPSHOT_TIMEOUT_S)
+            )
+            digest = hashlib.sha256()
+            size, index, workflows, leader = 0, 0, 0, ""
+            last: cluster_pb2.SaveSnapshotResponse | None = None
+            try:
+                with open(partial, "wb") as f:
+                    for message in stream:
+                        if message.raft_index:
+                            index, workflows = message.raft_index, message.workflows
+                            leader = message.leader_id
+                        if message.data:
+                            f.write(message.data)
+                            digest.update(message.data)
+                            size += len(message.data)
+                            on_progress(size, workflows)
+                        if message.trailer:
+                            last = message
+                    if last is None:
+                        raise CliError("snapshot stream ended early (no trailer)", ExitCode.UNAVAILABLE)
+                    if last.size_bytes != size or last.sha256 != digest.hexdigest():
+                        raise CliError(
+                            f"snapshot transfer corrupt: got {size} bytes with sha256 {digest.hexdigest()}, "
+                            f"the leader sent {last.size_bytes} bytes with sha256 {last.sha256}",
+                            ExitCode.INTERNAL,
+                        )
+                    f.write(last.trailer)
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.replace(partial, path)
+            except BaseException:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(partial)
+                raise
+            finally:
+                stream.cancel()
+            fd = os.open(directory, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            return SavedSnapshot(path, index, workflows, size, last.sha256, leader)
+
+        return self.unary("snapshot save", call)
+
+
+@dataclass(frozen=True)
+class SavedSnapshot:
+    path: str
+    raft_index: int
+    workflows: int
+    size_bytes: int
+    sha256: str
+    leader_id: str
 
 
 def serving(endpoint: str, timeout: float = 1.0) -> bool:

@@ -99,6 +99,9 @@ class NodeConfig:
     http_deny_networks: tuple[str, ...] = DEFAULT_HTTP_DENY_NETWORKS
     #: Prometheus ``/metrics`` listen address; "" turns it off. Beyond loopback: HTTPS + bearer tokens.
     metrics_addr: str = DEFAULT_METRICS_ADDR
+    #: This node joins an existing cluster (``beamflowd --join``): it must have been added with
+    #: ``beamctl cluster member add`` first; it catches up from the leader (log or snapshot).
+    join: bool = False
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -332,3 +335,15 @@ def load_toml(path: str) -> dict[str, Any]:
         raise ConfigError(f"config: file {path!r} not found") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config: {path}: {exc}") from None
+
+
+#: What a node id may look like: it names the node in commands, logs, the CLI and as a map key everywhere.
+NODE_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
+
+
+def check_member(node_id: str, raft_addr: str, grpc_addr: str) -> None:
+    """A member as ``beamctl cluster member add`` gives it; ConfigError naming the bad field."""
+    if not NODE_ID_PATTERN.fullmatch(node_id):
+        raise ConfigError(f"node_id: expected letters, digits, '_', '.', '-' (at most 63), got {node_id!r}")
+    _check_addr("raft_address", raft_addr)
+    _check_addr("grpc_address", grpc_addr)

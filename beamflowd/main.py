@@ -14,6 +14,8 @@ EXAMPLE = """example:
     --grpc-addr 127.0.0.1:7001 --data-dir ./data/n1
   beamflowd --config deploy/config/n1.toml
   beamflowd check-config deploy/config/n1.toml   # validate, print the effective config
+  beamflowd restore backup.db --data-dir ./data/n1 --node-id n1 \
+    --initial-cluster n1=127.0.0.1:7101,n2=127.0.0.1:7102,n3=127.0.0.1:7103   # seed from a backup
 """
 
 
@@ -123,6 +125,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="CIDR",
         help="a network http steps may not reach (repeatable; default 169.254.0.0/16 and fe80::/10)",
     )
+    parser.add_argument(
+        "--join",
+        dest="join",
+        action="store_true",
+        default=None,
+        help="join an existing cluster: add this node first with `beamctl cluster member add`, and give "
+        "--initial-cluster as the current members plus this node",
+    )
     parser.add_argument("--log-level", dest="log_level", choices=["debug", "info", "warning", "error"])
     parser.add_argument(
         "--metrics-addr",
@@ -139,6 +149,10 @@ def main(argv: list[str] | None = None) -> None:
         from beamflowd.checkconfig import main as check_config
 
         sys.exit(check_config(given[1:]))
+    if given[:1] == ["restore"]:
+        from beamflowd.backup import main as restore
+
+        sys.exit(restore(given[1:]))
     args = parse_args(argv)
     try:
         file_values = load_toml(args.config) if args.config else {}

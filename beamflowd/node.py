@@ -150,7 +150,12 @@ class Node:
         self._joined = False
         self.health = health.aio.HealthServicer()
         self.cluster = ClusterServicer(
-            config.node_id, self.raft, config.initial_cluster, config.grpc_addr, self.liveness
+            config.node_id,
+            self.raft,
+            config.initial_cluster,
+            config.grpc_addr,
+            self.liveness,
+            proposer=self.proposer,
         )
         self.workflows_api = WorkflowServicer(
             config.node_id, self.raft, self.proposer, self.hub, modules=self.modules
@@ -194,7 +199,13 @@ class Node:
         """Commit our membership (idempotent) — retried until a leader takes it or we are stopped."""
         config = self.config
         while not self.stopping.is_set():
-            cmd = Join(node=config.node_id, raft=config.raft_addr, grpc=config.grpc_addr, ts=now_ms())
+            cmd = Join(
+                node=config.node_id,
+                raft=config.raft_addr,
+                grpc=config.grpc_addr,
+                ts=now_ms(),
+                existing=True if config.join else None,
+            )
             try:
                 result = await self.proposer.propose(cmd, timeout=5.0, urgent=True)
                 if result.ok:
@@ -202,7 +213,8 @@ class Node:
                     return
                 log.warning("join refused: %s", result.message)
             except ProposeError as exc:
-                log.info("waiting for a leader to join the cluster: %s", exc.message)
+                hint = " (added with `beamctl cluster member add` yet?)" if config.join else ""
+                log.info("waiting for a leader to join the cluster%s: %s", hint, exc.message)
             await asyncio.sleep(JOIN_RETRY_SECONDS)
 
     async def run(self) -> None:

@@ -31,8 +31,10 @@ from typing import Any
 
 from pysyncobj import FAIL_REASON, SERIALIZER_STATE, SyncObj, SyncObjConf, SyncObjException, replicated
 from pysyncobj.journal import FileJournal
+from pysyncobj.node import TCPNode
 from pysyncobj.pickle import dumps as pysyncobj_dumps
 from pysyncobj.pickle import to_bytes as pysyncobj_to_bytes
+from pysyncobj.syncobj import _COMMAND_TYPE
 
 from beamflowd import gc_pauses, power_cut
 from beamflowd.core.state import FatalApplyError, Result, StateMachine, encode_plain
@@ -55,6 +57,10 @@ ENCODE_PERIOD_S = 0.25
 ENCODE_CHUNK = 200
 #: Items per zlib/JSON call in the snapshot writer: each call holds the GIL, so keep it short.
 WRITE_CHUNK = 2000
+#: Attempts to copy pysyncobj's member set from another thread (it changes in place on the tick thread).
+MEMBERS_READ_TRIES = 5
+#: pysyncobj's full dump (our snapshot) inside a node's data directory.
+DUMP_FILE = "raft.snapshot"
 
 # Failures after which the command certainly did not commit: safe to retry as is.
 _RETRYABLE = {
@@ -166,7 +172,8 @@ class EncodedWorkflows:
         self.sm = sm
         self.fragments: dict[str, bytes] = {}
         self.dirty: dict[str, float] = {}
-        self.frozen = False
+        #: Readers of ``fragments`` outside the lock (snapshot writer, backup stream): the encoder waits.
+        self.frozen = 0
         self.encoded = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="snapshot-encoder", daemon=True)
@@ -196,23 +203,28 @@ class EncodedWorkflows:
         Freezes the encoder until the writer calls :meth:`thaw`, so ``fragments`` can be shared.
         """
         with self.lock:
-            self.frozen = True
-            sm = self.sm
-            header = sm.to_plain(bulk=False)
-            request_ids = dict(sm.request_ids)  # one object: no garbage-collector work on this thread
-            ids = list(sm.workflows)
-            workflows = sm.workflows
-            fragments = self.fragments
-            dirty_plain = {w: workflows[w].to_plain() for w in self.dirty if w in workflows}
-            if len(fragments) + len(dirty_plain) < len(ids):  # not expected: every new workflow is marked
-                for wf_id in ids:
-                    if wf_id not in fragments and wf_id not in dirty_plain:
-                        dirty_plain[wf_id] = workflows[wf_id].to_plain()
+            return self.capture_locked(raft_meta)
+
+    def capture_locked(self, raft_meta: bytes) -> _Capture:
+        """:meth:`capture` for a caller that already holds the state lock."""
+        self.frozen += 1
+        sm = self.sm
+        header = sm.to_plain(bulk=False)
+        request_ids = dict(sm.request_ids)  # one object: no garbage-collector work on this thread
+        ids = list(sm.workflows)
+        workflows = sm.workflows
+        fragments = self.fragments
+        dirty_plain = {w: workflows[w].to_plain() for w in self.dirty if w in workflows}
+        if len(fragments) + len(dirty_plain) < len(ids):  # not expected: every new workflow is marked
+            for wf_id in ids:
+                if wf_id not in fragments and wf_id not in dirty_plain:
+                    dirty_plain[wf_id] = workflows[wf_id].to_plain()
         return _Capture(header, request_ids, ids, fragments, dirty_plain, raft_meta)
 
     def thaw(self) -> None:
-        """The writer is done with ``fragments``: the encoder may change them again."""
-        self.frozen = False
+        """The writer is done with ``fragments``: the encoder may change them again (once all are done)."""
+        with self.lock:
+            self.frozen = max(0, self.frozen - 1)
 
     def _run(self) -> None:
         while not self._stop.wait(ENCODE_PERIOD_S):
@@ -294,21 +306,25 @@ def snapshot_lines(capture: _Capture) -> Iterator[bytes]:
         yield b"\n".join(parts)
 
 
+def snapshot_file_pieces(capture: _Capture) -> Iterator[bytes]:
+    """The bytes of a v2 snapshot file, in pieces (any thread, no lock needed): the one snapshot codec."""
+    compressor = zlib.compressobj(1)
+    yield SNAPSHOT_MAGIC_V2 + len(capture.raft_meta).to_bytes(8, "big") + capture.raft_meta
+    for piece in snapshot_lines(capture):
+        out = compressor.compress(piece)
+        if out:
+            yield out
+    yield compressor.flush()
+
+
 def write_snapshot_file(path: str, capture: _Capture, sync: bool) -> int:
     """Write a v2 snapshot (any thread, no lock needed); returns its compressed size in bytes."""
-    compressor = zlib.compressobj(1)
     size = 0
     with open(path, "wb") as f:
-        f.write(SNAPSHOT_MAGIC_V2)
-        f.write(len(capture.raft_meta).to_bytes(8, "big"))
-        f.write(capture.raft_meta)
-        for piece in snapshot_lines(capture):
-            out = compressor.compress(piece)
-            size += len(out)
-            f.write(out)
-        out = compressor.flush()
-        size += len(out)
-        f.write(out)
+        for index, piece in enumerate(snapshot_file_pieces(capture)):
+            if index:
+                size += len(piece)
+            f.write(piece)
         f.flush()
         if sync:
             _fsync_file(f, path)
@@ -318,16 +334,28 @@ def write_snapshot_file(path: str, capture: _Capture, sync: bool) -> int:
 def read_snapshot_file(filename: str) -> tuple[StateMachine, dict[str, bytes] | None, Any]:
     """(state, per-workflow encodings if the format keeps them, raft metadata) from a v1 or v2 file."""
     with open(filename, "rb") as f:
-        magic = f.read(len(SNAPSHOT_MAGIC_V2))
-        if magic == SNAPSHOT_MAGIC_V1:
-            size = int.from_bytes(f.read(8), "big")
-            plain = json.loads(zlib.decompress(f.read(size)))
-            return StateMachine.from_plain(plain), None, pickle.loads(f.read())
-        if magic != SNAPSHOT_MAGIC_V2:
-            raise ValueError(f"{filename}: not a BEAMFlow snapshot")
-        meta_size = int.from_bytes(f.read(8), "big")
-        raft_meta = pickle.loads(f.read(meta_size))
-        body = zlib.decompress(f.read())
+        return parse_snapshot(f.read(), filename)
+
+
+def parse_snapshot(
+    data: bytes, name: str, trust_meta: bool = True
+) -> tuple[StateMachine, dict[str, bytes] | None, Any]:
+    """:func:`read_snapshot_file` of bytes already read; ``name`` says where they came from in errors.
+
+    ``trust_meta=False``: v2 only, pysyncobj's pickled metadata is skipped (returned as None).
+    """
+    magic = data[: len(SNAPSHOT_MAGIC_V2)]
+    offset = len(magic)
+    if magic == SNAPSHOT_MAGIC_V1 and trust_meta:
+        size = int.from_bytes(data[offset : offset + 8], "big")
+        plain = json.loads(zlib.decompress(data[offset + 8 : offset + 8 + size]))
+        return StateMachine.from_plain(plain), None, pickle.loads(data[offset + 8 + size :])
+    if magic != SNAPSHOT_MAGIC_V2:
+        raise ValueError(f"{name}: not a BEAMFlow snapshot")
+    meta_size = int.from_bytes(data[offset : offset + 8], "big")
+    # A backup may come from anywhere: restore never unpickles it (it writes its own raft metadata).
+    raft_meta = pickle.loads(data[offset + 8 : offset + 8 + meta_size]) if trust_meta else None
+    body = zlib.decompress(data[offset + 8 + meta_size :])
     lines = body.split(b"\n")
     header = json.loads(lines[0])
     header["request_ids"] = json.loads(lines[1])
@@ -374,9 +402,12 @@ class ReplicatedState(SyncObj):  # type: ignore[misc]
         self._on_applied = on_applied
         #: Called (tick thread) with the seconds each journal sync took (metrics); None = nobody listens.
         self.on_journal_sync: Callable[[float], None] | None = None
+        #: Raft index of the last entry whose commands the state reflects (set under the state lock).
+        self.applied_index = 0
+        self._transfer_requested = False
         os.makedirs(data_dir, exist_ok=True)
         power_cut.install(data_dir)
-        self._dump_path = os.path.join(data_dir, "raft.snapshot")
+        self._dump_path = os.path.join(data_dir, DUMP_FILE)
         conf = SyncObjConf(
             autoTick=True,
             appendEntriesUseBatch=False,  # the default puts a ~100 ms floor under every commit
@@ -397,6 +428,7 @@ class ReplicatedState(SyncObj):  # type: ignore[misc]
             deserializer=self._read_snapshot,
             serializeChecker=self._check_snapshot,
             useFork=False,
+            dynamicMembershipChange=True,  # beamctl cluster member add/remove, one change at a time
             bindRetryTime=0.5,
             maxBindRetries=10,  # ~5 s for a port still held by a previous incarnation, then give up
         )
@@ -408,6 +440,7 @@ class ReplicatedState(SyncObj):  # type: ignore[misc]
             # are, a power cut may take the whole file, and with it entries this node acknowledged.
             self._timed_journal_sync(self._SyncObj__raftLog)
             _fsync_dir_of(conf.journalFile)
+        self.addOnTickCallback(self._on_tick)
         self.encoded.start()
         try:
             self.waitBinded()
@@ -491,6 +524,7 @@ class ReplicatedState(SyncObj):  # type: ignore[misc]
                 # Exit before anything is acknowledged; the supervisor restarts the node from its log.
                 log.critical("fatal error applying %s, stopping the node: %s", exc.op, exc, exc_info=exc)
                 os._exit(os.EX_SOFTWARE)  # 70
+            self.applied_index = self._SyncObj__raftLastApplied + 1  # pysyncobj counts it after we return
             changed = self.sm.drain_changed()
             seen = time.monotonic()  # liveness is judged on the local clock, outside the state machine
             if changed:
@@ -498,6 +532,8 @@ class ReplicatedState(SyncObj):  # type: ignore[misc]
         for cmd in commands:
             if cmd.get("op") in ("heartbeat", "join"):
                 self.heartbeat_seen[cmd["node"]] = seen
+            if cmd.get("op") in ("join", "member_add") and isinstance(cmd.get("raft"), str):
+                self._node_ids[cmd["raft"]] = cmd["node"]  # name a leader that joined after start-up
         if changed:
             # Never let a notification failure escape: pysyncobj would re-apply the whole entry.
             try:
@@ -587,6 +623,8 @@ class ReplicatedState(SyncObj):  # type: ignore[misc]
             restored, fragments, raft_data = read_snapshot_file(filename)
         with self._lock:
             self.sm.load(restored)
+            self.applied_index = int(raft_data[0][1])
+            self._node_ids.update({m.raft_addr: m.id for m in restored.members.values()})
             changed = self.sm.drain_changed()
             if fragments is None:
                 self.encoded.reset({}, changed)
@@ -615,7 +653,9 @@ class ReplicatedState(SyncObj):  # type: ignore[misc]
 
         def add(command: bytes, idx: int, term: int) -> None:
             original_add(command, idx, term)
-            if self.fsync == "always" or (self.fsync == "batch" and self.single_node):
+            # Membership changes: a cluster may shrink to one node (or grow from one) at run time.
+            alone = not self._SyncObj__otherNodes
+            if self.fsync == "always" or (self.fsync == "batch" and alone):
                 # A single node sends nothing (so the transport never syncs) and commits alone.
                 self._timed_journal_sync(journal)
             elif self.fsync == "batch":
@@ -682,6 +722,100 @@ class ReplicatedState(SyncObj):  # type: ignore[misc]
         self.journal_syncs += 1
         if self.on_journal_sync is not None:
             self.on_journal_sync(time.monotonic() - started)
+
+    # ------------------------------------------------------------ backups
+    def capture_backup(self) -> tuple[_Capture, int]:
+        """(what a backup of the current state needs, the Raft index it reflects); any thread.
+
+        The encoder stays frozen until :meth:`release_backup`: call it when the capture is written.
+        """
+        with self._lock:
+            index = self.applied_index
+            capture = self.encoded.capture_locked(_raft_meta(index, ()))
+        return capture, index
+
+    def release_backup(self) -> None:
+        self.encoded.thaw()
+
+    # ------------------------------------------------------------ membership
+    def raft_members(self) -> frozenset[str]:
+        """Raft addresses of this node's current Raft configuration, itself included."""
+        for _ in range(MEMBERS_READ_TRIES):
+            try:  # a set changed in place on the tick thread: copying it may race with a change
+                others = list(self._SyncObj__otherNodes)
+                break
+            except RuntimeError:
+                continue
+        else:
+            raise RuntimeError("raft membership kept changing while being read")
+        return frozenset({self._SyncObj__selfNode.address, *(n.address for n in others)})
+
+    def change_membership(self, add: bool, raft_addr: str, on_done: Callable[[Outcome, str], None]) -> None:
+        """Propose adding or removing ``raft_addr`` in pysyncobj's configuration (leader only; one at a
+        time). ``on_done(outcome, reason)`` runs on the tick thread: REFUSED when pysyncobj denies the
+        request (a change is still in progress, the node is already in or out, or it is this node)."""
+
+        def callback(result: Any, error: int) -> None:
+            if error == FAIL_REASON.SUCCESS:
+                on_done(Outcome.COMMITTED, "")
+            elif error == FAIL_REASON.REQUEST_DENIED:
+                on_done(Outcome.REFUSED, "denied by Raft (a membership change is in progress?)")
+            else:
+                on_done(Outcome.RETRY, str(error))
+
+        if add:
+            self.addNodeToCluster(raft_addr, callback=callback)
+        else:
+            self.removeNodeFromCluster(raft_addr, callback=callback)
+
+    def transfer_leadership(self) -> None:
+        """Ask the most caught-up connected follower to start an election now (Raft TimeoutNow).
+
+        pysyncobj's call touches its transport, so the next tick runs it (:meth:`_on_tick`). Best effort:
+        it is refused when no follower is fully caught up; poll :meth:`status` to see whether it happened.
+        """
+        self._transfer_requested = True
+
+    def _on_tick(self) -> None:
+        """Tick thread, every tick (pysyncobj holds its callback lock: never add or remove callbacks here)."""
+        if self._transfer_requested:
+            self._transfer_requested = False
+            if self._isLeader():
+                self.transferLeadership()
+
+
+def _raft_meta(index: int, raft_addrs: Iterable[str]) -> bytes:
+    """pysyncobj's dump metadata for a state at ``index``: (last entry, the one before, members).
+
+    The two entries are no-ops of term 0, so any term a new cluster elects is newer than them.
+    """
+    no_op = bytes([_COMMAND_TYPE.NO_OP])
+    nodes = {TCPNode(addr) for addr in raft_addrs}
+    return pickle.dumps(((no_op, index, 0), (no_op, max(index - 1, 0), 0), nodes))
+
+
+def seed_data_dir(snapshot: bytes, index: int, raft_addrs: Iterable[str], data_dir: str) -> str:
+    """Write a v2 ``snapshot`` (already checked) as the first dump of a new node of ``raft_addrs``.
+
+    Its body is kept byte for byte; its raft metadata is replaced (no journal, the state at ``index``).
+    Written beside, fsynced, renamed, directory fsynced. Returns the dump's path.
+    """
+    if snapshot[: len(SNAPSHOT_MAGIC_V2)] != SNAPSHOT_MAGIC_V2:
+        raise ValueError("not a v2 snapshot")
+    offset = len(SNAPSHOT_MAGIC_V2)
+    meta_size = int.from_bytes(snapshot[offset : offset + 8], "big")
+    body = memoryview(snapshot)[offset + 8 + meta_size :]
+    meta = _raft_meta(index, raft_addrs)
+    path = os.path.join(data_dir, DUMP_FILE)
+    writing = path + ".writing"
+    with open(writing, "wb") as f:
+        f.write(SNAPSHOT_MAGIC_V2 + len(meta).to_bytes(8, "big") + meta)
+        f.write(body)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(writing, path)
+    _fsync_dir_of(path)
+    return path
 
 
 def _compact_journal(journal: Any, path: str, entry_to: int, sync: bool) -> None:

@@ -98,6 +98,8 @@ class Join(_Command):
     grpc: str
     #: Proposer's clock; becomes the member's join time and last heartbeat.
     ts: int
+    #: Started with ``beamflowd --join``: it must have been added (``member_add``) first. Absent: any id.
+    existing: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -300,6 +302,38 @@ class ChaosMonkey(_Command):
             raise CommandError(self.OP, "profile", "required when enabled")
 
 
+@dataclass(frozen=True, slots=True)
+class MemberAdd(_Command):
+    """An operator adds a member (``beamctl cluster member add``) before starting it with ``--join``.
+
+    It is known but not alive (owns nothing, is never placed) until its own ``join`` commits. Idempotent:
+    the same id with the same addresses is OK again; an id or address already taken otherwise is refused.
+    """
+
+    OP: ClassVar[str] = "member_add"
+    node: str
+    #: Its Raft address ``host:port``.
+    raft: str
+    #: Its gRPC address ``host:port``.
+    grpc: str
+    ts: int
+    #: The node that proposed it.
+    by: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class MemberRemove(_Command):
+    """An operator removes a member: its workflows move as after a death, then it is forgotten.
+
+    A removed id cannot ``join`` again unless it is added again. Removing an unknown id is OK (idempotent).
+    """
+
+    OP: ClassVar[str] = "member_remove"
+    node: str
+    ts: int
+    by: str = ""
+
+
 Command: TypeAlias = (
     Join
     | Submit
@@ -313,6 +347,8 @@ Command: TypeAlias = (
     | Abort
     | Gc
     | ChaosMonkey
+    | MemberAdd
+    | MemberRemove
 )
 
 _CLASSES: tuple[type[_Command], ...] = (
@@ -328,6 +364,8 @@ _CLASSES: tuple[type[_Command], ...] = (
     Abort,
     Gc,
     ChaosMonkey,
+    MemberAdd,
+    MemberRemove,
 )
 #: op -> class.
 COMMANDS: Final[Mapping[str, type[_Command]]] = {cls.OP: cls for cls in _CLASSES}
@@ -388,12 +426,20 @@ _CHECKS: dict[str, Callable[[Any], Any]] = {
     "bool": _bool,
     "int | None": _int,
     "str | None": _str,
+    "bool | None": _bool,
     "Starts": _starts,
     "dict[str, Any]": _object,
 }
 
 #: Annotation -> the one type a value may have to be taken as is (the fast path of :func:`decode`).
-_EXACT: dict[str, type] = {"int": int, "str": str, "bool": bool, "int | None": int, "str | None": str}
+_EXACT: dict[str, type] = {
+    "int": int,
+    "str": str,
+    "bool": bool,
+    "int | None": int,
+    "str | None": str,
+    "bool | None": bool,
+}
 
 _Field = tuple[str, bool, "type | None", Callable[[Any], Any]]  # (name, required, exact type, check)
 

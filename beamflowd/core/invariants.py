@@ -104,6 +104,8 @@ def check_invariants(sm: StateMachine) -> None:
         _fail("definition reference counts differ from the workflows using them")
     if len(sm.notable) > MAX_NOTABLE_EVENTS:
         _fail(f"{len(sm.notable)} notable events, at most {MAX_NOTABLE_EVENTS}")
+    if sm.removed & set(sm.members):
+        _fail(f"removed members {sorted(sm.removed & set(sm.members))} are still members")
     collected = sm.counters["collected"]
     submitted = sm.counters["submitted"]
     if submitted != len(sm.workflows) + collected:

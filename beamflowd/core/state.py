@@ -31,6 +31,8 @@ from beamflowd.core.commands import (
     Gc,
     Heartbeat,
     Join,
+    MemberAdd,
+    MemberRemove,
     NodeDown,
     Redeliver,
     Start,
@@ -44,6 +46,8 @@ from beamflowd.core.spec import RetryPolicy, WorkflowSpec
 from beamflowd.core.vocabulary import (
     CLOSING_EVENT_OF_STATUS,
     ERROR_POISONED,
+    EVENT_MEMBER_ADDED,
+    EVENT_MEMBER_REMOVED,
     EVENT_REDELIVERED,
     NOTABLE_KINDS,
     STEP_CANCELLED,
@@ -259,6 +263,8 @@ class StateMachine:
         self.revision = 0
         #: Chaos monkey setting, replicated so it outlives any node (see _chaos_monkey); {} when off.
         self.chaos_monkey: dict[str, Any] = {}
+        #: Ids removed by ``member_remove``: refused at ``join`` until added again.
+        self.removed: set[str] = set()
         #: Ids of workflows touched since the last :meth:`drain_changed` (not part of the state).
         self._changed: set[str] = set()
         # Derived from the state, never encoded: see _rebuild_derived.
@@ -324,7 +330,18 @@ class StateMachine:
     # Each takes its decoded command (beamflowd/core/commands.py documents the fields). Preconditions that
     # fail are results; a handler checks them all before its first change to the state.
     def _join(self, cmd: Join) -> Result:
+        if cmd.node in self.removed:
+            return Result(
+                "FAILED_PRECONDITION",
+                f"node {cmd.node!r} was removed from the cluster; add it again (beamctl cluster member add)",
+            )
         member = self.members.get(cmd.node)
+        if member is None and cmd.existing:
+            return Result(
+                "FAILED_PRECONDITION",
+                f"node {cmd.node!r} is not a member: add it first (beamctl cluster member add {cmd.node} "
+                f"--raft {cmd.raft} --grpc {cmd.grpc})",
+            )
         if member is None:
             self.members[cmd.node] = Member(cmd.node, cmd.raft, cmd.grpc, cmd.ts, True, cmd.ts)
             self.owned.setdefault(cmd.node, 0)
@@ -811,6 +828,8 @@ class StateMachine:
             "counters": dict(self.counters),
             "notable": [list(n) for n in self.notable],
             "chaos_monkey": dict(self.chaos_monkey),
+            # Only when used, so states without removals keep their encoding and digest.
+            **({"removed": sorted(self.removed)} if self.removed else {}),
         }
 
     @classmethod
@@ -837,6 +856,7 @@ class StateMachine:
         sm.notable = [(n[0], n[1], n[2], n[3], n[4], n[5], n[6]) for n in p["notable"]]
         sm.chaos_monkey = dict(p.get("chaos_monkey", {}))  # absent in snapshots older than the monkey
         sm._rebuild_derived(encoded or {})
+        sm.removed = set(p.get("removed", ()))
         # A snapshot that breaks an invariant (corrupt, or mis-migrated) must not start a node.
         from beamflowd.core.invariants import check_invariants  # circular at module level
 
@@ -855,6 +875,7 @@ class StateMachine:
         self._rid_sum, self._spec_sum = other._rid_sum, other._spec_sum
         self._digest_stale, self.finished_heap = other._digest_stale, other.finished_heap
         self.index = other.index
+        self.removed = other.removed
         self._changed = set(self.workflows)
         self.revision += 1
 
@@ -919,6 +940,45 @@ class StateMachine:
         recorded logs of ``tests/fixtures/recorded`` pin."""
         return hashlib.sha256(encode_plain(self.to_plain())).hexdigest()
 
+    # ------------------------------------------------------------ membership
+    def _member_add(self, cmd: MemberAdd) -> Result:
+        """Known, not alive: placement ignores it until its own ``join`` (which also sets its heartbeat)."""
+        member = self.members.get(cmd.node)
+        if member is not None:
+            if (member.raft_addr, member.grpc_addr) == (cmd.raft, cmd.grpc):
+                return Result("OK", data={"added": False})
+            return Result(
+                "ALREADY_EXISTS",
+                f"node: {cmd.node!r} is already a member (raft {member.raft_addr}, grpc {member.grpc_addr})",
+            )
+        for other in self.members.values():
+            if other.raft_addr == cmd.raft:
+                return Result("ALREADY_EXISTS", f"raft: {cmd.raft} is the address of member {other.id!r}")
+            if other.grpc_addr == cmd.grpc:
+                return Result("ALREADY_EXISTS", f"grpc: {cmd.grpc} is the address of member {other.id!r}")
+        self.members[cmd.node] = Member(cmd.node, cmd.raft, cmd.grpc, cmd.ts, False, 0)
+        self.owned.setdefault(cmd.node, 0)
+        self.removed.discard(cmd.node)
+        self._notable(cmd.ts, EVENT_MEMBER_ADDED, "", "", "", f"member {cmd.node} added", cmd.by)
+        return Result("OK", data={"added": True})
+
+    def _member_remove(self, cmd: MemberRemove) -> Result:
+        """Its workflows move to live members as after a death (epoch + 1), then it is forgotten."""
+        member = self.members.get(cmd.node)
+        if member is None:
+            return Result("OK", data={"removed": False, "moved": 0})
+        others_alive = any(m.alive for n, m in self.members.items() if n != cmd.node)
+        if not others_alive:
+            return Result("FAILED_PRECONDITION", f"node: {cmd.node!r} is the last live member")
+        member.alive = False
+        moved = self._move_workflows_of(cmd.node, cmd.ts, cmd.by)
+        del self.members[cmd.node]
+        self.owned.pop(cmd.node, None)
+        self.owned_ids.pop(cmd.node, None)
+        self.removed.add(cmd.node)
+        self._notable(cmd.ts, EVENT_MEMBER_REMOVED, "", "", "", f"member {cmd.node} removed", cmd.by)
+        return Result("OK", data={"removed": True, "moved": moved})
+
 
 @dataclass(slots=True)
 class SpecEntry:
@@ -977,6 +1037,8 @@ _HANDLERS: dict[type[Any], Callable[[StateMachine, Any], Result]] = {
     Cancel: StateMachine._cancel,
     Heartbeat: StateMachine._heartbeat,
     NodeDown: StateMachine._node_down,
+    MemberAdd: StateMachine._member_add,
+    MemberRemove: StateMachine._member_remove,
     Abort: StateMachine._abort,
     Gc: StateMachine._gc,
     ChaosMonkey: StateMachine._chaos_monkey,

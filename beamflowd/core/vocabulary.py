@@ -40,6 +40,9 @@ EVENT_FAILED: Final = "failed"
 EVENT_CANCELLED: Final = "cancelled"
 #: Cluster-wide (not a workflow's): a member was declared dead.
 EVENT_NODE_DOWN: Final = "node_down"
+#: Cluster-wide: an operator added or removed a member.
+EVENT_MEMBER_ADDED: Final = "member_added"
+EVENT_MEMBER_REMOVED: Final = "member_removed"
 
 #: The event that ends a workflow, by the terminal status it ends in; exactly one per workflow.
 CLOSING_EVENT_OF_STATUS: Final = {

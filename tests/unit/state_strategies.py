@@ -295,6 +295,19 @@ def _chaos_monkey(draw: st.DrawFn, sm: StateMachine, ts: int) -> Plain:
     return c.ChaosMonkey(ts=ts, enabled=enabled, profile=profile, until_ms=ts + 60_000, node="n1").to_plain()
 
 
+def _member_add(draw: st.DrawFn, sm: StateMachine, ts: int) -> Plain:
+    """A new, a present (same or other addresses) or a removed id; now and then another's address."""
+    node = _pick(draw, [*NODES, "n4"])
+    port = int(node[1:]) if _pick(draw, [True, True, False]) else int(_pick(draw, NODES)[1:])
+    raft, grpc = f"127.0.0.1:{7000 + port}", f"127.0.0.1:{8000 + port}"
+    return c.MemberAdd(node=node, raft=raft, grpc=grpc, ts=ts, by="n1").to_plain()
+
+
+def _member_remove(draw: st.DrawFn, sm: StateMachine, ts: int) -> Plain:
+    """Any id: a live member (its workflows move), a dead one, the last one, or one never added."""
+    return c.MemberRemove(node=_pick(draw, [*NODES, "n4"]), ts=ts, by=_pick(draw, NODES)).to_plain()
+
+
 #: op -> (builder, weight): the one place to add an op.
 OP_BUILDERS: dict[str, tuple[Builder, int]] = {
     "submit": (_submit, 3),
@@ -309,6 +322,8 @@ OP_BUILDERS: dict[str, tuple[Builder, int]] = {
     "abort": (_abort, 1),
     "gc": (_gc, 1),
     "chaos_monkey": (_chaos_monkey, 1),
+    "member_add": (_member_add, 1),
+    "member_remove": (_member_remove, 1),
 }
 assert set(OP_BUILDERS) == set(c.COMMANDS), "every op needs a builder"
 

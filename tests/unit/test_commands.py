@@ -37,6 +37,7 @@ _VALUES: dict[str, st.SearchStrategy[Any]] = {
     "bool": st.booleans(),
     "int | None": st.none() | _ints,
     "str | None": st.none() | _texts,
+    "bool | None": st.none() | st.booleans(),
     "Starts": st.lists(st.tuples(_texts, _ints), max_size=3).map(tuple),
     "dict[str, Any]": st.dictionaries(st.text(max_size=8), _json, max_size=4),
 }
@@ -64,6 +65,7 @@ _WRONG: dict[str, list[Any]] = {
 }
 _WRONG["int | None"] = _WRONG["int"]
 _WRONG["str | None"] = _WRONG["str"]
+_WRONG["bool | None"] = _WRONG["bool"]
 
 
 @st.composite

@@ -65,8 +65,9 @@ def test_snapshot_from_encoding_cache_restores_the_state(log: list[Command], dat
 
 
 # ------------------------------------------------------------------------------ one real Raft node
-def one_node(data_dir: Path, **kwargs: Any) -> ReplicatedState:
-    port = free_ports(1)[0]
+def one_node(data_dir: Path, port: int | None = None, **kwargs: Any) -> ReplicatedState:
+    """A one-node cluster; restart it on the same ``port``: its snapshot names its Raft address."""
+    port = port or free_ports(1)[0]
     tuning = RaftTuning(compaction_min_entries=50, compaction_min_time=0.5)
     raft = ReplicatedState(f"127.0.0.1:{port}", [], str(data_dir), tuning, None, lambda _: None, **kwargs)
     deadline = time.monotonic() + 10
@@ -114,7 +115,8 @@ async def _fill_and_snapshot(raft: ReplicatedState, proposer: Proposer) -> str:
 
 def test_background_snapshot_compaction_and_restart(tmp_path: Path) -> None:
     async def scenario() -> None:
-        raft = one_node(tmp_path, fsync="batch")
+        port = free_ports(1)[0]
+        raft = one_node(tmp_path, port, fsync="batch")
         proposer = Proposer(raft, asyncio.get_running_loop())
         proposer.start()
         try:
@@ -126,7 +128,7 @@ def test_background_snapshot_compaction_and_restart(tmp_path: Path) -> None:
             await proposer.stop()
             raft.destroy()
         assert (tmp_path / "raft.snapshot").exists() and not (tmp_path / "raft.journal.compact").exists()
-        again = one_node(tmp_path, fsync="batch")
+        again = one_node(tmp_path, port, fsync="batch")
         try:
             await eventually(lambda: again.digest_and_owned("n1")[0] == digest, 10, "the same state back")
             with again.read() as sm:

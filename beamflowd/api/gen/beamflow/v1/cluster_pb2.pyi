@@ -83,3 +83,89 @@ class GetNodeStatusResponse(_message.Message):
     node: NodeStatus
     peers: _containers.RepeatedCompositeFieldContainer[PeerLiveness]
     def __init__(self, node: _Optional[_Union[NodeStatus, _Mapping]] = ..., peers: _Optional[_Iterable[_Union[PeerLiveness, _Mapping]]] = ...) -> None: ...
+
+class SaveSnapshotRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class SaveSnapshotResponse(_message.Message):
+    __slots__ = ("data", "raft_index", "workflows", "sha256", "size_bytes", "trailer", "leader_id")
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    RAFT_INDEX_FIELD_NUMBER: _ClassVar[int]
+    WORKFLOWS_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    TRAILER_FIELD_NUMBER: _ClassVar[int]
+    LEADER_ID_FIELD_NUMBER: _ClassVar[int]
+    data: bytes
+    raft_index: int
+    workflows: int
+    sha256: str
+    size_bytes: int
+    trailer: bytes
+    leader_id: str
+    def __init__(self, data: _Optional[bytes] = ..., raft_index: _Optional[int] = ..., workflows: _Optional[int] = ..., sha256: _Optional[str] = ..., size_bytes: _Optional[int] = ..., trailer: _Optional[bytes] = ..., leader_id: _Optional[str] = ...) -> None: ...
+
+class Member(_message.Message):
+    __slots__ = ("id", "raft_address", "grpc_address", "alive", "joined", "owned_workflows", "in_raft")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    RAFT_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    GRPC_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    ALIVE_FIELD_NUMBER: _ClassVar[int]
+    JOINED_FIELD_NUMBER: _ClassVar[int]
+    OWNED_WORKFLOWS_FIELD_NUMBER: _ClassVar[int]
+    IN_RAFT_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    raft_address: str
+    grpc_address: str
+    alive: bool
+    joined: bool
+    owned_workflows: int
+    in_raft: bool
+    def __init__(self, id: _Optional[str] = ..., raft_address: _Optional[str] = ..., grpc_address: _Optional[str] = ..., alive: _Optional[bool] = ..., joined: _Optional[bool] = ..., owned_workflows: _Optional[int] = ..., in_raft: _Optional[bool] = ...) -> None: ...
+
+class AddMemberRequest(_message.Message):
+    __slots__ = ("node_id", "raft_address", "grpc_address")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    RAFT_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    GRPC_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    raft_address: str
+    grpc_address: str
+    def __init__(self, node_id: _Optional[str] = ..., raft_address: _Optional[str] = ..., grpc_address: _Optional[str] = ...) -> None: ...
+
+class AddMemberResponse(_message.Message):
+    __slots__ = ("added", "members")
+    ADDED_FIELD_NUMBER: _ClassVar[int]
+    MEMBERS_FIELD_NUMBER: _ClassVar[int]
+    added: bool
+    members: _containers.RepeatedCompositeFieldContainer[Member]
+    def __init__(self, added: _Optional[bool] = ..., members: _Optional[_Iterable[_Union[Member, _Mapping]]] = ...) -> None: ...
+
+class RemoveMemberRequest(_message.Message):
+    __slots__ = ("node_id",)
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    def __init__(self, node_id: _Optional[str] = ...) -> None: ...
+
+class RemoveMemberResponse(_message.Message):
+    __slots__ = ("removed", "moved_workflows", "members")
+    REMOVED_FIELD_NUMBER: _ClassVar[int]
+    MOVED_WORKFLOWS_FIELD_NUMBER: _ClassVar[int]
+    MEMBERS_FIELD_NUMBER: _ClassVar[int]
+    removed: bool
+    moved_workflows: int
+    members: _containers.RepeatedCompositeFieldContainer[Member]
+    def __init__(self, removed: _Optional[bool] = ..., moved_workflows: _Optional[int] = ..., members: _Optional[_Iterable[_Union[Member, _Mapping]]] = ...) -> None: ...
+
+class ListMembersRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListMembersResponse(_message.Message):
+    __slots__ = ("members", "leader_id")
+    MEMBERS_FIELD_NUMBER: _ClassVar[int]
+    LEADER_ID_FIELD_NUMBER: _ClassVar[int]
+    members: _containers.RepeatedCompositeFieldContainer[Member]
+    leader_id: str
+    def __init__(self, members: _Optional[_Iterable[_Union[Member, _Mapping]]] = ..., leader_id: _Optional[str] = ...) -> None: ...

@@ -45,6 +45,26 @@ class ClusterServiceStub:
                 request_serializer=beamflow_dot_v1_dot_cluster__pb2.GetNodeStatusRequest.SerializeToString,
                 response_deserializer=beamflow_dot_v1_dot_cluster__pb2.GetNodeStatusResponse.FromString,
                 _registered_method=True)
+        self.SaveSnapshot = channel.unary_stream(
+                '/beamflow.v1.ClusterService/SaveSnapshot',
+                request_serializer=beamflow_dot_v1_dot_cluster__pb2.SaveSnapshotRequest.SerializeToString,
+                response_deserializer=beamflow_dot_v1_dot_cluster__pb2.SaveSnapshotResponse.FromString,
+                _registered_method=True)
+        self.AddMember = channel.unary_unary(
+                '/beamflow.v1.ClusterService/AddMember',
+                request_serializer=beamflow_dot_v1_dot_cluster__pb2.AddMemberRequest.SerializeToString,
+                response_deserializer=beamflow_dot_v1_dot_cluster__pb2.AddMemberResponse.FromString,
+                _registered_method=True)
+        self.RemoveMember = channel.unary_unary(
+                '/beamflow.v1.ClusterService/RemoveMember',
+                request_serializer=beamflow_dot_v1_dot_cluster__pb2.RemoveMemberRequest.SerializeToString,
+                response_deserializer=beamflow_dot_v1_dot_cluster__pb2.RemoveMemberResponse.FromString,
+                _registered_method=True)
+        self.ListMembers = channel.unary_unary(
+                '/beamflow.v1.ClusterService/ListMembers',
+                request_serializer=beamflow_dot_v1_dot_cluster__pb2.ListMembersRequest.SerializeToString,
+                response_deserializer=beamflow_dot_v1_dot_cluster__pb2.ListMembersResponse.FromString,
+                _registered_method=True)
 
 
 class ClusterServiceServicer:
@@ -65,6 +85,34 @@ class ClusterServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SaveSnapshot(self, request, context):
+        """SaveSnapshot streams a consistent snapshot of the replicated state from the leader (any node relays it).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AddMember(self, request, context):
+        """AddMember adds a node to the replicated membership and to Raft; start it with `beamflowd --join`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveMember(self, request, context):
+        """RemoveMember moves a member's workflows away, forgets it and removes it from Raft.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListMembers(self, request, context):
+        """ListMembers lists the replicated membership.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ClusterServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -77,6 +125,26 @@ def add_ClusterServiceServicer_to_server(servicer, server):
                     servicer.GetNodeStatus,
                     request_deserializer=beamflow_dot_v1_dot_cluster__pb2.GetNodeStatusRequest.FromString,
                     response_serializer=beamflow_dot_v1_dot_cluster__pb2.GetNodeStatusResponse.SerializeToString,
+            ),
+            'SaveSnapshot': grpc.unary_stream_rpc_method_handler(
+                    servicer.SaveSnapshot,
+                    request_deserializer=beamflow_dot_v1_dot_cluster__pb2.SaveSnapshotRequest.FromString,
+                    response_serializer=beamflow_dot_v1_dot_cluster__pb2.SaveSnapshotResponse.SerializeToString,
+            ),
+            'AddMember': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddMember,
+                    request_deserializer=beamflow_dot_v1_dot_cluster__pb2.AddMemberRequest.FromString,
+                    response_serializer=beamflow_dot_v1_dot_cluster__pb2.AddMemberResponse.SerializeToString,
+            ),
+            'RemoveMember': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveMember,
+                    request_deserializer=beamflow_dot_v1_dot_cluster__pb2.RemoveMemberRequest.FromString,
+                    response_serializer=beamflow_dot_v1_dot_cluster__pb2.RemoveMemberResponse.SerializeToString,
+            ),
+            'ListMembers': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListMembers,
+                    request_deserializer=beamflow_dot_v1_dot_cluster__pb2.ListMembersRequest.FromString,
+                    response_serializer=beamflow_dot_v1_dot_cluster__pb2.ListMembersResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -134,6 +202,114 @@ class ClusterService:
             '/beamflow.v1.ClusterService/GetNodeStatus',
             beamflow_dot_v1_dot_cluster__pb2.GetNodeStatusRequest.SerializeToString,
             beamflow_dot_v1_dot_cluster__pb2.GetNodeStatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SaveSnapshot(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/beamflow.v1.ClusterService/SaveSnapshot',
+            beamflow_dot_v1_dot_cluster__pb2.SaveSnapshotRequest.SerializeToString,
+            beamflow_dot_v1_dot_cluster__pb2.SaveSnapshotResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddMember(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/beamflow.v1.ClusterService/AddMember',
+            beamflow_dot_v1_dot_cluster__pb2.AddMemberRequest.SerializeToString,
+            beamflow_dot_v1_dot_cluster__pb2.AddMemberResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveMember(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/beamflow.v1.ClusterService/RemoveMember',
+            beamflow_dot_v1_dot_cluster__pb2.RemoveMemberRequest.SerializeToString,
+            beamflow_dot_v1_dot_cluster__pb2.RemoveMemberResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListMembers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/beamflow.v1.ClusterService/ListMembers',
+            beamflow_dot_v1_dot_cluster__pb2.ListMembersRequest.SerializeToString,
+            beamflow_dot_v1_dot_cluster__pb2.ListMembersResponse.FromString,
             options,
             channel_credentials,
             insecure,
