@@ -42,7 +42,7 @@ name: nap
 steps:
   - id: nap
     run: sleep
-    with: {duration: 5s}
+    with: {duration: 15s}  # outlasts the submits and the cut under load: finished only elsewhere
   - {id: after, run: noop, needs: nap}
 """
 

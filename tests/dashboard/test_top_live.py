@@ -91,18 +91,22 @@ def test_top_once_json_and_workflow_show(cluster: Cluster) -> None:
         code, out = cli(cluster, "top", "--once", "-o", "json")
         assert code == 0, out
         data = json.loads(out)
-        done = data["workflows"]["succeeded"] >= 1 and data["workflows"]["failed"] >= 1
+        # The counters are replicated state; latencies, failing steps and events come from each node's
+        # stats feed, a moment later: wait for all of them.
+        done = (
+            data["workflows"]["succeeded"] >= 1
+            and data["workflows"]["failed"] >= 1
+            and {"sleepy", "flaky-once"} <= {lat["name"] for lat in data["latencies"]}
+            and any(f["step_id"] == "call" and f["failures"] == 5 for f in data["failing_steps"])
+            and any(e["type"] == "failed" and e["workflow_id"] == bad for e in data["events"])
+        )
         return data if done else None
 
-    data = cluster.wait_until(snapshot, 30, "both workflows to be counted")
+    data = cluster.wait_until(snapshot, 30, "both workflows, their latencies, failures and events")
     assert data is not None
     assert [n["id"] for n in data["nodes"]] == ["n1", "n2", "n3"]
     assert all(n["liveness"] == "alive" and n["reachable"] for n in data["nodes"])
     assert data["leader_id"] in {"n1", "n2", "n3"}
-    names = {lat["name"] for lat in data["latencies"]}
-    assert {"sleepy", "flaky-once"} <= names
-    assert any(f["step_id"] == "call" and f["failures"] == 5 for f in data["failing_steps"])
-    assert any(e["type"] == "failed" and e["workflow_id"] == bad for e in data["events"])
 
     code, out = cli(cluster, "workflow", "show", bad, "-o", "json")
     assert code == 0, out
