@@ -35,6 +35,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, ClassVar, Final, TypeAlias
 
+from beamflowd.core.vocabulary import DLQ_CLOSED
+
 #: Version this code writes.
 SCHEMA_VERSION: Final = 1
 #: Versions this code applies (keep the previous one while a cluster may still hold its entries).
@@ -186,6 +188,9 @@ class Fail(_Command):
     #: a delivery, and the step is ``poisoned`` once its deliveries reach this many. Absent: a normal
     #: failure, which resets the count (poison is consecutive deaths of what ran the step).
     deliveries_max: int | None = None
+    #: Set: a final failure enters the dead-letter queue, which keeps at most this many entries (the
+    #: node's ``dlq_max``). Absent: no entry (logs written before the queue existed apply as they did).
+    dlq_max: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,6 +214,9 @@ class Redeliver(_Command):
     ts: int
     #: The node that would run it now.
     node: str = ""
+    #: Set: a final failure enters the dead-letter queue, which keeps at most this many entries (the
+    #: node's ``dlq_max``). Absent: no entry (logs written before the queue existed apply as they did).
+    dlq_max: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,6 +266,9 @@ class Abort(_Command):
     reason: str
     ts: int
     node: str = ""
+    #: Set: a final failure enters the dead-letter queue, which keeps at most this many entries (the
+    #: node's ``dlq_max``). Absent: no entry (logs written before the queue existed apply as they did).
+    dlq_max: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -297,6 +308,50 @@ class ChaosMonkey(_Command):
             raise CommandError(self.OP, "profile", "required when enabled")
 
 
+@dataclass(frozen=True, slots=True)
+class Retry(_Command):
+    """Run a failed or cancelled workflow again from its failed step, under a new epoch.
+
+    Succeeded steps keep their outputs and never run again, except ``from_step`` and every step downstream of
+    it when given; the reset steps continue their attempt numbers (idempotency keys are never reused). Its
+    open dead-letter entry, if any, moves to ``retrying``. Idempotent by ``seen``.
+    """
+
+    OP: ClassVar[str] = "retry"
+    wf: str
+    #: The workflow's retry count the proposer saw (``retries``): the command applies only if it is still
+    #: so, and a proposal retried after an unknown outcome finds ``seen + 1`` and changes nothing.
+    seen: int
+    #: Why (recorded in the ``retried`` event).
+    reason: str
+    ts: int
+    #: Also re-run this succeeded step and everything downstream of it. Absent: only what did not succeed.
+    from_step: str | None = None
+    node: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class DlqClose(_Command):
+    """An operator closes a pending dead-letter entry as ``resolved`` or ``abandoned`` (final)."""
+
+    OP: ClassVar[str] = "dlq_close"
+    #: The entry id.
+    entry: str
+    #: ``resolved`` or ``abandoned``.
+    state: str
+    #: Why (required, kept on the entry).
+    reason: str
+    ts: int
+    node: str = ""
+
+    def _check(self) -> None:
+        if self.state not in DLQ_CLOSED:
+            expected = " or ".join(sorted(DLQ_CLOSED))
+            raise CommandError(
+                self.OP, "state", f"expected {expected}, got {self.state!r:.{QUOTE_CHARS_MAX}}"
+            )
+
+
 Command: TypeAlias = (
     Join
     | Submit
@@ -310,6 +365,8 @@ Command: TypeAlias = (
     | Abort
     | Gc
     | ChaosMonkey
+    | Retry
+    | DlqClose
 )
 
 _CLASSES: tuple[type[_Command], ...] = (
@@ -325,6 +382,8 @@ _CLASSES: tuple[type[_Command], ...] = (
     Abort,
     Gc,
     ChaosMonkey,
+    Retry,
+    DlqClose,
 )
 #: op -> class.
 COMMANDS: Final[Mapping[str, type[_Command]]] = {cls.OP: cls for cls in _CLASSES}

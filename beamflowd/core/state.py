@@ -26,12 +26,14 @@ from beamflowd.core.commands import (
     Cancel,
     ChaosMonkey,
     CommandError,
+    DlqClose,
     Fail,
     Gc,
     Heartbeat,
     Join,
     NodeDown,
     Redeliver,
+    Retry,
     Start,
     Starts,
     Submit,
@@ -41,8 +43,15 @@ from beamflowd.core.commands import (
 from beamflowd.core.spec import RetryPolicy, WorkflowSpec
 from beamflowd.core.vocabulary import (
     CLOSING_EVENT_OF_STATUS,
+    DLQ_KIND_WORKFLOW_FAILED,
+    DLQ_OPEN,
+    DLQ_PENDING,
+    DLQ_RESOLVED,
+    DLQ_RETRYING,
     ERROR_POISONED,
+    EVENT_DEAD_LETTERED,
     EVENT_REDELIVERED,
+    EVENT_RETRIED,
     NOTABLE_KINDS,
     STEP_CANCELLED,
     STEP_FAILED,
@@ -119,6 +128,9 @@ class StepState:
     #: Times an attempt of this step killed the process running it (a redelivery after its owner died, or a
     #: crashed worker); at the limit the step is poisoned.
     deliveries: int = 0
+    #: Attempts made before the workflow's latest retry: attempt numbers continue past it (idempotency keys
+    #: are never reused) while the retry policy counts only ``attempts - base``.
+    base: int = 0
 
     def to_plain(self) -> list[Any]:
         plain: list[Any] = [
@@ -132,8 +144,10 @@ class StepState:
             self.ended_ms,
             self.next_ms,
         ]
-        if self.deliveries:
+        if self.deliveries or self.base:
             plain.append(self.deliveries)  # absent when 0: states from before the count encode as they did
+        if self.base:
+            plain.append(self.base)  # absent when 0: states from before retries encode as they did
         return plain
 
     @classmethod
@@ -159,13 +173,15 @@ class WorkflowState:
     steps: dict[str, StepState] = field(default_factory=dict)
     events: list[Event] = field(default_factory=list)
     next_seq: int = 1
+    #: Times the workflow was retried (``Retry`` is fenced by it).
+    retries: int = 0
 
     @property
     def terminal(self) -> bool:
         return self.status in TERMINAL_WORKFLOW
 
     def to_plain(self) -> dict[str, Any]:
-        return {
+        plain = {
             "id": self.id,
             "name": self.name,
             "spec": self.spec_hash,
@@ -181,6 +197,9 @@ class WorkflowState:
             "events": [list(e) for e in self.events],
             "next_seq": self.next_seq,
         }
+        if self.retries:
+            plain["retries"] = self.retries  # absent when 0: states from before retries encode as they did
+        return plain
 
     @classmethod
     def from_plain(cls, p: Mapping[str, Any], spec: WorkflowSpec) -> WorkflowState:
@@ -198,6 +217,7 @@ class WorkflowState:
             epoch=p["epoch"],
             error=p["error"],
             next_seq=p["next_seq"],
+            retries=p.get("retries", 0),
         )
         for sp in p["steps"]:
             step = StepState.from_plain(sp)
@@ -258,6 +278,16 @@ class StateMachine:
         self.chaos_monkey: dict[str, Any] = {}
         #: Ids of workflows touched since the last :meth:`drain_changed` (not part of the state).
         self._changed: set[str] = set()
+        #: The dead-letter queue: entry id -> entry, oldest first (see :meth:`_dead_letter`).
+        self.dlq: dict[str, DlqEntry] = {}
+        #: workflow id -> its open (pending or retrying) entry; derived from ``dlq``.
+        self.dlq_open: dict[str, str] = {}
+        #: Entries ever made (the next id); final failures not queued because the queue was full of open ones.
+        self.dlq_seq = 0
+        self.dlq_overflow = 0
+        #: Finished workflows running again after a retry, by the status they had: keeps the (monotonic)
+        #: finish counters consistent with the workflows (``counters[s] - reopened[s]`` are in status s).
+        self.reopened: dict[str, int] = {}
 
     # ------------------------------------------------------------------ apply
     def apply(self, plain: Mapping[str, Any]) -> Result:
@@ -382,7 +412,7 @@ class StateMachine:
             if step is None or step.status != STEP_PENDING or wf.terminal:
                 continue
             if all(wf.steps[n].status == STEP_SUCCEEDED for n in wf.spec.step(step_id).needs):
-                self._mark_started(wf, step, 1, ts, wake, node)
+                self._mark_started(wf, step, step.attempts + 1, ts, wake, node)
 
     def _remember_request(self, rid: str, wf_id: str) -> None:
         self.request_ids[rid] = wf_id
@@ -507,9 +537,10 @@ class StateMachine:
                     ts,
                     node,
                     f"its attempts killed the process running them {step.deliveries} times",
+                    cmd.dlq_max,
                 )
                 return Result("OK", data={"retry": False, "poisoned": True})
-        if should_retry(policy, step.attempts, error_class) and cmd.retry_at > 0:
+        if should_retry(policy, step.attempts - step.base, error_class) and cmd.retry_at > 0:
             step.status, step.next_ms = STEP_RETRY_WAIT, cmd.retry_at
             self.counters["retries_scheduled"] += 1
             self._event(
@@ -527,8 +558,9 @@ class StateMachine:
             wf,
             WORKFLOW_FAILED,
             ts,
-            f"step {step.id} failed after {step.attempts} attempt(s): [{error_class}] {error}",
+            f"step {step.id} failed after {step.attempts - step.base} attempt(s): [{error_class}] {error}",
             node,
+            cmd.dlq_max,
         )
         return Result("OK", data={"retry": False})
 
@@ -544,15 +576,18 @@ class StateMachine:
         message = f"delivery {step.deliveries + 1} to {cmd.node or '?'}: {cmd.reason}"
         self._event(wf, cmd.ts, EVENT_REDELIVERED, step.id, step.attempts, message, cmd.node)
         if step.deliveries >= cmd.deliveries_max:
-            self._poison(wf, step, cmd.ts, cmd.node, f"{step.deliveries} deliveries killed their node")
+            why = f"{step.deliveries} deliveries killed their node"
+            self._poison(wf, step, cmd.ts, cmd.node, why, cmd.dlq_max)
             return Result("OK", data={"poisoned": True})
         return Result("OK", data={"poisoned": False})
 
-    def _poison(self, wf: WorkflowState, step: StepState, ts: int, node: str, why: str) -> None:
+    def _poison(
+        self, wf: WorkflowState, step: StepState, ts: int, node: str, why: str, dlq_max: int | None
+    ) -> None:
         """The step fails for good, whatever its retry policy says: running it again would only kill again."""
         step.status, step.next_ms, step.ended_ms = STEP_FAILED, 0, ts
         step.error, step.error_class = f"poisoned: {why}"[:MAX_EVENT_MESSAGE], ERROR_POISONED
-        self._finish(wf, WORKFLOW_FAILED, ts, f"step {step.id} is poisoned: {why}", node)
+        self._finish(wf, WORKFLOW_FAILED, ts, f"step {step.id} is poisoned: {why}", node, dlq_max)
 
     def _cancel(self, cmd: Cancel) -> Result:
         wf = self.workflows.get(cmd.wf)
@@ -564,7 +599,10 @@ class StateMachine:
         self._finish(wf, WORKFLOW_CANCELLED, cmd.ts, reason, cmd.node)
         return Result("OK", data={"cancelled": True})
 
-    def _finish(self, wf: WorkflowState, status: str, ts: int, error: str, node: str) -> None:
+    def _finish(
+        self, wf: WorkflowState, status: str, ts: int, error: str, node: str, dlq_max: int | None = None
+    ) -> None:
+        """End the workflow; a final failure with ``dlq_max`` (or a failed retry) is dead-lettered."""
         assert not wf.terminal, "a terminal workflow never changes"
         wf.status, wf.error, wf.updated_ms = status, error, ts
         for step in wf.steps.values():
@@ -572,6 +610,8 @@ class StateMachine:
                 step.status, step.next_ms = STEP_CANCELLED, 0
         self._disown(wf)
         self.counters[status] += 1
+        if wf.id in self.dlq_open or (status == WORKFLOW_FAILED and dlq_max is not None):
+            self._dead_letter(wf, ts, node, dlq_max)
         kind = CLOSING_EVENT_OF_STATUS[status]
         self._event(wf, ts, kind, "", 0, error, node)
 
@@ -650,7 +690,7 @@ class StateMachine:
         if err is not None:
             return err
         assert wf is not None
-        self._finish(wf, WORKFLOW_FAILED, cmd.ts, cmd.reason[:MAX_EVENT_MESSAGE], cmd.node)
+        self._finish(wf, WORKFLOW_FAILED, cmd.ts, cmd.reason[:MAX_EVENT_MESSAGE], cmd.node, cmd.dlq_max)
         return Result("OK")
 
     def _gc(self, cmd: Gc) -> Result:
@@ -658,7 +698,8 @@ class StateMachine:
 
         At most ``cmd.limit`` (default ``GC_BATCH_MAX``) per command, so one entry's apply time is bounded.
         """
-        terminal = [wf for wf in self.workflows.values() if wf.terminal]
+        # A workflow with an open dead-letter entry is kept until the entry is closed.
+        terminal = [wf for wf in self.workflows.values() if wf.terminal and wf.id not in self.dlq_open]
         excess = max(0, len(terminal) - cmd.keep_max)
         doomed = [wf.id for i, wf in enumerate(terminal) if i < excess or wf.updated_ms < cmd.before]
         collected = doomed[: cmd.limit]
@@ -711,9 +752,143 @@ class StateMachine:
             }
         return Result("OK", data=dict(self.chaos_monkey))
 
+    # ------------------------------------------------- dead-letter queue and retry from the failed step
+    def _dead_letter(self, wf: WorkflowState, ts: int, node: str, dlq_max: int | None) -> None:
+        """Record a failed (or cancelled) end of ``wf`` in the dead-letter queue.
+
+        Its open entry (a retry that failed again) goes back to pending, or resolved if it succeeded now;
+        otherwise a new entry, after collecting the oldest closed entry when ``dlq_max`` are kept. A queue
+        full of open entries counts the failure in ``dlq_overflow`` instead (never silently dropped).
+        """
+        failed = next((s for s in wf.steps.values() if s.status == STEP_FAILED), None)
+        step_id = failed.id if failed else ""
+        error_class = failed.error_class if failed else ""
+        attempts = failed.attempts - failed.base if failed else 0
+        entry_id = self.dlq_open.get(wf.id)
+        if entry_id is not None:
+            entry = self.dlq[entry_id]
+            entry.updated_ms = ts
+            if wf.status == WORKFLOW_SUCCEEDED:
+                entry.state, entry.reason = DLQ_RESOLVED, "the workflow succeeded after a retry"
+                del self.dlq_open[wf.id]
+                return
+            entry.state, entry.failures = DLQ_PENDING, entry.failures + 1
+            entry.step, entry.error_class, entry.error, entry.attempts = (
+                step_id,
+                error_class,
+                wf.error,
+                attempts,
+            )
+            self._event(wf, ts, EVENT_DEAD_LETTERED, step_id, 0, f"entry {entry.id} is pending again", node)
+            return
+        assert dlq_max is not None
+        limit = max(dlq_max, 1)
+        while len(self.dlq) >= limit:
+            oldest = next((e for e in self.dlq.values() if e.state not in DLQ_OPEN), None)
+            if oldest is None:
+                self.dlq_overflow += 1
+                message = f"dead-letter queue full ({len(self.dlq)} open entries): not queued"
+                self._notable(ts, EVENT_DEAD_LETTERED, wf.id, wf.name, step_id, message, node)
+                return
+            del self.dlq[oldest.id]
+        self.dlq_seq += 1
+        entry = DlqEntry(
+            id=f"dlq-{self.dlq_seq}",
+            wf=wf.id,
+            name=wf.name,
+            kind=DLQ_KIND_WORKFLOW_FAILED,
+            state=DLQ_PENDING,
+            step=step_id,
+            error_class=error_class,
+            error=wf.error,
+            attempts=attempts,
+            created_ms=ts,
+            updated_ms=ts,
+        )
+        self.dlq[entry.id] = entry
+        self.dlq_open[wf.id] = entry.id
+        self._event(wf, ts, EVENT_DEAD_LETTERED, step_id, 0, f"entry {entry.id}", node)
+
+    def _retry(self, cmd: Retry) -> Result:
+        """Run a finished, unsuccessful workflow again from its failed step (see :class:`Retry`)."""
+        wf = self.workflows.get(cmd.wf)
+        if wf is None:
+            return Result("NOT_FOUND", f"workflow {cmd.wf!r} not found")
+        if wf.retries == cmd.seen + 1:  # this retry, proposed again after an unknown outcome
+            return Result("OK", data={"epoch": wf.epoch, "duplicate": True, "owner": wf.owner})
+        if not wf.terminal:
+            return Result(
+                "FAILED_PRECONDITION", f"workflow {wf.id} is {wf.status}: only a finished one is retried"
+            )
+        if wf.status == WORKFLOW_SUCCEEDED and cmd.from_step is None:
+            return Result(
+                "FAILED_PRECONDITION", f"workflow {wf.id} succeeded: give from_step to run steps again"
+            )
+        if cmd.seen != wf.retries:
+            return Result(
+                "ABORTED", f"workflow {wf.id} was retried since (retries {wf.retries}, seen {cmd.seen})"
+            )
+        if cmd.from_step is not None and cmd.from_step not in wf.steps:
+            return Result("NOT_FOUND", f"retry.from_step: workflow {wf.id} has no step {cmd.from_step!r}")
+        owner = wf.owner if wf.owner in self.members and self.members[wf.owner].alive else self._place()
+        if owner is None:
+            return Result("UNAVAILABLE", "no live node to own the workflow")
+        reset = {s.id for s in wf.steps.values() if s.status != STEP_SUCCEEDED}
+        if cmd.from_step is not None:
+            reset |= downstream_steps(wf.spec, cmd.from_step)
+        previous = wf.status
+        self.reopened[previous] = self.reopened.get(previous, 0) + 1
+        wf.status, wf.error, wf.updated_ms = WORKFLOW_RUNNING, "", cmd.ts
+        wf.epoch += 1
+        wf.retries += 1
+        self._own(wf, owner)
+        for step in wf.steps.values():
+            if step.id in reset:
+                step.status, step.base, step.next_ms, step.deliveries = STEP_PENDING, step.attempts, 0, 0
+                step.output_json, step.error, step.error_class = "", "", ""
+                step.started_ms = step.ended_ms = 0
+        entry_id = self.dlq_open.get(wf.id)
+        if entry_id is not None:
+            entry = self.dlq[entry_id]
+            entry.state, entry.retries, entry.updated_ms = DLQ_RETRYING, entry.retries + 1, cmd.ts
+        rerun = ", ".join(s for s in wf.steps if s in reset)
+        reason = cmd.reason or "retried by request"
+        message = f"{previous} -> running (epoch {wf.epoch}, owner {owner}); re-run {rerun}: {reason}"
+        self._event(wf, cmd.ts, EVENT_RETRIED, cmd.from_step or "", 0, message, cmd.node)
+        return Result(
+            "OK", data={"epoch": wf.epoch, "duplicate": False, "owner": owner, "entry": entry_id or ""}
+        )
+
+    def _dlq_close(self, cmd: DlqClose) -> Result:
+        """An operator closes a pending entry (final: a closed entry never reopens)."""
+        entry = self.dlq.get(cmd.entry)
+        if entry is None:
+            return Result("NOT_FOUND", f"dead-letter entry {cmd.entry!r} not found")
+        if entry.state == cmd.state:
+            return Result("OK", data={"changed": False})
+        if entry.state != DLQ_PENDING:
+            return Result("FAILED_PRECONDITION", f"entry {entry.id} is {entry.state}, not pending")
+        entry.state, entry.reason, entry.updated_ms, entry.by = cmd.state, cmd.reason, cmd.ts, cmd.node
+        del self.dlq_open[entry.wf]
+        self._notable(cmd.ts, f"dlq_{cmd.state}", entry.wf, entry.name, entry.step, cmd.reason, cmd.node)
+        return Result("OK", data={"changed": True})
+
+    def _dlq_plain(self) -> dict[str, Any]:
+        """The queue's part of :meth:`to_plain`, absent while unused (old logs keep their digests)."""
+        if not (self.dlq or self.dlq_seq or self.dlq_overflow or self.reopened):
+            return {}
+        return {
+            "dlq": {
+                "entries": [e.to_plain() for e in self.dlq.values()],
+                "seq": self.dlq_seq,
+                "overflow": self.dlq_overflow,
+                "reopened": dict(self.reopened),
+            }
+        }
+
     def running_count(self) -> int:
         c = self.counters
-        return c["submitted"] - c["succeeded"] - c["failed"] - c["cancelled"]
+        return c["submitted"] - c["succeeded"] - c["failed"] - c["cancelled"] + sum(self.reopened.values())
 
     # ---------------------------------------------------------------- queries
     def iter_newest_first(self) -> Iterator[WorkflowState]:
@@ -735,7 +910,7 @@ class StateMachine:
             "counters": dict(self.counters),
             "notable": [list(n) for n in self.notable],
             "chaos_monkey": dict(self.chaos_monkey),
-        }
+        } | self._dlq_plain()
 
     @classmethod
     def from_plain(cls, p: Mapping[str, Any]) -> StateMachine:
@@ -758,6 +933,15 @@ class StateMachine:
         sm.counters.update(p["counters"])
         sm.notable = [(n[0], n[1], n[2], n[3], n[4], n[5], n[6]) for n in p["notable"]]
         sm.chaos_monkey = dict(p.get("chaos_monkey", {}))  # absent in snapshots older than the monkey
+        dlq = p.get("dlq")  # absent in snapshots without dead letters or retries
+        if dlq is not None:
+            for ep in dlq["entries"]:
+                dead = DlqEntry.from_plain(ep)
+                sm.dlq[dead.id] = dead
+                if dead.state in DLQ_OPEN:
+                    sm.dlq_open[dead.wf] = dead.id
+            sm.dlq_seq, sm.dlq_overflow = dlq["seq"], dlq["overflow"]
+            sm.reopened = dict(dlq["reopened"])
         # A snapshot that breaks an invariant (corrupt, or mis-migrated) must not start a node.
         from beamflowd.core.invariants import check_invariants  # circular at module level
 
@@ -772,12 +956,61 @@ class StateMachine:
         self.specs = other.specs
         self.notable = other.notable
         self.chaos_monkey = other.chaos_monkey
+        self.dlq, self.dlq_open = other.dlq, other.dlq_open
+        self.dlq_seq, self.dlq_overflow, self.reopened = other.dlq_seq, other.dlq_overflow, other.reopened
         self._changed = set(self.workflows)
         self.revision += 1
 
     def digest(self) -> str:
         """SHA-256 of the canonical encoding: equal on replicas that applied the same log."""
         return hashlib.sha256(encode_plain(self.to_plain())).hexdigest()
+
+
+@dataclass(slots=True)
+class DlqEntry:
+    """A workflow that failed for good, waiting for an operator (retry, resolve or abandon)."""
+
+    id: str
+    wf: str
+    name: str
+    kind: str
+    state: str
+    #: The failed step ("" when the workflow was aborted), its error class and attempts (since a retry).
+    step: str
+    error_class: str
+    error: str
+    attempts: int
+    created_ms: int
+    updated_ms: int
+    #: Times its workflow failed again after a retry, and was retried.
+    failures: int = 1
+    retries: int = 0
+    #: Why it was closed, and by which node.
+    reason: str = ""
+    by: str = ""
+
+    def to_plain(self) -> list[Any]:
+        return [
+            self.id,
+            self.wf,
+            self.name,
+            self.kind,
+            self.state,
+            self.step,
+            self.error_class,
+            self.error,
+            self.attempts,
+            self.created_ms,
+            self.updated_ms,
+            self.failures,
+            self.retries,
+            self.reason,
+            self.by,
+        ]
+
+    @classmethod
+    def from_plain(cls, p: list[Any]) -> DlqEntry:
+        return cls(*p)
 
 
 @dataclass(slots=True)
@@ -795,6 +1028,15 @@ def spec_digest(plain: Mapping[str, Any]) -> str:
 def encode_plain(plain: Mapping[str, Any]) -> bytes:
     """Canonical JSON: sorted keys, no whitespace. Used for the digest and for snapshots."""
     return json.dumps(plain, sort_keys=True, separators=(",", ":")).encode()
+
+
+def downstream_steps(spec: WorkflowSpec, step_id: str) -> set[str]:
+    """``step_id`` and every step that needs it, directly or not (definition order is topological)."""
+    found = {step_id}
+    for step in spec.steps:
+        if any(need in found for need in step.needs):
+            found.add(step.id)
+    return found
 
 
 def _checked_spec(plain: Mapping[str, Any]) -> WorkflowSpec:
@@ -828,4 +1070,6 @@ _HANDLERS: dict[type[Any], Callable[[StateMachine, Any], Result]] = {
     Abort: StateMachine._abort,
     Gc: StateMachine._gc,
     ChaosMonkey: StateMachine._chaos_monkey,
+    Retry: StateMachine._retry,
+    DlqClose: StateMachine._dlq_close,
 }

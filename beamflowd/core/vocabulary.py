@@ -59,6 +59,8 @@ NOTABLE_KINDS: Final = frozenset(
         EVENT_REASSIGNED,
         EVENT_STALE_RESULT_REJECTED,
         EVENT_REDELIVERED,
+        "retried",  # EVENT_RETRIED (defined below with the dead-letter words)
+        "dead_lettered",  # EVENT_DEAD_LETTERED
     }
 )
 
@@ -73,3 +75,24 @@ ERROR_TIMEOUT: Final = "timeout"
 ERROR_POISONED: Final = "poisoned"
 #: Classes that mean the attempt killed the process running it, so they count as deliveries.
 PROCESS_KILLING_ERRORS: Final = frozenset({ERROR_CRASHED, ERROR_MEMORY})
+
+# -- dead-letter queue and retry from the failed step ---
+#: A retried workflow: failed steps (or ``--from`` and what depends on it) run again under a new epoch.
+EVENT_RETRIED: Final = "retried"
+#: The workflow's failure entered the dead-letter queue (or its entry went back to pending).
+EVENT_DEAD_LETTERED: Final = "dead_lettered"
+#: Kind of a dead-letter entry: the workflow failed for good.
+DLQ_KIND_WORKFLOW_FAILED: Final = "workflow_failed"
+DLQ_KINDS: Final = frozenset({DLQ_KIND_WORKFLOW_FAILED})
+#: Entry states: pending -> retrying -> resolved | abandoned (a failed retry goes back to pending).
+DLQ_PENDING: Final = "pending"
+DLQ_RETRYING: Final = "retrying"
+DLQ_RESOLVED: Final = "resolved"
+DLQ_ABANDONED: Final = "abandoned"
+DLQ_STATES: Final = frozenset({DLQ_PENDING, DLQ_RETRYING, DLQ_RESOLVED, DLQ_ABANDONED})
+#: Entries in these states keep their workflow from garbage collection.
+DLQ_OPEN: Final = frozenset({DLQ_PENDING, DLQ_RETRYING})
+#: What an operator may close a pending entry as (``beamctl dlq resolve|abandon``).
+DLQ_CLOSED: Final = frozenset({DLQ_RESOLVED, DLQ_ABANDONED})
+#: Default bound on dead-letter entries kept in the state (closed ones are collected first).
+DLQ_MAX_DEFAULT: Final = 10_000

@@ -237,6 +237,7 @@ def _fail(draw: st.DrawFn, sm: StateMachine, ts: int) -> Plain:
         error_class=_pick(draw, ERROR_CLASSES),
         retry_at=_pick(draw, [ts + 1000, ts + 1000, ts + 1, 0]),
         deliveries_max=_pick(draw, [None, None, 2, 3]),
+        dlq_max=_pick(draw, DLQ_MAXES),
     )
 
 
@@ -254,6 +255,7 @@ def _redeliver(draw: st.DrawFn, sm: StateMachine, ts: int) -> Plain:
         seen=counted + _pick(draw, [0, 0, 0, -1]),  # now and then a retried duplicate
         ts=ts,
         node=_pick(draw, NODES),
+        dlq_max=_pick(draw, DLQ_MAXES),
     ).to_plain()
 
 
@@ -279,7 +281,14 @@ def _abort(draw: st.DrawFn, sm: StateMachine, ts: int) -> Plain:
     """The owner gives up on a workflow; fenced by epoch like a step result."""
     wf, epoch, _, _ = _target(draw, sm, live)
     epoch = _epoch(draw, epoch)
-    return c.Abort(wf=wf, epoch=epoch, reason="actor crashed", ts=ts, node=_pick(draw, NODES)).to_plain()
+    return c.Abort(
+        wf=wf,
+        epoch=epoch,
+        reason="actor crashed",
+        ts=ts,
+        node=_pick(draw, NODES),
+        dlq_max=_pick(draw, DLQ_MAXES),
+    ).to_plain()
 
 
 def _gc(draw: st.DrawFn, sm: StateMachine, ts: int) -> Plain:
@@ -292,6 +301,30 @@ def _chaos_monkey(draw: st.DrawFn, sm: StateMachine, ts: int) -> Plain:
     """The replicated chaos setting: state only, no effect on workflows inside the state machine."""
     enabled, profile = _pick(draw, [True, False]), _pick(draw, ["gentle", "wild"])
     return c.ChaosMonkey(ts=ts, enabled=enabled, profile=profile, until_ms=ts + 60_000, node="n1").to_plain()
+
+
+#: Mostly a queue as a node configures it; sometimes none (an old proposer) or a tiny one (full queues).
+DLQ_MAXES = (None, 2, 10_000, 10_000)
+
+
+def _retry(draw: st.DrawFn, sm: StateMachine, ts: int) -> Plain:
+    """Mostly a finished workflow with the retry count it has; sometimes a running one, a stale count
+    (a duplicate after an unknown outcome), a from_step or an unknown one."""
+    finished = sorted(w.id for w in sm.workflows.values() if w.terminal)
+    wf_id = _pick(draw, [*finished * 4, *sorted(sm.workflows), MISSING_WF])
+    wf = sm.workflows.get(wf_id)
+    seen = (wf.retries if wf else 0) + _pick(draw, [0, 0, 0, 0, -1, 1])
+    steps = list(wf.steps) if wf else []
+    from_step = _pick(draw, [None, None, None, *steps, "nope"])
+    return c.Retry(
+        wf=wf_id, seen=seen, reason="operator", ts=ts, from_step=from_step, node=_pick(draw, NODES)
+    ).to_plain()
+
+
+def _dlq_close(draw: st.DrawFn, sm: StateMachine, ts: int) -> Plain:
+    entry = _pick(draw, [*sorted(sm.dlq) * 3, "dlq-missing"])
+    state = _pick(draw, ["resolved", "abandoned"])
+    return c.DlqClose(entry=entry, state=state, reason="handled", ts=ts, node=_pick(draw, NODES)).to_plain()
 
 
 #: op -> (builder, weight): the one place to add an op.
@@ -308,6 +341,8 @@ OP_BUILDERS: dict[str, tuple[Builder, int]] = {
     "abort": (_abort, 1),
     "gc": (_gc, 1),
     "chaos_monkey": (_chaos_monkey, 1),
+    "retry": (_retry, 2),
+    "dlq_close": (_dlq_close, 1),
 }
 assert set(OP_BUILDERS) == set(c.COMMANDS), "every op needs a builder"
 

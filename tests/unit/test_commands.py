@@ -18,6 +18,7 @@ from beamflowd.core import commands as c
 from beamflowd.core import state as state_mod
 from beamflowd.core.invariants import InvariantViolation
 from beamflowd.core.state import FatalApplyError, Result, StateMachine
+from beamflowd.core.vocabulary import DLQ_CLOSED
 from tests.unit.state_strategies import draw_command, next_ts, submit_cmd
 from tests.unit.test_state import cluster, histories
 
@@ -72,6 +73,8 @@ def commands(draw: st.DrawFn) -> c.Command:
     kwargs = {f.name: draw(_VALUES[str(f.type)]) for f in fields(cls)}
     if cls is c.ChaosMonkey and kwargs["enabled"] and not kwargs["profile"]:
         kwargs["profile"] = "gentle"
+    if cls is c.DlqClose:
+        kwargs["state"] = draw(st.sampled_from(sorted(DLQ_CLOSED)))
     cmd: c.Command = cls(**kwargs)  # type: ignore[assignment]
     return cmd
 
@@ -154,7 +157,7 @@ def malformed(draw: st.DrawFn) -> tuple[StateMachine, dict[str, Any], str, str]:
         plain[name] = draw(st.sampled_from(_WRONG[str(table[name].type)]))
         return sm, plain, op, name
     if kind == "op":
-        plain["op"] = draw(st.sampled_from(["bogus", "Start", "submit ", "retry"]))
+        plain["op"] = draw(st.sampled_from(["bogus", "Start", "submit ", "redrive"]))
         return sm, plain, plain["op"], "op"
     plain["v"] = draw(st.sampled_from([0, 2, -1, "1", 1.0, True, None]))
     return sm, plain, op, "v"

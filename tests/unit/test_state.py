@@ -13,8 +13,9 @@ from hypothesis import strategies as st
 
 from beamflowd.core.commands import Gc, Heartbeat, NodeDown
 from beamflowd.core.invariants import check_invariants
-from beamflowd.core.state import MAX_EVENTS_PER_WORKFLOW, Result, StateMachine
+from beamflowd.core.state import MAX_EVENTS_PER_WORKFLOW, Result, StateMachine, downstream_steps
 from beamflowd.core.vocabulary import (
+    DLQ_CLOSED,
     STEP_CANCELLED,
     STEP_FAILED,
     STEP_PENDING,
@@ -23,6 +24,7 @@ from beamflowd.core.vocabulary import (
     STEP_SUCCEEDED,
     WORKFLOW_CANCELLED,
     WORKFLOW_FAILED,
+    WORKFLOW_RUNNING,
     WORKFLOW_SUCCEEDED,
 )
 from tests.unit.state_strategies import (
@@ -63,6 +65,8 @@ class Before:
     attempts: dict[tuple[str, str], int]
     request_ids: dict[str, str]
     counters: dict[str, int]
+    #: Dead-letter entry id -> state.
+    dlq: dict[str, str]
 
     @classmethod
     def of(cls, sm: StateMachine) -> Before:
@@ -74,6 +78,7 @@ class Before:
             attempts={(w.id, s.id): s.attempts for w in sm.workflows.values() for s in w.steps.values()},
             request_ids=dict(sm.request_ids),
             counters=dict(sm.counters),
+            dlq={e.id: e.state for e in sm.dlq.values()},
         )
 
 
@@ -87,7 +92,8 @@ def check_transition(before: Before, sm: StateMachine, cmd: Plain, res: Result) 
     gone = set(before.plain) - set(sm.workflows)
     if gone:  # only gc forgets workflows, and only finished ones
         assert op == "gc" and gone <= before.terminal, (cmd, gone)
-    for wf_id in before.terminal - gone:
+    reopened = {cmd["wf"]} if op == "retry" and res.ok else set()
+    for wf_id in before.terminal - gone - reopened:
         assert sm.workflows[wf_id].to_plain() == before.plain[wf_id], f"terminal {wf_id} changed by {cmd}"
     for wf_id, epoch in before.epochs.items():
         if wf_id not in gone:
@@ -119,9 +125,11 @@ def check_transition(before: Before, sm: StateMachine, cmd: Plain, res: Result) 
                 assert sm.workflows[other].to_plain() == plain
         assert len(sm.workflows) == len(before.plain)
     else:
-        assert res.code != "ABORTED", (cmd, res)
+        assert res.code != "ABORTED" or op == "retry", (cmd, res)  # a retry is fenced by its retry count
         if not res.ok:
             assert sm.digest() == before.digest, f"rejected {cmd} ({res}) changed the state"
+
+    check_dead_letters_and_retries(before, sm, cmd, res)
 
     if op == "submit":
         previous = before.request_ids.get(cmd["rid"])
@@ -134,6 +142,24 @@ def check_transition(before: Before, sm: StateMachine, cmd: Plain, res: Result) 
             assert res.code == "UNAVAILABLE", res
         else:
             assert res.ok and res.data["existing"] is False and res.data["wf"] == cmd["wf"], res
+
+
+def check_dead_letters_and_retries(before: Before, sm: StateMachine, cmd: Plain, res: Result) -> None:
+    """A closed dead-letter entry never reopens; a retry never re-runs a succeeded step it was not told to."""
+    for entry_id, state in before.dlq.items():
+        if state in DLQ_CLOSED and entry_id in sm.dlq:
+            assert sm.dlq[entry_id].state == state, f"closed {entry_id} reopened by {cmd}"
+    if cmd["op"] != "retry" or not res.ok or res.data["duplicate"]:
+        return
+    wf = sm.workflows[cmd["wf"]]
+    old = {sp[0]: sp for sp in before.plain[cmd["wf"]]["steps"]}
+    again = downstream_steps(wf.spec, cmd["from_step"]) if cmd.get("from_step") else set()
+    assert wf.status == WORKFLOW_RUNNING and wf.epoch == before.epochs[wf.id] + 1
+    for step in wf.steps.values():
+        if old[step.id][1] == STEP_SUCCEEDED and step.id not in again:
+            assert step.to_plain() == old[step.id], f"succeeded {step.id} reset by {cmd}"
+        else:
+            assert step.status == STEP_PENDING and step.base == step.attempts == old[step.id][2]
 
 
 # ------------------------------------------------------------------------------------------- properties
