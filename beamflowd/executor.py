@@ -30,6 +30,7 @@ from beamflowd.core.scheduling import first_starts, wake_time
 from beamflowd.core.spec import StepSpec, WorkflowSpec
 from beamflowd.core.state import WorkflowState
 from beamflowd.core.vocabulary import (
+    DLQ_MAX_DEFAULT,
     EVENT_REASSIGNED,
     EVENT_STEP_STARTED,
     PROCESS_KILLING_ERRORS,
@@ -53,6 +54,8 @@ class StepView:
     next_ms: int
     output_json: str
     deliveries: int = 0
+    #: Attempts before the workflow's latest retry (the retry policy counts from there).
+    base: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +82,7 @@ class WorkflowView:
             wf.spec,
             wf.input_json,
             {
-                s.id: StepView(s.status, s.attempts, s.next_ms, s.output_json, s.deliveries)
+                s.id: StepView(s.status, s.attempts, s.next_ms, s.output_json, s.deliveries, s.base)
                 for s in wf.steps.values()
             },
         )
@@ -226,6 +229,7 @@ class Actor:
             seen=view.steps[step.id].deliveries,
             ts=now_ms(),
             node=ex.node_id,
+            dlq_max=ex.dlq_max,
         )
         try:
             result = await ex.proposer.propose(cmd)
@@ -292,7 +296,8 @@ class Actor:
         self, view: WorkflowView, step: StepSpec, attempt: int, message: str, error_class: str
     ) -> Fail:
         ts = now_ms()
-        delay = retry_delay_ms(step.retry, attempt, random.random())
+        # Backoff counts the attempts since the workflow's latest retry, as the retry policy does.
+        delay = retry_delay_ms(step.retry, attempt - view.steps[step.id].base, random.random())
         return Fail(
             wf=view.id,
             epoch=view.epoch,
@@ -305,6 +310,7 @@ class Actor:
             retry_at=ts + max(delay, 1),
             # An attempt that killed its worker counts as a delivery (poison detection).
             deliveries_max=self.executor.max_deliveries if error_class in PROCESS_KILLING_ERRORS else None,
+            dlq_max=self.executor.dlq_max,
         )
 
 
@@ -337,6 +343,7 @@ class Executor:
         max_restarts: int = 5,
         max_deliveries: int = MAX_DELIVERIES_DEFAULT,
         restart_window: float = 30.0,
+        dlq_max: int = DLQ_MAX_DEFAULT,
     ) -> None:
         self.node_id = node_id
         self.raft = raft
@@ -350,6 +357,8 @@ class Executor:
         self.max_restarts = max_restarts
         #: Deliveries after which a step whose attempts keep killing their process is poisoned.
         self.max_deliveries = max_deliveries
+        #: Carried in every final failure: the dead-letter queue's bound (``dlq_max``).
+        self.dlq_max = dlq_max
         #: Wall-clock start of this process: an attempt started before it was interrupted by a restart.
         self.boot_ms = now_ms()
         #: Attempts this process has run, by workflow: running one of those again is no redelivery.
@@ -468,7 +477,9 @@ class Executor:
         view = self.view(wf_id)
         if view is None or view.terminal or view.owner != self.node_id:
             return
-        cmd = Abort(wf=wf_id, epoch=view.epoch, reason=reason, ts=now_ms(), node=self.node_id)
+        cmd = Abort(
+            wf=wf_id, epoch=view.epoch, reason=reason, ts=now_ms(), node=self.node_id, dlq_max=self.dlq_max
+        )
         task = asyncio.create_task(self._abort(cmd))
         self._aborts.add(task)
         task.add_done_callback(self._aborts.discard)

@@ -71,6 +71,8 @@ def workflow_message(wf: WorkflowState, spec_plain: object) -> pb.Workflow:
         error=wf.error,
         definition_json=json.dumps(spec_plain, sort_keys=True),
         description=wf.spec.description,
+        retries=wf.retries,
+        resubmitted_from=wf.origin,
     )
 
 

@@ -18,11 +18,11 @@ from beamflowd.api.gen.beamflow.v1 import workflow_pb2_grpc as pb_grpc
 from beamflowd.api.status import abort
 from beamflowd.changes import ChangeHub
 from beamflowd.clock import now_ms
-from beamflowd.core.commands import Cancel, Command, Submit
+from beamflowd.core.commands import Cancel, Command, Retry, Submit
 from beamflowd.core.scheduling import first_starts
 from beamflowd.core.spec import MAX_DEFINITION_BYTES, SpecError, WorkflowSpec, parse_input
 from beamflowd.core.state import Result
-from beamflowd.core.vocabulary import CLOSING_EVENTS
+from beamflowd.core.vocabulary import STATUS_OF_CLOSING_EVENT
 from beamflowd.isolation import ModulePolicy
 from beamflowd.proposer import ProposeError, Proposer
 from beamflowd.replication import ReplicatedState
@@ -58,7 +58,7 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):  # type: ignore[misc]
         self.hub = hub
         self.definitions = DefinitionCompiler()
 
-    async def _propose(self, context: grpc.aio.ServicerContext, cmd: Command) -> Result:
+    async def propose(self, context: grpc.aio.ServicerContext, cmd: Command) -> Result:
         try:
             return await self.proposer.propose(cmd)
         except ProposeError as exc:
@@ -102,7 +102,7 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):  # type: ignore[misc]
             # Root steps start in the same entry: one round trip less per workflow.
             start=first_starts(spec, lambda _: "pending", {"input": workflow_input, "steps": {}}, now),
         )
-        result = await self._propose(context, cmd)
+        result = await self.propose(context, cmd)
         if not result.ok:
             await abort(context, result.code, result.message)
         return pb.SubmitWorkflowResponse(
@@ -121,6 +121,7 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):  # type: ignore[misc]
                     workflow=convert.workflow_message(wf, self.raft.sm.specs[wf.spec_hash].plain),
                     events=[convert.event_message(e) for e in wf.events],
                 )
+                response.workflow.dead_letter_id = self.raft.sm.dlq_open.get(wf.id, "")
         if wf is None:
             await abort(context, "NOT_FOUND", f"workflow {request.workflow_id!r} not found")
         return response
@@ -156,7 +157,7 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):  # type: ignore[misc]
         if len(request.reason) > MAX_REASON:
             await abort(context, "INVALID_ARGUMENT", f"reason: longer than {MAX_REASON} characters")
         cmd = Cancel(wf=request.workflow_id, reason=request.reason, ts=now_ms(), node=self.node_id)
-        result = await self._propose(context, cmd)
+        result = await self.propose(context, cmd)
         if not result.ok:
             await abort(context, result.code, result.message)
         with self.raft.read():
@@ -184,14 +185,15 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):  # type: ignore[misc]
                     else:
                         found = True
                         fresh = [convert.event_message(e) for e in wf.events if e[0] > last]
-                        status = convert.WORKFLOW_STATUS[wf.status]
                         terminal = wf.terminal
                 if not found:
                     await abort(context, "NOT_FOUND", f"workflow {wf_id!r} not found")
                     return
                 for event in fresh:
                     # The status *after* this event: only the closing event carries the terminal status.
-                    after = status if event.type in CLOSING_EVENTS else pb.WORKFLOW_STATUS_RUNNING
+                    # A retried workflow has closed before: each closing event carries its own status.
+                    closed = STATUS_OF_CLOSING_EVENT.get(event.type)
+                    after = convert.WORKFLOW_STATUS[closed] if closed else pb.WORKFLOW_STATUS_RUNNING
                     yield pb.WatchWorkflowResponse(event=event, status=after)
                     last = event.seq
                 if terminal:
@@ -200,6 +202,79 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):  # type: ignore[misc]
                     await asyncio.wait_for(changed.wait(), WATCH_RECHECK_SECONDS)
         finally:
             self.hub.unsubscribe(wf_id, changed)
+
+    async def RetryWorkflow(
+        self, request: pb.RetryWorkflowRequest, context: grpc.aio.ServicerContext
+    ) -> pb.RetryWorkflowResponse:
+        workflow, entry = await self.retry(context, request.workflow_id, request.from_step, request.reason)
+        return pb.RetryWorkflowResponse(workflow=workflow, dead_letter_id=entry)
+
+    async def retry(
+        self, context: grpc.aio.ServicerContext, wf_id: str, from_step: str, reason: str
+    ) -> tuple[pb.Workflow, str]:
+        """Propose a retry of ``wf_id`` as last seen here; its workflow message and dead-letter entry id.
+
+        Shared with ``DeadLetterService.RetryDeadLetter``. The command is fenced by the retry count read
+        here, so two operators retrying at once retry once (the other is ABORTED).
+        """
+        if len(reason) > MAX_REASON:
+            await abort(context, "INVALID_ARGUMENT", f"reason: longer than {MAX_REASON} characters")
+        with self.raft.read():
+            wf = self.raft.sm.workflows.get(wf_id)
+            seen = wf.retries if wf is not None else 0
+        if wf is None:
+            await abort(context, "NOT_FOUND", f"workflow {wf_id!r} not found")
+        cmd = Retry(
+            wf=wf_id, seen=seen, reason=reason, ts=now_ms(), from_step=from_step or None, node=self.node_id
+        )
+        result = await self.propose(context, cmd)
+        if not result.ok:
+            await abort(context, result.code, result.message)
+        return self.workflow_now(wf_id), str(result.data.get("entry", ""))
+
+    def workflow_now(self, wf_id: str) -> pb.Workflow:
+        """The workflow's message from local state (applied: this node committed what it proposed)."""
+        with self.raft.read():
+            wf = self.raft.sm.workflows[wf_id]
+            message = convert.workflow_message(wf, self.raft.sm.specs[wf.spec_hash].plain)
+            message.dead_letter_id = self.raft.sm.dlq_open.get(wf_id, "")
+        return message
+
+    async def ResubmitWorkflow(
+        self, request: pb.ResubmitWorkflowRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ResubmitWorkflowResponse:
+        if request.new_workflow_id and not _ID.match(request.new_workflow_id):
+            await abort(
+                context, "INVALID_ARGUMENT", "new_workflow_id: must match [A-Za-z0-9][A-Za-z0-9_.:-]{0,127}"
+            )
+        if len(request.request_id) > 128:
+            await abort(context, "INVALID_ARGUMENT", "request_id: longer than 128 characters")
+        with self.raft.read():
+            wf = self.raft.sm.workflows.get(request.workflow_id)
+            if wf is not None:
+                spec, spec_hash = wf.spec, wf.spec_hash
+                spec_plain, input_json = self.raft.sm.specs[spec_hash].plain, wf.input_json
+        if wf is None:
+            await abort(context, "NOT_FOUND", f"workflow {request.workflow_id!r} not found")
+        now = now_ms()
+        workflow_input = parse_input(input_json or "{}", source="input")
+        cmd = Submit(
+            rid=request.request_id or uuid.uuid4().hex,
+            wf=request.new_workflow_id or new_workflow_id(),
+            spec=spec_plain,
+            spec_hash=spec_hash,
+            input=input_json,
+            ts=now,
+            node=self.node_id,
+            start=first_starts(spec, lambda _: "pending", {"input": workflow_input, "steps": {}}, now),
+            origin=request.workflow_id,
+        )
+        result = await self.propose(context, cmd)
+        if not result.ok:
+            await abort(context, result.code, result.message)
+        return pb.ResubmitWorkflowResponse(
+            workflow_id=str(result.data["wf"]), owner=str(result.data["owner"])
+        )
 
 
 def check_python_functions(spec: WorkflowSpec, modules: ModulePolicy, source: str) -> None:

@@ -125,6 +125,8 @@ class Submit(_Command):
     start: Starts = ()
     #: Content hash of ``spec`` (``spec_digest``); absent: apply computes it.
     spec_hash: str | None = None
+    #: The workflow this one was resubmitted from (``beamctl workflow resubmit``); absent: none.
+    origin: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -175,6 +175,8 @@ class WorkflowState:
     next_seq: int = 1
     #: Times the workflow was retried (``Retry`` is fenced by it).
     retries: int = 0
+    #: The workflow it was resubmitted from ("" if none).
+    origin: str = ""
 
     @property
     def terminal(self) -> bool:
@@ -199,6 +201,8 @@ class WorkflowState:
         }
         if self.retries:
             plain["retries"] = self.retries  # absent when 0: states from before retries encode as they did
+        if self.origin:
+            plain["origin"] = self.origin  # likewise absent unless resubmitted
         return plain
 
     @classmethod
@@ -218,6 +222,7 @@ class WorkflowState:
             error=p["error"],
             next_seq=p["next_seq"],
             retries=p.get("retries", 0),
+            origin=p.get("origin", ""),
         )
         for sp in p["steps"]:
             step = StepState.from_plain(sp)
@@ -390,6 +395,7 @@ class StateMachine:
             created_ms=ts,
             updated_ms=ts,
             request_id=rid,
+            origin=cmd.origin or "",
         )
         for step in spec.steps:
             wf.steps[step.id] = StepState(step.id)
@@ -397,7 +403,8 @@ class StateMachine:
         self._own(wf, owner)
         self._remember_request(rid, wf_id)
         self.counters["submitted"] += 1
-        self._event(wf, ts, "submitted", "", 0, f"owner {owner}", cmd.node)
+        resubmitted = f", resubmitted from {cmd.origin}" if cmd.origin else ""
+        self._event(wf, ts, "submitted", "", 0, f"owner {owner}{resubmitted}", cmd.node)
         self._start_ready(wf, cmd.start, ts, cmd.node)
         return Result("OK", data={"wf": wf_id, "owner": owner, "existing": False})
 

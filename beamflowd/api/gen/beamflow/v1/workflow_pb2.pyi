@@ -67,7 +67,7 @@ class Step(_message.Message):
     def __init__(self, id: _Optional[str] = ..., kind: _Optional[str] = ..., status: _Optional[_Union[StepStatus, str]] = ..., attempts: _Optional[int] = ..., output_json: _Optional[str] = ..., error: _Optional[str] = ..., error_class: _Optional[str] = ..., needs: _Optional[_Iterable[str]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., next_attempt_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class Workflow(_message.Message):
-    __slots__ = ("id", "name", "status", "owner", "epoch", "create_time", "update_time", "input_json", "steps", "error", "definition_json", "description")
+    __slots__ = ("id", "name", "status", "owner", "epoch", "create_time", "update_time", "input_json", "steps", "error", "definition_json", "description", "retries", "resubmitted_from", "dead_letter_id")
     ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
@@ -80,6 +80,9 @@ class Workflow(_message.Message):
     ERROR_FIELD_NUMBER: _ClassVar[int]
     DEFINITION_JSON_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    RETRIES_FIELD_NUMBER: _ClassVar[int]
+    RESUBMITTED_FROM_FIELD_NUMBER: _ClassVar[int]
+    DEAD_LETTER_ID_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     status: WorkflowStatus
@@ -92,7 +95,10 @@ class Workflow(_message.Message):
     error: str
     definition_json: str
     description: str
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., status: _Optional[_Union[WorkflowStatus, str]] = ..., owner: _Optional[str] = ..., epoch: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., input_json: _Optional[str] = ..., steps: _Optional[_Iterable[_Union[Step, _Mapping]]] = ..., error: _Optional[str] = ..., definition_json: _Optional[str] = ..., description: _Optional[str] = ...) -> None: ...
+    retries: int
+    resubmitted_from: str
+    dead_letter_id: str
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., status: _Optional[_Union[WorkflowStatus, str]] = ..., owner: _Optional[str] = ..., epoch: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., input_json: _Optional[str] = ..., steps: _Optional[_Iterable[_Union[Step, _Mapping]]] = ..., error: _Optional[str] = ..., definition_json: _Optional[str] = ..., description: _Optional[str] = ..., retries: _Optional[int] = ..., resubmitted_from: _Optional[str] = ..., dead_letter_id: _Optional[str] = ...) -> None: ...
 
 class WorkflowSummary(_message.Message):
     __slots__ = ("id", "name", "status", "owner", "epoch", "create_time", "update_time", "steps_total", "steps_succeeded")
@@ -227,3 +233,39 @@ class WatchWorkflowResponse(_message.Message):
     event: WorkflowEvent
     status: WorkflowStatus
     def __init__(self, event: _Optional[_Union[WorkflowEvent, _Mapping]] = ..., status: _Optional[_Union[WorkflowStatus, str]] = ...) -> None: ...
+
+class RetryWorkflowRequest(_message.Message):
+    __slots__ = ("workflow_id", "from_step", "reason")
+    WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
+    FROM_STEP_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    workflow_id: str
+    from_step: str
+    reason: str
+    def __init__(self, workflow_id: _Optional[str] = ..., from_step: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class RetryWorkflowResponse(_message.Message):
+    __slots__ = ("workflow", "dead_letter_id")
+    WORKFLOW_FIELD_NUMBER: _ClassVar[int]
+    DEAD_LETTER_ID_FIELD_NUMBER: _ClassVar[int]
+    workflow: Workflow
+    dead_letter_id: str
+    def __init__(self, workflow: _Optional[_Union[Workflow, _Mapping]] = ..., dead_letter_id: _Optional[str] = ...) -> None: ...
+
+class ResubmitWorkflowRequest(_message.Message):
+    __slots__ = ("workflow_id", "new_workflow_id", "request_id")
+    WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
+    NEW_WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    workflow_id: str
+    new_workflow_id: str
+    request_id: str
+    def __init__(self, workflow_id: _Optional[str] = ..., new_workflow_id: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class ResubmitWorkflowResponse(_message.Message):
+    __slots__ = ("workflow_id", "owner")
+    WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
+    OWNER_FIELD_NUMBER: _ClassVar[int]
+    workflow_id: str
+    owner: str
+    def __init__(self, workflow_id: _Optional[str] = ..., owner: _Optional[str] = ...) -> None: ...

@@ -61,6 +61,16 @@ class WorkflowServiceStub:
                 request_serializer=beamflow_dot_v1_dot_workflow__pb2.WatchWorkflowRequest.SerializeToString,
                 response_deserializer=beamflow_dot_v1_dot_workflow__pb2.WatchWorkflowResponse.FromString,
                 _registered_method=True)
+        self.RetryWorkflow = channel.unary_unary(
+                '/beamflow.v1.WorkflowService/RetryWorkflow',
+                request_serializer=beamflow_dot_v1_dot_workflow__pb2.RetryWorkflowRequest.SerializeToString,
+                response_deserializer=beamflow_dot_v1_dot_workflow__pb2.RetryWorkflowResponse.FromString,
+                _registered_method=True)
+        self.ResubmitWorkflow = channel.unary_unary(
+                '/beamflow.v1.WorkflowService/ResubmitWorkflow',
+                request_serializer=beamflow_dot_v1_dot_workflow__pb2.ResubmitWorkflowRequest.SerializeToString,
+                response_deserializer=beamflow_dot_v1_dot_workflow__pb2.ResubmitWorkflowResponse.FromString,
+                _registered_method=True)
 
 
 class WorkflowServiceServicer:
@@ -104,6 +114,22 @@ class WorkflowServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RetryWorkflow(self, request, context):
+        """RetryWorkflow runs a FAILED or CANCELLED workflow again from its failed step (or from from_step
+        and everything downstream of it) under a new epoch; succeeded steps keep their outputs.
+        FAILED_PRECONDITION for a running workflow; NOT_FOUND for an unknown workflow or from_step.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResubmitWorkflow(self, request, context):
+        """ResubmitWorkflow starts a new workflow with the same definition and input, linked to the original.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_WorkflowServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -131,6 +157,16 @@ def add_WorkflowServiceServicer_to_server(servicer, server):
                     servicer.WatchWorkflow,
                     request_deserializer=beamflow_dot_v1_dot_workflow__pb2.WatchWorkflowRequest.FromString,
                     response_serializer=beamflow_dot_v1_dot_workflow__pb2.WatchWorkflowResponse.SerializeToString,
+            ),
+            'RetryWorkflow': grpc.unary_unary_rpc_method_handler(
+                    servicer.RetryWorkflow,
+                    request_deserializer=beamflow_dot_v1_dot_workflow__pb2.RetryWorkflowRequest.FromString,
+                    response_serializer=beamflow_dot_v1_dot_workflow__pb2.RetryWorkflowResponse.SerializeToString,
+            ),
+            'ResubmitWorkflow': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResubmitWorkflow,
+                    request_deserializer=beamflow_dot_v1_dot_workflow__pb2.ResubmitWorkflowRequest.FromString,
+                    response_serializer=beamflow_dot_v1_dot_workflow__pb2.ResubmitWorkflowResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -270,6 +306,60 @@ class WorkflowService:
             '/beamflow.v1.WorkflowService/WatchWorkflow',
             beamflow_dot_v1_dot_workflow__pb2.WatchWorkflowRequest.SerializeToString,
             beamflow_dot_v1_dot_workflow__pb2.WatchWorkflowResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RetryWorkflow(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/beamflow.v1.WorkflowService/RetryWorkflow',
+            beamflow_dot_v1_dot_workflow__pb2.RetryWorkflowRequest.SerializeToString,
+            beamflow_dot_v1_dot_workflow__pb2.RetryWorkflowResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResubmitWorkflow(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/beamflow.v1.WorkflowService/ResubmitWorkflow',
+            beamflow_dot_v1_dot_workflow__pb2.ResubmitWorkflowRequest.SerializeToString,
+            beamflow_dot_v1_dot_workflow__pb2.ResubmitWorkflowResponse.FromString,
             options,
             channel_credentials,
             insecure,
