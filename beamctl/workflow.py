@@ -337,3 +337,81 @@ def cancel(
 
 
 app.command("show")(show)
+
+
+@app.command("retry")
+@handle_errors
+def retry(
+    ctx: typer.Context,
+    workflow_id: Annotated[str, typer.Argument(metavar="ID", help="Workflow id.")],
+    reason: Annotated[str, typer.Option("--reason", help="Why; recorded in the `retried` event.")],
+    from_step: Annotated[
+        str | None,
+        typer.Option(
+            "--from", metavar="STEP", help="Also re-run this succeeded step and everything downstream of it."
+        ),
+    ] = None,
+    fmt: OutputOption = None,
+) -> None:
+    """Run a failed or cancelled workflow again from its failed step, keeping what succeeded.
+
+    The failed step (or --from STEP and everything downstream of it) runs again with the next attempt
+    numbers, under a new epoch. Exit 5 if the workflow is still running.
+
+    Example: beamctl workflow retry wf-123 --reason "payment API fixed"
+    """
+    if not reason.strip():
+        raise CliError("--reason: required", ExitCode.USAGE)
+    request = workflow_pb2.RetryWorkflowRequest(
+        workflow_id=workflow_id, from_step=from_step or "", reason=reason
+    )
+    with Client.from_settings(settings_of(ctx)) as client:
+        response = client.retry_workflow(request)
+    wf = response.workflow
+    if (out := output_format(ctx, fmt)) in output.DATA_FORMATS:
+        output.emit_data(
+            {
+                "workflow_id": workflow_id,
+                "epoch": wf.epoch,
+                "retries": wf.retries,
+                "dead_letter_id": response.dead_letter_id,
+                "workflow": output.workflow_to_dict(wf),
+            },
+            out,
+        )
+    else:
+        again = [s.id for s in wf.steps if s.status != workflow_pb2.STEP_STATUS_SUCCEEDED]
+        entry = f"; dead letter {response.dead_letter_id} is retrying" if response.dead_letter_id else ""
+        output.line(
+            f"Workflow {workflow_id} retried (epoch {wf.epoch}): re-running {', '.join(again)}{entry}"
+        )
+
+
+@app.command("resubmit")
+@handle_errors
+def resubmit(
+    ctx: typer.Context,
+    workflow_id: Annotated[str, typer.Argument(metavar="ID", help="Workflow to copy.")],
+    new_id: Annotated[
+        str | None, typer.Option("--id", metavar="ID", help="Id of the new workflow (default: generated).")
+    ] = None,
+    fmt: OutputOption = None,
+) -> None:
+    """Start a new workflow with the same definition and input as ID, linked to it.
+
+    Example: beamctl workflow resubmit wf-123
+    """
+    request = workflow_pb2.ResubmitWorkflowRequest(
+        workflow_id=workflow_id, new_workflow_id=new_id or "", request_id=str(uuid.uuid4())
+    )
+    with Client.from_settings(settings_of(ctx)) as client:
+        response = client.resubmit_workflow(request)
+    if (out := output_format(ctx, fmt)) in output.DATA_FORMATS:
+        output.emit_data(
+            {"workflow_id": response.workflow_id, "owner": response.owner, "resubmitted_from": workflow_id},
+            out,
+        )
+    else:
+        output.line(
+            f"Workflow {response.workflow_id} submitted (owner {response.owner}), copy of {workflow_id}"
+        )
