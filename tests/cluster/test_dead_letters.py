@@ -1,0 +1,182 @@
+"""Dead-letter queue and retry from the failed step on a real 3-node cluster.
+
+A side-effect log (``tests.fixtures.pysteps:record``: one line per executed attempt, with its idempotency
+key) proves that a retry never runs a succeeded step again, even when the owner is SIGKILLed mid-retry.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from typer.testing import CliRunner
+
+from beamctl.main import app
+from beamflowd.api.gen.beamflow.v1 import dlq_pb2, dlq_pb2_grpc
+from beamflowd.api.gen.beamflow.v1 import workflow_pb2 as pb
+from tests.cluster.test_engine import steps_of, submit, wait_converged, wait_terminal
+from tests.harness import Cluster
+
+pytestmark = [pytest.mark.cluster, pytest.mark.timeout(240)]
+
+GATED = """
+name: gated
+steps:
+  - id: first
+    run: python
+    with: {function: "tests.fixtures.pysteps:record"}
+  - id: gate
+    run: python
+    needs: first
+    with: {function: "tests.fixtures.pysteps:gated", args: {gate: "${{ input.gate }}"}}
+  - id: nap
+    run: sleep
+    needs: gate
+    with: {duration: "${{ input.nap }}"}
+  - id: last
+    run: python
+    needs: nap
+    with: {function: "tests.fixtures.pysteps:record"}
+"""
+
+
+@pytest.fixture
+def recorded_cluster(tmp_path: Path) -> Iterator[tuple[Cluster, Path]]:
+    record = tmp_path / "record.txt"
+    cluster = Cluster(tmp_path, env={"BEAMFLOW_TEST_RECORD_FILE": str(record)})
+    try:
+        cluster.start()
+        cluster.wait_ready()
+        yield cluster, record
+    finally:
+        cluster.close()
+
+
+def dlq_stub(cluster: Cluster, node: str) -> Any:
+    return dlq_pb2_grpc.DeadLetterServiceStub(cluster.channel(node))  # type: ignore[no-untyped-call, unused-ignore]
+
+
+def beamctl(cluster: Cluster, *args: str) -> Any:
+    """The real CLI in-process (CliRunner) against the real cluster; ``returncode`` is the exit code."""
+    result = CliRunner().invoke(app, ["--endpoints", cluster.endpoints, *args])
+    result.returncode = result.exit_code
+    return result
+
+
+def executions(record: Path) -> Counter[str]:
+    """Idempotency key -> times its attempt ran."""
+    lines = record.read_text(encoding="utf-8").splitlines() if record.exists() else []
+    return Counter(line.split()[3] for line in lines)
+
+
+def test_failed_workflow_is_dead_lettered_and_retried_from_the_failed_step_across_an_owner_kill(
+    recorded_cluster: tuple[Cluster, Path], tmp_path: Path
+) -> None:
+    cluster, record = recorded_cluster
+    gate = tmp_path / "gate"
+    wf_id = submit(cluster.workflow_stub("n1"), GATED, {"gate": str(gate), "nap": "3s"})
+    failed = wait_terminal(cluster, "n1", [wf_id])[wf_id]
+    assert failed.status == pb.WORKFLOW_STATUS_FAILED
+    assert steps_of(failed)["first"].status == pb.STEP_STATUS_SUCCEEDED
+
+    # The entry is in the replicated state, readable on every node; the CLI shows it.
+    listed = beamctl(cluster, "dlq", "list", "--state", "pending", "-o", "json")
+    assert listed.returncode == 0, listed.stderr
+    (entry,) = json.loads(listed.stdout)["dead_letters"]
+    assert (entry["workflow_id"], entry["step_id"], entry["error_class"]) == (wf_id, "gate", "permanent")
+    for node in ("n2", "n3"):
+        got = dlq_stub(cluster, node).GetDeadLetter(dlq_pb2.GetDeadLetterRequest(id=entry["id"]), timeout=10)
+        assert got.dead_letter.state == dlq_pb2.DEAD_LETTER_STATE_PENDING
+
+    # Resolving needs a reason; an unknown entry is exit 3.
+    assert beamctl(cluster, "dlq", "resolve", entry["id"]).returncode == 2
+    assert beamctl(cluster, "dlq", "show", "dlq-999").returncode == 3
+
+    gate.touch()  # the operator fixed the cause
+    retried = beamctl(cluster, "dlq", "retry", entry["id"], "--reason", "gate opened", "-o", "json")
+    assert retried.returncode == 0, retried.stderr
+    assert json.loads(retried.stdout)["state"] == "retrying"
+    # A running workflow cannot be retried: exit 5 (FAILED_PRECONDITION).
+    running = beamctl(cluster, "workflow", "retry", wf_id, "--reason", "again")
+    assert running.returncode == 5, running.stderr
+
+    # SIGKILL the owner while the retried workflow sleeps in `nap`: a survivor finishes it.
+    def napping() -> str | None:
+        wf = (
+            cluster.workflow_stub("n1")
+            .GetWorkflow(pb.GetWorkflowRequest(workflow_id=wf_id), timeout=10)
+            .workflow
+        )
+        return wf.owner if steps_of(wf)["nap"].status == pb.STEP_STATUS_RUNNING else None
+
+    owner = cluster.wait_until(napping, 30, "the retried workflow to reach its sleep")
+    cluster.kill_node(owner)
+    survivor = next(n for n in cluster.running_ids() if n != owner)
+    done = wait_terminal(cluster, survivor, [wf_id], timeout=60)[wf_id]
+    assert done.status == pb.WORKFLOW_STATUS_SUCCEEDED, done.error
+    assert done.retries == 1 and done.owner != owner
+    got = dlq_stub(cluster, survivor).GetDeadLetter(dlq_pb2.GetDeadLetterRequest(id=entry["id"]), timeout=10)
+    assert got.dead_letter.state == dlq_pb2.DEAD_LETTER_STATE_RESOLVED
+
+    # The side-effect log: `first` ran once (never again after the retry); the gate's successful attempt
+    # has a fresh number (2: attempt 1 failed), and no attempt key ran twice.
+    ran = executions(record)
+    assert ran == {f"{wf_id}/first/1": 1, f"{wf_id}/gate/2": 1, f"{wf_id}/last/1": 1}, ran
+    events = [
+        e.type
+        for e in cluster.workflow_stub(survivor)
+        .GetWorkflow(pb.GetWorkflowRequest(workflow_id=wf_id), timeout=10)
+        .events
+    ]
+    assert "dead_lettered" in events and "retried" in events and events[-1] == "completed"
+    cluster.start_node(owner)
+    cluster.wait_ready()
+    wait_converged(cluster)
+
+
+def test_retry_from_a_step_resubmit_and_abandon(
+    recorded_cluster: tuple[Cluster, Path], tmp_path: Path
+) -> None:
+    cluster, record = recorded_cluster
+    gate = tmp_path / "gate"
+    wf_id = submit(cluster.workflow_stub("n2"), GATED, {"gate": str(gate), "nap": "10ms"})
+    wait_terminal(cluster, "n2", [wf_id])
+    bad = cluster.workflow_stub("n3")
+    with pytest.raises(grpc.RpcError) as err:
+        bad.RetryWorkflow(
+            pb.RetryWorkflowRequest(workflow_id=wf_id, from_step="nope", reason="x"), timeout=10
+        )
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND and "from_step" in (err.value.details() or "")
+
+    gate.touch()
+    response = bad.RetryWorkflow(
+        pb.RetryWorkflowRequest(workflow_id=wf_id, from_step="first", reason="x"), timeout=10
+    )
+    assert response.dead_letter_id and response.workflow.epoch >= 2
+    done = wait_terminal(cluster, "n3", [wf_id])[wf_id]
+    assert done.status == pb.WORKFLOW_STATUS_SUCCEEDED
+    # --from first re-ran `first` with the next attempt number.
+    assert executions(record)[f"{wf_id}/first/2"] == 1
+
+    copy = beamctl(cluster, "workflow", "resubmit", wf_id, "-o", "json")
+    assert copy.returncode == 0, copy.stderr
+    new_id = json.loads(copy.stdout)["workflow_id"]
+    new = wait_terminal(cluster, "n1", [new_id])[new_id]
+    assert new.status == pb.WORKFLOW_STATUS_SUCCEEDED and new.resubmitted_from == wf_id
+
+    gate.unlink()
+    failing = submit(cluster.workflow_stub("n1"), GATED, {"gate": str(gate), "nap": "10ms"})
+    wait_terminal(cluster, "n1", [failing])
+    listed = json.loads(beamctl(cluster, "dlq", "list", "-o", "json").stdout)
+    pending = [e for e in listed["dead_letters"] if e["workflow_id"] == failing]
+    assert listed["counts"]["resolved"] == 1 and [e["state"] for e in pending] == ["pending"]
+    abandoned = beamctl(cluster, "dlq", "abandon", pending[0]["id"], "--reason", "not worth it", "-o", "json")
+    assert abandoned.returncode == 0 and json.loads(abandoned.stdout)["state"] == "abandoned"
+    again = beamctl(cluster, "dlq", "retry", pending[0]["id"], "--reason", "x")
+    assert again.returncode == 5, again.stderr
+    wait_converged(cluster)
