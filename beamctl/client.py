@@ -264,6 +264,22 @@ class Client:
         )
         return response
 
+    def pause_workflow(
+        self, request: workflow_pb2.PauseWorkflowRequest
+    ) -> workflow_pb2.PauseWorkflowResponse:
+        response: workflow_pb2.PauseWorkflowResponse = self.unary(
+            "pause", lambda ch, t: _workflows(ch).PauseWorkflow(request, timeout=t)
+        )
+        return response
+
+    def resume_workflow(
+        self, request: workflow_pb2.ResumeWorkflowRequest
+    ) -> workflow_pb2.ResumeWorkflowResponse:
+        response: workflow_pb2.ResumeWorkflowResponse = self.unary(
+            "resume", lambda ch, t: _workflows(ch).ResumeWorkflow(request, timeout=t)
+        )
+        return response
+
     def dead_letters(self, method: str, request: Any) -> Any:
         """Call ``DeadLetterService.<method>`` (ListDeadLetters, GetDeadLetter, RetryDeadLetter, ...)."""
         return self.unary(method, lambda ch, t: getattr(_dead_letters(ch), method)(request, timeout=t))

@@ -38,6 +38,7 @@ class StatusFilter(enum.StrEnum):
     succeeded = "succeeded"
     failed = "failed"
     cancelled = "cancelled"
+    paused = "paused"
 
 
 _STATUS_FILTER = {
@@ -45,6 +46,7 @@ _STATUS_FILTER = {
     StatusFilter.succeeded: workflow_pb2.WORKFLOW_STATUS_SUCCEEDED,
     StatusFilter.failed: workflow_pb2.WORKFLOW_STATUS_FAILED,
     StatusFilter.cancelled: workflow_pb2.WORKFLOW_STATUS_CANCELLED,
+    StatusFilter.paused: workflow_pb2.WORKFLOW_STATUS_PAUSED,
 }
 
 TimeoutWaitOption = Annotated[
@@ -415,3 +417,60 @@ def resubmit(
         output.line(
             f"Workflow {response.workflow_id} submitted (owner {response.owner}), copy of {workflow_id}"
         )
+
+
+def _paused_or_resumed(ctx: typer.Context, fmt: output.OutputFormat | None, wf: Any, changed: bool) -> None:
+    status = output.workflow_status(wf.status)
+    if (out := output_format(ctx, fmt)) in output.DATA_FORMATS:
+        output.emit_data(
+            {
+                "workflow_id": wf.id,
+                "changed": changed,
+                "status": status,
+                "workflow": output.workflow_to_dict(wf),
+            },
+            out,
+        )
+    elif changed:
+        output.line(f"Workflow {wf.id} {status}")
+    else:
+        output.line(f"Workflow {wf.id} was already {status}")
+
+
+@app.command("pause")
+@handle_errors
+def pause(
+    ctx: typer.Context,
+    workflow_id: Annotated[str, typer.Argument(metavar="ID", help="Workflow id.")],
+    reason: Annotated[str, typer.Option("--reason", help="Why; shown with the paused workflow.")],
+    fmt: OutputOption = None,
+) -> None:
+    """Pause a running workflow: running attempts finish, no new attempt starts until `resume`.
+
+    The pause is committed: it survives failover and restarts. Exit 5 if the workflow already ended.
+
+    Example: beamctl workflow pause wf-123 --reason "downstream maintenance"
+    """
+    if not reason.strip():
+        raise CliError("--reason: required", ExitCode.USAGE)
+    request = workflow_pb2.PauseWorkflowRequest(workflow_id=workflow_id, reason=reason)
+    with Client.from_settings(settings_of(ctx)) as client:
+        response = client.pause_workflow(request)
+    _paused_or_resumed(ctx, fmt, response.workflow, response.changed)
+
+
+@app.command("resume")
+@handle_errors
+def resume(
+    ctx: typer.Context,
+    workflow_id: Annotated[str, typer.Argument(metavar="ID", help="Workflow id.")],
+    fmt: OutputOption = None,
+) -> None:
+    """Resume a paused workflow. Exit 5 if the workflow already ended.
+
+    Example: beamctl workflow resume wf-123
+    """
+    request = workflow_pb2.ResumeWorkflowRequest(workflow_id=workflow_id)
+    with Client.from_settings(settings_of(ctx)) as client:
+        response = client.resume_workflow(request)
+    _paused_or_resumed(ctx, fmt, response.workflow, response.changed)

@@ -70,6 +70,8 @@ class WorkflowView:
     spec: WorkflowSpec
     input_json: str
     steps: Mapping[str, StepView]
+    #: Paused: running attempts finish, no new one starts (the actor is woken again by the resume).
+    paused: bool = False
 
     @classmethod
     def of(cls, wf: WorkflowState) -> WorkflowView:
@@ -85,6 +87,7 @@ class WorkflowView:
                 s.id: StepView(s.status, s.attempts, s.next_ms, s.output_json, s.deliveries, s.base)
                 for s in wf.steps.values()
             },
+            paused=bool(wf.paused),
         )
 
 
@@ -140,6 +143,8 @@ class Actor:
                     task.add_done_callback(functools.partial(self._attempt_done, running))
                     self.attempts[running] = task
                 continue
+            if view.paused:
+                continue  # no new attempt while paused; the resume commits a change that wakes the actor
             if st.status == STEP_RETRY_WAIT and st.next_ms > now:
                 next_due = st.next_ms if next_due is None else min(next_due, st.next_ms)
                 continue

@@ -18,7 +18,7 @@ from beamflowd.api.gen.beamflow.v1 import workflow_pb2_grpc as pb_grpc
 from beamflowd.api.status import abort
 from beamflowd.changes import ChangeHub
 from beamflowd.clock import now_ms
-from beamflowd.core.commands import Cancel, Command, Retry, Submit
+from beamflowd.core.commands import Cancel, Command, Pause, Resume, Retry, Submit
 from beamflowd.core.scheduling import first_starts
 from beamflowd.core.spec import MAX_DEFINITION_BYTES, SpecError, WorkflowSpec, parse_input
 from beamflowd.core.state import Result
@@ -143,7 +143,9 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):  # type: ignore[misc]
         total = 0
         with self.raft.read():
             for wf in self.raft.sm.iter_newest_first():
-                if (status and wf.status != status) or (request.name and wf.name != request.name):
+                if (status and convert.shown_status(wf) != status) or (
+                    request.name and wf.name != request.name
+                ):
                     continue
                 if offset <= total < offset + page_size:
                     page.append(convert.summary_message(wf))
@@ -275,6 +277,28 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):  # type: ignore[misc]
         return pb.ResubmitWorkflowResponse(
             workflow_id=str(result.data["wf"]), owner=str(result.data["owner"])
         )
+
+    async def PauseWorkflow(
+        self, request: pb.PauseWorkflowRequest, context: grpc.aio.ServicerContext
+    ) -> pb.PauseWorkflowResponse:
+        if len(request.reason) > MAX_REASON:
+            await abort(context, "INVALID_ARGUMENT", f"reason: longer than {MAX_REASON} characters")
+        cmd = Pause(wf=request.workflow_id, ts=now_ms(), reason=request.reason, node=self.node_id)
+        result = await self.propose(context, cmd)
+        if not result.ok:
+            await abort(context, result.code, result.message)
+        workflow = self.workflow_now(request.workflow_id)
+        return pb.PauseWorkflowResponse(workflow=workflow, changed=bool(result.data.get("changed")))
+
+    async def ResumeWorkflow(
+        self, request: pb.ResumeWorkflowRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ResumeWorkflowResponse:
+        cmd = Resume(wf=request.workflow_id, ts=now_ms(), node=self.node_id)
+        result = await self.propose(context, cmd)
+        if not result.ok:
+            await abort(context, result.code, result.message)
+        workflow = self.workflow_now(request.workflow_id)
+        return pb.ResumeWorkflowResponse(workflow=workflow, changed=bool(result.data.get("changed")))
 
 
 def check_python_functions(spec: WorkflowSpec, modules: ModulePolicy, source: str) -> None:

@@ -354,6 +354,29 @@ class DlqClose(_Command):
             )
 
 
+@dataclass(frozen=True, slots=True)
+class Pause(_Command):
+    """Pause a running workflow: no new attempt starts (running ones finish and record their result; due
+    retries and timers wait) until :class:`Resume`. Committed, so it survives failover and restarts."""
+
+    OP: ClassVar[str] = "pause"
+    wf: str
+    ts: int
+    #: Why (shown with the workflow).
+    reason: str = ""
+    node: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Resume(_Command):
+    """Resume a paused workflow: its owner starts what is ready again."""
+
+    OP: ClassVar[str] = "resume"
+    wf: str
+    ts: int
+    node: str = ""
+
+
 Command: TypeAlias = (
     Join
     | Submit
@@ -369,6 +392,8 @@ Command: TypeAlias = (
     | ChaosMonkey
     | Retry
     | DlqClose
+    | Pause
+    | Resume
 )
 
 _CLASSES: tuple[type[_Command], ...] = (
@@ -386,6 +411,8 @@ _CLASSES: tuple[type[_Command], ...] = (
     ChaosMonkey,
     Retry,
     DlqClose,
+    Pause,
+    Resume,
 )
 #: op -> class.
 COMMANDS: Final[Mapping[str, type[_Command]]] = {cls.OP: cls for cls in _CLASSES}

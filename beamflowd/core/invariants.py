@@ -68,6 +68,8 @@ def check_invariants(sm: StateMachine) -> None:
             owners[wf.owner] += 1
             if statuses & {STEP_FAILED, STEP_CANCELLED}:
                 _fail(f"{where}: running with failed or cancelled steps {sorted(statuses)}")
+        elif wf.paused:
+            _fail(f"{where}: {wf.status} but paused")
         elif not statuses <= TERMINAL_STEP:
             _fail(f"{where}: {wf.status} with unfinished steps {sorted(statuses)}")
         if (wf.status == WORKFLOW_SUCCEEDED) != (statuses == {STEP_SUCCEEDED}):

@@ -32,7 +32,9 @@ from beamflowd.core.commands import (
     Heartbeat,
     Join,
     NodeDown,
+    Pause,
     Redeliver,
+    Resume,
     Retry,
     Start,
     Starts,
@@ -50,7 +52,9 @@ from beamflowd.core.vocabulary import (
     DLQ_RETRYING,
     ERROR_POISONED,
     EVENT_DEAD_LETTERED,
+    EVENT_PAUSED,
     EVENT_REDELIVERED,
+    EVENT_RESUMED,
     EVENT_RETRIED,
     NOTABLE_KINDS,
     STEP_CANCELLED,
@@ -177,6 +181,8 @@ class WorkflowState:
     retries: int = 0
     #: The workflow it was resubmitted from ("" if none).
     origin: str = ""
+    #: Paused (``Pause``): no new attempt starts; "" when not paused, else why (never empty when paused).
+    paused: str = ""
 
     @property
     def terminal(self) -> bool:
@@ -203,6 +209,8 @@ class WorkflowState:
             plain["retries"] = self.retries  # absent when 0: states from before retries encode as they did
         if self.origin:
             plain["origin"] = self.origin  # likewise absent unless resubmitted
+        if self.paused:
+            plain["paused"] = self.paused  # likewise absent unless paused
         return plain
 
     @classmethod
@@ -223,6 +231,7 @@ class WorkflowState:
             next_seq=p["next_seq"],
             retries=p.get("retries", 0),
             origin=p.get("origin", ""),
+            paused=p.get("paused", ""),
         )
         for sp in p["steps"]:
             step = StepState.from_plain(sp)
@@ -416,7 +425,7 @@ class StateMachine:
         """
         for step_id, wake in starts:
             step = wf.steps.get(step_id)
-            if step is None or step.status != STEP_PENDING or wf.terminal:
+            if step is None or step.status != STEP_PENDING or wf.terminal or wf.paused:
                 continue
             if all(wf.steps[n].status == STEP_SUCCEEDED for n in wf.spec.step(step_id).needs):
                 self._mark_started(wf, step, step.attempts + 1, ts, wake, node)
@@ -468,6 +477,8 @@ class StateMachine:
             return err
         assert wf is not None and step is not None
         attempt = cmd.attempt
+        if wf.paused:
+            return Result("FAILED_PRECONDITION", f"workflow {wf.id} is paused")
         if step.status not in (STEP_PENDING, STEP_RETRY_WAIT) or attempt != step.attempts + 1:
             return Result(
                 "FAILED_PRECONDITION", f"step {step.id} is {step.status} at attempt {step.attempts}"
@@ -612,6 +623,7 @@ class StateMachine:
         """End the workflow; a final failure with ``dlq_max`` (or a failed retry) is dead-lettered."""
         assert not wf.terminal, "a terminal workflow never changes"
         wf.status, wf.error, wf.updated_ms = status, error, ts
+        wf.paused = ""  # a finished workflow is not paused (a retry starts it unpaused)
         for step in wf.steps.values():
             if step.status not in TERMINAL_STEP:
                 step.status, step.next_ms = STEP_CANCELLED, 0
@@ -880,6 +892,35 @@ class StateMachine:
         self._notable(cmd.ts, f"dlq_{cmd.state}", entry.wf, entry.name, entry.step, cmd.reason, cmd.node)
         return Result("OK", data={"changed": True})
 
+    def _pause(self, cmd: Pause) -> Result:
+        """No new attempts until resumed; running ones finish. Idempotent (a paused one stays as it is)."""
+        wf = self.workflows.get(cmd.wf)
+        if wf is None:
+            return Result("NOT_FOUND", f"workflow {cmd.wf!r} not found")
+        if wf.terminal:
+            return Result(
+                "FAILED_PRECONDITION", f"workflow {wf.id} is {wf.status}: only a running one pauses"
+            )
+        if wf.paused:
+            return Result("OK", data={"changed": False})
+        wf.paused = (cmd.reason or "paused by request")[:MAX_EVENT_MESSAGE]
+        wf.updated_ms = cmd.ts
+        self._event(wf, cmd.ts, EVENT_PAUSED, "", 0, wf.paused, cmd.node)
+        return Result("OK", data={"changed": True})
+
+    def _resume(self, cmd: Resume) -> Result:
+        """Attempts may start again. Idempotent; a finished workflow is FAILED_PRECONDITION."""
+        wf = self.workflows.get(cmd.wf)
+        if wf is None:
+            return Result("NOT_FOUND", f"workflow {cmd.wf!r} not found")
+        if wf.terminal:
+            return Result("FAILED_PRECONDITION", f"workflow {wf.id} is {wf.status}")
+        if not wf.paused:
+            return Result("OK", data={"changed": False})
+        wf.paused, wf.updated_ms = "", cmd.ts
+        self._event(wf, cmd.ts, EVENT_RESUMED, "", 0, "", cmd.node)
+        return Result("OK", data={"changed": True})
+
     def _dlq_plain(self) -> dict[str, Any]:
         """The queue's part of :meth:`to_plain`, absent while unused (old logs keep their digests)."""
         if not (self.dlq or self.dlq_seq or self.dlq_overflow or self.reopened):
@@ -1079,4 +1120,6 @@ _HANDLERS: dict[type[Any], Callable[[StateMachine, Any], Result]] = {
     ChaosMonkey: StateMachine._chaos_monkey,
     Retry: StateMachine._retry,
     DlqClose: StateMachine._dlq_close,
+    Pause: StateMachine._pause,
+    Resume: StateMachine._resume,
 }

@@ -94,5 +94,10 @@ DLQ_STATES: Final = frozenset({DLQ_PENDING, DLQ_RETRYING, DLQ_RESOLVED, DLQ_ABAN
 DLQ_OPEN: Final = frozenset({DLQ_PENDING, DLQ_RETRYING})
 #: What an operator may close a pending entry as (``beamctl dlq resolve|abandon``).
 DLQ_CLOSED: Final = frozenset({DLQ_RESOLVED, DLQ_ABANDONED})
+#: A running workflow was paused (no new attempts) / resumed.
+EVENT_PAUSED: Final = "paused"
+EVENT_RESUMED: Final = "resumed"
+#: How a paused running workflow is shown (get, list, top); in the state it is running with ``paused`` set.
+WORKFLOW_PAUSED: Final = "paused"
 #: Default bound on dead-letter entries kept in the state (closed ones are collected first).
 DLQ_MAX_DEFAULT: Final = 10_000

@@ -141,14 +141,7 @@ def test_retried_histories() -> None:
     assert not check_histories(["w1"], {"w1": rerun}).ok, "a plain retry re-ran a succeeded step"
     from_a = history(
         "succeeded",
-        [
-            ("submitted", ""),
-            ("step_succeeded", "a"),
-            ("failed", ""),
-            ("retried", "a"),
-            ("step_succeeded", "a"),
-        ]
-        + [("completed", "")],
+        [*RERUN_HEAD, ("retried", "a"), ("step_succeeded", "a"), ("completed", "")],
     )
     assert check_histories(["w1"], {"w1": from_a}).ok
     running = history("failed", [("submitted", ""), ("retried", ""), ("failed", "")], {"a": "failed"})

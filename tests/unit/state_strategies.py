@@ -327,6 +327,26 @@ def _dlq_close(draw: st.DrawFn, sm: StateMachine, ts: int) -> Plain:
     return c.DlqClose(entry=entry, state=state, reason="handled", ts=ts, node=_pick(draw, NODES)).to_plain()
 
 
+def _pause(draw: st.DrawFn, sm: StateMachine, ts: int) -> Plain:
+    wf = _pick(
+        draw,
+        [
+            *sorted(w.id for w in sm.workflows.values() if not w.terminal) * 3,
+            *sorted(sm.workflows),
+            MISSING_WF,
+        ],
+    )
+    return c.Pause(wf=wf, ts=ts, reason=_pick(draw, ["", "maintenance"]), node=_pick(draw, NODES)).to_plain()
+
+
+def _resume(draw: st.DrawFn, sm: StateMachine, ts: int) -> Plain:
+    wf = _pick(
+        draw,
+        [*sorted(w.id for w in sm.workflows.values() if w.paused) * 3, *sorted(sm.workflows), MISSING_WF],
+    )
+    return c.Resume(wf=wf, ts=ts, node=_pick(draw, NODES)).to_plain()
+
+
 #: op -> (builder, weight): the one place to add an op.
 OP_BUILDERS: dict[str, tuple[Builder, int]] = {
     "submit": (_submit, 3),
@@ -343,6 +363,8 @@ OP_BUILDERS: dict[str, tuple[Builder, int]] = {
     "chaos_monkey": (_chaos_monkey, 1),
     "retry": (_retry, 2),
     "dlq_close": (_dlq_close, 1),
+    "pause": (_pause, 1),
+    "resume": (_resume, 1),
 }
 assert set(OP_BUILDERS) == set(c.COMMANDS), "every op needs a builder"
 

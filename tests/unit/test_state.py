@@ -67,6 +67,8 @@ class Before:
     counters: dict[str, int]
     #: Dead-letter entry id -> state.
     dlq: dict[str, str]
+    #: Ids of paused workflows.
+    paused: frozenset[str]
 
     @classmethod
     def of(cls, sm: StateMachine) -> Before:
@@ -79,6 +81,7 @@ class Before:
             request_ids=dict(sm.request_ids),
             counters=dict(sm.counters),
             dlq={e.id: e.state for e in sm.dlq.values()},
+            paused=frozenset(w.id for w in sm.workflows.values() if w.paused),
         )
 
 
@@ -149,6 +152,10 @@ def check_dead_letters_and_retries(before: Before, sm: StateMachine, cmd: Plain,
     for entry_id, state in before.dlq.items():
         if state in DLQ_CLOSED and entry_id in sm.dlq:
             assert sm.dlq[entry_id].state == state, f"closed {entry_id} reopened by {cmd}"
+    for wf_id in before.paused:  # a paused workflow starts no attempt
+        old = {sp[0]: sp for sp in before.plain[wf_id]["steps"]}
+        for step in sm.workflows[wf_id].steps.values():
+            assert step.attempts == old[step.id][2], f"paused {wf_id} started {step.id} by {cmd}"
     if cmd["op"] != "retry" or not res.ok or res.data["duplicate"]:
         return
     wf = sm.workflows[cmd["wf"]]

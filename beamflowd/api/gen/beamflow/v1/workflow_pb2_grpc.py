@@ -71,6 +71,16 @@ class WorkflowServiceStub:
                 request_serializer=beamflow_dot_v1_dot_workflow__pb2.ResubmitWorkflowRequest.SerializeToString,
                 response_deserializer=beamflow_dot_v1_dot_workflow__pb2.ResubmitWorkflowResponse.FromString,
                 _registered_method=True)
+        self.PauseWorkflow = channel.unary_unary(
+                '/beamflow.v1.WorkflowService/PauseWorkflow',
+                request_serializer=beamflow_dot_v1_dot_workflow__pb2.PauseWorkflowRequest.SerializeToString,
+                response_deserializer=beamflow_dot_v1_dot_workflow__pb2.PauseWorkflowResponse.FromString,
+                _registered_method=True)
+        self.ResumeWorkflow = channel.unary_unary(
+                '/beamflow.v1.WorkflowService/ResumeWorkflow',
+                request_serializer=beamflow_dot_v1_dot_workflow__pb2.ResumeWorkflowRequest.SerializeToString,
+                response_deserializer=beamflow_dot_v1_dot_workflow__pb2.ResumeWorkflowResponse.FromString,
+                _registered_method=True)
 
 
 class WorkflowServiceServicer:
@@ -130,6 +140,22 @@ class WorkflowServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PauseWorkflow(self, request, context):
+        """PauseWorkflow pauses a running workflow: running attempts finish and record their result, no new
+        attempt starts (due retries and timers wait). Committed: it survives failover and restarts.
+        FAILED_PRECONDITION for a finished workflow; pausing a paused one changes nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResumeWorkflow(self, request, context):
+        """ResumeWorkflow lets a paused workflow start attempts again; resuming a running one changes nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_WorkflowServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -167,6 +193,16 @@ def add_WorkflowServiceServicer_to_server(servicer, server):
                     servicer.ResubmitWorkflow,
                     request_deserializer=beamflow_dot_v1_dot_workflow__pb2.ResubmitWorkflowRequest.FromString,
                     response_serializer=beamflow_dot_v1_dot_workflow__pb2.ResubmitWorkflowResponse.SerializeToString,
+            ),
+            'PauseWorkflow': grpc.unary_unary_rpc_method_handler(
+                    servicer.PauseWorkflow,
+                    request_deserializer=beamflow_dot_v1_dot_workflow__pb2.PauseWorkflowRequest.FromString,
+                    response_serializer=beamflow_dot_v1_dot_workflow__pb2.PauseWorkflowResponse.SerializeToString,
+            ),
+            'ResumeWorkflow': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResumeWorkflow,
+                    request_deserializer=beamflow_dot_v1_dot_workflow__pb2.ResumeWorkflowRequest.FromString,
+                    response_serializer=beamflow_dot_v1_dot_workflow__pb2.ResumeWorkflowResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -360,6 +396,60 @@ class WorkflowService:
             '/beamflow.v1.WorkflowService/ResubmitWorkflow',
             beamflow_dot_v1_dot_workflow__pb2.ResubmitWorkflowRequest.SerializeToString,
             beamflow_dot_v1_dot_workflow__pb2.ResubmitWorkflowResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PauseWorkflow(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/beamflow.v1.WorkflowService/PauseWorkflow',
+            beamflow_dot_v1_dot_workflow__pb2.PauseWorkflowRequest.SerializeToString,
+            beamflow_dot_v1_dot_workflow__pb2.PauseWorkflowResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResumeWorkflow(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/beamflow.v1.WorkflowService/ResumeWorkflow',
+            beamflow_dot_v1_dot_workflow__pb2.ResumeWorkflowRequest.SerializeToString,
+            beamflow_dot_v1_dot_workflow__pb2.ResumeWorkflowResponse.FromString,
             options,
             channel_credentials,
             insecure,
