@@ -24,7 +24,7 @@ from typing import Any
 from beamflowd.clock import now_ms
 from beamflowd.config import MAX_DELIVERIES_DEFAULT
 from beamflowd.core.backoff import retry_delay_ms
-from beamflowd.core.commands import Abort, Fail, Redeliver, Start, Succeed
+from beamflowd.core.commands import Abort, Expire, Fail, Redeliver, Start, Succeed
 from beamflowd.core.expressions import resolve
 from beamflowd.core.scheduling import first_starts, wake_time
 from beamflowd.core.spec import StepSpec, WorkflowSpec
@@ -72,6 +72,8 @@ class WorkflowView:
     steps: Mapping[str, StepView]
     #: Paused: running attempts finish, no new one starts (the actor is woken again by the resume).
     paused: bool = False
+    #: When the workflow's timeout runs out (0: none): the actor then proposes ``Expire``.
+    deadline_ms: int = 0
 
     @classmethod
     def of(cls, wf: WorkflowState) -> WorkflowView:
@@ -88,6 +90,7 @@ class WorkflowView:
                 for s in wf.steps.values()
             },
             paused=bool(wf.paused),
+            deadline_ms=wf.deadline_ms,
         )
 
 
@@ -102,6 +105,8 @@ class Actor:
         #: still shows that attempt running (its result never committed), the next pass runs it again.
         self.attempts: dict[tuple[int, str, int], asyncio.Task[None]] = {}
         self.starting: set[tuple[str, int]] = set()
+        #: The epoch whose deadline this actor is proposing (one ``Expire`` in flight at a time).
+        self.expiring: int | None = None
         self.task: asyncio.Task[None] | None = None
         self.background: set[asyncio.Task[None]] = set()
         #: An exception escaping an attempt crashes the actor (the supervisor restarts it).
@@ -131,6 +136,13 @@ class Actor:
         next_due: int | None = None
         for old in [k for k in self.attempts if k[0] != view.epoch]:
             self.attempts.pop(old).cancel()  # fenced anyway: results of an older epoch are rejected
+        if view.deadline_ms:
+            if now >= view.deadline_ms:
+                if self.expiring != view.epoch:
+                    self.expiring = view.epoch
+                    self._keep(asyncio.create_task(self._expire(view)))
+                return None  # nothing new starts past the deadline; the committed Expire ends the actor
+            next_due = view.deadline_ms
         for step in view.spec.steps:
             st = view.steps[step.id]
             if st.status == STEP_RUNNING:
@@ -169,6 +181,22 @@ class Actor:
             self.wake.set()
         if not task.cancelled() and task.exception() is not None and self.crash is None:
             self.crash = task.exception()
+            self.wake.set()
+
+    async def _expire(self, view: WorkflowView) -> None:
+        """Propose that the deadline passed (this node's clock in ``ts``; apply checks it)."""
+        ex = self.executor
+        cmd = Expire(wf=view.id, epoch=view.epoch, ts=now_ms(), node=ex.node_id, dlq_max=ex.dlq_max)
+        try:
+            result = await ex.proposer.propose(cmd)
+            if not result.ok:
+                log.warning("expire %s refused: %s %s", view.id, result.code, result.message)
+                await asyncio.sleep(0.5)  # e.g. a stale epoch: the next pass sees the new state
+        except ProposeError as exc:
+            log.warning("expire %s not committed: %s", view.id, exc.message)
+            await asyncio.sleep(0.5)
+        finally:
+            self.expiring = None
             self.wake.set()
 
     async def _start(self, view: WorkflowView, step: StepSpec, attempt: int) -> None:
@@ -264,7 +292,8 @@ class Actor:
                 allow_exec=ex.allow_exec,
                 args=params,
             )
-            timeout_ms = step.timeout_ms or view.spec.timeout_ms
+            # The step's timeout bounds one attempt; the workflow's timeout is a deadline (Expire).
+            timeout_ms = step.timeout_ms
             timeout = timeout_ms / 1000 if timeout_ms else ex.default_step_timeout
             # Chaos hook (beamflowd/chaos.py): injected latency, errors, timeouts; None when chaos is off.
             if ex.step_faults is not None:

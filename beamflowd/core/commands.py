@@ -377,6 +377,21 @@ class Resume(_Command):
     node: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class Expire(_Command):
+    """The workflow's deadline (its ``timeout`` after submit, or after its latest retry) has passed: it fails
+    with ``deadline_exceeded``. Proposed by the owner with its clock in ``ts``; apply checks ``ts`` against
+    the committed deadline (the core has no clock). Fenced by epoch like a step result."""
+
+    OP: ClassVar[str] = "expire"
+    wf: str
+    epoch: int
+    ts: int
+    node: str = ""
+    #: As in :attr:`Fail.dlq_max`.
+    dlq_max: int | None = None
+
+
 Command: TypeAlias = (
     Join
     | Submit
@@ -394,6 +409,7 @@ Command: TypeAlias = (
     | DlqClose
     | Pause
     | Resume
+    | Expire
 )
 
 _CLASSES: tuple[type[_Command], ...] = (
@@ -413,6 +429,7 @@ _CLASSES: tuple[type[_Command], ...] = (
     DlqClose,
     Pause,
     Resume,
+    Expire,
 )
 #: op -> class.
 COMMANDS: Final[Mapping[str, type[_Command]]] = {cls.OP: cls for cls in _CLASSES}

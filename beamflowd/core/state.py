@@ -27,6 +27,7 @@ from beamflowd.core.commands import (
     ChaosMonkey,
     CommandError,
     DlqClose,
+    Expire,
     Fail,
     Gc,
     Heartbeat,
@@ -50,8 +51,10 @@ from beamflowd.core.vocabulary import (
     DLQ_PENDING,
     DLQ_RESOLVED,
     DLQ_RETRYING,
+    ERROR_DEADLINE_EXCEEDED,
     ERROR_POISONED,
     EVENT_DEAD_LETTERED,
+    EVENT_DEADLINE_EXCEEDED,
     EVENT_PAUSED,
     EVENT_REDELIVERED,
     EVENT_RESUMED,
@@ -183,10 +186,19 @@ class WorkflowState:
     origin: str = ""
     #: Paused (``Pause``): no new attempt starts; "" when not paused, else why (never empty when paused).
     paused: str = ""
+    #: Time of the latest retry (0: never retried): the deadline counts from it.
+    retried_ms: int = 0
 
     @property
     def terminal(self) -> bool:
         return self.status in TERMINAL_WORKFLOW
+
+    @property
+    def deadline_ms(self) -> int:
+        """When the workflow's ``timeout`` runs out (counted from submit or the latest retry); 0: none."""
+        if not self.spec.timeout_ms:
+            return 0
+        return (self.retried_ms or self.created_ms) + self.spec.timeout_ms
 
     def to_plain(self) -> dict[str, Any]:
         plain = {
@@ -211,6 +223,8 @@ class WorkflowState:
             plain["origin"] = self.origin  # likewise absent unless resubmitted
         if self.paused:
             plain["paused"] = self.paused  # likewise absent unless paused
+        if self.retried_ms:
+            plain["retried_ms"] = self.retried_ms
         return plain
 
     @classmethod
@@ -232,6 +246,7 @@ class WorkflowState:
             retries=p.get("retries", 0),
             origin=p.get("origin", ""),
             paused=p.get("paused", ""),
+            retried_ms=p.get("retried_ms", 0),
         )
         for sp in p["steps"]:
             step = StepState.from_plain(sp)
@@ -436,7 +451,11 @@ class StateMachine:
             del self.request_ids[next(iter(self.request_ids))]
 
     def _fenced_workflow(
-        self, cmd: Start | Succeed | Fail | Redeliver | Abort, what: str, step: str = "", attempt: int = 0
+        self,
+        cmd: Start | Succeed | Fail | Redeliver | Abort | Expire,
+        what: str,
+        step: str = "",
+        attempt: int = 0,
     ) -> tuple[WorkflowState | None, Result | None]:
         """The workflow exists, is not terminal, and ``cmd`` carries its current epoch (else counted)."""
         wf = self.workflows.get(cmd.wf)
@@ -860,6 +879,7 @@ class StateMachine:
         wf.status, wf.error, wf.updated_ms = WORKFLOW_RUNNING, "", cmd.ts
         wf.epoch += 1
         wf.retries += 1
+        wf.retried_ms = cmd.ts
         self._own(wf, owner)
         for step in wf.steps.values():
             if step.id in reset:
@@ -920,6 +940,34 @@ class StateMachine:
         wf.paused, wf.updated_ms = "", cmd.ts
         self._event(wf, cmd.ts, EVENT_RESUMED, "", 0, "", cmd.node)
         return Result("OK", data={"changed": True})
+
+    def _expire(self, cmd: Expire) -> Result:
+        """The deadline passed (by the proposer's clock in ``ts``): running and waiting attempts are
+        abandoned (their late results find the workflow finished), the workflow fails and is dead-lettered."""
+        wf, err = self._fenced_workflow(cmd, "expire with ")
+        if err is not None:
+            return err
+        assert wf is not None
+        deadline = wf.deadline_ms
+        if not deadline:
+            return Result("FAILED_PRECONDITION", f"workflow {wf.id} has no deadline (no timeout)")
+        if cmd.ts < deadline:
+            return Result(
+                "FAILED_PRECONDITION", f"deadline of {wf.id} is {deadline}, not reached at {cmd.ts}"
+            )
+        stopped = []
+        for step in wf.steps.values():
+            if step.status in (STEP_RUNNING, STEP_RETRY_WAIT):
+                step.status, step.next_ms, step.ended_ms = STEP_FAILED, 0, cmd.ts
+                step.error, step.error_class = "the workflow's deadline passed", ERROR_DEADLINE_EXCEEDED
+                stopped.append(step.id)
+        timeout_s = (wf.spec.timeout_ms or 0) / 1000
+        message = f"deadline exceeded: timeout {timeout_s:g}s passed" + (
+            f" while {', '.join(stopped)} ran" if stopped else ""
+        )
+        self._event(wf, cmd.ts, EVENT_DEADLINE_EXCEEDED, "", 0, message, cmd.node)
+        self._finish(wf, WORKFLOW_FAILED, cmd.ts, message, cmd.node, cmd.dlq_max)
+        return Result("OK", data={"stopped": stopped})
 
     def _dlq_plain(self) -> dict[str, Any]:
         """The queue's part of :meth:`to_plain`, absent while unused (old logs keep their digests)."""
@@ -1122,4 +1170,5 @@ _HANDLERS: dict[type[Any], Callable[[StateMachine, Any], Result]] = {
     DlqClose: StateMachine._dlq_close,
     Pause: StateMachine._pause,
     Resume: StateMachine._resume,
+    Expire: StateMachine._expire,
 }

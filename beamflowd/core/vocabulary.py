@@ -99,5 +99,8 @@ EVENT_PAUSED: Final = "paused"
 EVENT_RESUMED: Final = "resumed"
 #: How a paused running workflow is shown (get, list, top); in the state it is running with ``paused`` set.
 WORKFLOW_PAUSED: Final = "paused"
+#: The workflow's deadline (its ``timeout``) passed: error class of the step it stopped, and the event.
+ERROR_DEADLINE_EXCEEDED: Final = "deadline_exceeded"
+EVENT_DEADLINE_EXCEEDED: Final = "deadline_exceeded"
 #: Default bound on dead-letter entries kept in the state (closed ones are collected first).
 DLQ_MAX_DEFAULT: Final = 10_000

@@ -59,9 +59,22 @@ steps:
   - {id: after, run: noop, needs: [call]}
 """
 
+TIMED_YAML = """
+name: timed
+timeout: 2s
+steps:
+  - {id: a, run: noop, retry: {max_attempts: 2}}
+  - {id: b, run: noop, needs: [a]}
+"""
+
 SPECS: dict[str, dict[str, Any]] = {
     name: parse_workflow(text, source=name).to_plain()
-    for name, text in (("sequential", SEQUENTIAL_YAML), ("diamond", DIAMOND_YAML), ("flaky", RETRY_YAML))
+    for name, text in (
+        ("sequential", SEQUENTIAL_YAML),
+        ("diamond", DIAMOND_YAML),
+        ("flaky", RETRY_YAML),
+        ("timed", TIMED_YAML),
+    )
 }
 
 
@@ -347,6 +360,17 @@ def _resume(draw: st.DrawFn, sm: StateMachine, ts: int) -> Plain:
     return c.Resume(wf=wf, ts=ts, node=_pick(draw, NODES)).to_plain()
 
 
+def _expire(draw: st.DrawFn, sm: StateMachine, ts: int) -> Plain:
+    """The owner's clock passed the deadline: mostly at or after it, sometimes (a fast clock) before."""
+    wf, epoch, _, _ = _target(draw, sm, live)
+    workflow = sm.workflows.get(wf)
+    deadline = workflow.deadline_ms if workflow is not None else 0
+    when = max(ts, deadline + _pick(draw, [0, 0, 10, -10])) if deadline else ts
+    return c.Expire(
+        wf=wf, epoch=_epoch(draw, epoch), ts=when, node=_pick(draw, NODES), dlq_max=_pick(draw, DLQ_MAXES)
+    ).to_plain()
+
+
 #: op -> (builder, weight): the one place to add an op.
 OP_BUILDERS: dict[str, tuple[Builder, int]] = {
     "submit": (_submit, 3),
@@ -365,6 +389,7 @@ OP_BUILDERS: dict[str, tuple[Builder, int]] = {
     "dlq_close": (_dlq_close, 1),
     "pause": (_pause, 1),
     "resume": (_resume, 1),
+    "expire": (_expire, 1),
 }
 assert set(OP_BUILDERS) == set(c.COMMANDS), "every op needs a builder"
 

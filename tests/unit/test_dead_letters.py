@@ -189,3 +189,30 @@ def test_closing_an_entry() -> None:
     retry(sm, "w1")
     fail_for_good(sm, "w1", 2, "b", 2, 1_100)
     assert sm.dlq["dlq-1"].state == DLQ_RESOLVED and sm.dlq["dlq-2"].state == DLQ_PENDING
+
+
+def test_a_passed_deadline_fails_the_workflow_and_dead_letters_it() -> None:
+    sm = cluster()
+    ok(sm, submit_cmd("r1", "w1", "timed", 1_000, start=(("a", 0),)))  # timeout 2s: deadline 3_000
+    wf = sm.workflows["w1"]
+    assert wf.deadline_ms == 3_000
+    early = c.Expire(wf="w1", epoch=1, ts=2_999, dlq_max=DLQ_MAX).to_plain()
+    assert sm.apply(early).code == "FAILED_PRECONDITION"
+    assert sm.apply(dict(early, ts=3_000, epoch=7)).code == "ABORTED"
+    assert ok(sm, dict(early, ts=3_000)) == {"stopped": ["a"]}
+    assert wf.status == WORKFLOW_FAILED and "deadline exceeded" in wf.error
+    assert (wf.steps["a"].status, wf.steps["a"].error_class) == ("failed", "deadline_exceeded")
+    assert sm.dlq["dlq-1"].error_class == "deadline_exceeded"
+    # The abandoned attempt's late result is refused; a retry gets a fresh deadline from its own time.
+    late = step_cmd("succeed", "w1", 1, "a", 1, 3_001, output="1")
+    assert sm.apply(late).code == "FAILED_PRECONDITION"
+    retry(sm, "w1", ts=10_000)
+    assert wf.deadline_ms == 12_000 and wf.steps["a"].attempts == 1
+    assert sm.apply(c.Expire(wf="w1", epoch=2, ts=11_000).to_plain()).code == "FAILED_PRECONDITION"
+
+
+def test_a_workflow_without_timeout_has_no_deadline() -> None:
+    sm = cluster()
+    ok(sm, submit_cmd("r1", "w1", "sequential", 10))
+    assert sm.workflows["w1"].deadline_ms == 0
+    assert sm.apply(c.Expire(wf="w1", epoch=1, ts=10**12).to_plain()).code == "FAILED_PRECONDITION"

@@ -40,7 +40,7 @@ from tests.unit.state_strategies import (
 )
 
 #: Commands fenced by the workflow epoch.
-FENCED_OPS = ("start", "succeed", "fail", "redeliver", "abort")
+FENCED_OPS = ("start", "succeed", "fail", "redeliver", "abort", "expire")
 
 
 def cluster(ts: int = 0) -> StateMachine:
