@@ -51,6 +51,7 @@ from beamflowd.core.vocabulary import (
     DLQ_PENDING,
     DLQ_RESOLVED,
     DLQ_RETRYING,
+    DLQ_STATES,
     ERROR_DEADLINE_EXCEEDED,
     ERROR_POISONED,
     EVENT_DEAD_LETTERED,
@@ -981,6 +982,16 @@ class StateMachine:
                 "reopened": dict(self.reopened),
             }
         }
+
+    def dlq_counts(self) -> dict[str, int]:
+        """Dead-letter entries by state (``dlq_pending``, ...), ``dlq_overflow`` and ``reopened``: for the
+        dashboard's counters. O(entries), bounded by ``dlq_max``."""
+        counts = {f"dlq_{state}": 0 for state in sorted(DLQ_STATES)}
+        for entry in self.dlq.values():
+            counts[f"dlq_{entry.state}"] += 1
+        counts["dlq_overflow"] = self.dlq_overflow
+        counts["reopened"] = sum(self.reopened.values())
+        return counts
 
     def running_count(self) -> int:
         c = self.counters

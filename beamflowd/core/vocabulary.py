@@ -61,6 +61,9 @@ NOTABLE_KINDS: Final = frozenset(
         EVENT_REDELIVERED,
         "retried",  # EVENT_RETRIED (defined below with the dead-letter words)
         "dead_lettered",  # EVENT_DEAD_LETTERED
+        "paused",  # EVENT_PAUSED
+        "resumed",  # EVENT_RESUMED
+        "deadline_exceeded",  # EVENT_DEADLINE_EXCEEDED
     }
 )
 
