@@ -280,6 +280,13 @@ class Client:
         )
         return response
 
+    def workflow_result(self, workflow_id: str) -> workflow_pb2.GetWorkflowResultResponse:
+        request = workflow_pb2.GetWorkflowResultRequest(workflow_id=workflow_id)
+        response: workflow_pb2.GetWorkflowResultResponse = self.unary(
+            "result", lambda ch, t: _workflows(ch).GetWorkflowResult(request, timeout=t)
+        )
+        return response
+
     def dead_letters(self, method: str, request: Any) -> Any:
         """Call ``DeadLetterService.<method>`` (ListDeadLetters, GetDeadLetter, RetryDeadLetter, ...)."""
         return self.unary(method, lambda ch, t: getattr(_dead_letters(ch), method)(request, timeout=t))

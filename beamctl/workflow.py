@@ -190,6 +190,10 @@ def submit(
             final = follow(client, response.workflow_id, deadline, lambda _event: None)
             data = output.workflow_to_dict(final.workflow, final.events)
             data["existing"] = response.existing
+            if final.workflow.status == workflow_pb2.WORKFLOW_STATUS_SUCCEEDED:
+                data["result"] = output.parse_json_text(
+                    client.workflow_result(response.workflow_id).result_json
+                )
             output.emit_data(data, out)
         else:
             _print_submitted(submitted)
@@ -474,3 +478,33 @@ def resume(
     with Client.from_settings(settings_of(ctx)) as client:
         response = client.resume_workflow(request)
     _paused_or_resumed(ctx, fmt, response.workflow, response.changed)
+
+
+@app.command("result")
+@handle_errors
+def result(
+    ctx: typer.Context,
+    workflow_id: Annotated[str, typer.Argument(metavar="ID", help="Workflow id.")],
+    wait: Annotated[bool, typer.Option("--wait", "-w", help="Wait until the workflow ends.")] = False,
+    timeout_wait: TimeoutWaitOption = None,
+) -> None:
+    """Print a succeeded workflow's result as JSON: its `output` template resolved, or the outputs of its
+    sink steps by step id. Exit 1 if it failed or was cancelled, 5 if it is still running (without --wait).
+
+    Example: beamctl workflow result wf-123 --wait | jq .receipt
+    """
+    with Client.from_settings(settings_of(ctx)) as client:
+        if wait:
+            final = follow(client, workflow_id, wait_deadline(timeout_wait), lambda _event: None)
+        else:
+            final = client.get_workflow(workflow_id)
+        wf = final.workflow
+        if wf.status != workflow_pb2.WORKFLOW_STATUS_SUCCEEDED:
+            status = output.workflow_status(wf.status)
+            why = f": {wf.error}" if wf.error else ""
+            ended = wf.status in TERMINAL_STATUSES
+            hint = "" if ended else " (use --wait)"
+            code = ExitCode.WORKFLOW_FAILED if ended else ExitCode.CONFLICT
+            raise CliError(f"workflow {workflow_id} is {status}{why}{hint}", code)
+        response = client.workflow_result(workflow_id)
+    output.emit_data(output.parse_json_text(response.result_json), "json")

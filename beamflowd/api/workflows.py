@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import re
 import secrets
 import uuid
@@ -20,9 +21,9 @@ from beamflowd.changes import ChangeHub
 from beamflowd.clock import now_ms
 from beamflowd.core.commands import Cancel, Command, Pause, Resume, Retry, Submit
 from beamflowd.core.scheduling import first_starts
-from beamflowd.core.spec import MAX_DEFINITION_BYTES, SpecError, WorkflowSpec, parse_input
+from beamflowd.core.spec import MAX_DEFINITION_BYTES, SpecError, WorkflowSpec, parse_input, workflow_result
 from beamflowd.core.state import Result
-from beamflowd.core.vocabulary import STATUS_OF_CLOSING_EVENT
+from beamflowd.core.vocabulary import STATUS_OF_CLOSING_EVENT, WORKFLOW_SUCCEEDED
 from beamflowd.isolation import ModulePolicy
 from beamflowd.proposer import ProposeError, Proposer
 from beamflowd.replication import ReplicatedState
@@ -300,6 +301,30 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):  # type: ignore[misc]
         workflow = self.workflow_now(request.workflow_id)
         return pb.ResumeWorkflowResponse(workflow=workflow, changed=bool(result.data.get("changed")))
 
+    async def GetWorkflowResult(
+        self, request: pb.GetWorkflowResultRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetWorkflowResultResponse:
+        with self.raft.read():
+            wf = self.raft.sm.workflows.get(request.workflow_id)
+            if wf is not None:
+                status, error, spec = convert.shown_status(wf), wf.error, wf.spec
+                scope = {
+                    "input": json.loads(wf.input_json or "{}"),
+                    "steps": {s.id: json.loads(s.output_json) for s in wf.steps.values() if s.output_json},
+                }
+        if wf is None:
+            await abort(context, "NOT_FOUND", f"workflow {request.workflow_id!r} not found")
+        if status != WORKFLOW_SUCCEEDED:
+            why = f": {error}" if error else ""
+            await abort(context, "FAILED_PRECONDITION", f"workflow {request.workflow_id} is {status}{why}")
+        try:
+            result = workflow_result(spec, scope)
+        except ValueError as exc:  # an expression that fails on these outputs: the definition's fault
+            await abort(context, "FAILED_PRECONDITION", f"output: {exc}")
+        return pb.GetWorkflowResultResponse(
+            result_json=json.dumps(result, sort_keys=True), status=convert.WORKFLOW_STATUS[status]
+        )
+
 
 def check_python_functions(spec: WorkflowSpec, modules: ModulePolicy, source: str) -> None:
     """Refuse a python step whose literal function this node's ``python_modules`` does not allow.
@@ -316,6 +341,4 @@ def check_python_functions(spec: WorkflowSpec, modules: ModulePolicy, source: st
 
 def _compact(input_json: str) -> str:
     """Canonical input text, so replicas and digests never depend on the client's whitespace."""
-    import json
-
     return json.dumps(json.loads(input_json or "{}"), sort_keys=True, separators=(",", ":"))

@@ -180,3 +180,31 @@ def test_retry_from_a_step_resubmit_and_abandon(
     again = beamctl(cluster, "dlq", "retry", pending[0]["id"], "--reason", "x")
     assert again.returncode == 5, again.stderr
     wait_converged(cluster)
+
+
+RESULT = """
+name: priced
+steps:
+  - {id: quote, run: demo, with: {output: {price: 12}}}
+  - {id: charge, run: demo, needs: quote, with: {output: {id: "c-${{ input.n }}"}}}
+output: {receipt: "rcpt-${{ steps.charge.id }}", total: "${{ steps.quote.price }}"}
+"""
+
+
+def test_workflow_result_and_submit_wait_include_the_output(
+    recorded_cluster: tuple[Cluster, Path], tmp_path: Path
+) -> None:
+    cluster, _ = recorded_cluster
+    definition = tmp_path / "priced.yaml"
+    definition.write_text(RESULT, encoding="utf-8")
+    submitted = beamctl(
+        cluster, "-o", "json", "workflow", "submit", str(definition), "-i", '{"n": 5}', "--wait"
+    )
+    assert submitted.returncode == 0, submitted.stdout
+    data = json.loads(submitted.stdout)
+    assert data["result"] == {"receipt": "rcpt-c-5", "total": 12}
+    shown = beamctl(cluster, "workflow", "result", data["id"])
+    assert shown.returncode == 0 and json.loads(shown.stdout) == data["result"]
+    # A failed workflow has no result: exit 1.
+    failing = submit(cluster.workflow_stub("n1"), GATED, {"gate": str(tmp_path / "closed"), "nap": "1ms"})
+    assert beamctl(cluster, "workflow", "result", failing, "--wait").returncode == 1

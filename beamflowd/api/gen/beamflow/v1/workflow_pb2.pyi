@@ -303,3 +303,17 @@ class ResumeWorkflowResponse(_message.Message):
     workflow: Workflow
     changed: bool
     def __init__(self, workflow: _Optional[_Union[Workflow, _Mapping]] = ..., changed: _Optional[bool] = ...) -> None: ...
+
+class GetWorkflowResultRequest(_message.Message):
+    __slots__ = ("workflow_id",)
+    WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
+    workflow_id: str
+    def __init__(self, workflow_id: _Optional[str] = ...) -> None: ...
+
+class GetWorkflowResultResponse(_message.Message):
+    __slots__ = ("result_json", "status")
+    RESULT_JSON_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    result_json: str
+    status: WorkflowStatus
+    def __init__(self, result_json: _Optional[str] = ..., status: _Optional[_Union[WorkflowStatus, str]] = ...) -> None: ...

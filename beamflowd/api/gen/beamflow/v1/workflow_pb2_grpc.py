@@ -81,6 +81,11 @@ class WorkflowServiceStub:
                 request_serializer=beamflow_dot_v1_dot_workflow__pb2.ResumeWorkflowRequest.SerializeToString,
                 response_deserializer=beamflow_dot_v1_dot_workflow__pb2.ResumeWorkflowResponse.FromString,
                 _registered_method=True)
+        self.GetWorkflowResult = channel.unary_unary(
+                '/beamflow.v1.WorkflowService/GetWorkflowResult',
+                request_serializer=beamflow_dot_v1_dot_workflow__pb2.GetWorkflowResultRequest.SerializeToString,
+                response_deserializer=beamflow_dot_v1_dot_workflow__pb2.GetWorkflowResultResponse.FromString,
+                _registered_method=True)
 
 
 class WorkflowServiceServicer:
@@ -156,6 +161,15 @@ class WorkflowServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetWorkflowResult(self, request, context):
+        """GetWorkflowResult returns a workflow's result: its `output` template resolved over its input and
+        step outputs, or (without one) the outputs of its sink steps by step id. FAILED_PRECONDITION while it
+        runs or when it did not succeed (the message says its status and error).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_WorkflowServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -203,6 +217,11 @@ def add_WorkflowServiceServicer_to_server(servicer, server):
                     servicer.ResumeWorkflow,
                     request_deserializer=beamflow_dot_v1_dot_workflow__pb2.ResumeWorkflowRequest.FromString,
                     response_serializer=beamflow_dot_v1_dot_workflow__pb2.ResumeWorkflowResponse.SerializeToString,
+            ),
+            'GetWorkflowResult': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetWorkflowResult,
+                    request_deserializer=beamflow_dot_v1_dot_workflow__pb2.GetWorkflowResultRequest.FromString,
+                    response_serializer=beamflow_dot_v1_dot_workflow__pb2.GetWorkflowResultResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -450,6 +469,33 @@ class WorkflowService:
             '/beamflow.v1.WorkflowService/ResumeWorkflow',
             beamflow_dot_v1_dot_workflow__pb2.ResumeWorkflowRequest.SerializeToString,
             beamflow_dot_v1_dot_workflow__pb2.ResumeWorkflowResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetWorkflowResult(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/beamflow.v1.WorkflowService/GetWorkflowResult',
+            beamflow_dot_v1_dot_workflow__pb2.GetWorkflowResultRequest.SerializeToString,
+            beamflow_dot_v1_dot_workflow__pb2.GetWorkflowResultResponse.FromString,
             options,
             channel_credentials,
             insecure,
