@@ -19,6 +19,13 @@ from beamctl.output import OutputOption, output_format
 from beamctl.show import show
 from beamflowd.api.gen.beamflow.v1 import workflow_pb2
 from beamflowd.core.durations import parse_duration
+from beamflowd.core.vocabulary import (
+    ID_CONFLICT_FAIL,
+    ID_CONFLICT_USE_EXISTING,
+    ID_REUSE_ALLOW,
+    ID_REUSE_FAILED_ONLY,
+    ID_REUSE_REJECT,
+)
 
 app = typer.Typer(
     name="workflow",
@@ -47,6 +54,28 @@ _STATUS_FILTER = {
     StatusFilter.failed: workflow_pb2.WORKFLOW_STATUS_FAILED,
     StatusFilter.cancelled: workflow_pb2.WORKFLOW_STATUS_CANCELLED,
     StatusFilter.paused: workflow_pb2.WORKFLOW_STATUS_PAUSED,
+}
+
+
+class IdReuse(enum.StrEnum):
+    allow_duplicate = ID_REUSE_ALLOW
+    allow_duplicate_failed_only = ID_REUSE_FAILED_ONLY
+    reject_duplicate = ID_REUSE_REJECT
+
+
+class IdConflict(enum.StrEnum):
+    fail = ID_CONFLICT_FAIL
+    use_existing = ID_CONFLICT_USE_EXISTING
+
+
+_ID_REUSE = {
+    IdReuse.allow_duplicate: workflow_pb2.ID_REUSE_POLICY_ALLOW_DUPLICATE,
+    IdReuse.allow_duplicate_failed_only: workflow_pb2.ID_REUSE_POLICY_ALLOW_DUPLICATE_FAILED_ONLY,
+    IdReuse.reject_duplicate: workflow_pb2.ID_REUSE_POLICY_REJECT_DUPLICATE,
+}
+_ID_CONFLICT = {
+    IdConflict.fail: workflow_pb2.ID_CONFLICT_POLICY_FAIL,
+    IdConflict.use_existing: workflow_pb2.ID_CONFLICT_POLICY_USE_EXISTING,
 }
 
 TimeoutWaitOption = Annotated[
@@ -152,6 +181,16 @@ def submit(
     ] = False,
     timeout_wait: TimeoutWaitOption = None,
     fmt: OutputOption = None,
+    id_reuse: Annotated[
+        IdReuse,
+        typer.Option(
+            "--id-reuse", help="If --id names a finished workflow: replace it, only if it failed, or refuse."
+        ),
+    ] = IdReuse.reject_duplicate,
+    id_conflict: Annotated[
+        IdConflict,
+        typer.Option("--id-conflict", help="If --id names a running workflow: fail (exit 5) or use it."),
+    ] = IdConflict.fail,
 ) -> None:
     """Submit a workflow file and print its id.
 
@@ -171,6 +210,8 @@ def submit(
         input_json=read_input(input_json, input_file),
         workflow_id=workflow_id or "",
         request_id=str(uuid.uuid4()),
+        id_reuse_policy=_ID_REUSE[id_reuse],
+        id_conflict_policy=_ID_CONFLICT[id_conflict],
     )
     deadline = wait_deadline(timeout_wait)
     with Client.from_settings(settings_of(ctx)) as client:

@@ -23,11 +23,29 @@ from beamflowd.core.commands import Cancel, Command, Pause, Resume, Retry, Submi
 from beamflowd.core.scheduling import first_starts
 from beamflowd.core.spec import MAX_DEFINITION_BYTES, SpecError, WorkflowSpec, parse_input, workflow_result
 from beamflowd.core.state import Result
-from beamflowd.core.vocabulary import STATUS_OF_CLOSING_EVENT, WORKFLOW_SUCCEEDED
+from beamflowd.core.vocabulary import (
+    ID_CONFLICT_FAIL,
+    ID_CONFLICT_USE_EXISTING,
+    ID_REUSE_ALLOW,
+    ID_REUSE_FAILED_ONLY,
+    ID_REUSE_REJECT,
+    STATUS_OF_CLOSING_EVENT,
+    WORKFLOW_SUCCEEDED,
+)
 from beamflowd.isolation import ModulePolicy
 from beamflowd.proposer import ProposeError, Proposer
 from beamflowd.replication import ReplicatedState
 
+#: Wire policies -> the command's words (core/vocabulary.py).
+_ID_REUSE = {
+    pb.ID_REUSE_POLICY_ALLOW_DUPLICATE: ID_REUSE_ALLOW,
+    pb.ID_REUSE_POLICY_ALLOW_DUPLICATE_FAILED_ONLY: ID_REUSE_FAILED_ONLY,
+    pb.ID_REUSE_POLICY_REJECT_DUPLICATE: ID_REUSE_REJECT,
+}
+_ID_CONFLICT = {
+    pb.ID_CONFLICT_POLICY_FAIL: ID_CONFLICT_FAIL,
+    pb.ID_CONFLICT_POLICY_USE_EXISTING: ID_CONFLICT_USE_EXISTING,
+}
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
 MAX_PAGE_SIZE = 1000
 DEFAULT_PAGE_SIZE = 100
@@ -102,7 +120,17 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):  # type: ignore[misc]
             node=self.node_id,
             # Root steps start in the same entry: one round trip less per workflow.
             start=first_starts(spec, lambda _: "pending", {"input": workflow_input, "steps": {}}, now),
+            id_reuse=_ID_REUSE.get(request.id_reuse_policy),
+            id_conflict=_ID_CONFLICT.get(request.id_conflict_policy),
         )
+        if request.id_reuse_policy and cmd.id_reuse is None:
+            await abort(
+                context, "INVALID_ARGUMENT", f"id_reuse_policy: unknown value {request.id_reuse_policy}"
+            )
+        if request.id_conflict_policy and cmd.id_conflict is None:
+            await abort(
+                context, "INVALID_ARGUMENT", f"id_conflict_policy: unknown value {request.id_conflict_policy}"
+            )
         result = await self.propose(context, cmd)
         if not result.ok:
             await abort(context, result.code, result.message)

@@ -35,7 +35,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, ClassVar, Final, TypeAlias
 
-from beamflowd.core.vocabulary import DLQ_CLOSED
+from beamflowd.core.vocabulary import DLQ_CLOSED, ID_CONFLICT_POLICIES, ID_REUSE_POLICIES
 
 #: Version this code writes.
 SCHEMA_VERSION: Final = 1
@@ -127,6 +127,18 @@ class Submit(_Command):
     spec_hash: str | None = None
     #: The workflow this one was resubmitted from (``beamctl workflow resubmit``); absent: none.
     origin: str | None = None
+    #: When ``wf`` names a finished workflow: ``allow-duplicate`` replaces it, ``allow-duplicate-failed-only``
+    #: only if it failed or was cancelled, ``reject-duplicate`` refuses. Absent: refuse (ALREADY_EXISTS).
+    id_reuse: str | None = None
+    #: When ``wf`` names a running workflow: ``fail`` (ALREADY_EXISTS, also when absent) or ``use-existing``
+    #: (answer with it, ``existing`` true).
+    id_conflict: str | None = None
+
+    def _check(self) -> None:
+        if self.id_reuse is not None and self.id_reuse not in ID_REUSE_POLICIES:
+            raise CommandError(self.OP, "id_reuse", f"expected one of {', '.join(ID_REUSE_POLICIES)}")
+        if self.id_conflict is not None and self.id_conflict not in ID_CONFLICT_POLICIES:
+            raise CommandError(self.OP, "id_conflict", f"expected one of {', '.join(ID_CONFLICT_POLICIES)}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -60,6 +60,9 @@ from beamflowd.core.vocabulary import (
     EVENT_REDELIVERED,
     EVENT_RESUMED,
     EVENT_RETRIED,
+    ID_CONFLICT_USE_EXISTING,
+    ID_REUSE_FAILED_ONLY,
+    ID_REUSE_REJECT,
     NOTABLE_KINDS,
     STEP_CANCELLED,
     STEP_FAILED,
@@ -392,11 +395,16 @@ class StateMachine:
         if previous is not None:
             wf = self.workflows.get(previous)
             return Result("OK", data={"wf": previous, "owner": wf.owner if wf else "", "existing": True})
-        if wf_id in self.workflows:
-            return Result("ALREADY_EXISTS", f"workflow {wf_id!r} already exists")
+        old = self.workflows.get(wf_id)
+        if old is not None:
+            refusal = self._id_taken(cmd, old)
+            if refusal is not None:
+                return refusal
         placed = self._place()
         if placed is None:
             return Result("UNAVAILABLE", "no live node to own the workflow")
+        if old is not None:
+            self._forget(old)  # replaced (allowed by id_reuse); counted as collected
         owner = placed
         spec_hash = cmd.spec_hash or spec_digest(cmd.spec)
         entry = self.specs.get(spec_hash)
@@ -432,6 +440,31 @@ class StateMachine:
         self._event(wf, ts, "submitted", "", 0, f"owner {owner}{resubmitted}", cmd.node)
         self._start_ready(wf, cmd.start, ts, cmd.node)
         return Result("OK", data={"wf": wf_id, "owner": owner, "existing": False})
+
+    def _id_taken(self, cmd: Submit, old: WorkflowState) -> Result | None:
+        """Why a submit may not use the id of ``old`` (None: it replaces a finished one), per its policies."""
+        if not old.terminal:
+            if cmd.id_conflict == ID_CONFLICT_USE_EXISTING:
+                return Result("OK", data={"wf": old.id, "owner": old.owner, "existing": True})
+            return Result("ALREADY_EXISTS", f"workflow {old.id!r} already exists and is running")
+        reuse = cmd.id_reuse or ID_REUSE_REJECT
+        if reuse == ID_REUSE_REJECT or (reuse == ID_REUSE_FAILED_ONLY and old.status == WORKFLOW_SUCCEEDED):
+            return Result("ALREADY_EXISTS", f"workflow {old.id!r} already exists ({old.status})")
+        if old.id in self.dlq_open:
+            entry = self.dlq_open[old.id]
+            return Result("FAILED_PRECONDITION", f"workflow {old.id} has open dead-letter entry {entry}")
+        return None
+
+    def _forget(self, wf: WorkflowState) -> None:
+        """Drop a finished workflow (collected by gc, or replaced by a submit reusing its id)."""
+        del self.workflows[wf.id]
+        if self.request_ids.get(wf.request_id) == wf.id:
+            del self.request_ids[wf.request_id]  # a retried old request must not find a reused id
+        entry = self.specs[wf.spec_hash]
+        entry.refs -= 1
+        if entry.refs == 0:
+            del self.specs[wf.spec_hash]
+        self.counters["collected"] += 1
 
     def _start_ready(self, wf: WorkflowState, starts: Starts, ts: int, node: str) -> None:
         """Start first attempts the proposer found ready, in the same entry (saves a round trip).
@@ -743,14 +776,7 @@ class StateMachine:
         doomed = [wf.id for i, wf in enumerate(terminal) if i < excess or wf.updated_ms < cmd.before]
         collected = doomed[: cmd.limit]
         for wf_id in collected:
-            wf = self.workflows.pop(wf_id)
-            if self.request_ids.get(wf.request_id) == wf_id:
-                del self.request_ids[wf.request_id]  # a retried old request must not find a reused id
-            entry = self.specs[wf.spec_hash]
-            entry.refs -= 1
-            if entry.refs == 0:
-                del self.specs[wf.spec_hash]
-        self.counters["collected"] += len(collected)
+            self._forget(self.workflows[wf_id])
         return Result("OK", data={"collected": len(collected)})
 
     def _event(

@@ -105,5 +105,15 @@ WORKFLOW_PAUSED: Final = "paused"
 #: The workflow's deadline (its ``timeout``) passed: error class of the step it stopped, and the event.
 ERROR_DEADLINE_EXCEEDED: Final = "deadline_exceeded"
 EVENT_DEADLINE_EXCEEDED: Final = "deadline_exceeded"
+#: ID reuse (``submit --id-reuse``): what a submit with the id of a *finished* workflow does (Temporal's
+#: policies). Absent from a command: reject (the behaviour before the policies existed).
+ID_REUSE_ALLOW: Final = "allow-duplicate"
+ID_REUSE_FAILED_ONLY: Final = "allow-duplicate-failed-only"
+ID_REUSE_REJECT: Final = "reject-duplicate"
+ID_REUSE_POLICIES: Final = (ID_REUSE_ALLOW, ID_REUSE_FAILED_ONLY, ID_REUSE_REJECT)
+#: ID conflict (``submit --id-conflict``): what a submit with the id of a *running* workflow does.
+ID_CONFLICT_FAIL: Final = "fail"
+ID_CONFLICT_USE_EXISTING: Final = "use-existing"
+ID_CONFLICT_POLICIES: Final = (ID_CONFLICT_FAIL, ID_CONFLICT_USE_EXISTING)
 #: Default bound on dead-letter entries kept in the state (closed ones are collected first).
 DLQ_MAX_DEFAULT: Final = 10_000

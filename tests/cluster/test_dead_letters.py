@@ -208,3 +208,32 @@ def test_workflow_result_and_submit_wait_include_the_output(
     # A failed workflow has no result: exit 1.
     failing = submit(cluster.workflow_stub("n1"), GATED, {"gate": str(tmp_path / "closed"), "nap": "1ms"})
     assert beamctl(cluster, "workflow", "result", failing, "--wait").returncode == 1
+
+
+def test_submit_id_reuse_and_conflict_policies(
+    recorded_cluster: tuple[Cluster, Path], tmp_path: Path
+) -> None:
+    cluster, _ = recorded_cluster
+    definition = tmp_path / "priced.yaml"
+    definition.write_text(RESULT, encoding="utf-8")
+
+    def submit_id(*policy: str) -> Any:
+        return beamctl(
+            cluster, "-o", "json", "workflow", "submit", str(definition), "--id", "order-1", *policy
+        )
+
+    assert submit_id("--wait").returncode == 0
+    # Finished: refused by default (exit 5) and by failed-only (it succeeded); allow-duplicate replaces it.
+    assert submit_id().returncode == 5
+    assert submit_id("--id-reuse", "allow-duplicate-failed-only").returncode == 5
+    replaced = submit_id("--id-reuse", "allow-duplicate", "--wait")
+    assert replaced.returncode == 0 and json.loads(replaced.stdout)["existing"] is False
+    # Running: fail (exit 5) or use the running one.
+    nap = tmp_path / "nap.yaml"
+    nap.write_text("name: nap\nsteps:\n  - {id: z, run: sleep, with: {duration: 10m}}\n", encoding="utf-8")
+    args = ("-o", "json", "workflow", "submit", str(nap), "--id", "long-1")
+    first = beamctl(cluster, *args)
+    assert first.returncode == 0, first.stdout
+    assert beamctl(cluster, *args).returncode == 5
+    again = beamctl(cluster, *args, "--id-conflict", "use-existing")
+    assert again.returncode == 0 and json.loads(again.stdout)["existing"] is True

@@ -208,7 +208,17 @@ def _submit(draw: st.DrawFn, sm: StateMachine, ts: int) -> Plain:
     roots = tuple((s["id"], 0) for s in steps if not s["needs"])
     every = tuple((s["id"], ts + 100) for s in steps)
     start = _pick(draw, [roots, roots, (), every, (("nope", 0),)])
-    return submit_cmd(rid, wf, spec, ts, node, input_json, start)
+    plain = submit_cmd(rid, wf, spec, ts, node, input_json, start)
+    # Mostly no id policies (the old behaviour); sometimes each of them.
+    reuse = _pick(
+        draw, [None, None, None, "allow-duplicate", "allow-duplicate-failed-only", "reject-duplicate"]
+    )
+    conflict = _pick(draw, [None, None, None, "fail", "use-existing"])
+    if reuse is not None:
+        plain["id_reuse"] = reuse
+    if conflict is not None:
+        plain["id_conflict"] = conflict
+    return plain
 
 
 def _start(draw: st.DrawFn, sm: StateMachine, ts: int) -> Plain:

@@ -95,14 +95,16 @@ def check_transition(before: Before, sm: StateMachine, cmd: Plain, res: Result) 
     gone = set(before.plain) - set(sm.workflows)
     if gone:  # only gc forgets workflows, and only finished ones
         assert op == "gc" and gone <= before.terminal, (cmd, gone)
-    reopened = {cmd["wf"]} if op == "retry" and res.ok else set()
+    replaced = op == "submit" and res.ok and not res.data["existing"]
+    reopened = {cmd["wf"]} if (op == "retry" or replaced) and res.ok else set()
     for wf_id in before.terminal - gone - reopened:
         assert sm.workflows[wf_id].to_plain() == before.plain[wf_id], f"terminal {wf_id} changed by {cmd}"
+    new = {cmd["wf"]} if replaced else set()  # a submit reusing the id of a finished workflow replaced it
     for wf_id, epoch in before.epochs.items():
-        if wf_id not in gone:
+        if wf_id not in gone | new:
             assert sm.workflows[wf_id].epoch >= epoch, f"epoch of {wf_id} decreased by {cmd}"
     for (wf_id, step_id), attempts in before.attempts.items():
-        if wf_id not in gone:
+        if wf_id not in gone | new:
             assert sm.workflows[wf_id].steps[step_id].attempts >= attempts, f"attempts decreased by {cmd}"
 
     wf_id = cmd.get("wf", "")
@@ -140,11 +142,32 @@ def check_transition(before: Before, sm: StateMachine, cmd: Plain, res: Result) 
             assert res.code == "OK" and res.data["wf"] == previous and res.data["existing"] is True, res
             assert sm.digest() == before.digest, "duplicate submit changed the state"
         elif cmd["wf"] in before.plain:
-            assert res.code == "ALREADY_EXISTS", res
+            check_id_policies(before, sm, cmd, res)
         elif not any(m.alive for m in sm.members.values()):
             assert res.code == "UNAVAILABLE", res
         else:
             assert res.ok and res.data["existing"] is False and res.data["wf"] == cmd["wf"], res
+
+
+def check_id_policies(before: Before, sm: StateMachine, cmd: Plain, res: Result) -> None:
+    """A submit naming an existing workflow: Temporal's id-reuse and id-conflict policies."""
+    wf_id = cmd["wf"]
+    if wf_id not in before.terminal:
+        if cmd.get("id_conflict") == "use-existing":
+            assert res.ok and res.data["existing"] is True and res.data["wf"] == wf_id, res
+            assert sm.digest() == before.digest
+        else:
+            assert res.code == "ALREADY_EXISTS", res
+        return
+    old_status = before.plain[wf_id]["status"]
+    reuse = cmd.get("id_reuse") or "reject-duplicate"
+    if reuse == "reject-duplicate" or (reuse == "allow-duplicate-failed-only" and old_status == "succeeded"):
+        assert res.code == "ALREADY_EXISTS", res
+    elif res.ok:
+        assert res.data["existing"] is False and sm.workflows[wf_id].request_id == cmd["rid"]
+        assert sm.counters["collected"] == before.counters["collected"] + 1
+    else:
+        assert res.code in ("FAILED_PRECONDITION", "UNAVAILABLE"), res  # an open dead letter; no live node
 
 
 def check_dead_letters_and_retries(before: Before, sm: StateMachine, cmd: Plain, res: Result) -> None:

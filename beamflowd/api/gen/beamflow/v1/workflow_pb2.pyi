@@ -28,6 +28,19 @@ class StepStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     STEP_STATUS_SUCCEEDED: _ClassVar[StepStatus]
     STEP_STATUS_FAILED: _ClassVar[StepStatus]
     STEP_STATUS_CANCELLED: _ClassVar[StepStatus]
+
+class IdReusePolicy(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ID_REUSE_POLICY_UNSPECIFIED: _ClassVar[IdReusePolicy]
+    ID_REUSE_POLICY_ALLOW_DUPLICATE: _ClassVar[IdReusePolicy]
+    ID_REUSE_POLICY_ALLOW_DUPLICATE_FAILED_ONLY: _ClassVar[IdReusePolicy]
+    ID_REUSE_POLICY_REJECT_DUPLICATE: _ClassVar[IdReusePolicy]
+
+class IdConflictPolicy(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ID_CONFLICT_POLICY_UNSPECIFIED: _ClassVar[IdConflictPolicy]
+    ID_CONFLICT_POLICY_FAIL: _ClassVar[IdConflictPolicy]
+    ID_CONFLICT_POLICY_USE_EXISTING: _ClassVar[IdConflictPolicy]
 WORKFLOW_STATUS_UNSPECIFIED: WorkflowStatus
 WORKFLOW_STATUS_RUNNING: WorkflowStatus
 WORKFLOW_STATUS_SUCCEEDED: WorkflowStatus
@@ -41,6 +54,13 @@ STEP_STATUS_RETRY_WAIT: StepStatus
 STEP_STATUS_SUCCEEDED: StepStatus
 STEP_STATUS_FAILED: StepStatus
 STEP_STATUS_CANCELLED: StepStatus
+ID_REUSE_POLICY_UNSPECIFIED: IdReusePolicy
+ID_REUSE_POLICY_ALLOW_DUPLICATE: IdReusePolicy
+ID_REUSE_POLICY_ALLOW_DUPLICATE_FAILED_ONLY: IdReusePolicy
+ID_REUSE_POLICY_REJECT_DUPLICATE: IdReusePolicy
+ID_CONFLICT_POLICY_UNSPECIFIED: IdConflictPolicy
+ID_CONFLICT_POLICY_FAIL: IdConflictPolicy
+ID_CONFLICT_POLICY_USE_EXISTING: IdConflictPolicy
 
 class Step(_message.Message):
     __slots__ = ("id", "kind", "status", "attempts", "output_json", "error", "error_class", "needs", "start_time", "end_time", "next_attempt_time")
@@ -145,18 +165,22 @@ class WorkflowEvent(_message.Message):
     def __init__(self, seq: _Optional[int] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., type: _Optional[str] = ..., step_id: _Optional[str] = ..., attempt: _Optional[int] = ..., message: _Optional[str] = ..., node: _Optional[str] = ...) -> None: ...
 
 class SubmitWorkflowRequest(_message.Message):
-    __slots__ = ("definition", "definition_source", "input_json", "workflow_id", "request_id")
+    __slots__ = ("definition", "definition_source", "input_json", "workflow_id", "request_id", "id_reuse_policy", "id_conflict_policy")
     DEFINITION_FIELD_NUMBER: _ClassVar[int]
     DEFINITION_SOURCE_FIELD_NUMBER: _ClassVar[int]
     INPUT_JSON_FIELD_NUMBER: _ClassVar[int]
     WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    ID_REUSE_POLICY_FIELD_NUMBER: _ClassVar[int]
+    ID_CONFLICT_POLICY_FIELD_NUMBER: _ClassVar[int]
     definition: str
     definition_source: str
     input_json: str
     workflow_id: str
     request_id: str
-    def __init__(self, definition: _Optional[str] = ..., definition_source: _Optional[str] = ..., input_json: _Optional[str] = ..., workflow_id: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
+    id_reuse_policy: IdReusePolicy
+    id_conflict_policy: IdConflictPolicy
+    def __init__(self, definition: _Optional[str] = ..., definition_source: _Optional[str] = ..., input_json: _Optional[str] = ..., workflow_id: _Optional[str] = ..., request_id: _Optional[str] = ..., id_reuse_policy: _Optional[_Union[IdReusePolicy, str]] = ..., id_conflict_policy: _Optional[_Union[IdConflictPolicy, str]] = ...) -> None: ...
 
 class SubmitWorkflowResponse(_message.Message):
     __slots__ = ("workflow_id", "owner", "existing")
