@@ -287,6 +287,14 @@ class Client:
         )
         return response
 
+    def count_workflows(
+        self, request: workflow_pb2.CountWorkflowsRequest
+    ) -> workflow_pb2.CountWorkflowsResponse:
+        response: workflow_pb2.CountWorkflowsResponse = self.unary(
+            "count", lambda ch, t: _workflows(ch).CountWorkflows(request, timeout=t)
+        )
+        return response
+
     def dead_letters(self, method: str, request: Any) -> Any:
         """Call ``DeadLetterService.<method>`` (ListDeadLetters, GetDeadLetter, RetryDeadLetter, ...)."""
         return self.unary(method, lambda ch, t: getattr(_dead_letters(ch), method)(request, timeout=t))

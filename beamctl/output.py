@@ -153,6 +153,7 @@ def workflow_to_dict(
         "retries": workflow.retries,
         "resubmitted_from": workflow.resubmitted_from,
         "dead_letter_id": workflow.dead_letter_id,
+        "labels": dict(sorted(workflow.labels.items())),
     }
 
 

@@ -7,6 +7,7 @@ import json
 import time
 import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -77,6 +78,76 @@ _ID_CONFLICT = {
     IdConflict.fail: workflow_pb2.ID_CONFLICT_POLICY_FAIL,
     IdConflict.use_existing: workflow_pb2.ID_CONFLICT_POLICY_USE_EXISTING,
 }
+
+LabelOption = Annotated[
+    list[str] | None, typer.Option("--label", "-l", metavar="KEY=VALUE", help="A label (repeatable).")
+]
+CreatedAfterOption = Annotated[
+    str | None,
+    typer.Option("--created-after", metavar="AGO|TIME", help="Created at or after: `2h` (ago) or ISO-8601."),
+]
+CreatedBeforeOption = Annotated[
+    str | None,
+    typer.Option("--created-before", metavar="AGO|TIME", help="Created before: `30m` (ago) or ISO-8601."),
+]
+FailedStepOption = Annotated[
+    str | None, typer.Option("--failed-step", help="Only workflows where this step failed.")
+]
+ErrorClassOption = Annotated[
+    str | None, typer.Option("--error-class", help="Only workflows with a failed step of this error class.")
+]
+
+
+def parse_labels(labels: list[str] | None) -> dict[str, str]:
+    """``["k=v", ...]`` -> ``{k: v}``; exit 2 on an entry without ``=`` (the server checks the rest)."""
+    out: dict[str, str] = {}
+    for item in labels or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise CliError(f"--label: expected KEY=VALUE, got {item!r}", ExitCode.USAGE)
+        out[key] = value
+    return out
+
+
+def parse_time(text: str | None, option: str) -> int:
+    """A time bound in ms: a duration means that long ago, else ISO-8601 (UTC unless it has an offset)."""
+    if not text:
+        return 0
+    try:
+        return int(time.time() * 1000) - parse_duration(text)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise CliError(
+            f"{option}: expected a duration (2h) or an ISO-8601 time, got {text!r}", ExitCode.USAGE
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp() * 1000)
+
+
+def workflow_filter(
+    labels: list[str] | None,
+    created_after: str | None,
+    created_before: str | None,
+    failed_step: str | None,
+    error_class: str | None,
+) -> workflow_pb2.WorkflowFilter:
+    wanted = workflow_pb2.WorkflowFilter(
+        labels=parse_labels(labels), failed_step=failed_step or "", error_class=error_class or ""
+    )
+    after, before = (
+        parse_time(created_after, "--created-after"),
+        parse_time(created_before, "--created-before"),
+    )
+    if after:
+        wanted.created_after.FromMilliseconds(after)
+    if before:
+        wanted.created_before.FromMilliseconds(before)
+    return wanted
+
 
 TimeoutWaitOption = Annotated[
     str | None,
@@ -191,6 +262,7 @@ def submit(
         IdConflict,
         typer.Option("--id-conflict", help="If --id names a running workflow: fail (exit 5) or use it."),
     ] = IdConflict.fail,
+    label: LabelOption = None,
 ) -> None:
     """Submit a workflow file and print its id.
 
@@ -210,6 +282,7 @@ def submit(
         input_json=read_input(input_json, input_file),
         workflow_id=workflow_id or "",
         request_id=str(uuid.uuid4()),
+        labels=parse_labels(label),
         id_reuse_policy=_ID_REUSE[id_reuse],
         id_conflict_policy=_ID_CONFLICT[id_conflict],
     )
@@ -283,11 +356,17 @@ def list_(
         bool, typer.Option("--all", help="Fetch every matching workflow (ignores --limit).")
     ] = False,
     fmt: OutputOption = None,
+    label: LabelOption = None,
+    created_after: CreatedAfterOption = None,
+    created_before: CreatedBeforeOption = None,
+    failed_step: FailedStepOption = None,
+    error_class: ErrorClassOption = None,
 ) -> None:
     """List workflows, newest first.
 
-    Example: beamctl workflow list --status failed --name hello --limit 20
+    Example: beamctl workflow list --status failed --name hello --label team=claims --created-after 2h
     """
+    wanted = workflow_filter(label, created_after, created_before, failed_step, error_class)
     rows: list[dict[str, Any]] = []
     token = ""
     total = 0
@@ -301,6 +380,7 @@ def list_(
                 name=name or "",
                 page_size=want,
                 page_token=token,
+                filter=wanted,
             )
             page = client.list_workflows(request)
             rows.extend(output.summary_to_dict(summary) for summary in page.workflows)
@@ -549,3 +629,35 @@ def result(
             raise CliError(f"workflow {workflow_id} is {status}{why}{hint}", code)
         response = client.workflow_result(workflow_id)
     output.emit_data(output.parse_json_text(response.result_json), "json")
+
+
+@app.command("count")
+@handle_errors
+def count(
+    ctx: typer.Context,
+    status: Annotated[
+        StatusFilter | None, typer.Option("--status", help="Only workflows in this status.")
+    ] = None,
+    name: Annotated[str | None, typer.Option("--name", help="Only workflows with this exact name.")] = None,
+    label: LabelOption = None,
+    created_after: CreatedAfterOption = None,
+    created_before: CreatedBeforeOption = None,
+    failed_step: FailedStepOption = None,
+    error_class: ErrorClassOption = None,
+    fmt: OutputOption = None,
+) -> None:
+    """Count the workflows matching the same filters as `list`.
+
+    Example: beamctl workflow count --status failed --error-class timeout
+    """
+    request = workflow_pb2.CountWorkflowsRequest(
+        status=_STATUS_FILTER[status] if status is not None else workflow_pb2.WORKFLOW_STATUS_UNSPECIFIED,
+        name=name or "",
+        filter=workflow_filter(label, created_after, created_before, failed_step, error_class),
+    )
+    with Client.from_settings(settings_of(ctx)) as client:
+        response = client.count_workflows(request)
+    if (out := output_format(ctx, fmt)) in output.DATA_FORMATS:
+        output.emit_data({"count": response.count}, out)
+    else:
+        output.line(str(response.count))

@@ -81,6 +81,7 @@ def workflow_message(wf: WorkflowState, spec_plain: object) -> pb.Workflow:
         retries=wf.retries,
         resubmitted_from=wf.origin,
         paused_reason=wf.paused,
+        labels=wf.labels,
     )
 
 

@@ -22,7 +22,7 @@ from beamflowd.clock import now_ms
 from beamflowd.core.commands import Cancel, Command, Pause, Resume, Retry, Submit
 from beamflowd.core.scheduling import first_starts
 from beamflowd.core.spec import MAX_DEFINITION_BYTES, SpecError, WorkflowSpec, parse_input, workflow_result
-from beamflowd.core.state import Result
+from beamflowd.core.state import Query, Result
 from beamflowd.core.vocabulary import (
     ID_CONFLICT_FAIL,
     ID_CONFLICT_USE_EXISTING,
@@ -120,6 +120,7 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):  # type: ignore[misc]
             node=self.node_id,
             # Root steps start in the same entry: one round trip less per workflow.
             start=first_starts(spec, lambda _: "pending", {"input": workflow_input, "steps": {}}, now),
+            labels=dict(request.labels) or None,
             id_reuse=_ID_REUSE.get(request.id_reuse_policy),
             id_conflict=_ID_CONFLICT.get(request.id_conflict_policy),
         )
@@ -168,19 +169,39 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):  # type: ignore[misc]
                 raise ValueError
         except ValueError:
             await abort(context, "INVALID_ARGUMENT", "page_token: not a token returned by ListWorkflows")
+        query = self._query(status or "", request.name, request.filter)
         page: list[pb.WorkflowSummary] = []
         total = 0
         with self.raft.read():
-            for wf in self.raft.sm.iter_newest_first():
-                if (status and convert.shown_status(wf) != status) or (
-                    request.name and wf.name != request.name
-                ):
-                    continue
+            for wf in self.raft.sm.find(query):
                 if offset <= total < offset + page_size:
                     page.append(convert.summary_message(wf))
                 total += 1
         next_token = str(offset + page_size) if offset + page_size < total else ""
         return pb.ListWorkflowsResponse(workflows=page, next_page_token=next_token, total_matching=total)
+
+    @staticmethod
+    def _query(status: str, name: str, spec: pb.WorkflowFilter) -> Query:
+        return Query(
+            status=status,
+            name=name,
+            labels=tuple(sorted(spec.labels.items())),
+            created_after_ms=spec.created_after.ToMilliseconds() if spec.HasField("created_after") else 0,
+            created_before_ms=spec.created_before.ToMilliseconds() if spec.HasField("created_before") else 0,
+            failed_step=spec.failed_step,
+            error_class=spec.error_class,
+        )
+
+    async def CountWorkflows(
+        self, request: pb.CountWorkflowsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.CountWorkflowsResponse:
+        status = convert.STATUS_NAME.get(request.status) if request.status else None
+        if request.status and status is None:
+            await abort(context, "INVALID_ARGUMENT", f"status: unknown value {request.status}")
+        query = self._query(status or "", request.name, request.filter)
+        with self.raft.read():
+            count = sum(1 for _ in self.raft.sm.find(query))
+        return pb.CountWorkflowsResponse(count=count)
 
     async def CancelWorkflow(
         self, request: pb.CancelWorkflowRequest, context: grpc.aio.ServicerContext
@@ -283,7 +304,7 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):  # type: ignore[misc]
         with self.raft.read():
             wf = self.raft.sm.workflows.get(request.workflow_id)
             if wf is not None:
-                spec, spec_hash = wf.spec, wf.spec_hash
+                spec, spec_hash, labels = wf.spec, wf.spec_hash, dict(wf.labels)
                 spec_plain, input_json = self.raft.sm.specs[spec_hash].plain, wf.input_json
         if wf is None:
             await abort(context, "NOT_FOUND", f"workflow {request.workflow_id!r} not found")
@@ -299,6 +320,7 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):  # type: ignore[misc]
             node=self.node_id,
             start=first_starts(spec, lambda _: "pending", {"input": workflow_input, "steps": {}}, now),
             origin=request.workflow_id,
+            labels=labels or None,
         )
         result = await self.propose(context, cmd)
         if not result.ok:

@@ -31,6 +31,7 @@ Times are milliseconds since the Unix epoch, taken by the proposer (``ts``, ``*_
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, ClassVar, Final, TypeAlias
@@ -43,6 +44,12 @@ SCHEMA_VERSION: Final = 1
 SUPPORTED_VERSIONS: Final = (1,)
 #: Default bound on the workflows one ``gc`` command forgets, so one entry's apply time stays bounded.
 GC_BATCH_MAX: Final = 10_000
+
+#: Bounds on a workflow's labels (``Submit.labels``): count, key and value length.
+LABELS_MAX: Final = 16
+LABEL_KEY_CHARS_MAX: Final = 63
+LABEL_VALUE_CHARS_MAX: Final = 255
+_LABEL_KEY: Final = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,62}$")
 
 #: How much of a bad value an error message quotes (an unknown op or field may be anything, of any size).
 QUOTE_CHARS_MAX: Final = 40
@@ -133,8 +140,25 @@ class Submit(_Command):
     #: When ``wf`` names a running workflow: ``fail`` (ALREADY_EXISTS, also when absent) or ``use-existing``
     #: (answer with it, ``existing`` true).
     id_conflict: str | None = None
+    #: Labels ``{key: value}`` stored on the workflow, for finding it (``list --label k=v``); bounded by
+    #: :data:`LABELS_MAX`, :data:`LABEL_KEY_CHARS_MAX`, :data:`LABEL_VALUE_CHARS_MAX`. Absent: none.
+    labels: dict[str, Any] | None = field(default=None, hash=False)
 
     def _check(self) -> None:
+        if self.labels is not None:
+            if len(self.labels) > LABELS_MAX:
+                raise CommandError(self.OP, "labels", f"{len(self.labels)} labels, at most {LABELS_MAX}")
+            for key, value in self.labels.items():
+                if not _LABEL_KEY.match(key):
+                    raise CommandError(
+                        self.OP, "labels", f"key {key!r:.{QUOTE_CHARS_MAX}} must match {_LABEL_KEY.pattern}"
+                    )
+                if type(value) is not str or len(value) > LABEL_VALUE_CHARS_MAX:
+                    raise CommandError(
+                        self.OP,
+                        "labels",
+                        f"value of {key}: a string of at most {LABEL_VALUE_CHARS_MAX} characters",
+                    )
         if self.id_reuse is not None and self.id_reuse not in ID_REUSE_POLICIES:
             raise CommandError(self.OP, "id_reuse", f"expected one of {', '.join(ID_REUSE_POLICIES)}")
         if self.id_conflict is not None and self.id_conflict not in ID_CONFLICT_POLICIES:
@@ -504,6 +528,7 @@ _CHECKS: dict[str, Callable[[Any], Any]] = {
     "str | None": _str,
     "Starts": _starts,
     "dict[str, Any]": _object,
+    "dict[str, Any] | None": _object,
 }
 
 #: Annotation -> the one type a value may have to be taken as is (the fast path of :func:`decode`).

@@ -129,6 +129,21 @@ def check_invariants(sm: StateMachine) -> None:
             if submitted_wf is None or submitted_wf.request_id != rid:
                 _fail(f"request id {rid} maps to {wf_id}, which was not submitted with it")
     _check_dead_letters(sm)
+    _check_indexes(sm)
+
+
+def _check_indexes(sm: StateMachine) -> None:
+    """The name and label indexes hold exactly the workflows with that name or label, in submit order."""
+    names: dict[str, list[str]] = {}
+    labels: dict[str, list[str]] = {}
+    for wf in sm.workflows.values():
+        names.setdefault(wf.name, []).append(wf.id)
+        for key, value in wf.labels.items():
+            labels.setdefault(f"{key}={value}", []).append(wf.id)
+    if {k: list(v) for k, v in sm.by_name.items()} != names:
+        _fail("the name index differs from the workflows' names")
+    if {k: list(v) for k, v in sm.by_label.items()} != labels:
+        _fail("the label index differs from the workflows' labels")
 
 
 def _check_dead_letters(sm: StateMachine) -> None:

@@ -74,6 +74,7 @@ from beamflowd.core.vocabulary import (
     TERMINAL_WORKFLOW,
     WORKFLOW_CANCELLED,
     WORKFLOW_FAILED,
+    WORKFLOW_PAUSED,
     WORKFLOW_RUNNING,
     WORKFLOW_SUCCEEDED,
 )
@@ -192,6 +193,8 @@ class WorkflowState:
     paused: str = ""
     #: Time of the latest retry (0: never retried): the deadline counts from it.
     retried_ms: int = 0
+    #: Labels set at submit (``{key: value}``, bounded by ``commands.LABELS_MAX``).
+    labels: dict[str, str] = field(default_factory=dict)
 
     @property
     def terminal(self) -> bool:
@@ -229,6 +232,8 @@ class WorkflowState:
             plain["paused"] = self.paused  # likewise absent unless paused
         if self.retried_ms:
             plain["retried_ms"] = self.retried_ms
+        if self.labels:
+            plain["labels"] = dict(self.labels)
         return plain
 
     @classmethod
@@ -251,6 +256,7 @@ class WorkflowState:
             origin=p.get("origin", ""),
             paused=p.get("paused", ""),
             retried_ms=p.get("retried_ms", 0),
+            labels=dict(p.get("labels", {})),
         )
         for sp in p["steps"]:
             step = StepState.from_plain(sp)
@@ -318,6 +324,10 @@ class StateMachine:
         #: Entries ever made (the next id); final failures not queued because the queue was full of open ones.
         self.dlq_seq = 0
         self.dlq_overflow = 0
+        #: Workflow ids by name and by label (``"key=value"``), in submit order: derived indexes (not state)
+        #: that let ``find`` serve a filtered page without scanning every workflow.
+        self.by_name: dict[str, dict[str, None]] = {}
+        self.by_label: dict[str, dict[str, None]] = {}
         #: Finished workflows running again after a retry, by the status they had: keeps the (monotonic)
         #: finish counters consistent with the workflows (``counters[s] - reopened[s]`` are in status s).
         self.reopened: dict[str, int] = {}
@@ -429,10 +439,12 @@ class StateMachine:
             updated_ms=ts,
             request_id=rid,
             origin=cmd.origin or "",
+            labels={str(k): str(v) for k, v in (cmd.labels or {}).items()},
         )
         for step in spec.steps:
             wf.steps[step.id] = StepState(step.id)
         self.workflows[wf_id] = wf
+        self._index(wf)
         self._own(wf, owner)
         self._remember_request(rid, wf_id)
         self.counters["submitted"] += 1
@@ -458,6 +470,7 @@ class StateMachine:
     def _forget(self, wf: WorkflowState) -> None:
         """Drop a finished workflow (collected by gc, or replaced by a submit reusing its id)."""
         del self.workflows[wf.id]
+        self._unindex(wf)
         if self.request_ids.get(wf.request_id) == wf.id:
             del self.request_ids[wf.request_id]  # a retried old request must not find a reused id
         entry = self.specs[wf.spec_hash]
@@ -1027,6 +1040,38 @@ class StateMachine:
     def iter_newest_first(self) -> Iterator[WorkflowState]:
         return reversed(self.workflows.values())
 
+    def _index(self, wf: WorkflowState) -> None:
+        self.by_name.setdefault(wf.name, {})[wf.id] = None
+        for key, value in wf.labels.items():
+            self.by_label.setdefault(f"{key}={value}", {})[wf.id] = None
+
+    def _unindex(self, wf: WorkflowState) -> None:
+        for index, key in [
+            (self.by_name, wf.name),
+            *((self.by_label, f"{k}={v}") for k, v in wf.labels.items()),
+        ]:
+            ids = index.get(key)
+            if ids is not None:
+                ids.pop(wf.id, None)
+                if not ids:
+                    del index[key]
+
+    def find(self, query: Query) -> Iterator[WorkflowState]:
+        """Workflows matching ``query``, newest first. With a name or label, only that index's workflows are
+        visited (the smallest one), so a page costs O(page) plus what the other filters skip."""
+        candidates: list[dict[str, None]] = []
+        if query.name:
+            candidates.append(self.by_name.get(query.name, {}))
+        candidates.extend(self.by_label.get(f"{k}={v}", {}) for k, v in query.labels)
+        if candidates:
+            ids = min(candidates, key=len)
+            source: Iterable[WorkflowState] = (self.workflows[i] for i in reversed(ids))
+        else:
+            source = reversed(self.workflows.values())
+        for wf in source:
+            if query.matches(wf):
+                yield wf
+
     def owned_by(self, node: str) -> int:
         return self.owned.get(node, 0)
 
@@ -1060,6 +1105,7 @@ class StateMachine:
             entry.refs += 1
             wf = WorkflowState.from_plain(wp, entry.spec)
             sm.workflows[wf.id] = wf
+            sm._index(wf)
             if not wf.terminal:
                 sm._own(wf, wf.owner)
         sm.request_ids = {rid: wf for rid, wf in p["request_ids"]}
@@ -1090,6 +1136,7 @@ class StateMachine:
         self.notable = other.notable
         self.chaos_monkey = other.chaos_monkey
         self.dlq, self.dlq_open = other.dlq, other.dlq_open
+        self.by_name, self.by_label = other.by_name, other.by_label
         self.dlq_seq, self.dlq_overflow, self.reopened = other.dlq_seq, other.dlq_overflow, other.reopened
         self._changed = set(self.workflows)
         self.revision += 1
@@ -1097,6 +1144,41 @@ class StateMachine:
     def digest(self) -> str:
         """SHA-256 of the canonical encoding: equal on replicas that applied the same log."""
         return hashlib.sha256(encode_plain(self.to_plain())).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    """Filters of ``workflow list`` / ``count`` (all must hold; empty ones match everything)."""
+
+    #: A status as clients see it (``paused`` for a paused running workflow), or "".
+    status: str = ""
+    name: str = ""
+    labels: tuple[tuple[str, str], ...] = ()
+    #: Creation time bounds in ms (0: none): ``created_after <= created < created_before``.
+    created_after_ms: int = 0
+    created_before_ms: int = 0
+    #: A step that failed, and/or an error class of a failed step.
+    failed_step: str = ""
+    error_class: str = ""
+
+    def matches(self, wf: WorkflowState) -> bool:
+        if self.status and (WORKFLOW_PAUSED if wf.paused else wf.status) != self.status:
+            return False
+        if self.name and wf.name != self.name:
+            return False
+        if any(wf.labels.get(k) != v for k, v in self.labels):
+            return False
+        if wf.created_ms < self.created_after_ms or (
+            self.created_before_ms and wf.created_ms >= self.created_before_ms
+        ):
+            return False
+        if self.failed_step or self.error_class:
+            failed = [s for s in wf.steps.values() if s.status == STEP_FAILED]
+            if self.failed_step and not any(s.id == self.failed_step for s in failed):
+                return False
+            if self.error_class and not any(s.error_class == self.error_class for s in failed):
+                return False
+        return True
 
 
 @dataclass(slots=True)

@@ -237,3 +237,23 @@ def test_submit_id_reuse_and_conflict_policies(
     assert beamctl(cluster, *args).returncode == 5
     again = beamctl(cluster, *args, "--id-conflict", "use-existing")
     assert again.returncode == 0 and json.loads(again.stdout)["existing"] is True
+
+
+def test_labels_filters_and_count(recorded_cluster: tuple[Cluster, Path], tmp_path: Path) -> None:
+    cluster, _ = recorded_cluster
+    definition = tmp_path / "priced.yaml"
+    definition.write_text(RESULT, encoding="utf-8")
+    for team in ("claims", "claims", "billing"):
+        args = ("-o", "json", "workflow", "submit", str(definition), "--label", f"team={team}", "--wait")
+        assert beamctl(cluster, *args).returncode == 0
+    listed = json.loads(beamctl(cluster, "-o", "json", "workflow", "list", "--label", "team=claims").stdout)
+    assert listed["total_matching"] == 2
+    shown = json.loads(beamctl(cluster, "-o", "json", "workflow", "get", listed["workflows"][0]["id"]).stdout)
+    assert shown["labels"] == {"team": "claims"}
+    counted = beamctl(
+        cluster, "-o", "json", "workflow", "count", "--status", "succeeded", "--created-after", "1h"
+    )
+    assert counted.returncode == 0 and json.loads(counted.stdout) == {"count": 3}
+    assert beamctl(cluster, "workflow", "count", "--label", "nokey").returncode == 2
+    bad = beamctl(cluster, "workflow", "submit", str(definition), "--label", "1bad=x")
+    assert bad.returncode == 2 and "labels" in bad.stdout + bad.stderr

@@ -218,6 +218,9 @@ def _submit(draw: st.DrawFn, sm: StateMachine, ts: int) -> Plain:
         plain["id_reuse"] = reuse
     if conflict is not None:
         plain["id_conflict"] = conflict
+    labels = _pick(draw, [None, None, {"team": "a"}, {"team": "b", "env": "prod"}])
+    if labels is not None:
+        plain["labels"] = labels
     return plain
 
 

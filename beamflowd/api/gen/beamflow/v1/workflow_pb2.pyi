@@ -89,7 +89,14 @@ class Step(_message.Message):
     def __init__(self, id: _Optional[str] = ..., kind: _Optional[str] = ..., status: _Optional[_Union[StepStatus, str]] = ..., attempts: _Optional[int] = ..., output_json: _Optional[str] = ..., error: _Optional[str] = ..., error_class: _Optional[str] = ..., needs: _Optional[_Iterable[str]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., next_attempt_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class Workflow(_message.Message):
-    __slots__ = ("id", "name", "status", "owner", "epoch", "create_time", "update_time", "input_json", "steps", "error", "definition_json", "description", "retries", "resubmitted_from", "dead_letter_id", "paused_reason")
+    __slots__ = ("id", "name", "status", "owner", "epoch", "create_time", "update_time", "input_json", "steps", "error", "definition_json", "description", "retries", "resubmitted_from", "dead_letter_id", "paused_reason", "labels")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
@@ -106,6 +113,7 @@ class Workflow(_message.Message):
     RESUBMITTED_FROM_FIELD_NUMBER: _ClassVar[int]
     DEAD_LETTER_ID_FIELD_NUMBER: _ClassVar[int]
     PAUSED_REASON_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     status: WorkflowStatus
@@ -122,7 +130,8 @@ class Workflow(_message.Message):
     resubmitted_from: str
     dead_letter_id: str
     paused_reason: str
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., status: _Optional[_Union[WorkflowStatus, str]] = ..., owner: _Optional[str] = ..., epoch: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., input_json: _Optional[str] = ..., steps: _Optional[_Iterable[_Union[Step, _Mapping]]] = ..., error: _Optional[str] = ..., definition_json: _Optional[str] = ..., description: _Optional[str] = ..., retries: _Optional[int] = ..., resubmitted_from: _Optional[str] = ..., dead_letter_id: _Optional[str] = ..., paused_reason: _Optional[str] = ...) -> None: ...
+    labels: _containers.ScalarMap[str, str]
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., status: _Optional[_Union[WorkflowStatus, str]] = ..., owner: _Optional[str] = ..., epoch: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., input_json: _Optional[str] = ..., steps: _Optional[_Iterable[_Union[Step, _Mapping]]] = ..., error: _Optional[str] = ..., definition_json: _Optional[str] = ..., description: _Optional[str] = ..., retries: _Optional[int] = ..., resubmitted_from: _Optional[str] = ..., dead_letter_id: _Optional[str] = ..., paused_reason: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class WorkflowSummary(_message.Message):
     __slots__ = ("id", "name", "status", "owner", "epoch", "create_time", "update_time", "steps_total", "steps_succeeded")
@@ -165,12 +174,20 @@ class WorkflowEvent(_message.Message):
     def __init__(self, seq: _Optional[int] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., type: _Optional[str] = ..., step_id: _Optional[str] = ..., attempt: _Optional[int] = ..., message: _Optional[str] = ..., node: _Optional[str] = ...) -> None: ...
 
 class SubmitWorkflowRequest(_message.Message):
-    __slots__ = ("definition", "definition_source", "input_json", "workflow_id", "request_id", "id_reuse_policy", "id_conflict_policy")
+    __slots__ = ("definition", "definition_source", "input_json", "workflow_id", "request_id", "labels", "id_reuse_policy", "id_conflict_policy")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     DEFINITION_FIELD_NUMBER: _ClassVar[int]
     DEFINITION_SOURCE_FIELD_NUMBER: _ClassVar[int]
     INPUT_JSON_FIELD_NUMBER: _ClassVar[int]
     WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
     ID_REUSE_POLICY_FIELD_NUMBER: _ClassVar[int]
     ID_CONFLICT_POLICY_FIELD_NUMBER: _ClassVar[int]
     definition: str
@@ -178,9 +195,10 @@ class SubmitWorkflowRequest(_message.Message):
     input_json: str
     workflow_id: str
     request_id: str
+    labels: _containers.ScalarMap[str, str]
     id_reuse_policy: IdReusePolicy
     id_conflict_policy: IdConflictPolicy
-    def __init__(self, definition: _Optional[str] = ..., definition_source: _Optional[str] = ..., input_json: _Optional[str] = ..., workflow_id: _Optional[str] = ..., request_id: _Optional[str] = ..., id_reuse_policy: _Optional[_Union[IdReusePolicy, str]] = ..., id_conflict_policy: _Optional[_Union[IdConflictPolicy, str]] = ...) -> None: ...
+    def __init__(self, definition: _Optional[str] = ..., definition_source: _Optional[str] = ..., input_json: _Optional[str] = ..., workflow_id: _Optional[str] = ..., request_id: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., id_reuse_policy: _Optional[_Union[IdReusePolicy, str]] = ..., id_conflict_policy: _Optional[_Union[IdConflictPolicy, str]] = ...) -> None: ...
 
 class SubmitWorkflowResponse(_message.Message):
     __slots__ = ("workflow_id", "owner", "existing")
@@ -207,16 +225,39 @@ class GetWorkflowResponse(_message.Message):
     def __init__(self, workflow: _Optional[_Union[Workflow, _Mapping]] = ..., events: _Optional[_Iterable[_Union[WorkflowEvent, _Mapping]]] = ...) -> None: ...
 
 class ListWorkflowsRequest(_message.Message):
-    __slots__ = ("status", "name", "page_size", "page_token")
+    __slots__ = ("status", "name", "page_size", "page_token", "filter")
     STATUS_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    FILTER_FIELD_NUMBER: _ClassVar[int]
     status: WorkflowStatus
     name: str
     page_size: int
     page_token: str
-    def __init__(self, status: _Optional[_Union[WorkflowStatus, str]] = ..., name: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+    filter: WorkflowFilter
+    def __init__(self, status: _Optional[_Union[WorkflowStatus, str]] = ..., name: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., filter: _Optional[_Union[WorkflowFilter, _Mapping]] = ...) -> None: ...
+
+class WorkflowFilter(_message.Message):
+    __slots__ = ("labels", "created_after", "created_before", "failed_step", "error_class")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AFTER_FIELD_NUMBER: _ClassVar[int]
+    CREATED_BEFORE_FIELD_NUMBER: _ClassVar[int]
+    FAILED_STEP_FIELD_NUMBER: _ClassVar[int]
+    ERROR_CLASS_FIELD_NUMBER: _ClassVar[int]
+    labels: _containers.ScalarMap[str, str]
+    created_after: _timestamp_pb2.Timestamp
+    created_before: _timestamp_pb2.Timestamp
+    failed_step: str
+    error_class: str
+    def __init__(self, labels: _Optional[_Mapping[str, str]] = ..., created_after: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., created_before: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., failed_step: _Optional[str] = ..., error_class: _Optional[str] = ...) -> None: ...
 
 class ListWorkflowsResponse(_message.Message):
     __slots__ = ("workflows", "next_page_token", "total_matching")
@@ -341,3 +382,19 @@ class GetWorkflowResultResponse(_message.Message):
     result_json: str
     status: WorkflowStatus
     def __init__(self, result_json: _Optional[str] = ..., status: _Optional[_Union[WorkflowStatus, str]] = ...) -> None: ...
+
+class CountWorkflowsRequest(_message.Message):
+    __slots__ = ("status", "name", "filter")
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    status: WorkflowStatus
+    name: str
+    filter: WorkflowFilter
+    def __init__(self, status: _Optional[_Union[WorkflowStatus, str]] = ..., name: _Optional[str] = ..., filter: _Optional[_Union[WorkflowFilter, _Mapping]] = ...) -> None: ...
+
+class CountWorkflowsResponse(_message.Message):
+    __slots__ = ("count",)
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    count: int
+    def __init__(self, count: _Optional[int] = ...) -> None: ...

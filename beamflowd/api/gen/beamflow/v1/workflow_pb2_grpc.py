@@ -86,6 +86,11 @@ class WorkflowServiceStub:
                 request_serializer=beamflow_dot_v1_dot_workflow__pb2.GetWorkflowResultRequest.SerializeToString,
                 response_deserializer=beamflow_dot_v1_dot_workflow__pb2.GetWorkflowResultResponse.FromString,
                 _registered_method=True)
+        self.CountWorkflows = channel.unary_unary(
+                '/beamflow.v1.WorkflowService/CountWorkflows',
+                request_serializer=beamflow_dot_v1_dot_workflow__pb2.CountWorkflowsRequest.SerializeToString,
+                response_deserializer=beamflow_dot_v1_dot_workflow__pb2.CountWorkflowsResponse.FromString,
+                _registered_method=True)
 
 
 class WorkflowServiceServicer:
@@ -170,6 +175,13 @@ class WorkflowServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CountWorkflows(self, request, context):
+        """CountWorkflows counts the workflows matching a filter (as ListWorkflows would list them).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_WorkflowServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -222,6 +234,11 @@ def add_WorkflowServiceServicer_to_server(servicer, server):
                     servicer.GetWorkflowResult,
                     request_deserializer=beamflow_dot_v1_dot_workflow__pb2.GetWorkflowResultRequest.FromString,
                     response_serializer=beamflow_dot_v1_dot_workflow__pb2.GetWorkflowResultResponse.SerializeToString,
+            ),
+            'CountWorkflows': grpc.unary_unary_rpc_method_handler(
+                    servicer.CountWorkflows,
+                    request_deserializer=beamflow_dot_v1_dot_workflow__pb2.CountWorkflowsRequest.FromString,
+                    response_serializer=beamflow_dot_v1_dot_workflow__pb2.CountWorkflowsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -496,6 +513,33 @@ class WorkflowService:
             '/beamflow.v1.WorkflowService/GetWorkflowResult',
             beamflow_dot_v1_dot_workflow__pb2.GetWorkflowResultRequest.SerializeToString,
             beamflow_dot_v1_dot_workflow__pb2.GetWorkflowResultResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CountWorkflows(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/beamflow.v1.WorkflowService/CountWorkflows',
+            beamflow_dot_v1_dot_workflow__pb2.CountWorkflowsRequest.SerializeToString,
+            beamflow_dot_v1_dot_workflow__pb2.CountWorkflowsResponse.FromString,
             options,
             channel_credentials,
             insecure,
