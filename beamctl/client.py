@@ -295,6 +295,15 @@ class Client:
         )
         return response
 
+    def bulk_action(
+        self, request: workflow_pb2.BulkWorkflowActionRequest
+    ) -> workflow_pb2.BulkWorkflowActionResponse:
+        """One batch (idempotent: each workflow's command is, so a retried batch changes nothing twice)."""
+        response: workflow_pb2.BulkWorkflowActionResponse = self.unary(
+            "bulk", lambda ch, t: _workflows(ch).BulkWorkflowAction(request, timeout=t)
+        )
+        return response
+
     def dead_letters(self, method: str, request: Any) -> Any:
         """Call ``DeadLetterService.<method>`` (ListDeadLetters, GetDeadLetter, RetryDeadLetter, ...)."""
         return self.unary(method, lambda ch, t: getattr(_dead_letters(ch), method)(request, timeout=t))

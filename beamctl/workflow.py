@@ -13,10 +13,10 @@ from typing import Annotated, Any
 
 import typer
 
-from beamctl import output
+from beamctl import bulk, output
 from beamctl.client import TERMINAL_STATUSES, Client, settings_of
 from beamctl.errors import CliError, ExitCode, handle_errors
-from beamctl.output import OutputOption, output_format
+from beamctl.output import OutputFormat, OutputOption, output_format
 from beamctl.show import show
 from beamflowd.api.gen.beamflow.v1 import workflow_pb2
 from beamflowd.core.durations import parse_duration
@@ -147,6 +147,75 @@ def workflow_filter(
     if before:
         wanted.created_before.FromMilliseconds(before)
     return wanted
+
+
+QueryOption = Annotated[
+    str | None,
+    typer.Option(
+        "--query",
+        "-q",
+        metavar="QUERY",
+        help="Act on every match instead of ID: `status=failed name=claim created>2h label.team=a`.",
+    ),
+]
+YesOption = Annotated[bool, typer.Option("--yes", "-y", help="With --query/--label: really do it.")]
+
+
+def parse_query(text: str | None, labels: list[str] | None) -> workflow_pb2.ListWorkflowsRequest:
+    """A bulk query as the list request it means. ``created>T``/``created<T``: created after/before T (a
+    duration means that long ago, so ``created>2h`` is the last two hours)."""
+    request = workflow_pb2.ListWorkflowsRequest(filter=workflow_filter(labels, None, None, None, None))
+    for token in (text or "").split():
+        for op in ("=", ">", "<"):
+            key, sep, value = token.partition(op)
+            if sep:
+                break
+        if not sep or not value:
+            raise CliError(f"--query: expected KEY=VALUE or created>TIME, got {token!r}", ExitCode.USAGE)
+        if key == "status" and op == "=":
+            if value not in StatusFilter.__members__:
+                raise CliError(f"--query: unknown status {value!r}", ExitCode.USAGE)
+            request.status = _STATUS_FILTER[StatusFilter(value)]
+        elif key == "name" and op == "=":
+            request.name = value
+        elif key in ("failed_step", "error_class") and op == "=":
+            setattr(request.filter, key, value)
+        elif key.startswith("label.") and op == "=" and len(key) > len("label."):
+            request.filter.labels[key.removeprefix("label.")] = value
+        elif key == "created" and op in "<>":
+            bound = request.filter.created_after if op == ">" else request.filter.created_before
+            bound.FromMilliseconds(parse_time(value, "--query created"))
+        else:
+            raise CliError(f"--query: unknown filter {token!r}", ExitCode.USAGE)
+    return request
+
+
+def bulk_or_none(
+    ctx: typer.Context,
+    action: str,
+    query: str | None,
+    labels: list[str] | None,
+    reason: str,
+    yes: bool,
+    fmt: OutputFormat | None,
+    workflow_id: str | None,
+) -> bool:
+    """Run the bulk form of ``action`` if a query or label was given (True); else check that an ID was."""
+    if query is None and not labels:
+        if not workflow_id:
+            raise CliError("give a workflow ID, or --query/--label to act on many", ExitCode.USAGE)
+        return False
+    if workflow_id:
+        raise CliError("give either a workflow ID or --query/--label, not both", ExitCode.USAGE)
+    if action != "resume" and not reason.strip():
+        raise CliError("--reason: required to act on many workflows", ExitCode.USAGE)
+    template = parse_query(query, labels)
+    out = output_format(ctx, fmt)
+    with Client.from_settings(settings_of(ctx)) as client:
+        data = bulk.run(client, action, template, reason, yes, out)
+    if out in output.DATA_FORMATS:
+        output.emit_data(data, out)
+    return True
 
 
 TimeoutWaitOption = Annotated[
@@ -433,14 +502,22 @@ def watch(
 @handle_errors
 def cancel(
     ctx: typer.Context,
-    workflow_id: Annotated[str, typer.Argument(metavar="ID", help="Workflow id.")],
+    workflow_id: Annotated[str | None, typer.Argument(metavar="ID", help="Workflow id.")] = None,
     reason: Annotated[str, typer.Option("--reason", help="Why; recorded in the workflow's error.")] = "",
     fmt: OutputOption = None,
+    query: QueryOption = None,
+    label: LabelOption = None,
+    yes: YesOption = False,
 ) -> None:
     """Cancel a running workflow. A workflow that already ended is left as it is (exit 0).
 
+    With --query/--label instead of ID: every match (a dry run without --yes; --reason required).
+
     Example: beamctl workflow cancel wf-123 --reason "wrong input"
     """
+    if bulk_or_none(ctx, "cancel", query, label, reason, yes, fmt, workflow_id):
+        return
+    assert workflow_id is not None
     request = workflow_pb2.CancelWorkflowRequest(
         workflow_id=workflow_id, reason=reason, request_id=str(uuid.uuid4())
     )
@@ -470,8 +547,8 @@ app.command("show")(show)
 @handle_errors
 def retry(
     ctx: typer.Context,
-    workflow_id: Annotated[str, typer.Argument(metavar="ID", help="Workflow id.")],
     reason: Annotated[str, typer.Option("--reason", help="Why; recorded in the `retried` event.")],
+    workflow_id: Annotated[str | None, typer.Argument(metavar="ID", help="Workflow id.")] = None,
     from_step: Annotated[
         str | None,
         typer.Option(
@@ -479,6 +556,9 @@ def retry(
         ),
     ] = None,
     fmt: OutputOption = None,
+    query: QueryOption = None,
+    label: LabelOption = None,
+    yes: YesOption = False,
 ) -> None:
     """Run a failed or cancelled workflow again from its failed step, keeping what succeeded.
 
@@ -489,6 +569,9 @@ def retry(
     """
     if not reason.strip():
         raise CliError("--reason: required", ExitCode.USAGE)
+    if from_step is None and bulk_or_none(ctx, "retry", query, label, reason, yes, fmt, workflow_id):
+        return
+    assert workflow_id is not None
     request = workflow_pb2.RetryWorkflowRequest(
         workflow_id=workflow_id, from_step=from_step or "", reason=reason
     )
@@ -566,9 +649,12 @@ def _paused_or_resumed(ctx: typer.Context, fmt: output.OutputFormat | None, wf: 
 @handle_errors
 def pause(
     ctx: typer.Context,
-    workflow_id: Annotated[str, typer.Argument(metavar="ID", help="Workflow id.")],
     reason: Annotated[str, typer.Option("--reason", help="Why; shown with the paused workflow.")],
+    workflow_id: Annotated[str | None, typer.Argument(metavar="ID", help="Workflow id.")] = None,
     fmt: OutputOption = None,
+    query: QueryOption = None,
+    label: LabelOption = None,
+    yes: YesOption = False,
 ) -> None:
     """Pause a running workflow: running attempts finish, no new attempt starts until `resume`.
 
@@ -578,6 +664,9 @@ def pause(
     """
     if not reason.strip():
         raise CliError("--reason: required", ExitCode.USAGE)
+    if bulk_or_none(ctx, "pause", query, label, reason, yes, fmt, workflow_id):
+        return
+    assert workflow_id is not None
     request = workflow_pb2.PauseWorkflowRequest(workflow_id=workflow_id, reason=reason)
     with Client.from_settings(settings_of(ctx)) as client:
         response = client.pause_workflow(request)
@@ -588,13 +677,19 @@ def pause(
 @handle_errors
 def resume(
     ctx: typer.Context,
-    workflow_id: Annotated[str, typer.Argument(metavar="ID", help="Workflow id.")],
+    workflow_id: Annotated[str | None, typer.Argument(metavar="ID", help="Workflow id.")] = None,
     fmt: OutputOption = None,
+    query: QueryOption = None,
+    label: LabelOption = None,
+    yes: YesOption = False,
 ) -> None:
     """Resume a paused workflow. Exit 5 if the workflow already ended.
 
     Example: beamctl workflow resume wf-123
     """
+    if bulk_or_none(ctx, "resume", query, label, "", yes, fmt, workflow_id):
+        return
+    assert workflow_id is not None
     request = workflow_pb2.ResumeWorkflowRequest(workflow_id=workflow_id)
     with Client.from_settings(settings_of(ctx)) as client:
         response = client.resume_workflow(request)

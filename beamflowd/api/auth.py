@@ -54,6 +54,7 @@ METHOD_ROLES: dict[str, Role] = {
     "/beamflow.v1.WorkflowService/ResumeWorkflow": _O,
     "/beamflow.v1.WorkflowService/GetWorkflowResult": _R,
     "/beamflow.v1.WorkflowService/CountWorkflows": _R,
+    "/beamflow.v1.WorkflowService/BulkWorkflowAction": _O,
     "/beamflow.v1.DeadLetterService/ListDeadLetters": _R,
     "/beamflow.v1.DeadLetterService/GetDeadLetter": _R,
     "/beamflow.v1.DeadLetterService/RetryDeadLetter": _O,

@@ -46,6 +46,12 @@ _ID_CONFLICT = {
     pb.ID_CONFLICT_POLICY_FAIL: ID_CONFLICT_FAIL,
     pb.ID_CONFLICT_POLICY_USE_EXISTING: ID_CONFLICT_USE_EXISTING,
 }
+#: Ids per BulkWorkflowAction call (the client sends batches), and refusals listed in its answer.
+BULK_IDS_MAX = 1000
+BULK_ERRORS_LISTED = 10
+_BULK_ACTIONS = frozenset(
+    {pb.BULK_ACTION_CANCEL, pb.BULK_ACTION_PAUSE, pb.BULK_ACTION_RESUME, pb.BULK_ACTION_RETRY}
+)
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
 MAX_PAGE_SIZE = 1000
 DEFAULT_PAGE_SIZE = 100
@@ -202,6 +208,50 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):  # type: ignore[misc]
         with self.raft.read():
             count = sum(1 for _ in self.raft.sm.find(query))
         return pb.CountWorkflowsResponse(count=count)
+
+    async def BulkWorkflowAction(
+        self, request: pb.BulkWorkflowActionRequest, context: grpc.aio.ServicerContext
+    ) -> pb.BulkWorkflowActionResponse:
+        if request.action not in _BULK_ACTIONS:
+            await abort(context, "INVALID_ARGUMENT", f"action: unknown value {request.action}")
+        if len(request.workflow_ids) > BULK_IDS_MAX:
+            await abort(context, "INVALID_ARGUMENT", f"workflow_ids: more than {BULK_IDS_MAX}")
+        if request.action != pb.BULK_ACTION_RESUME and not request.reason.strip():
+            await abort(context, "INVALID_ARGUMENT", "reason: required for cancel, pause and retry")
+        if len(request.reason) > MAX_REASON:
+            await abort(context, "INVALID_ARGUMENT", f"reason: longer than {MAX_REASON} characters")
+        now, node, reason = now_ms(), self.node_id, request.reason
+        with self.raft.read():
+            retries = {i: wf.retries for i in request.workflow_ids if (wf := self.raft.sm.workflows.get(i))}
+        commands: list[Command] = []
+        for wf_id in request.workflow_ids:
+            if request.action == pb.BULK_ACTION_CANCEL:
+                commands.append(Cancel(wf=wf_id, ts=now, reason=reason, node=node))
+            elif request.action == pb.BULK_ACTION_PAUSE:
+                commands.append(Pause(wf=wf_id, ts=now, reason=reason, node=node))
+            elif request.action == pb.BULK_ACTION_RESUME:
+                commands.append(Resume(wf=wf_id, ts=now, node=node))
+            else:
+                commands.append(Retry(wf=wf_id, seen=retries.get(wf_id, 0), reason=reason, ts=now, node=node))
+        try:  # one proposal each; the proposer commits them in shared batches
+            results = await asyncio.gather(*(self.proposer.propose(cmd) for cmd in commands))
+        except ProposeError as exc:
+            await abort(context, exc.code, exc.message)
+        response = pb.BulkWorkflowActionResponse()
+        for wf_id, result in zip(request.workflow_ids, results, strict=True):
+            if result.code == "NOT_FOUND":
+                response.not_found += 1
+            elif result.ok and (
+                result.data.get("cancelled") or result.data.get("changed") or "epoch" in result.data
+            ):
+                changed = not result.data.get("duplicate")
+                response.changed += changed
+                response.unchanged += not changed
+            elif result.ok or result.code in ("FAILED_PRECONDITION", "ABORTED"):
+                response.unchanged += 1
+            elif len(response.errors) < BULK_ERRORS_LISTED:
+                response.errors.append(f"{wf_id}: {result.code}: {result.message}")
+        return response
 
     async def CancelWorkflow(
         self, request: pb.CancelWorkflowRequest, context: grpc.aio.ServicerContext

@@ -7,6 +7,7 @@ key) proves that a retry never runs a succeeded step again, even when the owner 
 from __future__ import annotations
 
 import json
+import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -257,3 +258,62 @@ def test_labels_filters_and_count(recorded_cluster: tuple[Cluster, Path], tmp_pa
     assert beamctl(cluster, "workflow", "count", "--label", "nokey").returncode == 2
     bad = beamctl(cluster, "workflow", "submit", str(definition), "--label", "1bad=x")
     assert bad.returncode == 2 and "labels" in bad.stdout + bad.stderr
+
+
+BULK_COUNT = 1200  # more than one server batch of 1000
+
+
+def test_bulk_pause_resume_cancel_and_retry_by_query(recorded_cluster: tuple[Cluster, Path]) -> None:
+    cluster, _ = recorded_cluster
+    stub = cluster.workflow_stub("n1")
+    nap = "name: nap\nsteps:\n  - {id: z, run: sleep, with: {duration: 10m}}\n"
+    for _ in range(BULK_COUNT):
+        request = pb.SubmitWorkflowRequest(
+            definition=nap, definition_source="nap.yaml", labels={"batch": "b1"}
+        )
+        stub.SubmitWorkflow(request, timeout=30)
+    query = ("--query", "status=running name=nap label.batch=b1 created>1h")
+    dry = beamctl(cluster, "-o", "json", "workflow", "pause", *query, "--reason", "maintenance")
+    assert dry.returncode == 0, dry.stdout
+    assert json.loads(dry.stdout)["matching"] == BULK_COUNT and json.loads(dry.stdout)["dry_run"] is True
+    assert beamctl(cluster, "workflow", "count", "--status", "paused").stdout.strip() == "0"
+    t0 = time.monotonic()
+    paused = json.loads(
+        beamctl(cluster, "-o", "json", "workflow", "pause", *query, "--reason", "m", "--yes").stdout
+    )
+    took_s = time.monotonic() - t0
+    assert paused["changed"] == BULK_COUNT, paused
+    print(f"BULK-FIGURES pause of {BULK_COUNT} by query: {took_s:.2f}s ({BULK_COUNT / took_s:.0f}/s)")
+    # Idempotent: the same ids again change nothing.
+    again = json.loads(
+        beamctl(
+            cluster, "-o", "json", "workflow", "pause", "--label", "batch=b1", "--reason", "m", "--yes"
+        ).stdout
+    )
+    assert (again["changed"], again["unchanged"]) == (0, BULK_COUNT), again
+    resumed = json.loads(
+        beamctl(cluster, "-o", "json", "workflow", "resume", "--label", "batch=b1", "--yes").stdout
+    )
+    assert resumed["changed"] == BULK_COUNT
+    assert beamctl(cluster, "workflow", "cancel", "--label", "batch=b1", "--yes").returncode == 2  # no reason
+    cancelled = beamctl(
+        cluster, "-o", "json", "workflow", "cancel", "--label", "batch=b1", "--reason", "x", "--yes"
+    )
+    assert json.loads(cancelled.stdout)["changed"] == BULK_COUNT
+    retried = beamctl(
+        cluster,
+        "-o",
+        "json",
+        "workflow",
+        "retry",
+        "-q",
+        "status=cancelled label.batch=b1",
+        "--reason",
+        "x",
+        "--yes",
+    )
+    assert json.loads(retried.stdout)["changed"] == BULK_COUNT
+    assert beamctl(
+        cluster, "workflow", "count", "--status", "running", "--label", "batch=b1"
+    ).stdout.strip() == str(BULK_COUNT)
+    wait_converged(cluster)

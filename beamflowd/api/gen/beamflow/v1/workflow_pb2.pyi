@@ -41,6 +41,14 @@ class IdConflictPolicy(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ID_CONFLICT_POLICY_UNSPECIFIED: _ClassVar[IdConflictPolicy]
     ID_CONFLICT_POLICY_FAIL: _ClassVar[IdConflictPolicy]
     ID_CONFLICT_POLICY_USE_EXISTING: _ClassVar[IdConflictPolicy]
+
+class BulkAction(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    BULK_ACTION_UNSPECIFIED: _ClassVar[BulkAction]
+    BULK_ACTION_CANCEL: _ClassVar[BulkAction]
+    BULK_ACTION_PAUSE: _ClassVar[BulkAction]
+    BULK_ACTION_RESUME: _ClassVar[BulkAction]
+    BULK_ACTION_RETRY: _ClassVar[BulkAction]
 WORKFLOW_STATUS_UNSPECIFIED: WorkflowStatus
 WORKFLOW_STATUS_RUNNING: WorkflowStatus
 WORKFLOW_STATUS_SUCCEEDED: WorkflowStatus
@@ -61,6 +69,11 @@ ID_REUSE_POLICY_REJECT_DUPLICATE: IdReusePolicy
 ID_CONFLICT_POLICY_UNSPECIFIED: IdConflictPolicy
 ID_CONFLICT_POLICY_FAIL: IdConflictPolicy
 ID_CONFLICT_POLICY_USE_EXISTING: IdConflictPolicy
+BULK_ACTION_UNSPECIFIED: BulkAction
+BULK_ACTION_CANCEL: BulkAction
+BULK_ACTION_PAUSE: BulkAction
+BULK_ACTION_RESUME: BulkAction
+BULK_ACTION_RETRY: BulkAction
 
 class Step(_message.Message):
     __slots__ = ("id", "kind", "status", "attempts", "output_json", "error", "error_class", "needs", "start_time", "end_time", "next_attempt_time")
@@ -398,3 +411,25 @@ class CountWorkflowsResponse(_message.Message):
     COUNT_FIELD_NUMBER: _ClassVar[int]
     count: int
     def __init__(self, count: _Optional[int] = ...) -> None: ...
+
+class BulkWorkflowActionRequest(_message.Message):
+    __slots__ = ("action", "workflow_ids", "reason")
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    WORKFLOW_IDS_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    action: BulkAction
+    workflow_ids: _containers.RepeatedScalarFieldContainer[str]
+    reason: str
+    def __init__(self, action: _Optional[_Union[BulkAction, str]] = ..., workflow_ids: _Optional[_Iterable[str]] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class BulkWorkflowActionResponse(_message.Message):
+    __slots__ = ("changed", "unchanged", "not_found", "errors")
+    CHANGED_FIELD_NUMBER: _ClassVar[int]
+    UNCHANGED_FIELD_NUMBER: _ClassVar[int]
+    NOT_FOUND_FIELD_NUMBER: _ClassVar[int]
+    ERRORS_FIELD_NUMBER: _ClassVar[int]
+    changed: int
+    unchanged: int
+    not_found: int
+    errors: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, changed: _Optional[int] = ..., unchanged: _Optional[int] = ..., not_found: _Optional[int] = ..., errors: _Optional[_Iterable[str]] = ...) -> None: ...

@@ -91,6 +91,11 @@ class WorkflowServiceStub:
                 request_serializer=beamflow_dot_v1_dot_workflow__pb2.CountWorkflowsRequest.SerializeToString,
                 response_deserializer=beamflow_dot_v1_dot_workflow__pb2.CountWorkflowsResponse.FromString,
                 _registered_method=True)
+        self.BulkWorkflowAction = channel.unary_unary(
+                '/beamflow.v1.WorkflowService/BulkWorkflowAction',
+                request_serializer=beamflow_dot_v1_dot_workflow__pb2.BulkWorkflowActionRequest.SerializeToString,
+                response_deserializer=beamflow_dot_v1_dot_workflow__pb2.BulkWorkflowActionResponse.FromString,
+                _registered_method=True)
 
 
 class WorkflowServiceServicer:
@@ -182,6 +187,15 @@ class WorkflowServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def BulkWorkflowAction(self, request, context):
+        """BulkWorkflowAction cancels, pauses, resumes or retries up to 1000 workflows by id in one call (each
+        its own replicated command, committed in shared batches). Idempotent: a workflow already in the target
+        state counts as unchanged. INVALID_ARGUMENT for more than 1000 ids or a missing reason.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_WorkflowServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -239,6 +253,11 @@ def add_WorkflowServiceServicer_to_server(servicer, server):
                     servicer.CountWorkflows,
                     request_deserializer=beamflow_dot_v1_dot_workflow__pb2.CountWorkflowsRequest.FromString,
                     response_serializer=beamflow_dot_v1_dot_workflow__pb2.CountWorkflowsResponse.SerializeToString,
+            ),
+            'BulkWorkflowAction': grpc.unary_unary_rpc_method_handler(
+                    servicer.BulkWorkflowAction,
+                    request_deserializer=beamflow_dot_v1_dot_workflow__pb2.BulkWorkflowActionRequest.FromString,
+                    response_serializer=beamflow_dot_v1_dot_workflow__pb2.BulkWorkflowActionResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -540,6 +559,33 @@ class WorkflowService:
             '/beamflow.v1.WorkflowService/CountWorkflows',
             beamflow_dot_v1_dot_workflow__pb2.CountWorkflowsRequest.SerializeToString,
             beamflow_dot_v1_dot_workflow__pb2.CountWorkflowsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BulkWorkflowAction(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/beamflow.v1.WorkflowService/BulkWorkflowAction',
+            beamflow_dot_v1_dot_workflow__pb2.BulkWorkflowActionRequest.SerializeToString,
+            beamflow_dot_v1_dot_workflow__pb2.BulkWorkflowActionResponse.FromString,
             options,
             channel_credentials,
             insecure,
