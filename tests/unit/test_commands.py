@@ -18,7 +18,7 @@ from beamflowd.core import commands as c
 from beamflowd.core import state as state_mod
 from beamflowd.core.invariants import InvariantViolation
 from beamflowd.core.state import FatalApplyError, Result, StateMachine
-from beamflowd.core.vocabulary import DLQ_CLOSED
+from beamflowd.core.vocabulary import DLQ_CLOSED, ID_CONFLICT_POLICIES, ID_REUSE_POLICIES
 from tests.unit.state_strategies import draw_command, next_ts, submit_cmd
 from tests.unit.test_state import cluster, histories
 
@@ -40,6 +40,8 @@ _VALUES: dict[str, st.SearchStrategy[Any]] = {
     "str | None": st.none() | _texts,
     "Starts": st.lists(st.tuples(_texts, _ints), max_size=3).map(tuple),
     "dict[str, Any]": st.dictionaries(st.text(max_size=8), _json, max_size=4),
+    "dict[str, Any] | None": st.none()
+    | st.dictionaries(st.from_regex(r"[a-z][a-z0-9]{0,7}", fullmatch=True), _texts, max_size=4),
 }
 
 
@@ -65,6 +67,9 @@ _WRONG: dict[str, list[Any]] = {
 }
 _WRONG["int | None"] = _WRONG["int"]
 _WRONG["str | None"] = _WRONG["str"]
+_WRONG["dict[str, Any] | None"] = (
+    _WRONG["dict[str, Any]"][:2] + _WRONG["dict[str, Any]"][3:]
+)  # None is allowed
 
 
 @st.composite
@@ -73,6 +78,11 @@ def commands(draw: st.DrawFn) -> c.Command:
     kwargs = {f.name: draw(_VALUES[str(f.type)]) for f in fields(cls)}
     if cls is c.ChaosMonkey and kwargs["enabled"] and not kwargs["profile"]:
         kwargs["profile"] = "gentle"
+    if cls is c.Submit:  # fields whose values _check restricts
+        kwargs["id_reuse"] = draw(st.sampled_from([None, *ID_REUSE_POLICIES]))
+        kwargs["id_conflict"] = draw(st.sampled_from([None, *ID_CONFLICT_POLICIES]))
+        if kwargs["labels"] is not None:
+            kwargs["labels"] = {k: v[:255] for k, v in kwargs["labels"].items()}
     if cls is c.DlqClose:
         kwargs["state"] = draw(st.sampled_from(sorted(DLQ_CLOSED)))
     cmd: c.Command = cls(**kwargs)  # type: ignore[assignment]
