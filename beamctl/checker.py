@@ -9,6 +9,10 @@ and each workflow's committed history (``GetWorkflow``: status, steps and the ev
 4. the status agrees with the closing event; event sequence numbers only grow;
 5. after heal, every replica reports the same state digest at the same applied index.
 
+A ``retried`` event (retry from the failed step) opens a new run of the workflow: each run has at most one
+closing event, only a ``retried`` event may follow a closing event, the status agrees with the last one,
+and a step that succeeded before a retry succeeds again only after a ``retried --from`` (its step id set).
+
 It is used by the chaos tests and by ``beamctl chaos verify``. :func:`check_histories` and
 :func:`check_digests` are pure; :func:`verify` drives them against a live cluster through two callables.
 """
@@ -25,7 +29,7 @@ from typing import Any
 
 from beamflowd.api.gen.beamflow.v1 import cluster_pb2
 from beamflowd.api.gen.beamflow.v1 import workflow_pb2 as wpb
-from beamflowd.core.vocabulary import STATUS_OF_CLOSING_EVENT
+from beamflowd.core.vocabulary import EVENT_RETRIED, STATUS_OF_CLOSING_EVENT
 
 CLOSING = STATUS_OF_CLOSING_EVENT
 _STATUS = {
@@ -76,6 +80,8 @@ class Verdict:
     reassigned_workflows: int = 0
     stale_results_rejected: int = 0
     truncated_histories: int = 0
+    #: Workflows with at least one retry from the failed step in their history.
+    retried_workflows: int = 0
     missing: list[str] = field(default_factory=list)
     not_terminal: list[str] = field(default_factory=list)
     violations: list[str] = field(default_factory=list)
@@ -117,6 +123,7 @@ class Verdict:
             "reassigned_workflows": self.reassigned_workflows,
             "stale_results_rejected": self.stale_results_rejected,
             "truncated_histories": self.truncated_histories,
+            "retried_workflows": self.retried_workflows,
             "missing": self.missing[:MAX_LISTED],
             "missing_count": len(self.missing),
             "not_terminal": self.not_terminal[:MAX_LISTED],
@@ -136,7 +143,8 @@ class Verdict:
             f"terminal: succeeded {self.succeeded}, failed {self.failed} ({self.failed_by_injection} by "
             f"injected faults), cancelled {self.cancelled}; still running {self.running}",
             f"success rate {self.success_rate:.2%}; reassigned workflows {self.reassigned_workflows}; "
-            f"stale results rejected {self.stale_results_rejected}",
+            f"stale results rejected {self.stale_results_rejected}; "
+            f"retried workflows {self.retried_workflows}",
             f"violations {self.violation_count}",
         ]
         lines += [f"  - {v}" for v in self.violations[:10]]
@@ -162,26 +170,37 @@ def check_history(wf_id: str, h: History, verdict: Verdict) -> None:
     if truncated:
         verdict.truncated_histories += 1
     closing = [i for i, e in enumerate(h.events) if e[1] in CLOSING]
-    if len(closing) > 1:
-        kinds = ", ".join(h.events[i][1] for i in closing)
-        verdict.violate(f"{wf_id}: {len(closing)} terminal events ({kinds})")
-    if closing and closing[-1] != len(h.events) - 1:
-        after = h.events[closing[0] + 1][1]
-        first = h.events[closing[0]][1]
-        verdict.violate(f"{wf_id}: changed after its terminal event ({after} after {first})")
-    if closing:
-        expected = CLOSING[h.events[closing[0]][1]]
+    retried = [i for i, e in enumerate(h.events) if e[1] == EVENT_RETRIED]
+    if retried:
+        verdict.retried_workflows += 1
+    runs = [
+        [i for i in closing if lo < i < hi] for lo, hi in itertools.pairwise([-1, *retried, len(h.events)])
+    ]
+    for run in runs:
+        if len(run) > 1:
+            kinds = ", ".join(h.events[i][1] for i in run)
+            verdict.violate(f"{wf_id}: {len(run)} terminal events in one run ({kinds})")
+    for i in closing:
+        if i != len(h.events) - 1 and h.events[i + 1][1] != EVENT_RETRIED:
+            after, first = h.events[i + 1][1], h.events[i][1]
+            verdict.violate(f"{wf_id}: changed after its terminal event ({after} after {first})")
+    for i in retried:
+        if not truncated and (i == 0 or h.events[i - 1][1] not in CLOSING):
+            verdict.violate(f"{wf_id}: retried while it was running")
+    if closing and (not retried or closing[-1] > retried[-1]):
+        expected = CLOSING[h.events[closing[-1]][1]]
         if h.status != expected:
             verdict.violate(f"{wf_id}: status {h.status} but its terminal event says {expected}")
     elif h.status in ("succeeded", "failed", "cancelled") and not truncated:
         verdict.violate(f"{wf_id}: status {h.status} without a terminal event")
     succeeded_steps: dict[str, int] = {}
     for e in h.events:
-        if e[1] == "step_succeeded":
+        if e[1] == EVENT_RETRIED and e[2]:
+            succeeded_steps.clear()  # `retry --from` re-runs succeeded steps on purpose (downstream of e[2])
+        elif e[1] == "step_succeeded":
             succeeded_steps[e[2]] = succeeded_steps.get(e[2], 0) + 1
-    for step, n in sorted(succeeded_steps.items()):
-        if n > 1:
-            verdict.violate(f"{wf_id}: step {step} succeeded {n} times")
+            if succeeded_steps[e[2]] == 2:
+                verdict.violate(f"{wf_id}: step {e[2]} succeeded twice")
     if h.status == "succeeded":
         unfinished = sorted(s for s, st in h.steps.items() if st != "succeeded")
         if unfinished:

@@ -20,7 +20,13 @@ import typer
 
 from beamctl.errors import CliError, ExitCode, one_line
 from beamctl.security import PLAINTEXT, Security, open_channel
-from beamflowd.api.gen.beamflow.v1 import cluster_pb2, cluster_pb2_grpc, workflow_pb2, workflow_pb2_grpc
+from beamflowd.api.gen.beamflow.v1 import (
+    cluster_pb2,
+    cluster_pb2_grpc,
+    dlq_pb2_grpc,
+    workflow_pb2,
+    workflow_pb2_grpc,
+)
 from beamflowd.core.channels import CHANNEL_OPTIONS
 from beamflowd.core.vocabulary import CLOSING_EVENTS
 
@@ -115,6 +121,10 @@ def error_from_rpc(err: grpc.RpcError, endpoint: str) -> CliError:
 
 def _workflows(channel: grpc.Channel) -> Any:
     return workflow_pb2_grpc.WorkflowServiceStub(channel)
+
+
+def _dead_letters(channel: grpc.Channel) -> Any:
+    return dlq_pb2_grpc.DeadLetterServiceStub(channel)  # type: ignore[no-untyped-call, unused-ignore]
 
 
 def _cluster(channel: grpc.Channel) -> Any:
@@ -242,6 +252,67 @@ class Client:
             "cancel", lambda ch, t: _workflows(ch).CancelWorkflow(request, timeout=t)
         )
         return response
+
+    def retry_workflow(
+        self, request: workflow_pb2.RetryWorkflowRequest
+    ) -> workflow_pb2.RetryWorkflowResponse:
+        response: workflow_pb2.RetryWorkflowResponse = self.unary(
+            "retry", lambda ch, t: _workflows(ch).RetryWorkflow(request, timeout=t)
+        )
+        return response
+
+    def resubmit_workflow(
+        self, request: workflow_pb2.ResubmitWorkflowRequest
+    ) -> workflow_pb2.ResubmitWorkflowResponse:
+        """Resubmit; set ``request.request_id`` so the server deduplicates a retry after fail-over."""
+        response: workflow_pb2.ResubmitWorkflowResponse = self.unary(
+            "resubmit", lambda ch, t: _workflows(ch).ResubmitWorkflow(request, timeout=t)
+        )
+        return response
+
+    def pause_workflow(
+        self, request: workflow_pb2.PauseWorkflowRequest
+    ) -> workflow_pb2.PauseWorkflowResponse:
+        response: workflow_pb2.PauseWorkflowResponse = self.unary(
+            "pause", lambda ch, t: _workflows(ch).PauseWorkflow(request, timeout=t)
+        )
+        return response
+
+    def resume_workflow(
+        self, request: workflow_pb2.ResumeWorkflowRequest
+    ) -> workflow_pb2.ResumeWorkflowResponse:
+        response: workflow_pb2.ResumeWorkflowResponse = self.unary(
+            "resume", lambda ch, t: _workflows(ch).ResumeWorkflow(request, timeout=t)
+        )
+        return response
+
+    def workflow_result(self, workflow_id: str) -> workflow_pb2.GetWorkflowResultResponse:
+        request = workflow_pb2.GetWorkflowResultRequest(workflow_id=workflow_id)
+        response: workflow_pb2.GetWorkflowResultResponse = self.unary(
+            "result", lambda ch, t: _workflows(ch).GetWorkflowResult(request, timeout=t)
+        )
+        return response
+
+    def count_workflows(
+        self, request: workflow_pb2.CountWorkflowsRequest
+    ) -> workflow_pb2.CountWorkflowsResponse:
+        response: workflow_pb2.CountWorkflowsResponse = self.unary(
+            "count", lambda ch, t: _workflows(ch).CountWorkflows(request, timeout=t)
+        )
+        return response
+
+    def bulk_action(
+        self, request: workflow_pb2.BulkWorkflowActionRequest
+    ) -> workflow_pb2.BulkWorkflowActionResponse:
+        """One batch (idempotent: each workflow's command is, so a retried batch changes nothing twice)."""
+        response: workflow_pb2.BulkWorkflowActionResponse = self.unary(
+            "bulk", lambda ch, t: _workflows(ch).BulkWorkflowAction(request, timeout=t)
+        )
+        return response
+
+    def dead_letters(self, method: str, request: Any) -> Any:
+        """Call ``DeadLetterService.<method>`` (ListDeadLetters, GetDeadLetter, RetryDeadLetter, ...)."""
+        return self.unary(method, lambda ch, t: getattr(_dead_letters(ch), method)(request, timeout=t))
 
     def watch_workflow(
         self,

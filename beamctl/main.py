@@ -9,7 +9,7 @@ import typer
 
 import beamctl.chaos
 import beamctl.dev
-from beamctl import bench, cluster, top, workflow
+from beamctl import bench, cluster, dlq, top, workflow
 from beamctl.client import ENDPOINTS_ENV, Settings, default_endpoints, parse_endpoints
 from beamctl.errors import CliError, ExitCode, fail
 from beamctl.output import OutputFormat
@@ -35,6 +35,7 @@ app = typer.Typer(
 )
 app.add_typer(workflow.app, name="workflow")
 app.add_typer(cluster.app, name="cluster")
+app.add_typer(dlq.app, name="dlq")
 app.add_typer(beamctl.chaos.app, name="chaos")
 app.add_typer(beamctl.dev.app, name="dev")
 # The famous one gets a top-level alias, as `temporal workflow start` users expect `beamctl submit`.

@@ -150,6 +150,10 @@ def workflow_to_dict(
         "steps": [step_to_dict(step) for step in workflow.steps],
         "events": [event_to_dict(event) for event in events],
         "definition": parse_json_text(workflow.definition_json),
+        "retries": workflow.retries,
+        "resubmitted_from": workflow.resubmitted_from,
+        "dead_letter_id": workflow.dead_letter_id,
+        "labels": dict(sorted(workflow.labels.items())),
     }
 
 

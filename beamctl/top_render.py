@@ -270,6 +270,17 @@ def workflows_panel(data: Mapping[str, Any]) -> Panel:
         Text("reassigned"),
         Text(count(w["reassigned"])),
     )
+    # The dead-letter queue (replicated counts; absent from nodes that predate it).
+    dead = w["counters"]
+    pending, overflow = dead.get("dlq_pending", 0), dead.get("dlq_overflow", 0)
+    grid.add_row(
+        Text("dead letters pending"),
+        Text(count(pending), style="bold red" if pending else ""),
+        Text("retrying / resolved"),
+        Text(f"{count(dead.get('dlq_retrying', 0))} / {count(dead.get('dlq_resolved', 0))}"),
+    )
+    if overflow:
+        grid.add_row(Text("DLQ FULL: not queued", style="bold red"), Text(count(overflow), style="bold red"))
     return Panel(grid, title="Workflows", title_align="left", border_style="blue")
 
 

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from beamflowd.core.vocabulary import DLQ_MAX_DEFAULT
 from beamflowd.isolation import ModulePolicy
 
 #: Default cap on a step worker's address space (RLIMIT_AS), in bytes.
@@ -75,6 +76,9 @@ class NodeConfig:
     #: A step whose attempts killed the process running them this many times (its node, or its step
     #: worker) fails as ``poisoned`` instead of running again.
     max_deliveries: int = MAX_DELIVERIES_DEFAULT
+    #: Dead-letter entries kept in the replicated state; when full, resolved/abandoned ones are collected
+    #: first, and a queue full of unresolved entries counts further failures as overflow.
+    dlq_max: int = DLQ_MAX_DEFAULT
     #: Retention of finished workflows: age in seconds and count; older/more are garbage-collected.
     retention_seconds: float = 3600.0
     retention_max_finished: int = 50_000
@@ -202,6 +206,9 @@ def build_config(file_values: Mapping[str, Any], flag_values: Mapping[str, Any])
     deliveries = merged.get("max_deliveries", NodeConfig.max_deliveries)
     if isinstance(deliveries, bool) or not isinstance(deliveries, int) or deliveries < 1:
         raise ConfigError(f"max_deliveries: expected an integer >= 1, got {deliveries!r}")
+    dlq_max = merged.get("dlq_max", NodeConfig.dlq_max)
+    if isinstance(dlq_max, bool) or not isinstance(dlq_max, int) or dlq_max < 1:
+        raise ConfigError(f"dlq_max: expected an integer >= 1, got {dlq_max!r}")
     batch_bytes = merged.get("raft_batch_bytes_max", NodeConfig.raft_batch_bytes_max)
     if isinstance(batch_bytes, bool) or not isinstance(batch_bytes, int) or batch_bytes < 4096:
         raise ConfigError(f"raft_batch_bytes_max: expected an integer >= 4096, got {batch_bytes!r}")

@@ -25,12 +25,13 @@ from typing import Any
 from beamflowd.clock import now_ms
 from beamflowd.config import MAX_DELIVERIES_DEFAULT
 from beamflowd.core.backoff import retry_delay_ms
-from beamflowd.core.commands import Abort, Fail, Redeliver, Start, Succeed
+from beamflowd.core.commands import Abort, Expire, Fail, Redeliver, Start, Succeed
 from beamflowd.core.expressions import resolve
 from beamflowd.core.scheduling import first_starts, wake_time
 from beamflowd.core.spec import StepSpec, WorkflowSpec
 from beamflowd.core.state import WorkflowState
 from beamflowd.core.vocabulary import (
+    DLQ_MAX_DEFAULT,
     EVENT_REASSIGNED,
     EVENT_STEP_STARTED,
     PROCESS_KILLING_ERRORS,
@@ -54,6 +55,8 @@ class StepView:
     next_ms: int
     output_json: str
     deliveries: int = 0
+    #: Attempts before the workflow's latest retry (the retry policy counts from there).
+    base: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +71,10 @@ class WorkflowView:
     spec: WorkflowSpec
     input_json: str
     steps: Mapping[str, StepView]
+    #: Paused: running attempts finish, no new one starts (the actor is woken again by the resume).
+    paused: bool = False
+    #: When the workflow's timeout runs out (0: none): the actor then proposes ``Expire``.
+    deadline_ms: int = 0
 
     @classmethod
     def of(cls, wf: WorkflowState) -> WorkflowView:
@@ -80,9 +87,11 @@ class WorkflowView:
             wf.spec,
             wf.input_json,
             {
-                s.id: StepView(s.status, s.attempts, s.next_ms, s.output_json, s.deliveries)
+                s.id: StepView(s.status, s.attempts, s.next_ms, s.output_json, s.deliveries, s.base)
                 for s in wf.steps.values()
             },
+            paused=bool(wf.paused),
+            deadline_ms=wf.deadline_ms,
         )
 
 
@@ -97,6 +106,8 @@ class Actor:
         #: still shows that attempt running (its result never committed), the next pass runs it again.
         self.attempts: dict[tuple[int, str, int], asyncio.Task[None]] = {}
         self.starting: set[tuple[str, int]] = set()
+        #: The epoch whose deadline this actor is proposing (one ``Expire`` in flight at a time).
+        self.expiring: int | None = None
         self.task: asyncio.Task[None] | None = None
         self.background: set[asyncio.Task[None]] = set()
         #: An exception escaping an attempt crashes the actor (the supervisor restarts it).
@@ -126,6 +137,13 @@ class Actor:
         next_due: int | None = None
         for old in [k for k in self.attempts if k[0] != view.epoch]:
             self.attempts.pop(old).cancel()  # fenced anyway: results of an older epoch are rejected
+        if view.deadline_ms:
+            if now >= view.deadline_ms:
+                if self.expiring != view.epoch:
+                    self.expiring = view.epoch
+                    self._keep(asyncio.create_task(self._expire(view)))
+                return None  # nothing new starts past the deadline; the committed Expire ends the actor
+            next_due = view.deadline_ms
         for step in view.spec.steps:
             st = view.steps[step.id]
             if st.status == STEP_RUNNING:
@@ -138,6 +156,8 @@ class Actor:
                     task.add_done_callback(functools.partial(self._attempt_done, running))
                     self.attempts[running] = task
                 continue
+            if view.paused:
+                continue  # no new attempt while paused; the resume commits a change that wakes the actor
             if st.status == STEP_RETRY_WAIT and st.next_ms > now:
                 next_due = st.next_ms if next_due is None else min(next_due, st.next_ms)
                 continue
@@ -162,6 +182,22 @@ class Actor:
             self.wake.set()
         if not task.cancelled() and task.exception() is not None and self.crash is None:
             self.crash = task.exception()
+            self.wake.set()
+
+    async def _expire(self, view: WorkflowView) -> None:
+        """Propose that the deadline passed (this node's clock in ``ts``; apply checks it)."""
+        ex = self.executor
+        cmd = Expire(wf=view.id, epoch=view.epoch, ts=now_ms(), node=ex.node_id, dlq_max=ex.dlq_max)
+        try:
+            result = await ex.proposer.propose(cmd)
+            if not result.ok:
+                log.warning("expire %s refused: %s %s", view.id, result.code, result.message)
+                await asyncio.sleep(0.5)  # e.g. a stale epoch: the next pass sees the new state
+        except ProposeError as exc:
+            log.warning("expire %s not committed: %s", view.id, exc.message)
+            await asyncio.sleep(0.5)
+        finally:
+            self.expiring = None
             self.wake.set()
 
     async def _start(self, view: WorkflowView, step: StepSpec, attempt: int) -> None:
@@ -239,6 +275,7 @@ class Actor:
             seen=view.steps[step.id].deliveries,
             ts=now_ms(),
             node=ex.node_id,
+            dlq_max=ex.dlq_max,
         )
         try:
             result = await ex.proposer.propose(cmd)
@@ -281,7 +318,8 @@ class Actor:
                 allow_exec=ex.allow_exec,
                 args=params,
             )
-            timeout_ms = step.timeout_ms or view.spec.timeout_ms
+            # The step's timeout bounds one attempt; the workflow's timeout is a deadline (Expire).
+            timeout_ms = step.timeout_ms
             timeout = timeout_ms / 1000 if timeout_ms else ex.default_step_timeout
             # Chaos hook (beamflowd/chaos.py): injected latency, errors, timeouts; None when chaos is off.
             if ex.step_faults is not None:
@@ -318,7 +356,8 @@ class Actor:
         self, view: WorkflowView, step: StepSpec, attempt: int, message: str, error_class: str
     ) -> Fail:
         ts = now_ms()
-        delay = retry_delay_ms(step.retry, attempt, random.random())
+        # Backoff counts the attempts since the workflow's latest retry, as the retry policy does.
+        delay = retry_delay_ms(step.retry, attempt - view.steps[step.id].base, random.random())
         return Fail(
             wf=view.id,
             epoch=view.epoch,
@@ -331,6 +370,7 @@ class Actor:
             retry_at=ts + max(delay, 1),
             # An attempt that killed its worker counts as a delivery (poison detection).
             deliveries_max=self.executor.max_deliveries if error_class in PROCESS_KILLING_ERRORS else None,
+            dlq_max=self.executor.dlq_max,
         )
 
 
@@ -363,6 +403,7 @@ class Executor:
         max_restarts: int = 5,
         max_deliveries: int = MAX_DELIVERIES_DEFAULT,
         restart_window: float = 30.0,
+        dlq_max: int = DLQ_MAX_DEFAULT,
     ) -> None:
         self.node_id = node_id
         self.raft = raft
@@ -376,6 +417,8 @@ class Executor:
         self.max_restarts = max_restarts
         #: Deliveries after which a step whose attempts keep killing their process is poisoned.
         self.max_deliveries = max_deliveries
+        #: Carried in every final failure: the dead-letter queue's bound (``dlq_max``).
+        self.dlq_max = dlq_max
         #: Wall-clock start of this process: an attempt started before it was interrupted by a restart.
         self.boot_ms = now_ms()
         #: Attempts this process has run, by workflow: running one of those again is no redelivery.
@@ -511,7 +554,9 @@ class Executor:
         view = self.view(wf_id)
         if view is None or view.terminal or view.owner != self.node_id:
             return
-        cmd = Abort(wf=wf_id, epoch=view.epoch, reason=reason, ts=now_ms(), node=self.node_id)
+        cmd = Abort(
+            wf=wf_id, epoch=view.epoch, reason=reason, ts=now_ms(), node=self.node_id, dlq_max=self.dlq_max
+        )
         task = asyncio.create_task(self._abort(cmd))
         self._aborts.add(task)
         task.add_done_callback(self._aborts.discard)

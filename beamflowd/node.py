@@ -20,11 +20,14 @@ from beamflowd import gc_pauses
 from beamflowd.api import auth, peers, tls
 from beamflowd.api.chaos import ChaosServicer
 from beamflowd.api.cluster import ClusterServicer
+from beamflowd.api.dlq import DeadLetterServicer
 from beamflowd.api.gen.beamflow.v1 import (
     chaos_pb2,
     chaos_pb2_grpc,
     cluster_pb2,
     cluster_pb2_grpc,
+    dlq_pb2,
+    dlq_pb2_grpc,
     stats_pb2,
     stats_pb2_grpc,
     workflow_pb2,
@@ -106,6 +109,7 @@ class Node:
             max_restarts=config.max_actor_restarts,
             restart_window=config.actor_restart_window,
             max_deliveries=config.max_deliveries,
+            dlq_max=config.dlq_max,
         )
         # Chaos: every call is refused unless config.chaos_enabled; it hooks the executor only when enabled.
         self.chaos = Chaos(
@@ -230,6 +234,9 @@ class Node:
         chaos_pb2_grpc.add_ChaosServiceServicer_to_server(  # type: ignore[no-untyped-call, unused-ignore]
             ChaosServicer(self.chaos), self.server
         )
+        dlq_pb2_grpc.add_DeadLetterServiceServicer_to_server(  # type: ignore[no-untyped-call, unused-ignore]
+            DeadLetterServicer(self.workflows_api), self.server
+        )
         service_names = (
             workflow_pb2.DESCRIPTOR.services_by_name["WorkflowService"].full_name,
             cluster_pb2.DESCRIPTOR.services_by_name["ClusterService"].full_name,
@@ -237,6 +244,7 @@ class Node:
             health.SERVICE_NAME,
             reflection.SERVICE_NAME,
             chaos_pb2.DESCRIPTOR.services_by_name["ChaosService"].full_name,
+            dlq_pb2.DESCRIPTOR.services_by_name["DeadLetterService"].full_name,
         )
         reflection.enable_server_reflection(service_names, self.server)
         await self.health.set("", health_pb2.HealthCheckResponse.NOT_SERVING)

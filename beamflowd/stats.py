@@ -220,7 +220,7 @@ class StatsAggregator:
     def counters(self) -> dict[str, int]:
         """A copy of the replicated counters (a few dozen entries)."""
         with self.raft.read():
-            return dict(self.raft.sm.counters)
+            return dict(self.raft.sm.counters) | self.raft.sm.dlq_counts()
 
     def sample(self, now: float | None = None) -> None:
         self.rates.sample(self.counters(), time.monotonic() if now is None else now)

@@ -8,12 +8,14 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from beamflowd.api.gen.beamflow.v1 import workflow_pb2 as pb
 from beamflowd.core.state import Event, StepState, WorkflowState
+from beamflowd.core.vocabulary import WORKFLOW_PAUSED
 
 WORKFLOW_STATUS = {
     "running": pb.WORKFLOW_STATUS_RUNNING,
     "succeeded": pb.WORKFLOW_STATUS_SUCCEEDED,
     "failed": pb.WORKFLOW_STATUS_FAILED,
     "cancelled": pb.WORKFLOW_STATUS_CANCELLED,
+    WORKFLOW_PAUSED: pb.WORKFLOW_STATUS_PAUSED,
 }
 STATUS_NAME = {v: k for k, v in WORKFLOW_STATUS.items()}
 STEP_STATUS = {
@@ -57,11 +59,16 @@ def step_message(wf: WorkflowState, step: StepState) -> pb.Step:
     return msg
 
 
+def shown_status(wf: WorkflowState) -> str:
+    """The status clients see: a paused running workflow is ``paused``."""
+    return WORKFLOW_PAUSED if wf.paused else wf.status
+
+
 def workflow_message(wf: WorkflowState, spec_plain: object) -> pb.Workflow:
     return pb.Workflow(
         id=wf.id,
         name=wf.name,
-        status=WORKFLOW_STATUS[wf.status],
+        status=WORKFLOW_STATUS[shown_status(wf)],
         owner=wf.owner,
         epoch=wf.epoch,
         create_time=timestamp(wf.created_ms),
@@ -71,6 +78,10 @@ def workflow_message(wf: WorkflowState, spec_plain: object) -> pb.Workflow:
         error=wf.error,
         definition_json=json.dumps(spec_plain, sort_keys=True),
         description=wf.spec.description,
+        retries=wf.retries,
+        resubmitted_from=wf.origin,
+        paused_reason=wf.paused,
+        labels=wf.labels,
     )
 
 
@@ -78,7 +89,7 @@ def summary_message(wf: WorkflowState) -> pb.WorkflowSummary:
     return pb.WorkflowSummary(
         id=wf.id,
         name=wf.name,
-        status=WORKFLOW_STATUS[wf.status],
+        status=WORKFLOW_STATUS[shown_status(wf)],
         owner=wf.owner,
         epoch=wf.epoch,
         create_time=timestamp(wf.created_ms),

@@ -167,7 +167,14 @@ class StatsServicer(pb_grpc.StatsServiceServicer):  # type: ignore[misc, unused-
         finished = succeeded + failed
         return pb.WorkflowStats(
             submitted=counters.get("submitted", 0),
-            running=max(0, counters.get("submitted", 0) - succeeded - failed - counters.get("cancelled", 0)),
+            running=max(
+                0,
+                counters.get("submitted", 0)
+                - succeeded
+                - failed
+                - counters.get("cancelled", 0)
+                + counters.get("reopened", 0),  # retried workflows run again
+            ),
             succeeded=succeeded,
             failed=failed,
             cancelled=counters.get("cancelled", 0),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import re
 import secrets
 import uuid
@@ -18,15 +19,39 @@ from beamflowd.api.gen.beamflow.v1 import workflow_pb2_grpc as pb_grpc
 from beamflowd.api.status import abort
 from beamflowd.changes import ChangeHub
 from beamflowd.clock import now_ms
-from beamflowd.core.commands import Cancel, Command, Submit
+from beamflowd.core.commands import Cancel, Command, Pause, Resume, Retry, Submit
 from beamflowd.core.scheduling import first_starts
-from beamflowd.core.spec import MAX_DEFINITION_BYTES, SpecError, WorkflowSpec, parse_input
-from beamflowd.core.state import Result
-from beamflowd.core.vocabulary import CLOSING_EVENTS
+from beamflowd.core.spec import MAX_DEFINITION_BYTES, SpecError, WorkflowSpec, parse_input, workflow_result
+from beamflowd.core.state import Query, Result
+from beamflowd.core.vocabulary import (
+    ID_CONFLICT_FAIL,
+    ID_CONFLICT_USE_EXISTING,
+    ID_REUSE_ALLOW,
+    ID_REUSE_FAILED_ONLY,
+    ID_REUSE_REJECT,
+    STATUS_OF_CLOSING_EVENT,
+    WORKFLOW_SUCCEEDED,
+)
 from beamflowd.isolation import ModulePolicy
 from beamflowd.proposer import ProposeError, Proposer
 from beamflowd.replication import ReplicatedState
 
+#: Wire policies -> the command's words (core/vocabulary.py).
+_ID_REUSE = {
+    pb.ID_REUSE_POLICY_ALLOW_DUPLICATE: ID_REUSE_ALLOW,
+    pb.ID_REUSE_POLICY_ALLOW_DUPLICATE_FAILED_ONLY: ID_REUSE_FAILED_ONLY,
+    pb.ID_REUSE_POLICY_REJECT_DUPLICATE: ID_REUSE_REJECT,
+}
+_ID_CONFLICT = {
+    pb.ID_CONFLICT_POLICY_FAIL: ID_CONFLICT_FAIL,
+    pb.ID_CONFLICT_POLICY_USE_EXISTING: ID_CONFLICT_USE_EXISTING,
+}
+#: Ids per BulkWorkflowAction call (the client sends batches), and refusals listed in its answer.
+BULK_IDS_MAX = 1000
+BULK_ERRORS_LISTED = 10
+_BULK_ACTIONS = frozenset(
+    {pb.BULK_ACTION_CANCEL, pb.BULK_ACTION_PAUSE, pb.BULK_ACTION_RESUME, pb.BULK_ACTION_RETRY}
+)
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
 MAX_PAGE_SIZE = 1000
 DEFAULT_PAGE_SIZE = 100
@@ -58,7 +83,7 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):  # type: ignore[misc]
         self.hub = hub
         self.definitions = DefinitionCompiler()
 
-    async def _propose(self, context: grpc.aio.ServicerContext, cmd: Command) -> Result:
+    async def propose(self, context: grpc.aio.ServicerContext, cmd: Command) -> Result:
         try:
             return await self.proposer.propose(cmd)
         except ProposeError as exc:
@@ -101,8 +126,19 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):  # type: ignore[misc]
             node=self.node_id,
             # Root steps start in the same entry: one round trip less per workflow.
             start=first_starts(spec, lambda _: "pending", {"input": workflow_input, "steps": {}}, now),
+            labels=dict(request.labels) or None,
+            id_reuse=_ID_REUSE.get(request.id_reuse_policy),
+            id_conflict=_ID_CONFLICT.get(request.id_conflict_policy),
         )
-        result = await self._propose(context, cmd)
+        if request.id_reuse_policy and cmd.id_reuse is None:
+            await abort(
+                context, "INVALID_ARGUMENT", f"id_reuse_policy: unknown value {request.id_reuse_policy}"
+            )
+        if request.id_conflict_policy and cmd.id_conflict is None:
+            await abort(
+                context, "INVALID_ARGUMENT", f"id_conflict_policy: unknown value {request.id_conflict_policy}"
+            )
+        result = await self.propose(context, cmd)
         if not result.ok:
             await abort(context, result.code, result.message)
         return pb.SubmitWorkflowResponse(
@@ -121,6 +157,7 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):  # type: ignore[misc]
                     workflow=convert.workflow_message(wf, self.raft.sm.specs[wf.spec_hash].plain),
                     events=[convert.event_message(e) for e in wf.events],
                 )
+                response.workflow.dead_letter_id = self.raft.sm.dlq_open.get(wf.id, "")
         if wf is None:
             await abort(context, "NOT_FOUND", f"workflow {request.workflow_id!r} not found")
         return response
@@ -138,11 +175,79 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):  # type: ignore[misc]
                 raise ValueError
         except ValueError:
             await abort(context, "INVALID_ARGUMENT", "page_token: not a token returned by ListWorkflows")
+        query = self._query(status or "", request.name, request.filter)
         with self.raft.read():
-            found, total = self.raft.sm.list_newest_first(status, request.name or None, offset, page_size)
+            found, total = self.raft.sm.page(query, offset, page_size)
             page = [convert.summary_message(wf) for wf in found]
         next_token = str(offset + page_size) if offset + page_size < total else ""
         return pb.ListWorkflowsResponse(workflows=page, next_page_token=next_token, total_matching=total)
+
+    @staticmethod
+    def _query(status: str, name: str, spec: pb.WorkflowFilter) -> Query:
+        return Query(
+            status=status,
+            name=name,
+            labels=tuple(sorted(spec.labels.items())),
+            created_after_ms=spec.created_after.ToMilliseconds() if spec.HasField("created_after") else 0,
+            created_before_ms=spec.created_before.ToMilliseconds() if spec.HasField("created_before") else 0,
+            failed_step=spec.failed_step,
+            error_class=spec.error_class,
+        )
+
+    async def CountWorkflows(
+        self, request: pb.CountWorkflowsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.CountWorkflowsResponse:
+        status = convert.STATUS_NAME.get(request.status) if request.status else None
+        if request.status and status is None:
+            await abort(context, "INVALID_ARGUMENT", f"status: unknown value {request.status}")
+        query = self._query(status or "", request.name, request.filter)
+        with self.raft.read():
+            count = self.raft.sm.count(query)
+        return pb.CountWorkflowsResponse(count=count)
+
+    async def BulkWorkflowAction(
+        self, request: pb.BulkWorkflowActionRequest, context: grpc.aio.ServicerContext
+    ) -> pb.BulkWorkflowActionResponse:
+        if request.action not in _BULK_ACTIONS:
+            await abort(context, "INVALID_ARGUMENT", f"action: unknown value {request.action}")
+        if len(request.workflow_ids) > BULK_IDS_MAX:
+            await abort(context, "INVALID_ARGUMENT", f"workflow_ids: more than {BULK_IDS_MAX}")
+        if request.action != pb.BULK_ACTION_RESUME and not request.reason.strip():
+            await abort(context, "INVALID_ARGUMENT", "reason: required for cancel, pause and retry")
+        if len(request.reason) > MAX_REASON:
+            await abort(context, "INVALID_ARGUMENT", f"reason: longer than {MAX_REASON} characters")
+        now, node, reason = now_ms(), self.node_id, request.reason
+        with self.raft.read():
+            retries = {i: wf.retries for i in request.workflow_ids if (wf := self.raft.sm.workflows.get(i))}
+        commands: list[Command] = []
+        for wf_id in request.workflow_ids:
+            if request.action == pb.BULK_ACTION_CANCEL:
+                commands.append(Cancel(wf=wf_id, ts=now, reason=reason, node=node))
+            elif request.action == pb.BULK_ACTION_PAUSE:
+                commands.append(Pause(wf=wf_id, ts=now, reason=reason, node=node))
+            elif request.action == pb.BULK_ACTION_RESUME:
+                commands.append(Resume(wf=wf_id, ts=now, node=node))
+            else:
+                commands.append(Retry(wf=wf_id, seen=retries.get(wf_id, 0), reason=reason, ts=now, node=node))
+        try:  # one proposal each; the proposer commits them in shared batches
+            results = await asyncio.gather(*(self.proposer.propose(cmd) for cmd in commands))
+        except ProposeError as exc:
+            await abort(context, exc.code, exc.message)
+        response = pb.BulkWorkflowActionResponse()
+        for wf_id, result in zip(request.workflow_ids, results, strict=True):
+            if result.code == "NOT_FOUND":
+                response.not_found += 1
+            elif result.ok and (
+                result.data.get("cancelled") or result.data.get("changed") or "epoch" in result.data
+            ):
+                changed = not result.data.get("duplicate")
+                response.changed += changed
+                response.unchanged += not changed
+            elif result.ok or result.code in ("FAILED_PRECONDITION", "ABORTED"):
+                response.unchanged += 1
+            elif len(response.errors) < BULK_ERRORS_LISTED:
+                response.errors.append(f"{wf_id}: {result.code}: {result.message}")
+        return response
 
     async def CancelWorkflow(
         self, request: pb.CancelWorkflowRequest, context: grpc.aio.ServicerContext
@@ -150,7 +255,7 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):  # type: ignore[misc]
         if len(request.reason) > MAX_REASON:
             await abort(context, "INVALID_ARGUMENT", f"reason: longer than {MAX_REASON} characters")
         cmd = Cancel(wf=request.workflow_id, reason=request.reason, ts=now_ms(), node=self.node_id)
-        result = await self._propose(context, cmd)
+        result = await self.propose(context, cmd)
         if not result.ok:
             await abort(context, result.code, result.message)
         with self.raft.read():
@@ -178,14 +283,15 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):  # type: ignore[misc]
                     else:
                         found = True
                         fresh = [convert.event_message(e) for e in wf.events if e[0] > last]
-                        status = convert.WORKFLOW_STATUS[wf.status]
                         terminal = wf.terminal
                 if not found:
                     await abort(context, "NOT_FOUND", f"workflow {wf_id!r} not found")
                     return
                 for event in fresh:
                     # The status *after* this event: only the closing event carries the terminal status.
-                    after = status if event.type in CLOSING_EVENTS else pb.WORKFLOW_STATUS_RUNNING
+                    # A retried workflow has closed before: each closing event carries its own status.
+                    closed = STATUS_OF_CLOSING_EVENT.get(event.type)
+                    after = convert.WORKFLOW_STATUS[closed] if closed else pb.WORKFLOW_STATUS_RUNNING
                     yield pb.WatchWorkflowResponse(event=event, status=after)
                     last = event.seq
                 if terminal:
@@ -194,6 +300,126 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):  # type: ignore[misc]
                     await asyncio.wait_for(changed.wait(), WATCH_RECHECK_SECONDS)
         finally:
             self.hub.unsubscribe(wf_id, changed)
+
+    async def RetryWorkflow(
+        self, request: pb.RetryWorkflowRequest, context: grpc.aio.ServicerContext
+    ) -> pb.RetryWorkflowResponse:
+        workflow, entry = await self.retry(context, request.workflow_id, request.from_step, request.reason)
+        return pb.RetryWorkflowResponse(workflow=workflow, dead_letter_id=entry)
+
+    async def retry(
+        self, context: grpc.aio.ServicerContext, wf_id: str, from_step: str, reason: str
+    ) -> tuple[pb.Workflow, str]:
+        """Propose a retry of ``wf_id`` as last seen here; its workflow message and dead-letter entry id.
+
+        Shared with ``DeadLetterService.RetryDeadLetter``. The command is fenced by the retry count read
+        here, so two operators retrying at once retry once (the other is ABORTED).
+        """
+        if len(reason) > MAX_REASON:
+            await abort(context, "INVALID_ARGUMENT", f"reason: longer than {MAX_REASON} characters")
+        with self.raft.read():
+            wf = self.raft.sm.workflows.get(wf_id)
+            seen = wf.retries if wf is not None else 0
+        if wf is None:
+            await abort(context, "NOT_FOUND", f"workflow {wf_id!r} not found")
+        cmd = Retry(
+            wf=wf_id, seen=seen, reason=reason, ts=now_ms(), from_step=from_step or None, node=self.node_id
+        )
+        result = await self.propose(context, cmd)
+        if not result.ok:
+            await abort(context, result.code, result.message)
+        return self.workflow_now(wf_id), str(result.data.get("entry", ""))
+
+    def workflow_now(self, wf_id: str) -> pb.Workflow:
+        """The workflow's message from local state (applied: this node committed what it proposed)."""
+        with self.raft.read():
+            wf = self.raft.sm.workflows[wf_id]
+            message = convert.workflow_message(wf, self.raft.sm.specs[wf.spec_hash].plain)
+            message.dead_letter_id = self.raft.sm.dlq_open.get(wf_id, "")
+        return message
+
+    async def ResubmitWorkflow(
+        self, request: pb.ResubmitWorkflowRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ResubmitWorkflowResponse:
+        if request.new_workflow_id and not _ID.match(request.new_workflow_id):
+            await abort(
+                context, "INVALID_ARGUMENT", "new_workflow_id: must match [A-Za-z0-9][A-Za-z0-9_.:-]{0,127}"
+            )
+        if len(request.request_id) > 128:
+            await abort(context, "INVALID_ARGUMENT", "request_id: longer than 128 characters")
+        with self.raft.read():
+            wf = self.raft.sm.workflows.get(request.workflow_id)
+            if wf is not None:
+                spec, spec_hash, labels = wf.spec, wf.spec_hash, dict(wf.labels)
+                spec_plain, input_json = self.raft.sm.specs[spec_hash].plain, wf.input_json
+        if wf is None:
+            await abort(context, "NOT_FOUND", f"workflow {request.workflow_id!r} not found")
+        now = now_ms()
+        workflow_input = parse_input(input_json or "{}", source="input")
+        cmd = Submit(
+            rid=request.request_id or uuid.uuid4().hex,
+            wf=request.new_workflow_id or new_workflow_id(),
+            spec=spec_plain,
+            spec_hash=spec_hash,
+            input=input_json,
+            ts=now,
+            node=self.node_id,
+            start=first_starts(spec, lambda _: "pending", {"input": workflow_input, "steps": {}}, now),
+            origin=request.workflow_id,
+            labels=labels or None,
+        )
+        result = await self.propose(context, cmd)
+        if not result.ok:
+            await abort(context, result.code, result.message)
+        return pb.ResubmitWorkflowResponse(
+            workflow_id=str(result.data["wf"]), owner=str(result.data["owner"])
+        )
+
+    async def PauseWorkflow(
+        self, request: pb.PauseWorkflowRequest, context: grpc.aio.ServicerContext
+    ) -> pb.PauseWorkflowResponse:
+        if len(request.reason) > MAX_REASON:
+            await abort(context, "INVALID_ARGUMENT", f"reason: longer than {MAX_REASON} characters")
+        cmd = Pause(wf=request.workflow_id, ts=now_ms(), reason=request.reason, node=self.node_id)
+        result = await self.propose(context, cmd)
+        if not result.ok:
+            await abort(context, result.code, result.message)
+        workflow = self.workflow_now(request.workflow_id)
+        return pb.PauseWorkflowResponse(workflow=workflow, changed=bool(result.data.get("changed")))
+
+    async def ResumeWorkflow(
+        self, request: pb.ResumeWorkflowRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ResumeWorkflowResponse:
+        cmd = Resume(wf=request.workflow_id, ts=now_ms(), node=self.node_id)
+        result = await self.propose(context, cmd)
+        if not result.ok:
+            await abort(context, result.code, result.message)
+        workflow = self.workflow_now(request.workflow_id)
+        return pb.ResumeWorkflowResponse(workflow=workflow, changed=bool(result.data.get("changed")))
+
+    async def GetWorkflowResult(
+        self, request: pb.GetWorkflowResultRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetWorkflowResultResponse:
+        with self.raft.read():
+            wf = self.raft.sm.workflows.get(request.workflow_id)
+            if wf is not None:
+                status, error, spec = convert.shown_status(wf), wf.error, wf.spec
+                scope = {
+                    "input": json.loads(wf.input_json or "{}"),
+                    "steps": {s.id: json.loads(s.output_json) for s in wf.steps.values() if s.output_json},
+                }
+        if wf is None:
+            await abort(context, "NOT_FOUND", f"workflow {request.workflow_id!r} not found")
+        if status != WORKFLOW_SUCCEEDED:
+            why = f": {error}" if error else ""
+            await abort(context, "FAILED_PRECONDITION", f"workflow {request.workflow_id} is {status}{why}")
+        try:
+            result = workflow_result(spec, scope)
+        except ValueError as exc:  # an expression that fails on these outputs: the definition's fault
+            await abort(context, "FAILED_PRECONDITION", f"output: {exc}")
+        return pb.GetWorkflowResultResponse(
+            result_json=json.dumps(result, sort_keys=True), status=convert.WORKFLOW_STATUS[status]
+        )
 
 
 def check_python_functions(spec: WorkflowSpec, modules: ModulePolicy, source: str) -> None:
@@ -211,6 +437,4 @@ def check_python_functions(spec: WorkflowSpec, modules: ModulePolicy, source: st
 
 def _compact(input_json: str) -> str:
     """Canonical input text, so replicas and digests never depend on the client's whitespace."""
-    import json
-
     return json.dumps(json.loads(input_json or "{}"), sort_keys=True, separators=(",", ":"))

@@ -31,9 +31,12 @@ Times are milliseconds since the Unix epoch, taken by the proposer (``ts``, ``*_
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, ClassVar, Final, TypeAlias
+
+from beamflowd.core.vocabulary import DLQ_CLOSED, ID_CONFLICT_POLICIES, ID_REUSE_POLICIES
 
 #: Version this code writes.
 SCHEMA_VERSION: Final = 1
@@ -41,6 +44,12 @@ SCHEMA_VERSION: Final = 1
 SUPPORTED_VERSIONS: Final = (1,)
 #: Default bound on the workflows one ``gc`` command forgets, so one entry's apply time stays bounded.
 GC_BATCH_MAX: Final = 10_000
+
+#: Bounds on a workflow's labels (``Submit.labels``): count, key and value length.
+LABELS_MAX: Final = 16
+LABEL_KEY_CHARS_MAX: Final = 63
+LABEL_VALUE_CHARS_MAX: Final = 255
+_LABEL_KEY: Final = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,62}$")
 
 #: How much of a bad value an error message quotes (an unknown op or field may be anything, of any size).
 QUOTE_CHARS_MAX: Final = 40
@@ -125,6 +134,37 @@ class Submit(_Command):
     start: Starts = ()
     #: Content hash of ``spec`` (``spec_digest``); absent: apply computes it.
     spec_hash: str | None = None
+    #: The workflow this one was resubmitted from (``beamctl workflow resubmit``); absent: none.
+    origin: str | None = None
+    #: When ``wf`` names a finished workflow: ``allow-duplicate`` replaces it, ``allow-duplicate-failed-only``
+    #: only if it failed or was cancelled, ``reject-duplicate`` refuses. Absent: refuse (ALREADY_EXISTS).
+    id_reuse: str | None = None
+    #: When ``wf`` names a running workflow: ``fail`` (ALREADY_EXISTS, also when absent) or ``use-existing``
+    #: (answer with it, ``existing`` true).
+    id_conflict: str | None = None
+    #: Labels ``{key: value}`` stored on the workflow, for finding it (``list --label k=v``); bounded by
+    #: :data:`LABELS_MAX`, :data:`LABEL_KEY_CHARS_MAX`, :data:`LABEL_VALUE_CHARS_MAX`. Absent: none.
+    labels: dict[str, Any] | None = field(default=None, hash=False)
+
+    def _check(self) -> None:
+        if self.labels is not None:
+            if len(self.labels) > LABELS_MAX:
+                raise CommandError(self.OP, "labels", f"{len(self.labels)} labels, at most {LABELS_MAX}")
+            for key, value in self.labels.items():
+                if not _LABEL_KEY.match(key):
+                    raise CommandError(
+                        self.OP, "labels", f"key {key!r:.{QUOTE_CHARS_MAX}} must match {_LABEL_KEY.pattern}"
+                    )
+                if type(value) is not str or len(value) > LABEL_VALUE_CHARS_MAX:
+                    raise CommandError(
+                        self.OP,
+                        "labels",
+                        f"value of {key}: a string of at most {LABEL_VALUE_CHARS_MAX} characters",
+                    )
+        if self.id_reuse is not None and self.id_reuse not in ID_REUSE_POLICIES:
+            raise CommandError(self.OP, "id_reuse", f"expected one of {', '.join(ID_REUSE_POLICIES)}")
+        if self.id_conflict is not None and self.id_conflict not in ID_CONFLICT_POLICIES:
+            raise CommandError(self.OP, "id_conflict", f"expected one of {', '.join(ID_CONFLICT_POLICIES)}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,6 +228,9 @@ class Fail(_Command):
     #: a delivery, and the step is ``poisoned`` once its deliveries reach this many. Absent: a normal
     #: failure, which resets the count (poison is consecutive deaths of what ran the step).
     deliveries_max: int | None = None
+    #: Set: a final failure enters the dead-letter queue, which keeps at most this many entries (the
+    #: node's ``dlq_max``). Absent: no entry (logs written before the queue existed apply as they did).
+    dlq_max: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,6 +254,9 @@ class Redeliver(_Command):
     ts: int
     #: The node that would run it now.
     node: str = ""
+    #: Set: a final failure enters the dead-letter queue, which keeps at most this many entries (the
+    #: node's ``dlq_max``). Absent: no entry (logs written before the queue existed apply as they did).
+    dlq_max: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,6 +306,9 @@ class Abort(_Command):
     reason: str
     ts: int
     node: str = ""
+    #: Set: a final failure enters the dead-letter queue, which keeps at most this many entries (the
+    #: node's ``dlq_max``). Absent: no entry (logs written before the queue existed apply as they did).
+    dlq_max: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -334,6 +383,88 @@ class MemberRemove(_Command):
     by: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class Retry(_Command):
+    """Run a failed or cancelled workflow again from its failed step, under a new epoch.
+
+    Succeeded steps keep their outputs and never run again, except ``from_step`` and every step downstream of
+    it when given; the reset steps continue their attempt numbers (idempotency keys are never reused). Its
+    open dead-letter entry, if any, moves to ``retrying``. Idempotent by ``seen``.
+    """
+
+    OP: ClassVar[str] = "retry"
+    wf: str
+    #: The workflow's retry count the proposer saw (``retries``): the command applies only if it is still
+    #: so, and a proposal retried after an unknown outcome finds ``seen + 1`` and changes nothing.
+    seen: int
+    #: Why (recorded in the ``retried`` event).
+    reason: str
+    ts: int
+    #: Also re-run this succeeded step and everything downstream of it. Absent: only what did not succeed.
+    from_step: str | None = None
+    node: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class DlqClose(_Command):
+    """An operator closes a pending dead-letter entry as ``resolved`` or ``abandoned`` (final)."""
+
+    OP: ClassVar[str] = "dlq_close"
+    #: The entry id.
+    entry: str
+    #: ``resolved`` or ``abandoned``.
+    state: str
+    #: Why (required, kept on the entry).
+    reason: str
+    ts: int
+    node: str = ""
+
+    def _check(self) -> None:
+        if self.state not in DLQ_CLOSED:
+            expected = " or ".join(sorted(DLQ_CLOSED))
+            raise CommandError(
+                self.OP, "state", f"expected {expected}, got {self.state!r:.{QUOTE_CHARS_MAX}}"
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class Pause(_Command):
+    """Pause a running workflow: no new attempt starts (running ones finish and record their result; due
+    retries and timers wait) until :class:`Resume`. Committed, so it survives failover and restarts."""
+
+    OP: ClassVar[str] = "pause"
+    wf: str
+    ts: int
+    #: Why (shown with the workflow).
+    reason: str = ""
+    node: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Resume(_Command):
+    """Resume a paused workflow: its owner starts what is ready again."""
+
+    OP: ClassVar[str] = "resume"
+    wf: str
+    ts: int
+    node: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Expire(_Command):
+    """The workflow's deadline (its ``timeout`` after submit, or after its latest retry) has passed: it fails
+    with ``deadline_exceeded``. Proposed by the owner with its clock in ``ts``; apply checks ``ts`` against
+    the committed deadline (the core has no clock). Fenced by epoch like a step result."""
+
+    OP: ClassVar[str] = "expire"
+    wf: str
+    epoch: int
+    ts: int
+    node: str = ""
+    #: As in :attr:`Fail.dlq_max`.
+    dlq_max: int | None = None
+
+
 Command: TypeAlias = (
     Join
     | Submit
@@ -349,6 +480,11 @@ Command: TypeAlias = (
     | ChaosMonkey
     | MemberAdd
     | MemberRemove
+    | Retry
+    | DlqClose
+    | Pause
+    | Resume
+    | Expire
 )
 
 _CLASSES: tuple[type[_Command], ...] = (
@@ -366,6 +502,11 @@ _CLASSES: tuple[type[_Command], ...] = (
     ChaosMonkey,
     MemberAdd,
     MemberRemove,
+    Retry,
+    DlqClose,
+    Pause,
+    Resume,
+    Expire,
 )
 #: op -> class.
 COMMANDS: Final[Mapping[str, type[_Command]]] = {cls.OP: cls for cls in _CLASSES}
@@ -429,6 +570,7 @@ _CHECKS: dict[str, Callable[[Any], Any]] = {
     "bool | None": _bool,
     "Starts": _starts,
     "dict[str, Any]": _object,
+    "dict[str, Any] | None": _object,
 }
 
 #: Annotation -> the one type a value may have to be taken as is (the fast path of :func:`decode`).

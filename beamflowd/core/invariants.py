@@ -16,6 +16,11 @@ from typing import TYPE_CHECKING
 
 from beamflowd.core.state import MAX_EVENTS_PER_WORKFLOW, MAX_NOTABLE_EVENTS
 from beamflowd.core.vocabulary import (
+    DLQ_KINDS,
+    DLQ_OPEN,
+    DLQ_PENDING,
+    DLQ_RETRYING,
+    DLQ_STATES,
     ERROR_POISONED,
     STEP_CANCELLED,
     STEP_FAILED,
@@ -25,6 +30,8 @@ from beamflowd.core.vocabulary import (
     STEP_SUCCEEDED,
     TERMINAL_STEP,
     TERMINAL_WORKFLOW,
+    WORKFLOW_CANCELLED,
+    WORKFLOW_FAILED,
     WORKFLOW_RUNNING,
     WORKFLOW_SUCCEEDED,
 )
@@ -61,22 +68,27 @@ def check_invariants(sm: StateMachine) -> None:
             owners[wf.owner] += 1
             if statuses & {STEP_FAILED, STEP_CANCELLED}:
                 _fail(f"{where}: running with failed or cancelled steps {sorted(statuses)}")
+        elif wf.paused:
+            _fail(f"{where}: {wf.status} but paused")
         elif not statuses <= TERMINAL_STEP:
             _fail(f"{where}: {wf.status} with unfinished steps {sorted(statuses)}")
         if (wf.status == WORKFLOW_SUCCEEDED) != (statuses == {STEP_SUCCEEDED}):
             _fail(f"{where}: status {wf.status} with steps {sorted(statuses)}")
         for step in wf.steps.values():
             spec = wf.spec.step(step.id)
-            if not 0 <= step.attempts <= spec.retry.max_attempts:
-                _fail(f"{where} step {step.id}: {step.attempts} attempts, at most {spec.retry.max_attempts}")
+            if not 0 <= step.base <= step.attempts <= step.base + spec.retry.max_attempts:
+                _fail(
+                    f"{where} step {step.id}: {step.attempts} attempts ({step.base} before a retry),"
+                    f" at most {spec.retry.max_attempts} since"
+                )
             if step.status in RAN:
                 if step.attempts < 1:
                     _fail(f"{where} step {step.id}: {step.status} without an attempt")
                 for need in spec.needs:
                     if wf.steps[need].status != STEP_SUCCEEDED:
                         _fail(f"{where} step {step.id}: {step.status} before its need {need} succeeded")
-            if step.status == STEP_PENDING and step.attempts != 0:
-                _fail(f"{where} step {step.id}: pending after {step.attempts} attempts")
+            if step.status == STEP_PENDING and step.attempts != step.base:
+                _fail(f"{where} step {step.id}: pending after {step.attempts} attempts ({step.base} before)")
             if step.deliveries < 0 or (step.deliveries and step.attempts < 1):
                 _fail(f"{where} step {step.id}: {step.deliveries} deliveries after {step.attempts} attempts")
             if step.error_class == ERROR_POISONED and step.status != STEP_FAILED:
@@ -97,8 +109,9 @@ def check_invariants(sm: StateMachine) -> None:
     if indexed != actual:
         _fail("owned_ids index differs from the workflows' owners")
     in_heap = set(sm.finished_heap)
-    if any(w.terminal and (w.updated_ms, w.id) not in in_heap for w in sm.workflows.values()):
-        _fail("a finished workflow is missing from the heap GC takes them from")
+    collectable = (w for w in sm.workflows.values() if w.terminal and w.id not in sm.dlq_open)
+    if any((w.updated_ms, w.id) not in in_heap for w in collectable):
+        _fail("a finished workflow (without an open dead letter) is missing from the heap GC takes them from")
     refs = Counter(w.spec_hash for w in sm.workflows.values())
     if {h: e.refs for h, e in sm.specs.items()} != dict(refs):
         _fail("definition reference counts differ from the workflows using them")
@@ -110,17 +123,43 @@ def check_invariants(sm: StateMachine) -> None:
     submitted = sm.counters["submitted"]
     if submitted != len(sm.workflows) + collected:
         _fail(f"submitted {submitted} != {len(sm.workflows)} workflows + {collected} collected")
-    finished = sum(sm.counters[s] for s in TERMINAL_WORKFLOW)
+    finished = sum(sm.counters[s] for s in TERMINAL_WORKFLOW) - sum(sm.reopened.values())
     if finished != sum(by_status[s] for s in TERMINAL_WORKFLOW) + collected:
         _fail(f"finished counters {finished} differ from finished workflows + {collected} collected")
     if not collected:  # gc forgets workflows but not what the counters saw
         for status in sorted(TERMINAL_WORKFLOW):
-            if sm.counters[status] != by_status[status]:
+            if sm.counters[status] - sm.reopened.get(status, 0) != by_status[status]:
                 _fail(f"counter {status} is {sm.counters[status]}, {by_status[status]} workflows are")
         for rid, wf_id in sm.request_ids.items():
             submitted_wf = sm.workflows.get(wf_id)
             if submitted_wf is None or submitted_wf.request_id != rid:
                 _fail(f"request id {rid} maps to {wf_id}, which was not submitted with it")
+    _check_dead_letters(sm)
+
+
+def _check_dead_letters(sm: StateMachine) -> None:
+    """Open entries index their workflows one to one; a pending entry keeps a finished, unsuccessful
+    workflow, a retrying one a running workflow; closed entries are in no index."""
+    open_ids = {e.wf: e.id for e in sm.dlq.values() if e.state in DLQ_OPEN}
+    if open_ids != sm.dlq_open:
+        _fail(f"dead-letter index {sm.dlq_open} differs from the open entries {open_ids}")
+    for entry in sm.dlq.values():
+        where = f"dead-letter entry {entry.id}"
+        if entry.state not in DLQ_STATES or entry.kind not in DLQ_KINDS:
+            _fail(f"{where}: unknown state {entry.state!r} or kind {entry.kind!r}")
+        if not entry.id.startswith("dlq-") or int(entry.id[4:]) > sm.dlq_seq:
+            _fail(f"{where}: id beyond the sequence {sm.dlq_seq}")
+        if entry.state not in DLQ_OPEN:
+            continue
+        wf = sm.workflows.get(entry.wf)
+        if wf is None:
+            _fail(f"{where}: {entry.state} but its workflow {entry.wf} was collected")
+        elif entry.state == DLQ_PENDING and wf.status not in (WORKFLOW_FAILED, WORKFLOW_CANCELLED):
+            _fail(f"{where}: pending while its workflow is {wf.status}")
+        elif entry.state == DLQ_RETRYING and wf.status != WORKFLOW_RUNNING:
+            _fail(f"{where}: retrying while its workflow is {wf.status}")
+    if sm.dlq_overflow < 0 or any(n < 0 for n in sm.reopened.values()):
+        _fail(f"negative dead-letter overflow {sm.dlq_overflow} or reopened count {sm.reopened}")
 
 
 def _fail(message: str) -> None:

@@ -42,7 +42,7 @@ _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,127}$")
 _STEP_ID = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
 JITTER_MODES = ("full", "equal", "none")
 
-_WORKFLOW_KEYS = ("name", "description", "timeout", "retry", "steps")
+_WORKFLOW_KEYS = ("name", "description", "timeout", "retry", "steps", "output")
 _STEP_KEYS = ("id", "run", "with", "needs", "retry", "timeout")
 _RETRY_KEYS = ("max_attempts", "initial_interval", "max_interval", "backoff_rate", "jitter", "non_retryable")
 
@@ -148,6 +148,9 @@ class WorkflowSpec:
     timeout_ms: int | None
     retry: RetryPolicy
     steps: tuple[StepSpec, ...]
+    #: The workflow's result: a JSON value with expressions over ``input`` and ``steps``; None: the outputs
+    #: of its sink steps (see :func:`workflow_result`).
+    output: Any = None
     _by_id: dict[str, StepSpec] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -165,7 +168,7 @@ class WorkflowSpec:
             "timeout_ms": self.timeout_ms,
             "retry": self.retry.to_plain(),
             "steps": [s.to_plain() for s in self.steps],
-        }
+        } | ({"output": _copy_json(self.output)} if self.output is not None else {})  # absent: same hash
 
     @classmethod
     def from_plain(cls, d: Mapping[str, Any]) -> WorkflowSpec:
@@ -176,6 +179,7 @@ class WorkflowSpec:
             timeout_ms=None if d["timeout_ms"] is None else int(d["timeout_ms"]),
             retry=RetryPolicy.from_plain(d["retry"]),
             steps=tuple(StepSpec.from_plain(s) for s in d["steps"]),
+            output=_copy_json(d["output"]) if d.get("output") is not None else None,
         )
 
 
@@ -387,7 +391,7 @@ def _error_classes(value: object, err: _Errors, *, step: str | None) -> tuple[st
     return tuple(classes)
 
 
-def _check_json(value: object, err: _Errors, *, step: str, path: str) -> None:
+def _check_json(value: object, err: _Errors, *, step: str | None, path: str) -> None:
     """Params must be plain JSON (YAML can produce dates, sets, recursive aliases) and reasonably small."""
     stack: list[tuple[object, str, int]] = [(value, path, 0)]
     nodes = 0
@@ -614,13 +618,38 @@ def parse_workflow(text: str, *, source: str = "<definition>") -> WorkflowSpec:
         seen.add(parsed.spec.id)
         steps.append(parsed)
     _check_graph(steps, err)
+    output = doc.get("output")
+    if output is not None:
+        _check_output(output, seen, err)
     return WorkflowSpec(
         name=name,
         description=description,
         timeout_ms=timeout_ms,
         retry=retry,
         steps=tuple(s.spec for s in steps),
+        output=output,
     )
+
+
+def _check_output(output: object, step_ids: set[str], err: _Errors) -> None:
+    """The ``output`` template: plain JSON whose expressions compile and read only steps that exist."""
+    _check_json(output, err, step=None, path="output")
+    try:
+        refs = expressions.referenced_steps(output)
+    except expressions.ExpressionError as exc:
+        err.fail(str(exc), field="output")
+    unknown = sorted(refs - step_ids)
+    if unknown:
+        err.fail(f"reads unknown steps: {', '.join(unknown)}", field="output")
+
+
+def workflow_result(spec: WorkflowSpec, scope: Mapping[str, Any]) -> Any:
+    """The result of a succeeded workflow: ``output`` resolved over ``scope`` (``input`` and ``steps``), or,
+    without it, ``{sink_step_id: output}`` for the steps no other step needs. ValueError if it fails."""
+    if spec.output is not None:
+        return expressions.resolve(spec.output, scope)
+    needed = {need for step in spec.steps for need in step.needs}
+    return {step.id: scope["steps"].get(step.id) for step in spec.steps if step.id not in needed}
 
 
 def parse_input(text: str, *, source: str = "--input") -> Any:
@@ -667,4 +696,5 @@ __all__ = [
     "WorkflowSpec",
     "parse_input",
     "parse_workflow",
+    "workflow_result",
 ]

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import hashlib
 import heapq
+import itertools
 import json
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -27,6 +28,8 @@ from beamflowd.core.commands import (
     Cancel,
     ChaosMonkey,
     CommandError,
+    DlqClose,
+    Expire,
     Fail,
     Gc,
     Heartbeat,
@@ -34,7 +37,10 @@ from beamflowd.core.commands import (
     MemberAdd,
     MemberRemove,
     NodeDown,
+    Pause,
     Redeliver,
+    Resume,
+    Retry,
     Start,
     Starts,
     Submit,
@@ -45,10 +51,25 @@ from beamflowd.core.multiset_hash import MultisetHash, element_hash
 from beamflowd.core.spec import RetryPolicy, WorkflowSpec
 from beamflowd.core.vocabulary import (
     CLOSING_EVENT_OF_STATUS,
+    DLQ_KIND_WORKFLOW_FAILED,
+    DLQ_OPEN,
+    DLQ_PENDING,
+    DLQ_RESOLVED,
+    DLQ_RETRYING,
+    DLQ_STATES,
+    ERROR_DEADLINE_EXCEEDED,
     ERROR_POISONED,
+    EVENT_DEAD_LETTERED,
+    EVENT_DEADLINE_EXCEEDED,
     EVENT_MEMBER_ADDED,
     EVENT_MEMBER_REMOVED,
+    EVENT_PAUSED,
     EVENT_REDELIVERED,
+    EVENT_RESUMED,
+    EVENT_RETRIED,
+    ID_CONFLICT_USE_EXISTING,
+    ID_REUSE_FAILED_ONLY,
+    ID_REUSE_REJECT,
     NOTABLE_KINDS,
     STEP_CANCELLED,
     STEP_FAILED,
@@ -60,10 +81,11 @@ from beamflowd.core.vocabulary import (
     TERMINAL_WORKFLOW,
     WORKFLOW_CANCELLED,
     WORKFLOW_FAILED,
+    WORKFLOW_PAUSED,
     WORKFLOW_RUNNING,
     WORKFLOW_SUCCEEDED,
 )
-from beamflowd.core.workflow_index import WorkflowIndex
+from beamflowd.core.workflow_index import ALL, ListKey, WorkflowIndex
 
 #: Version of the snapshot layout (:meth:`StateMachine.to_plain`), independent of the command schema.
 SNAPSHOT_VERSION = 1
@@ -126,6 +148,9 @@ class StepState:
     #: Times an attempt of this step killed the process running it (a redelivery after its owner died, or a
     #: crashed worker); at the limit the step is poisoned.
     deliveries: int = 0
+    #: Attempts made before the workflow's latest retry: attempt numbers continue past it (idempotency keys
+    #: are never reused) while the retry policy counts only ``attempts - base``.
+    base: int = 0
 
     def to_plain(self) -> list[Any]:
         plain: list[Any] = [
@@ -139,8 +164,10 @@ class StepState:
             self.ended_ms,
             self.next_ms,
         ]
-        if self.deliveries:
+        if self.deliveries or self.base:
             plain.append(self.deliveries)  # absent when 0: states from before the count encode as they did
+        if self.base:
+            plain.append(self.base)  # absent when 0: states from before retries encode as they did
         return plain
 
     @classmethod
@@ -166,13 +193,35 @@ class WorkflowState:
     steps: dict[str, StepState] = field(default_factory=dict)
     events: list[Event] = field(default_factory=list)
     next_seq: int = 1
+    #: Times the workflow was retried (``Retry`` is fenced by it).
+    retries: int = 0
+    #: The workflow it was resubmitted from ("" if none).
+    origin: str = ""
+    #: Paused (``Pause``): no new attempt starts; "" when not paused, else why (never empty when paused).
+    paused: str = ""
+    #: Time of the latest retry (0: never retried): the deadline counts from it.
+    retried_ms: int = 0
+    #: Labels set at submit (``{key: value}``, bounded by ``commands.LABELS_MAX``).
+    labels: dict[str, str] = field(default_factory=dict)
 
     @property
     def terminal(self) -> bool:
         return self.status in TERMINAL_WORKFLOW
 
+    @property
+    def listed_status(self) -> str:
+        """The status clients see and filter by: ``paused`` for a paused running workflow."""
+        return WORKFLOW_PAUSED if self.paused else self.status
+
+    @property
+    def deadline_ms(self) -> int:
+        """When the workflow's ``timeout`` runs out (counted from submit or the latest retry); 0: none."""
+        if not self.spec.timeout_ms:
+            return 0
+        return (self.retried_ms or self.created_ms) + self.spec.timeout_ms
+
     def to_plain(self) -> dict[str, Any]:
-        return {
+        plain = {
             "id": self.id,
             "name": self.name,
             "spec": self.spec_hash,
@@ -188,6 +237,17 @@ class WorkflowState:
             "events": [list(e) for e in self.events],
             "next_seq": self.next_seq,
         }
+        if self.retries:
+            plain["retries"] = self.retries  # absent when 0: states from before retries encode as they did
+        if self.origin:
+            plain["origin"] = self.origin  # likewise absent unless resubmitted
+        if self.paused:
+            plain["paused"] = self.paused  # likewise absent unless paused
+        if self.retried_ms:
+            plain["retried_ms"] = self.retried_ms
+        if self.labels:
+            plain["labels"] = dict(self.labels)
+        return plain
 
     @classmethod
     def from_plain(cls, p: Mapping[str, Any], spec: WorkflowSpec) -> WorkflowState:
@@ -205,6 +265,11 @@ class WorkflowState:
             epoch=p["epoch"],
             error=p["error"],
             next_seq=p["next_seq"],
+            retries=p.get("retries", 0),
+            origin=p.get("origin", ""),
+            paused=p.get("paused", ""),
+            retried_ms=p.get("retried_ms", 0),
+            labels=dict(p.get("labels", {})),
         )
         for sp in p["steps"]:
             step = StepState.from_plain(sp)
@@ -280,6 +345,16 @@ class StateMachine:
         #: ``(finished_ms, id)`` of finished workflows, a heap: GC by completion takes from its front.
         #: An entry whose workflow is gone or changed since is dropped when GC meets it.
         self.finished_heap: list[tuple[int, str]] = []
+        #: The dead-letter queue: entry id -> entry, oldest first (see :meth:`_dead_letter`).
+        self.dlq: dict[str, DlqEntry] = {}
+        #: workflow id -> its open (pending or retrying) entry; derived from ``dlq``.
+        self.dlq_open: dict[str, str] = {}
+        #: Entries ever made (the next id); final failures not queued because the queue was full of open ones.
+        self.dlq_seq = 0
+        self.dlq_overflow = 0
+        #: Finished workflows running again after a retry, by the status they had: keeps the (monotonic)
+        #: finish counters consistent with the workflows (``counters[s] - reopened[s]`` are in status s).
+        self.reopened: dict[str, int] = {}
 
     # ------------------------------------------------------------------ apply
     def apply(self, plain: Mapping[str, Any]) -> Result:
@@ -368,11 +443,16 @@ class StateMachine:
         if previous is not None:
             wf = self.workflows.get(previous)
             return Result("OK", data={"wf": previous, "owner": wf.owner if wf else "", "existing": True})
-        if wf_id in self.workflows:
-            return Result("ALREADY_EXISTS", f"workflow {wf_id!r} already exists")
+        old = self.workflows.get(wf_id)
+        if old is not None:
+            refusal = self._id_taken(cmd, old)
+            if refusal is not None:
+                return refusal
         placed = self._place()
         if placed is None:
             return Result("UNAVAILABLE", "no live node to own the workflow")
+        if old is not None:
+            self._forget(old)  # replaced (allowed by id_reuse); counted as collected
         owner = placed
         spec_hash = cmd.spec_hash or spec_digest(cmd.spec)
         entry = self.specs.get(spec_hash)
@@ -397,6 +477,8 @@ class StateMachine:
             created_ms=ts,
             updated_ms=ts,
             request_id=rid,
+            origin=cmd.origin or "",
+            labels={str(k): str(v) for k, v in (cmd.labels or {}).items()},
         )
         for step in spec.steps:
             wf.steps[step.id] = StepState(step.id)
@@ -404,9 +486,37 @@ class StateMachine:
         self._own(wf, owner)
         self._remember_request(rid, wf_id)
         self.counters["submitted"] += 1
-        self._event(wf, ts, "submitted", "", 0, f"owner {owner}", cmd.node)
+        resubmitted = f", resubmitted from {cmd.origin}" if cmd.origin else ""
+        self._event(wf, ts, "submitted", "", 0, f"owner {owner}{resubmitted}", cmd.node)
         self._start_ready(wf, cmd.start, ts, cmd.node)
         return Result("OK", data={"wf": wf_id, "owner": owner, "existing": False})
+
+    def _id_taken(self, cmd: Submit, old: WorkflowState) -> Result | None:
+        """Why a submit may not use the id of ``old`` (None: it replaces a finished one), per its policies."""
+        if not old.terminal:
+            if cmd.id_conflict == ID_CONFLICT_USE_EXISTING:
+                return Result("OK", data={"wf": old.id, "owner": old.owner, "existing": True})
+            return Result("ALREADY_EXISTS", f"workflow {old.id!r} already exists and is running")
+        reuse = cmd.id_reuse or ID_REUSE_REJECT
+        if reuse == ID_REUSE_REJECT or (reuse == ID_REUSE_FAILED_ONLY and old.status == WORKFLOW_SUCCEEDED):
+            return Result("ALREADY_EXISTS", f"workflow {old.id!r} already exists ({old.status})")
+        if old.id in self.dlq_open:
+            entry = self.dlq_open[old.id]
+            return Result("FAILED_PRECONDITION", f"workflow {old.id} has open dead-letter entry {entry}")
+        return None
+
+    def _forget(self, wf: WorkflowState) -> None:
+        """Drop a finished workflow (collected by gc, or replaced by a submit reusing its id)."""
+        del self.workflows[wf.id]
+        self._touch(wf.id)
+        if self.request_ids.get(wf.request_id) == wf.id:
+            self._forget_request(wf.request_id)  # a retried old request must not find a reused id
+        entry = self.specs[wf.spec_hash]
+        entry.refs -= 1
+        if entry.refs == 0:
+            del self.specs[wf.spec_hash]
+            self._spec_sum.remove(_spec_element(wf.spec_hash))
+        self.counters["collected"] += 1
 
     def _start_ready(self, wf: WorkflowState, starts: Starts, ts: int, node: str) -> None:
         """Start first attempts the proposer found ready, in the same entry (saves a round trip).
@@ -416,10 +526,10 @@ class StateMachine:
         """
         for step_id, wake in starts:
             step = wf.steps.get(step_id)
-            if step is None or step.status != STEP_PENDING or wf.terminal:
+            if step is None or step.status != STEP_PENDING or wf.terminal or wf.paused:
                 continue
             if all(wf.steps[n].status == STEP_SUCCEEDED for n in wf.spec.step(step_id).needs):
-                self._mark_started(wf, step, 1, ts, wake, node)
+                self._mark_started(wf, step, step.attempts + 1, ts, wake, node)
 
     def _remember_request(self, rid: str, wf_id: str) -> None:
         if rid in self.request_ids:
@@ -433,7 +543,11 @@ class StateMachine:
         self._rid_sum.remove(_request_element(rid, self.request_ids.pop(rid)))
 
     def _fenced_workflow(
-        self, cmd: Start | Succeed | Fail | Redeliver | Abort, what: str, step: str = "", attempt: int = 0
+        self,
+        cmd: Start | Succeed | Fail | Redeliver | Abort | Expire,
+        what: str,
+        step: str = "",
+        attempt: int = 0,
     ) -> tuple[WorkflowState | None, Result | None]:
         """The workflow exists, is not terminal, and ``cmd`` carries its current epoch (else counted)."""
         wf = self.workflows.get(cmd.wf)
@@ -474,6 +588,8 @@ class StateMachine:
             return err
         assert wf is not None and step is not None
         attempt = cmd.attempt
+        if wf.paused:
+            return Result("FAILED_PRECONDITION", f"workflow {wf.id} is paused")
         if step.status not in (STEP_PENDING, STEP_RETRY_WAIT) or attempt != step.attempts + 1:
             return Result(
                 "FAILED_PRECONDITION", f"step {step.id} is {step.status} at attempt {step.attempts}"
@@ -550,9 +666,10 @@ class StateMachine:
                     ts,
                     node,
                     f"its attempts killed the process running them {step.deliveries} times",
+                    cmd.dlq_max,
                 )
                 return Result("OK", data={"retry": False, "poisoned": True})
-        if should_retry(policy, step.attempts, error_class) and cmd.retry_at > 0:
+        if should_retry(policy, step.attempts - step.base, error_class) and cmd.retry_at > 0:
             step.status, step.next_ms = STEP_RETRY_WAIT, cmd.retry_at
             self.counters["retries_scheduled"] += 1
             self._event(
@@ -570,8 +687,9 @@ class StateMachine:
             wf,
             WORKFLOW_FAILED,
             ts,
-            f"step {step.id} failed after {step.attempts} attempt(s): [{error_class}] {error}",
+            f"step {step.id} failed after {step.attempts - step.base} attempt(s): [{error_class}] {error}",
             node,
+            cmd.dlq_max,
         )
         return Result("OK", data={"retry": False})
 
@@ -587,15 +705,18 @@ class StateMachine:
         message = f"delivery {step.deliveries + 1} to {cmd.node or '?'}: {cmd.reason}"
         self._event(wf, cmd.ts, EVENT_REDELIVERED, step.id, step.attempts, message, cmd.node)
         if step.deliveries >= cmd.deliveries_max:
-            self._poison(wf, step, cmd.ts, cmd.node, f"{step.deliveries} deliveries killed their node")
+            why = f"{step.deliveries} deliveries killed their node"
+            self._poison(wf, step, cmd.ts, cmd.node, why, cmd.dlq_max)
             return Result("OK", data={"poisoned": True})
         return Result("OK", data={"poisoned": False})
 
-    def _poison(self, wf: WorkflowState, step: StepState, ts: int, node: str, why: str) -> None:
+    def _poison(
+        self, wf: WorkflowState, step: StepState, ts: int, node: str, why: str, dlq_max: int | None
+    ) -> None:
         """The step fails for good, whatever its retry policy says: running it again would only kill again."""
         step.status, step.next_ms, step.ended_ms = STEP_FAILED, 0, ts
         step.error, step.error_class = f"poisoned: {why}"[:MAX_EVENT_MESSAGE], ERROR_POISONED
-        self._finish(wf, WORKFLOW_FAILED, ts, f"step {step.id} is poisoned: {why}", node)
+        self._finish(wf, WORKFLOW_FAILED, ts, f"step {step.id} is poisoned: {why}", node, dlq_max)
 
     def _cancel(self, cmd: Cancel) -> Result:
         wf = self.workflows.get(cmd.wf)
@@ -607,15 +728,21 @@ class StateMachine:
         self._finish(wf, WORKFLOW_CANCELLED, cmd.ts, reason, cmd.node)
         return Result("OK", data={"cancelled": True})
 
-    def _finish(self, wf: WorkflowState, status: str, ts: int, error: str, node: str) -> None:
+    def _finish(
+        self, wf: WorkflowState, status: str, ts: int, error: str, node: str, dlq_max: int | None = None
+    ) -> None:
+        """End the workflow; a final failure with ``dlq_max`` (or a failed retry) is dead-lettered."""
         assert not wf.terminal, "a terminal workflow never changes"
         wf.status, wf.error, wf.updated_ms = status, error, ts
+        wf.paused = ""  # a finished workflow is not paused (a retry starts it unpaused)
         for step in wf.steps.values():
             if step.status not in TERMINAL_STEP:
                 step.status, step.next_ms = STEP_CANCELLED, 0
         self._disown(wf)
         heapq.heappush(self.finished_heap, (ts, wf.id))
         self.counters[status] += 1
+        if wf.id in self.dlq_open or (status == WORKFLOW_FAILED and dlq_max is not None):
+            self._dead_letter(wf, ts, node, dlq_max)
         kind = CLOSING_EVENT_OF_STATUS[status]
         self._event(wf, ts, kind, "", 0, error, node)
 
@@ -694,7 +821,7 @@ class StateMachine:
         if err is not None:
             return err
         assert wf is not None
-        self._finish(wf, WORKFLOW_FAILED, cmd.ts, cmd.reason[:MAX_EVENT_MESSAGE], cmd.node)
+        self._finish(wf, WORKFLOW_FAILED, cmd.ts, cmd.reason[:MAX_EVENT_MESSAGE], cmd.node, cmd.dlq_max)
         return Result("OK")
 
     def _gc(self, cmd: Gc) -> Result:
@@ -703,7 +830,6 @@ class StateMachine:
         At most ``cmd.limit`` (default ``GC_BATCH_MAX``) per command, so one entry's apply time is bounded.
         """
         collected = self._gc_by_completion(cmd) if cmd.by_completion else self._gc_by_scan(cmd)
-        self.counters["collected"] += collected
         return Result("OK", data={"collected": collected})
 
     def _gc_by_completion(self, cmd: Gc) -> int:
@@ -714,35 +840,27 @@ class StateMachine:
         while finished and collected < cmd.limit:
             finished_ms, wf_id = finished[0]
             wf = self.workflows.get(wf_id)
-            if wf is None or not wf.terminal or wf.updated_ms != finished_ms:
-                heapq.heappop(finished)  # collected already, or changed since it finished
+            if wf is None or not wf.terminal or wf.updated_ms != finished_ms or wf_id in self.dlq_open:
+                # Collected already, changed since it finished, or kept for its open dead-letter entry
+                # (closing the entry files it again).
+                heapq.heappop(finished)
                 continue
             if terminal - collected <= cmd.keep_max and finished_ms >= cmd.before:
                 break
             heapq.heappop(finished)
-            self._forget_workflow(wf)
+            self._forget(wf)
             collected += 1
         return collected
 
     def _gc_by_scan(self, cmd: Gc) -> int:
         """The first version's rule, kept for its log entries: O(workflows), oldest submitted first."""
-        terminal = [wf for wf in self.workflows.values() if wf.terminal]
+        # A workflow with an open dead-letter entry is kept until the entry is closed.
+        terminal = [wf for wf in self.workflows.values() if wf.terminal and wf.id not in self.dlq_open]
         excess = max(0, len(terminal) - cmd.keep_max)
         doomed = [wf for i, wf in enumerate(terminal) if i < excess or wf.updated_ms < cmd.before]
         for wf in doomed[: cmd.limit]:
-            self._forget_workflow(wf)
+            self._forget(wf)
         return min(len(doomed), cmd.limit)
-
-    def _forget_workflow(self, wf: WorkflowState) -> None:
-        del self.workflows[wf.id]
-        self._touch(wf.id)
-        if self.request_ids.get(wf.request_id) == wf.id:
-            self._forget_request(wf.request_id)  # a retried old request must not find a reused id
-        entry = self.specs[wf.spec_hash]
-        entry.refs -= 1
-        if entry.refs == 0:
-            del self.specs[wf.spec_hash]
-            self._spec_sum.remove(_spec_element(wf.spec_hash))
 
     def _touch(self, wf_id: str) -> None:
         """``wf_id`` changed, appeared or went: what is derived from it must be brought up to date."""
@@ -788,19 +906,253 @@ class StateMachine:
             }
         return Result("OK", data=dict(self.chaos_monkey))
 
+    # ------------------------------------------------- dead-letter queue and retry from the failed step
+    def _dead_letter(self, wf: WorkflowState, ts: int, node: str, dlq_max: int | None) -> None:
+        """Record a failed (or cancelled) end of ``wf`` in the dead-letter queue.
+
+        Its open entry (a retry that failed again) goes back to pending, or resolved if it succeeded now;
+        otherwise a new entry, after collecting the oldest closed entry when ``dlq_max`` are kept. A queue
+        full of open entries counts the failure in ``dlq_overflow`` instead (never silently dropped).
+        """
+        failed = next((s for s in wf.steps.values() if s.status == STEP_FAILED), None)
+        step_id = failed.id if failed else ""
+        error_class = failed.error_class if failed else ""
+        attempts = failed.attempts - failed.base if failed else 0
+        entry_id = self.dlq_open.get(wf.id)
+        if entry_id is not None:
+            entry = self.dlq[entry_id]
+            entry.updated_ms = ts
+            if wf.status == WORKFLOW_SUCCEEDED:
+                entry.state, entry.reason = DLQ_RESOLVED, "the workflow succeeded after a retry"
+                del self.dlq_open[wf.id]
+                return
+            entry.state, entry.failures = DLQ_PENDING, entry.failures + 1
+            entry.step, entry.error_class, entry.error, entry.attempts = (
+                step_id,
+                error_class,
+                wf.error,
+                attempts,
+            )
+            self._event(wf, ts, EVENT_DEAD_LETTERED, step_id, 0, f"entry {entry.id} is pending again", node)
+            return
+        assert dlq_max is not None
+        limit = max(dlq_max, 1)
+        while len(self.dlq) >= limit:
+            oldest = next((e for e in self.dlq.values() if e.state not in DLQ_OPEN), None)
+            if oldest is None:
+                self.dlq_overflow += 1
+                message = f"dead-letter queue full ({len(self.dlq)} open entries): not queued"
+                self._notable(ts, EVENT_DEAD_LETTERED, wf.id, wf.name, step_id, message, node)
+                return
+            del self.dlq[oldest.id]
+        self.dlq_seq += 1
+        entry = DlqEntry(
+            id=f"dlq-{self.dlq_seq}",
+            wf=wf.id,
+            name=wf.name,
+            kind=DLQ_KIND_WORKFLOW_FAILED,
+            state=DLQ_PENDING,
+            step=step_id,
+            error_class=error_class,
+            error=wf.error,
+            attempts=attempts,
+            created_ms=ts,
+            updated_ms=ts,
+        )
+        self.dlq[entry.id] = entry
+        self.dlq_open[wf.id] = entry.id
+        self._event(wf, ts, EVENT_DEAD_LETTERED, step_id, 0, f"entry {entry.id}", node)
+
+    def _retry(self, cmd: Retry) -> Result:
+        """Run a finished, unsuccessful workflow again from its failed step (see :class:`Retry`)."""
+        wf = self.workflows.get(cmd.wf)
+        if wf is None:
+            return Result("NOT_FOUND", f"workflow {cmd.wf!r} not found")
+        if wf.retries == cmd.seen + 1:  # this retry, proposed again after an unknown outcome
+            return Result("OK", data={"epoch": wf.epoch, "duplicate": True, "owner": wf.owner})
+        if not wf.terminal:
+            return Result(
+                "FAILED_PRECONDITION", f"workflow {wf.id} is {wf.status}: only a finished one is retried"
+            )
+        if wf.status == WORKFLOW_SUCCEEDED and cmd.from_step is None:
+            return Result(
+                "FAILED_PRECONDITION", f"workflow {wf.id} succeeded: give from_step to run steps again"
+            )
+        if cmd.seen != wf.retries:
+            return Result(
+                "ABORTED", f"workflow {wf.id} was retried since (retries {wf.retries}, seen {cmd.seen})"
+            )
+        if cmd.from_step is not None and cmd.from_step not in wf.steps:
+            return Result("NOT_FOUND", f"retry.from_step: workflow {wf.id} has no step {cmd.from_step!r}")
+        owner = wf.owner if wf.owner in self.members and self.members[wf.owner].alive else self._place()
+        if owner is None:
+            return Result("UNAVAILABLE", "no live node to own the workflow")
+        reset = {s.id for s in wf.steps.values() if s.status != STEP_SUCCEEDED}
+        if cmd.from_step is not None:
+            reset |= downstream_steps(wf.spec, cmd.from_step)
+        previous = wf.status
+        self.reopened[previous] = self.reopened.get(previous, 0) + 1
+        wf.status, wf.error, wf.updated_ms = WORKFLOW_RUNNING, "", cmd.ts
+        wf.epoch += 1
+        wf.retries += 1
+        wf.retried_ms = cmd.ts
+        self._own(wf, owner)
+        for step in wf.steps.values():
+            if step.id in reset:
+                step.status, step.base, step.next_ms, step.deliveries = STEP_PENDING, step.attempts, 0, 0
+                step.output_json, step.error, step.error_class = "", "", ""
+                step.started_ms = step.ended_ms = 0
+        entry_id = self.dlq_open.get(wf.id)
+        if entry_id is not None:
+            entry = self.dlq[entry_id]
+            entry.state, entry.retries, entry.updated_ms = DLQ_RETRYING, entry.retries + 1, cmd.ts
+        rerun = ", ".join(s for s in wf.steps if s in reset)
+        reason = cmd.reason or "retried by request"
+        message = f"{previous} -> running (epoch {wf.epoch}, owner {owner}); re-run {rerun}: {reason}"
+        self._event(wf, cmd.ts, EVENT_RETRIED, cmd.from_step or "", 0, message, cmd.node)
+        return Result(
+            "OK", data={"epoch": wf.epoch, "duplicate": False, "owner": owner, "entry": entry_id or ""}
+        )
+
+    def _dlq_close(self, cmd: DlqClose) -> Result:
+        """An operator closes a pending entry (final: a closed entry never reopens)."""
+        entry = self.dlq.get(cmd.entry)
+        if entry is None:
+            return Result("NOT_FOUND", f"dead-letter entry {cmd.entry!r} not found")
+        if entry.state == cmd.state:
+            return Result("OK", data={"changed": False})
+        if entry.state != DLQ_PENDING:
+            return Result("FAILED_PRECONDITION", f"entry {entry.id} is {entry.state}, not pending")
+        entry.state, entry.reason, entry.updated_ms, entry.by = cmd.state, cmd.reason, cmd.ts, cmd.node
+        del self.dlq_open[entry.wf]
+        wf = self.workflows.get(entry.wf)
+        if wf is not None and wf.terminal:
+            heapq.heappush(self.finished_heap, (wf.updated_ms, wf.id))  # collectable again
+        self._notable(cmd.ts, f"dlq_{cmd.state}", entry.wf, entry.name, entry.step, cmd.reason, cmd.node)
+        return Result("OK", data={"changed": True})
+
+    def _pause(self, cmd: Pause) -> Result:
+        """No new attempts until resumed; running ones finish. Idempotent (a paused one stays as it is)."""
+        wf = self.workflows.get(cmd.wf)
+        if wf is None:
+            return Result("NOT_FOUND", f"workflow {cmd.wf!r} not found")
+        if wf.terminal:
+            return Result(
+                "FAILED_PRECONDITION", f"workflow {wf.id} is {wf.status}: only a running one pauses"
+            )
+        if wf.paused:
+            return Result("OK", data={"changed": False})
+        wf.paused = (cmd.reason or "paused by request")[:MAX_EVENT_MESSAGE]
+        wf.updated_ms = cmd.ts
+        self._event(wf, cmd.ts, EVENT_PAUSED, "", 0, wf.paused, cmd.node)
+        return Result("OK", data={"changed": True})
+
+    def _resume(self, cmd: Resume) -> Result:
+        """Attempts may start again. Idempotent; a finished workflow is FAILED_PRECONDITION."""
+        wf = self.workflows.get(cmd.wf)
+        if wf is None:
+            return Result("NOT_FOUND", f"workflow {cmd.wf!r} not found")
+        if wf.terminal:
+            return Result("FAILED_PRECONDITION", f"workflow {wf.id} is {wf.status}")
+        if not wf.paused:
+            return Result("OK", data={"changed": False})
+        wf.paused, wf.updated_ms = "", cmd.ts
+        self._event(wf, cmd.ts, EVENT_RESUMED, "", 0, "", cmd.node)
+        return Result("OK", data={"changed": True})
+
+    def _expire(self, cmd: Expire) -> Result:
+        """The deadline passed (by the proposer's clock in ``ts``): running and waiting attempts are
+        abandoned (their late results find the workflow finished), the workflow fails and is dead-lettered."""
+        wf, err = self._fenced_workflow(cmd, "expire with ")
+        if err is not None:
+            return err
+        assert wf is not None
+        deadline = wf.deadline_ms
+        if not deadline:
+            return Result("FAILED_PRECONDITION", f"workflow {wf.id} has no deadline (no timeout)")
+        if cmd.ts < deadline:
+            return Result(
+                "FAILED_PRECONDITION", f"deadline of {wf.id} is {deadline}, not reached at {cmd.ts}"
+            )
+        stopped = []
+        for step in wf.steps.values():
+            if step.status in (STEP_RUNNING, STEP_RETRY_WAIT):
+                step.status, step.next_ms, step.ended_ms = STEP_FAILED, 0, cmd.ts
+                step.error, step.error_class = "the workflow's deadline passed", ERROR_DEADLINE_EXCEEDED
+                stopped.append(step.id)
+        timeout_s = (wf.spec.timeout_ms or 0) / 1000
+        message = f"deadline exceeded: timeout {timeout_s:g}s passed" + (
+            f" while {', '.join(stopped)} ran" if stopped else ""
+        )
+        self._event(wf, cmd.ts, EVENT_DEADLINE_EXCEEDED, "", 0, message, cmd.node)
+        self._finish(wf, WORKFLOW_FAILED, cmd.ts, message, cmd.node, cmd.dlq_max)
+        return Result("OK", data={"stopped": stopped})
+
+    def _dlq_plain(self) -> dict[str, Any]:
+        """The queue's part of :meth:`to_plain`, absent while unused (old logs keep their digests)."""
+        if not (self.dlq or self.dlq_seq or self.dlq_overflow or self.reopened):
+            return {}
+        return {
+            "dlq": {
+                "entries": [e.to_plain() for e in self.dlq.values()],
+                "seq": self.dlq_seq,
+                "overflow": self.dlq_overflow,
+                "reopened": dict(self.reopened),
+            }
+        }
+
+    def dlq_counts(self) -> dict[str, int]:
+        """Dead-letter entries by state (``dlq_pending``, ...), ``dlq_overflow`` and ``reopened``: for the
+        dashboard's counters. O(entries), bounded by ``dlq_max``."""
+        counts = {f"dlq_{state}": 0 for state in sorted(DLQ_STATES)}
+        for entry in self.dlq.values():
+            counts[f"dlq_{entry.state}"] += 1
+        counts["dlq_overflow"] = self.dlq_overflow
+        counts["reopened"] = sum(self.reopened.values())
+        return counts
+
     def running_count(self) -> int:
         c = self.counters
-        return c["submitted"] - c["succeeded"] - c["failed"] - c["cancelled"]
+        return c["submitted"] - c["succeeded"] - c["failed"] - c["cancelled"] + sum(self.reopened.values())
 
     # ---------------------------------------------------------------- queries
-    def list_newest_first(
-        self, status: str | None, name: str | None, offset: int, size: int
-    ) -> tuple[list[WorkflowState], int]:
-        """A page of the workflows with this status and name (None: any), newest first, and how many
-        match in all: O(log n + page + workflows changed since the last query)."""
+    def find(self, query: Query) -> Iterator[WorkflowState]:
+        """Workflows matching ``query``, newest first. Only the smallest index list the query's status,
+        name and labels select is visited, so a page costs O(log n + page) plus what other filters skip."""
         self.index.refresh(self.workflows)
-        ids = self.index.page_newest_first(status, name, offset, size)
-        return [self.workflows[wf_id] for wf_id in ids], self.index.count(status, name)
+        key = self._list_for(query)
+        for wf_id in self.index.newest_first(key):
+            wf = self.workflows[wf_id]
+            if query.matches(wf):
+                yield wf
+
+    def page(self, query: Query, offset: int, size: int) -> tuple[list[WorkflowState], int]:
+        """A page of :meth:`find` and how many match in all: O(log n + page) when the query is one index
+        list exactly (a status, a name, both, or one label), else O(that list)."""
+        self.index.refresh(self.workflows)
+        key = self._list_for(query)
+        if query.selects_exactly(key):
+            ids = itertools.islice(self.index.newest_first(key, offset), size)
+            return [self.workflows[wf_id] for wf_id in ids], self.index.size(key)
+        page, total = [], 0
+        for wf in self.find(query):
+            if offset <= total < offset + size:
+                page.append(wf)
+            total += 1
+        return page, total
+
+    def count(self, query: Query) -> int:
+        return self.page(query, 0, 0)[1]
+
+    def _list_for(self, query: Query) -> ListKey:
+        keys: list[ListKey] = [("label", f"{k}={v}") for k, v in query.labels]
+        if query.status and query.name:
+            keys.append(("status+name", f"{query.status}/{query.name}"))
+        elif query.status:
+            keys.append(("status", query.status))
+        elif query.name:
+            keys.append(("name", query.name))
+        return min(keys, key=self.index.size) if keys else ALL
 
     def owned_by(self, node: str) -> int:
         return self.owned.get(node, 0)
@@ -830,7 +1182,7 @@ class StateMachine:
             "chaos_monkey": dict(self.chaos_monkey),
             # Only when used, so states without removals keep their encoding and digest.
             **({"removed": sorted(self.removed)} if self.removed else {}),
-        }
+        } | self._dlq_plain()
 
     @classmethod
     def from_plain(cls, p: Mapping[str, Any], encoded: Mapping[str, bytes] | None = None) -> StateMachine:
@@ -857,6 +1209,15 @@ class StateMachine:
         sm.chaos_monkey = dict(p.get("chaos_monkey", {}))  # absent in snapshots older than the monkey
         sm._rebuild_derived(encoded or {})
         sm.removed = set(p.get("removed", ()))
+        dlq = p.get("dlq")  # absent in snapshots without dead letters or retries
+        if dlq is not None:
+            for ep in dlq["entries"]:
+                dead = DlqEntry.from_plain(ep)
+                sm.dlq[dead.id] = dead
+                if dead.state in DLQ_OPEN:
+                    sm.dlq_open[dead.wf] = dead.id
+            sm.dlq_seq, sm.dlq_overflow = dlq["seq"], dlq["overflow"]
+            sm.reopened = dict(dlq["reopened"])
         # A snapshot that breaks an invariant (corrupt, or mis-migrated) must not start a node.
         from beamflowd.core.invariants import check_invariants  # circular at module level
 
@@ -876,6 +1237,8 @@ class StateMachine:
         self._digest_stale, self.finished_heap = other._digest_stale, other.finished_heap
         self.index = other.index
         self.removed = other.removed
+        self.dlq, self.dlq_open = other.dlq, other.dlq_open
+        self.dlq_seq, self.dlq_overflow, self.reopened = other.dlq_seq, other.dlq_overflow, other.reopened
         self._changed = set(self.workflows)
         self.revision += 1
 
@@ -980,6 +1343,105 @@ class StateMachine:
         return Result("OK", data={"removed": True, "moved": moved})
 
 
+@dataclass(frozen=True, slots=True)
+class Query:
+    """Filters of ``workflow list`` / ``count`` (all must hold; empty ones match everything)."""
+
+    #: A status as clients see it (``paused`` for a paused running workflow), or "".
+    status: str = ""
+    name: str = ""
+    labels: tuple[tuple[str, str], ...] = ()
+    #: Creation time bounds in ms (0: none): ``created_after <= created < created_before``.
+    created_after_ms: int = 0
+    created_before_ms: int = 0
+    #: A step that failed, and/or an error class of a failed step.
+    failed_step: str = ""
+    error_class: str = ""
+
+    def matches(self, wf: WorkflowState) -> bool:
+        if self.status and wf.listed_status != self.status:
+            return False
+        if self.name and wf.name != self.name:
+            return False
+        if any(wf.labels.get(k) != v for k, v in self.labels):
+            return False
+        if wf.created_ms < self.created_after_ms or (
+            self.created_before_ms and wf.created_ms >= self.created_before_ms
+        ):
+            return False
+        if self.failed_step or self.error_class:
+            failed = [s for s in wf.steps.values() if s.status == STEP_FAILED]
+            if self.failed_step and not any(s.id == self.failed_step for s in failed):
+                return False
+            if self.error_class and not any(s.error_class == self.error_class for s in failed):
+                return False
+        return True
+
+    def selects_exactly(self, key: ListKey) -> bool:
+        """Whether the index list ``key`` holds exactly the workflows this query matches."""
+        rest = (self.created_after_ms, self.created_before_ms, self.failed_step, self.error_class)
+        if any(rest):
+            return False
+        kind, value = key
+        if kind == "label":
+            return not self.status and not self.name and [f"{k}={v}" for k, v in self.labels] == [value]
+        if self.labels:
+            return False
+        return {
+            "all": not self.status and not self.name,
+            "status": bool(self.status) and not self.name,
+            "name": bool(self.name) and not self.status,
+            "status+name": bool(self.status and self.name),
+        }[kind]
+
+
+@dataclass(slots=True)
+class DlqEntry:
+    """A workflow that failed for good, waiting for an operator (retry, resolve or abandon)."""
+
+    id: str
+    wf: str
+    name: str
+    kind: str
+    state: str
+    #: The failed step ("" when the workflow was aborted), its error class and attempts (since a retry).
+    step: str
+    error_class: str
+    error: str
+    attempts: int
+    created_ms: int
+    updated_ms: int
+    #: Times its workflow failed again after a retry, and was retried.
+    failures: int = 1
+    retries: int = 0
+    #: Why it was closed, and by which node.
+    reason: str = ""
+    by: str = ""
+
+    def to_plain(self) -> list[Any]:
+        return [
+            self.id,
+            self.wf,
+            self.name,
+            self.kind,
+            self.state,
+            self.step,
+            self.error_class,
+            self.error,
+            self.attempts,
+            self.created_ms,
+            self.updated_ms,
+            self.failures,
+            self.retries,
+            self.reason,
+            self.by,
+        ]
+
+    @classmethod
+    def from_plain(cls, p: list[Any]) -> DlqEntry:
+        return cls(*p)
+
+
 @dataclass(slots=True)
 class SpecEntry:
     spec: WorkflowSpec
@@ -1007,6 +1469,15 @@ def _spec_element(spec_hash: str) -> int:
 def encode_plain(plain: Mapping[str, Any]) -> bytes:
     """Canonical JSON: sorted keys, no whitespace. Used for the digest and for snapshots."""
     return json.dumps(plain, sort_keys=True, separators=(",", ":")).encode()
+
+
+def downstream_steps(spec: WorkflowSpec, step_id: str) -> set[str]:
+    """``step_id`` and every step that needs it, directly or not (definition order is topological)."""
+    found = {step_id}
+    for step in spec.steps:
+        if any(need in found for need in step.needs):
+            found.add(step.id)
+    return found
 
 
 def _checked_spec(plain: Mapping[str, Any]) -> WorkflowSpec:
@@ -1042,4 +1513,9 @@ _HANDLERS: dict[type[Any], Callable[[StateMachine, Any], Result]] = {
     Abort: StateMachine._abort,
     Gc: StateMachine._gc,
     ChaosMonkey: StateMachine._chaos_monkey,
+    Retry: StateMachine._retry,
+    DlqClose: StateMachine._dlq_close,
+    Pause: StateMachine._pause,
+    Resume: StateMachine._resume,
+    Expire: StateMachine._expire,
 }

@@ -62,6 +62,11 @@ NOTABLE_KINDS: Final = frozenset(
         EVENT_REASSIGNED,
         EVENT_STALE_RESULT_REJECTED,
         EVENT_REDELIVERED,
+        "retried",  # EVENT_RETRIED (defined below with the dead-letter words)
+        "dead_lettered",  # EVENT_DEAD_LETTERED
+        "paused",  # EVENT_PAUSED
+        "resumed",  # EVENT_RESUMED
+        "deadline_exceeded",  # EVENT_DEADLINE_EXCEEDED
     }
 )
 
@@ -76,3 +81,42 @@ ERROR_TIMEOUT: Final = "timeout"
 ERROR_POISONED: Final = "poisoned"
 #: Classes that mean the attempt killed the process running it, so they count as deliveries.
 PROCESS_KILLING_ERRORS: Final = frozenset({ERROR_CRASHED, ERROR_MEMORY})
+
+# -- dead-letter queue and retry from the failed step ---
+#: A retried workflow: failed steps (or ``--from`` and what depends on it) run again under a new epoch.
+EVENT_RETRIED: Final = "retried"
+#: The workflow's failure entered the dead-letter queue (or its entry went back to pending).
+EVENT_DEAD_LETTERED: Final = "dead_lettered"
+#: Kind of a dead-letter entry: the workflow failed for good.
+DLQ_KIND_WORKFLOW_FAILED: Final = "workflow_failed"
+DLQ_KINDS: Final = frozenset({DLQ_KIND_WORKFLOW_FAILED})
+#: Entry states: pending -> retrying -> resolved | abandoned (a failed retry goes back to pending).
+DLQ_PENDING: Final = "pending"
+DLQ_RETRYING: Final = "retrying"
+DLQ_RESOLVED: Final = "resolved"
+DLQ_ABANDONED: Final = "abandoned"
+DLQ_STATES: Final = frozenset({DLQ_PENDING, DLQ_RETRYING, DLQ_RESOLVED, DLQ_ABANDONED})
+#: Entries in these states keep their workflow from garbage collection.
+DLQ_OPEN: Final = frozenset({DLQ_PENDING, DLQ_RETRYING})
+#: What an operator may close a pending entry as (``beamctl dlq resolve|abandon``).
+DLQ_CLOSED: Final = frozenset({DLQ_RESOLVED, DLQ_ABANDONED})
+#: A running workflow was paused (no new attempts) / resumed.
+EVENT_PAUSED: Final = "paused"
+EVENT_RESUMED: Final = "resumed"
+#: How a paused running workflow is shown (get, list, top); in the state it is running with ``paused`` set.
+WORKFLOW_PAUSED: Final = "paused"
+#: The workflow's deadline (its ``timeout``) passed: error class of the step it stopped, and the event.
+ERROR_DEADLINE_EXCEEDED: Final = "deadline_exceeded"
+EVENT_DEADLINE_EXCEEDED: Final = "deadline_exceeded"
+#: ID reuse (``submit --id-reuse``): what a submit with the id of a *finished* workflow does (Temporal's
+#: policies). Absent from a command: reject (the behaviour before the policies existed).
+ID_REUSE_ALLOW: Final = "allow-duplicate"
+ID_REUSE_FAILED_ONLY: Final = "allow-duplicate-failed-only"
+ID_REUSE_REJECT: Final = "reject-duplicate"
+ID_REUSE_POLICIES: Final = (ID_REUSE_ALLOW, ID_REUSE_FAILED_ONLY, ID_REUSE_REJECT)
+#: ID conflict (``submit --id-conflict``): what a submit with the id of a *running* workflow does.
+ID_CONFLICT_FAIL: Final = "fail"
+ID_CONFLICT_USE_EXISTING: Final = "use-existing"
+ID_CONFLICT_POLICIES: Final = (ID_CONFLICT_FAIL, ID_CONFLICT_USE_EXISTING)
+#: Default bound on dead-letter entries kept in the state (closed ones are collected first).
+DLQ_MAX_DEFAULT: Final = 10_000

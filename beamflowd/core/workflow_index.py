@@ -1,4 +1,4 @@
-"""Which workflows have a given status and name, newest first, so a page of a list costs O(log n + page).
+"""Which workflows have a given status, name or label, newest first, so a page costs O(log n + page).
 
 Derived from the state (never encoded, rebuilt after a restore) and kept current lazily: ``apply`` marks the
 workflows it touched, and the next query re-files only those. Any handler that changes a workflow's status
@@ -10,15 +10,16 @@ same on every replica.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Protocol
 
 from sortedcontainers import SortedList
 
 #: A workflow's place in every list: (created_ms, id).
 Key = tuple[int, str]
-#: What a list may be filtered by; None matches every value.
-Filter = tuple[str | None, str | None]
+#: One list: ("status", s), ("name", n), ("status+name", "s/n"), ("label", "k=v"), or ("all", "").
+ListKey = tuple[str, str]
+ALL: ListKey = ("all", "")
 
 
 class Indexed(Protocol):
@@ -27,20 +28,33 @@ class Indexed(Protocol):
     @property
     def id(self) -> str: ...
     @property
-    def status(self) -> str: ...
+    def listed_status(self) -> str: ...
     @property
     def name(self) -> str: ...
     @property
     def created_ms(self) -> int: ...
+    @property
+    def labels(self) -> Mapping[str, str]: ...
+
+
+def lists_for(status: str, name: str, labels: Mapping[str, str]) -> tuple[ListKey, ...]:
+    """Every list a workflow with this status, name and labels belongs to."""
+    return (
+        ALL,
+        ("status", status),
+        ("name", name),
+        ("status+name", f"{status}/{name}"),
+        *(("label", f"{k}={v}") for k, v in sorted(labels.items())),
+    )
 
 
 class WorkflowIndex:
-    """Sorted lists of workflow keys for every (status, name) filter, including the unfiltered one."""
+    """A sorted list of workflow keys per status, name, status and name, and label."""
 
     def __init__(self) -> None:
-        self._lists: dict[Filter, SortedList] = {}
-        #: Where each indexed workflow is filed: (status, name, key).
-        self._filed: dict[str, tuple[str, str, Key]] = {}
+        self._lists: dict[ListKey, SortedList] = {}
+        #: Where each indexed workflow is filed: (its lists, its key).
+        self._filed: dict[str, tuple[tuple[ListKey, ...], Key]] = {}
         self._stale: set[str] = set()
 
     def touch(self, wf_id: str) -> None:
@@ -55,39 +69,36 @@ class WorkflowIndex:
         for wf_id in self._stale:
             filed = self._filed.pop(wf_id, None)
             wf = workflows.get(wf_id)
-            now = None if wf is None else (wf.status, wf.name, (wf.created_ms, wf.id))
+            now = None
+            if wf is not None:
+                now = (lists_for(wf.listed_status, wf.name, wf.labels), (wf.created_ms, wf.id))
             if filed == now:
                 if now is not None:
                     self._filed[wf_id] = now
                 continue
             if filed is not None:
-                for key in _filters(filed[0], filed[1]):
+                for key in filed[0]:
                     lst = self._lists[key]
-                    lst.remove(filed[2])
+                    lst.remove(filed[1])
                     if not lst:
                         del self._lists[key]  # e.g. a name no workflow has any more
             if now is not None:
                 self._filed[wf_id] = now
-                for key in _filters(now[0], now[1]):
+                for key in now[0]:
                     lst = self._lists.get(key)
                     if lst is None:
                         lst = self._lists[key] = SortedList()
-                    lst.add(now[2])
+                    lst.add(now[1])
         self._stale = set()
 
-    def count(self, status: str | None, name: str | None) -> int:
-        lst = self._lists.get((status, name))
+    def size(self, key: ListKey) -> int:
+        lst = self._lists.get(key)
         return 0 if lst is None else len(lst)
 
-    def page_newest_first(self, status: str | None, name: str | None, offset: int, size: int) -> list[str]:
-        """Ids of matching workflows ``offset`` to ``offset + size``, newest first."""
-        lst = self._lists.get((status, name))
-        if lst is None or offset >= len(lst) or size <= 0:
-            return []
-        end = len(lst) - offset
-        return [wf_id for _, wf_id in reversed(lst[max(0, end - size) : end])]
-
-
-def _filters(status: str, name: str) -> tuple[Filter, ...]:
-    """Every list a workflow of this status and name belongs to."""
-    return ((None, None), (status, None), (None, name), (status, name))
+    def newest_first(self, key: ListKey, offset: int = 0) -> Iterator[str]:
+        """Ids in list ``key`` from the ``offset``-th newest on (O(log n) to start, O(1) per id)."""
+        lst = self._lists.get(key)
+        if lst is None or offset >= len(lst):
+            return
+        for _, wf_id in lst.islice(0, len(lst) - offset, reverse=True):
+            yield wf_id

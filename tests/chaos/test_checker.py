@@ -110,3 +110,45 @@ def test_load_acknowledged_formats(tmp_path: Path) -> None:
         path = tmp_path / name
         path.write_text(text)
         assert load_acknowledged(path) == ["a", "b"], name
+
+
+RERUN_HEAD = [("submitted", ""), ("step_succeeded", "a"), ("failed", "")]
+
+
+def test_retried_histories() -> None:
+    """A `retried` event opens a new run: one closing event per run; a succeeded step runs again only
+    after a retry --from (its step id set)."""
+    fine = history(
+        "succeeded",
+        [
+            ("submitted", ""),
+            ("step_succeeded", "a"),
+            ("step_failed", "b"),
+            ("dead_lettered", "b"),
+            ("failed", ""),
+            ("retried", ""),
+            ("step_succeeded", "b"),
+            ("completed", ""),
+        ],
+        {"a": "succeeded", "b": "succeeded"},
+    )
+    verdict = check_histories(["w1"], {"w1": fine})
+    assert verdict.ok and verdict.retried_workflows == 1, verdict.summary()
+    rerun = history(
+        "succeeded",
+        [*RERUN_HEAD, ("retried", ""), ("step_succeeded", "a"), ("completed", "")],
+    )
+    assert not check_histories(["w1"], {"w1": rerun}).ok, "a plain retry re-ran a succeeded step"
+    from_a = history(
+        "succeeded",
+        [*RERUN_HEAD, ("retried", "a"), ("step_succeeded", "a"), ("completed", "")],
+    )
+    assert check_histories(["w1"], {"w1": from_a}).ok
+    running = history("failed", [("submitted", ""), ("retried", ""), ("failed", "")], {"a": "failed"})
+    assert not check_histories(["w1"], {"w1": running}).ok, "retried while running"
+    stale = history(
+        "succeeded", [("submitted", ""), ("step_succeeded", "a"), ("failed", ""), ("retried", "")]
+    )
+    assert not check_histories(["w1"], {"w1": stale}, require_terminal=False).ok, (
+        "status without its run's end"
+    )

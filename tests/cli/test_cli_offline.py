@@ -260,6 +260,11 @@ class FakeServer(workflow_pb2_grpc.WorkflowServiceServicer, cluster_pb2_grpc.Clu
         token = str(start + size) if start + size < len(everything) else ""
         return workflow_pb2.ListWorkflowsResponse(workflows=page, next_page_token=token, total_matching=5)
 
+    def GetWorkflowResult(self, request: Any, context: Any) -> Any:
+        return workflow_pb2.GetWorkflowResultResponse(
+            result_json='{"greet": {"message": "Hello"}}', status=workflow_pb2.WORKFLOW_STATUS_SUCCEEDED
+        )
+
     def CancelWorkflow(self, request: Any, context: Any) -> Any:
         return workflow_pb2.CancelWorkflowResponse(
             workflow=_workflow(workflow_pb2.WORKFLOW_STATUS_CANCELLED), cancelled=True
@@ -430,6 +435,7 @@ def test_submit_wait_prints_progress_on_stderr(fake: tuple[FakeServer, str], hel
     assert "Workflow wf-1 submitted" in result.stdout and "succeeded" in result.stdout
     as_json = invoke("--endpoints", endpoints, "submit", str(hello), "--wait", "-o", "json")
     assert as_json.exit_code == 0 and json.loads(as_json.stdout)["status"] == "succeeded"
+    assert json.loads(as_json.stdout)["result"] == {"greet": {"message": "Hello"}}
 
 
 def test_cancel_json(fake: tuple[FakeServer, str]) -> None:

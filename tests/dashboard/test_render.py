@@ -161,3 +161,14 @@ def test_narrow_terminal_stacks_the_panels() -> None:
     assert all(len(line) <= 80 for line in text.splitlines())
     for expected in ("★ n1", "DEAD", "6,700", "99.00%", "insurance-claim", "chaos: not available"):
         assert expected in text, f"{expected!r} missing from:\n{text}"
+
+
+def test_dead_letter_counts_in_the_workflows_panel() -> None:
+    snapshot = given_snapshot()
+    snapshot.workflows.counters.update(
+        {"dlq_pending": 7, "dlq_retrying": 2, "dlq_resolved": 5, "dlq_overflow": 3}
+    )
+    text = record(snapshot, ViewState(status="live"))
+    assert "dead letters pending" in text and "2 / 5" in text
+    assert "DLQ FULL: not queued" in text
+    assert "DLQ FULL" not in record(given_snapshot(), ViewState(status="live"))

@@ -59,9 +59,22 @@ steps:
   - {id: after, run: noop, needs: [call]}
 """
 
+TIMED_YAML = """
+name: timed
+timeout: 2s
+steps:
+  - {id: a, run: noop, retry: {max_attempts: 2}}
+  - {id: b, run: noop, needs: [a]}
+"""
+
 SPECS: dict[str, dict[str, Any]] = {
     name: parse_workflow(text, source=name).to_plain()
-    for name, text in (("sequential", SEQUENTIAL_YAML), ("diamond", DIAMOND_YAML), ("flaky", RETRY_YAML))
+    for name, text in (
+        ("sequential", SEQUENTIAL_YAML),
+        ("diamond", DIAMOND_YAML),
+        ("flaky", RETRY_YAML),
+        ("timed", TIMED_YAML),
+    )
 }
 
 
@@ -195,7 +208,20 @@ def _submit(draw: st.DrawFn, sm: StateMachine, ts: int) -> Plain:
     roots = tuple((s["id"], 0) for s in steps if not s["needs"])
     every = tuple((s["id"], ts + 100) for s in steps)
     start = _pick(draw, [roots, roots, (), every, (("nope", 0),)])
-    return submit_cmd(rid, wf, spec, ts, node, input_json, start)
+    plain = submit_cmd(rid, wf, spec, ts, node, input_json, start)
+    # Mostly no id policies (the old behaviour); sometimes each of them.
+    reuse = _pick(
+        draw, [None, None, None, "allow-duplicate", "allow-duplicate-failed-only", "reject-duplicate"]
+    )
+    conflict = _pick(draw, [None, None, None, "fail", "use-existing"])
+    if reuse is not None:
+        plain["id_reuse"] = reuse
+    if conflict is not None:
+        plain["id_conflict"] = conflict
+    labels = _pick(draw, [None, None, {"team": "a"}, {"team": "b", "env": "prod"}])
+    if labels is not None:
+        plain["labels"] = labels
+    return plain
 
 
 def _start(draw: st.DrawFn, sm: StateMachine, ts: int) -> Plain:
@@ -237,6 +263,7 @@ def _fail(draw: st.DrawFn, sm: StateMachine, ts: int) -> Plain:
         error_class=_pick(draw, ERROR_CLASSES),
         retry_at=_pick(draw, [ts + 1000, ts + 1000, ts + 1, 0]),
         deliveries_max=_pick(draw, [None, None, 2, 3]),
+        dlq_max=_pick(draw, DLQ_MAXES),
     )
 
 
@@ -254,6 +281,7 @@ def _redeliver(draw: st.DrawFn, sm: StateMachine, ts: int) -> Plain:
         seen=counted + _pick(draw, [0, 0, 0, -1]),  # now and then a retried duplicate
         ts=ts,
         node=_pick(draw, NODES),
+        dlq_max=_pick(draw, DLQ_MAXES),
     ).to_plain()
 
 
@@ -279,7 +307,14 @@ def _abort(draw: st.DrawFn, sm: StateMachine, ts: int) -> Plain:
     """The owner gives up on a workflow; fenced by epoch like a step result."""
     wf, epoch, _, _ = _target(draw, sm, live)
     epoch = _epoch(draw, epoch)
-    return c.Abort(wf=wf, epoch=epoch, reason="actor crashed", ts=ts, node=_pick(draw, NODES)).to_plain()
+    return c.Abort(
+        wf=wf,
+        epoch=epoch,
+        reason="actor crashed",
+        ts=ts,
+        node=_pick(draw, NODES),
+        dlq_max=_pick(draw, DLQ_MAXES),
+    ).to_plain()
 
 
 def _gc(draw: st.DrawFn, sm: StateMachine, ts: int) -> Plain:
@@ -308,6 +343,61 @@ def _member_remove(draw: st.DrawFn, sm: StateMachine, ts: int) -> Plain:
     return c.MemberRemove(node=_pick(draw, [*NODES, "n4"]), ts=ts, by=_pick(draw, NODES)).to_plain()
 
 
+#: Mostly a queue as a node configures it; sometimes none (an old proposer) or a tiny one (full queues).
+DLQ_MAXES = (None, 2, 10_000, 10_000)
+
+
+def _retry(draw: st.DrawFn, sm: StateMachine, ts: int) -> Plain:
+    """Mostly a finished workflow with the retry count it has; sometimes a running one, a stale count
+    (a duplicate after an unknown outcome), a from_step or an unknown one."""
+    finished = sorted(w.id for w in sm.workflows.values() if w.terminal)
+    wf_id = _pick(draw, [*finished * 4, *sorted(sm.workflows), MISSING_WF])
+    wf = sm.workflows.get(wf_id)
+    seen = (wf.retries if wf else 0) + _pick(draw, [0, 0, 0, 0, -1, 1])
+    steps = list(wf.steps) if wf else []
+    from_step = _pick(draw, [None, None, None, *steps, "nope"])
+    return c.Retry(
+        wf=wf_id, seen=seen, reason="operator", ts=ts, from_step=from_step, node=_pick(draw, NODES)
+    ).to_plain()
+
+
+def _dlq_close(draw: st.DrawFn, sm: StateMachine, ts: int) -> Plain:
+    entry = _pick(draw, [*sorted(sm.dlq) * 3, "dlq-missing"])
+    state = _pick(draw, ["resolved", "abandoned"])
+    return c.DlqClose(entry=entry, state=state, reason="handled", ts=ts, node=_pick(draw, NODES)).to_plain()
+
+
+def _pause(draw: st.DrawFn, sm: StateMachine, ts: int) -> Plain:
+    wf = _pick(
+        draw,
+        [
+            *sorted(w.id for w in sm.workflows.values() if not w.terminal) * 3,
+            *sorted(sm.workflows),
+            MISSING_WF,
+        ],
+    )
+    return c.Pause(wf=wf, ts=ts, reason=_pick(draw, ["", "maintenance"]), node=_pick(draw, NODES)).to_plain()
+
+
+def _resume(draw: st.DrawFn, sm: StateMachine, ts: int) -> Plain:
+    wf = _pick(
+        draw,
+        [*sorted(w.id for w in sm.workflows.values() if w.paused) * 3, *sorted(sm.workflows), MISSING_WF],
+    )
+    return c.Resume(wf=wf, ts=ts, node=_pick(draw, NODES)).to_plain()
+
+
+def _expire(draw: st.DrawFn, sm: StateMachine, ts: int) -> Plain:
+    """The owner's clock passed the deadline: mostly at or after it, sometimes (a fast clock) before."""
+    wf, epoch, _, _ = _target(draw, sm, live)
+    workflow = sm.workflows.get(wf)
+    deadline = workflow.deadline_ms if workflow is not None else 0
+    when = max(ts, deadline + _pick(draw, [0, 0, 10, -10])) if deadline else ts
+    return c.Expire(
+        wf=wf, epoch=_epoch(draw, epoch), ts=when, node=_pick(draw, NODES), dlq_max=_pick(draw, DLQ_MAXES)
+    ).to_plain()
+
+
 #: op -> (builder, weight): the one place to add an op.
 OP_BUILDERS: dict[str, tuple[Builder, int]] = {
     "submit": (_submit, 3),
@@ -324,6 +414,11 @@ OP_BUILDERS: dict[str, tuple[Builder, int]] = {
     "chaos_monkey": (_chaos_monkey, 1),
     "member_add": (_member_add, 1),
     "member_remove": (_member_remove, 1),
+    "retry": (_retry, 2),
+    "dlq_close": (_dlq_close, 1),
+    "pause": (_pause, 1),
+    "resume": (_resume, 1),
+    "expire": (_expire, 1),
 }
 assert set(OP_BUILDERS) == set(c.COMMANDS), "every op needs a builder"
 

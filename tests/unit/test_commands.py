@@ -18,6 +18,7 @@ from beamflowd.core import commands as c
 from beamflowd.core import state as state_mod
 from beamflowd.core.invariants import InvariantViolation
 from beamflowd.core.state import FatalApplyError, Result, StateMachine
+from beamflowd.core.vocabulary import DLQ_CLOSED, ID_CONFLICT_POLICIES, ID_REUSE_POLICIES
 from tests.unit.state_strategies import draw_command, next_ts, submit_cmd
 from tests.unit.test_state import cluster, histories
 
@@ -40,6 +41,8 @@ _VALUES: dict[str, st.SearchStrategy[Any]] = {
     "bool | None": st.none() | st.booleans(),
     "Starts": st.lists(st.tuples(_texts, _ints), max_size=3).map(tuple),
     "dict[str, Any]": st.dictionaries(st.text(max_size=8), _json, max_size=4),
+    "dict[str, Any] | None": st.none()
+    | st.dictionaries(st.from_regex(r"[a-z][a-z0-9]{0,7}", fullmatch=True), _texts, max_size=4),
 }
 
 
@@ -66,6 +69,9 @@ _WRONG: dict[str, list[Any]] = {
 _WRONG["int | None"] = _WRONG["int"]
 _WRONG["str | None"] = _WRONG["str"]
 _WRONG["bool | None"] = _WRONG["bool"]
+_WRONG["dict[str, Any] | None"] = (
+    _WRONG["dict[str, Any]"][:2] + _WRONG["dict[str, Any]"][3:]
+)  # None is allowed
 
 
 @st.composite
@@ -74,6 +80,13 @@ def commands(draw: st.DrawFn) -> c.Command:
     kwargs = {f.name: draw(_VALUES[str(f.type)]) for f in fields(cls)}
     if cls is c.ChaosMonkey and kwargs["enabled"] and not kwargs["profile"]:
         kwargs["profile"] = "gentle"
+    if cls is c.Submit:  # fields whose values _check restricts
+        kwargs["id_reuse"] = draw(st.sampled_from([None, *ID_REUSE_POLICIES]))
+        kwargs["id_conflict"] = draw(st.sampled_from([None, *ID_CONFLICT_POLICIES]))
+        if kwargs["labels"] is not None:
+            kwargs["labels"] = {k: v[:255] for k, v in kwargs["labels"].items()}
+    if cls is c.DlqClose:
+        kwargs["state"] = draw(st.sampled_from(sorted(DLQ_CLOSED)))
     cmd: c.Command = cls(**kwargs)  # type: ignore[assignment]
     return cmd
 
@@ -156,7 +169,7 @@ def malformed(draw: st.DrawFn) -> tuple[StateMachine, dict[str, Any], str, str]:
         plain[name] = draw(st.sampled_from(_WRONG[str(table[name].type)]))
         return sm, plain, op, name
     if kind == "op":
-        plain["op"] = draw(st.sampled_from(["bogus", "Start", "submit ", "retry"]))
+        plain["op"] = draw(st.sampled_from(["bogus", "Start", "submit ", "redrive"]))
         return sm, plain, plain["op"], "op"
     plain["v"] = draw(st.sampled_from([0, 2, -1, "1", 1.0, True, None]))
     return sm, plain, op, "v"

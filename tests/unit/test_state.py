@@ -13,8 +13,9 @@ from hypothesis import strategies as st
 
 from beamflowd.core.commands import Gc, Heartbeat, NodeDown
 from beamflowd.core.invariants import check_invariants
-from beamflowd.core.state import MAX_EVENTS_PER_WORKFLOW, Result, StateMachine
+from beamflowd.core.state import MAX_EVENTS_PER_WORKFLOW, Query, Result, StateMachine, downstream_steps
 from beamflowd.core.vocabulary import (
+    DLQ_CLOSED,
     STEP_CANCELLED,
     STEP_FAILED,
     STEP_PENDING,
@@ -23,6 +24,7 @@ from beamflowd.core.vocabulary import (
     STEP_SUCCEEDED,
     WORKFLOW_CANCELLED,
     WORKFLOW_FAILED,
+    WORKFLOW_RUNNING,
     WORKFLOW_SUCCEEDED,
 )
 from tests.unit.state_strategies import (
@@ -38,7 +40,7 @@ from tests.unit.state_strategies import (
 )
 
 #: Commands fenced by the workflow epoch.
-FENCED_OPS = ("start", "succeed", "fail", "redeliver", "abort")
+FENCED_OPS = ("start", "succeed", "fail", "redeliver", "abort", "expire")
 
 
 def cluster(ts: int = 0) -> StateMachine:
@@ -63,6 +65,10 @@ class Before:
     attempts: dict[tuple[str, str], int]
     request_ids: dict[str, str]
     counters: dict[str, int]
+    #: Dead-letter entry id -> state.
+    dlq: dict[str, str]
+    #: Ids of paused workflows.
+    paused: frozenset[str]
 
     @classmethod
     def of(cls, sm: StateMachine) -> Before:
@@ -74,6 +80,8 @@ class Before:
             attempts={(w.id, s.id): s.attempts for w in sm.workflows.values() for s in w.steps.values()},
             request_ids=dict(sm.request_ids),
             counters=dict(sm.counters),
+            dlq={e.id: e.state for e in sm.dlq.values()},
+            paused=frozenset(w.id for w in sm.workflows.values() if w.paused),
         )
 
 
@@ -82,28 +90,31 @@ def _without_events(plain: dict[str, Any]) -> dict[str, Any]:
 
 
 def check_lists(sm: StateMachine) -> None:
-    """Every filtered list from the index equals a scan of the state, in order, page by page."""
-    statuses = {wf.status for wf in sm.workflows.values()} | {"no-such-status"}
+    """Every list served from the index equals a scan of the state, in order, page by page."""
+    statuses = {wf.listed_status for wf in sm.workflows.values()} | {"no-such-status"}
     names = {wf.name for wf in sm.workflows.values()} | {"no-such-name"}
-    for status in (None, *sorted(statuses)):
-        for name in (None, *sorted(names)):
-            matching = (
-                wf for wf in sm.workflows.values() if status in (None, wf.status) and name in (None, wf.name)
-            )
-            scan = sorted(
-                matching,
-                key=lambda wf: (wf.created_ms, wf.id),
-                reverse=True,
-            )
-            whole, total = sm.list_newest_first(status, name, 0, 10_000)
-            assert [wf.id for wf in whole] == [wf.id for wf in scan] and total == len(scan), (status, name)
-            pages = [sm.list_newest_first(status, name, offset, 2)[0] for offset in range(0, total + 2, 2)]
-            assert [wf.id for page in pages for wf in page] == [wf.id for wf in scan]
+    labels = {(k, v) for wf in sm.workflows.values() for k, v in wf.labels.items()}
+    queries = [
+        Query(status=st_ or "", name=name or "") for st_ in (None, *statuses) for name in (None, *names)
+    ]
+    queries += [Query(labels=(label,)) for label in sorted(labels)]
+    queries += [Query(status=st_, labels=(label,)) for st_ in statuses for label in sorted(labels)[:2]]
+    for query in queries:
+        scan = sorted(
+            (wf for wf in sm.workflows.values() if query.matches(wf)),
+            key=lambda wf: (wf.created_ms, wf.id),
+            reverse=True,
+        )
+        whole, total = sm.page(query, 0, 10_000)
+        assert [wf.id for wf in whole] == [wf.id for wf in scan] and total == len(scan), query
+        pages = [sm.page(query, offset, 2)[0] for offset in range(0, total + 2, 2)]
+        assert [wf.id for page in pages for wf in page] == [wf.id for wf in scan], query
+        assert sm.count(query) == len(scan)
 
 
 def check_gc_by_completion(before: Before, sm: StateMachine, cmd: Plain, gone: set[str]) -> None:
     """The oldest finished go first; short of its limit, GC leaves nothing it should have taken."""
-    kept = [wf for wf in sm.workflows.values() if wf.terminal]
+    kept = [wf for wf in sm.workflows.values() if wf.terminal and wf.id not in sm.dlq_open]
     if gone and kept:
         newest_gone = max(before.plain[wf_id]["updated"] for wf_id in gone)
         assert newest_gone <= min(wf.updated_ms for wf in kept), "gc skipped an older finished workflow"
@@ -120,13 +131,16 @@ def check_transition(before: Before, sm: StateMachine, cmd: Plain, res: Result) 
         assert op == "gc" and gone <= before.terminal, (cmd, gone)
     if op == "gc" and cmd.get("by_completion"):
         check_gc_by_completion(before, sm, cmd, gone)
-    for wf_id in before.terminal - gone:
+    replaced = op == "submit" and res.ok and not res.data["existing"]
+    reopened = {cmd["wf"]} if (op == "retry" or replaced) and res.ok else set()
+    for wf_id in before.terminal - gone - reopened:
         assert sm.workflows[wf_id].to_plain() == before.plain[wf_id], f"terminal {wf_id} changed by {cmd}"
+    new = {cmd["wf"]} if replaced else set()  # a submit reusing the id of a finished workflow replaced it
     for wf_id, epoch in before.epochs.items():
-        if wf_id not in gone:
+        if wf_id not in gone | new:
             assert sm.workflows[wf_id].epoch >= epoch, f"epoch of {wf_id} decreased by {cmd}"
     for (wf_id, step_id), attempts in before.attempts.items():
-        if wf_id not in gone:
+        if wf_id not in gone | new:
             assert sm.workflows[wf_id].steps[step_id].attempts >= attempts, f"attempts decreased by {cmd}"
 
     wf_id = cmd.get("wf", "")
@@ -152,9 +166,11 @@ def check_transition(before: Before, sm: StateMachine, cmd: Plain, res: Result) 
                 assert sm.workflows[other].to_plain() == plain
         assert len(sm.workflows) == len(before.plain)
     else:
-        assert res.code != "ABORTED", (cmd, res)
+        assert res.code != "ABORTED" or op == "retry", (cmd, res)  # a retry is fenced by its retry count
         if not res.ok:
             assert sm.digest() == before.digest, f"rejected {cmd} ({res}) changed the state"
+
+    check_dead_letters_and_retries(before, sm, cmd, res)
 
     if op == "submit":
         previous = before.request_ids.get(cmd["rid"])
@@ -162,11 +178,54 @@ def check_transition(before: Before, sm: StateMachine, cmd: Plain, res: Result) 
             assert res.code == "OK" and res.data["wf"] == previous and res.data["existing"] is True, res
             assert sm.digest() == before.digest, "duplicate submit changed the state"
         elif cmd["wf"] in before.plain:
-            assert res.code == "ALREADY_EXISTS", res
+            check_id_policies(before, sm, cmd, res)
         elif not any(m.alive for m in sm.members.values()):
             assert res.code == "UNAVAILABLE", res
         else:
             assert res.ok and res.data["existing"] is False and res.data["wf"] == cmd["wf"], res
+
+
+def check_id_policies(before: Before, sm: StateMachine, cmd: Plain, res: Result) -> None:
+    """A submit naming an existing workflow: Temporal's id-reuse and id-conflict policies."""
+    wf_id = cmd["wf"]
+    if wf_id not in before.terminal:
+        if cmd.get("id_conflict") == "use-existing":
+            assert res.ok and res.data["existing"] is True and res.data["wf"] == wf_id, res
+            assert sm.digest() == before.digest
+        else:
+            assert res.code == "ALREADY_EXISTS", res
+        return
+    old_status = before.plain[wf_id]["status"]
+    reuse = cmd.get("id_reuse") or "reject-duplicate"
+    if reuse == "reject-duplicate" or (reuse == "allow-duplicate-failed-only" and old_status == "succeeded"):
+        assert res.code == "ALREADY_EXISTS", res
+    elif res.ok:
+        assert res.data["existing"] is False and sm.workflows[wf_id].request_id == cmd["rid"]
+        assert sm.counters["collected"] == before.counters["collected"] + 1
+    else:
+        assert res.code in ("FAILED_PRECONDITION", "UNAVAILABLE"), res  # an open dead letter; no live node
+
+
+def check_dead_letters_and_retries(before: Before, sm: StateMachine, cmd: Plain, res: Result) -> None:
+    """A closed dead-letter entry never reopens; a retry never re-runs a succeeded step it was not told to."""
+    for entry_id, state in before.dlq.items():
+        if state in DLQ_CLOSED and entry_id in sm.dlq:
+            assert sm.dlq[entry_id].state == state, f"closed {entry_id} reopened by {cmd}"
+    for wf_id in before.paused:  # a paused workflow starts no attempt
+        old = {sp[0]: sp for sp in before.plain[wf_id]["steps"]}
+        for step in sm.workflows[wf_id].steps.values():
+            assert step.attempts == old[step.id][2], f"paused {wf_id} started {step.id} by {cmd}"
+    if cmd["op"] != "retry" or not res.ok or res.data["duplicate"]:
+        return
+    wf = sm.workflows[cmd["wf"]]
+    old = {sp[0]: sp for sp in before.plain[cmd["wf"]]["steps"]}
+    again = downstream_steps(wf.spec, cmd["from_step"]) if cmd.get("from_step") else set()
+    assert wf.status == WORKFLOW_RUNNING and wf.epoch == before.epochs[wf.id] + 1
+    for step in wf.steps.values():
+        if old[step.id][1] == STEP_SUCCEEDED and step.id not in again:
+            assert step.to_plain() == old[step.id], f"succeeded {step.id} reset by {cmd}"
+        else:
+            assert step.status == STEP_PENDING and step.base == step.attempts == old[step.id][2]
 
 
 # ------------------------------------------------------------------------------------------- properties

@@ -61,6 +61,41 @@ class WorkflowServiceStub:
                 request_serializer=beamflow_dot_v1_dot_workflow__pb2.WatchWorkflowRequest.SerializeToString,
                 response_deserializer=beamflow_dot_v1_dot_workflow__pb2.WatchWorkflowResponse.FromString,
                 _registered_method=True)
+        self.RetryWorkflow = channel.unary_unary(
+                '/beamflow.v1.WorkflowService/RetryWorkflow',
+                request_serializer=beamflow_dot_v1_dot_workflow__pb2.RetryWorkflowRequest.SerializeToString,
+                response_deserializer=beamflow_dot_v1_dot_workflow__pb2.RetryWorkflowResponse.FromString,
+                _registered_method=True)
+        self.ResubmitWorkflow = channel.unary_unary(
+                '/beamflow.v1.WorkflowService/ResubmitWorkflow',
+                request_serializer=beamflow_dot_v1_dot_workflow__pb2.ResubmitWorkflowRequest.SerializeToString,
+                response_deserializer=beamflow_dot_v1_dot_workflow__pb2.ResubmitWorkflowResponse.FromString,
+                _registered_method=True)
+        self.PauseWorkflow = channel.unary_unary(
+                '/beamflow.v1.WorkflowService/PauseWorkflow',
+                request_serializer=beamflow_dot_v1_dot_workflow__pb2.PauseWorkflowRequest.SerializeToString,
+                response_deserializer=beamflow_dot_v1_dot_workflow__pb2.PauseWorkflowResponse.FromString,
+                _registered_method=True)
+        self.ResumeWorkflow = channel.unary_unary(
+                '/beamflow.v1.WorkflowService/ResumeWorkflow',
+                request_serializer=beamflow_dot_v1_dot_workflow__pb2.ResumeWorkflowRequest.SerializeToString,
+                response_deserializer=beamflow_dot_v1_dot_workflow__pb2.ResumeWorkflowResponse.FromString,
+                _registered_method=True)
+        self.GetWorkflowResult = channel.unary_unary(
+                '/beamflow.v1.WorkflowService/GetWorkflowResult',
+                request_serializer=beamflow_dot_v1_dot_workflow__pb2.GetWorkflowResultRequest.SerializeToString,
+                response_deserializer=beamflow_dot_v1_dot_workflow__pb2.GetWorkflowResultResponse.FromString,
+                _registered_method=True)
+        self.CountWorkflows = channel.unary_unary(
+                '/beamflow.v1.WorkflowService/CountWorkflows',
+                request_serializer=beamflow_dot_v1_dot_workflow__pb2.CountWorkflowsRequest.SerializeToString,
+                response_deserializer=beamflow_dot_v1_dot_workflow__pb2.CountWorkflowsResponse.FromString,
+                _registered_method=True)
+        self.BulkWorkflowAction = channel.unary_unary(
+                '/beamflow.v1.WorkflowService/BulkWorkflowAction',
+                request_serializer=beamflow_dot_v1_dot_workflow__pb2.BulkWorkflowActionRequest.SerializeToString,
+                response_deserializer=beamflow_dot_v1_dot_workflow__pb2.BulkWorkflowActionResponse.FromString,
+                _registered_method=True)
 
 
 class WorkflowServiceServicer:
@@ -104,6 +139,63 @@ class WorkflowServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RetryWorkflow(self, request, context):
+        """RetryWorkflow runs a FAILED or CANCELLED workflow again from its failed step (or from from_step
+        and everything downstream of it) under a new epoch; succeeded steps keep their outputs.
+        FAILED_PRECONDITION for a running workflow; NOT_FOUND for an unknown workflow or from_step.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResubmitWorkflow(self, request, context):
+        """ResubmitWorkflow starts a new workflow with the same definition and input, linked to the original.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PauseWorkflow(self, request, context):
+        """PauseWorkflow pauses a running workflow: running attempts finish and record their result, no new
+        attempt starts (due retries and timers wait). Committed: it survives failover and restarts.
+        FAILED_PRECONDITION for a finished workflow; pausing a paused one changes nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResumeWorkflow(self, request, context):
+        """ResumeWorkflow lets a paused workflow start attempts again; resuming a running one changes nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetWorkflowResult(self, request, context):
+        """GetWorkflowResult returns a workflow's result: its `output` template resolved over its input and
+        step outputs, or (without one) the outputs of its sink steps by step id. FAILED_PRECONDITION while it
+        runs or when it did not succeed (the message says its status and error).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CountWorkflows(self, request, context):
+        """CountWorkflows counts the workflows matching a filter (as ListWorkflows would list them).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def BulkWorkflowAction(self, request, context):
+        """BulkWorkflowAction cancels, pauses, resumes or retries up to 1000 workflows by id in one call (each
+        its own replicated command, committed in shared batches). Idempotent: a workflow already in the target
+        state counts as unchanged. INVALID_ARGUMENT for more than 1000 ids or a missing reason.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_WorkflowServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -131,6 +223,41 @@ def add_WorkflowServiceServicer_to_server(servicer, server):
                     servicer.WatchWorkflow,
                     request_deserializer=beamflow_dot_v1_dot_workflow__pb2.WatchWorkflowRequest.FromString,
                     response_serializer=beamflow_dot_v1_dot_workflow__pb2.WatchWorkflowResponse.SerializeToString,
+            ),
+            'RetryWorkflow': grpc.unary_unary_rpc_method_handler(
+                    servicer.RetryWorkflow,
+                    request_deserializer=beamflow_dot_v1_dot_workflow__pb2.RetryWorkflowRequest.FromString,
+                    response_serializer=beamflow_dot_v1_dot_workflow__pb2.RetryWorkflowResponse.SerializeToString,
+            ),
+            'ResubmitWorkflow': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResubmitWorkflow,
+                    request_deserializer=beamflow_dot_v1_dot_workflow__pb2.ResubmitWorkflowRequest.FromString,
+                    response_serializer=beamflow_dot_v1_dot_workflow__pb2.ResubmitWorkflowResponse.SerializeToString,
+            ),
+            'PauseWorkflow': grpc.unary_unary_rpc_method_handler(
+                    servicer.PauseWorkflow,
+                    request_deserializer=beamflow_dot_v1_dot_workflow__pb2.PauseWorkflowRequest.FromString,
+                    response_serializer=beamflow_dot_v1_dot_workflow__pb2.PauseWorkflowResponse.SerializeToString,
+            ),
+            'ResumeWorkflow': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResumeWorkflow,
+                    request_deserializer=beamflow_dot_v1_dot_workflow__pb2.ResumeWorkflowRequest.FromString,
+                    response_serializer=beamflow_dot_v1_dot_workflow__pb2.ResumeWorkflowResponse.SerializeToString,
+            ),
+            'GetWorkflowResult': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetWorkflowResult,
+                    request_deserializer=beamflow_dot_v1_dot_workflow__pb2.GetWorkflowResultRequest.FromString,
+                    response_serializer=beamflow_dot_v1_dot_workflow__pb2.GetWorkflowResultResponse.SerializeToString,
+            ),
+            'CountWorkflows': grpc.unary_unary_rpc_method_handler(
+                    servicer.CountWorkflows,
+                    request_deserializer=beamflow_dot_v1_dot_workflow__pb2.CountWorkflowsRequest.FromString,
+                    response_serializer=beamflow_dot_v1_dot_workflow__pb2.CountWorkflowsResponse.SerializeToString,
+            ),
+            'BulkWorkflowAction': grpc.unary_unary_rpc_method_handler(
+                    servicer.BulkWorkflowAction,
+                    request_deserializer=beamflow_dot_v1_dot_workflow__pb2.BulkWorkflowActionRequest.FromString,
+                    response_serializer=beamflow_dot_v1_dot_workflow__pb2.BulkWorkflowActionResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -270,6 +397,195 @@ class WorkflowService:
             '/beamflow.v1.WorkflowService/WatchWorkflow',
             beamflow_dot_v1_dot_workflow__pb2.WatchWorkflowRequest.SerializeToString,
             beamflow_dot_v1_dot_workflow__pb2.WatchWorkflowResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RetryWorkflow(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/beamflow.v1.WorkflowService/RetryWorkflow',
+            beamflow_dot_v1_dot_workflow__pb2.RetryWorkflowRequest.SerializeToString,
+            beamflow_dot_v1_dot_workflow__pb2.RetryWorkflowResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResubmitWorkflow(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/beamflow.v1.WorkflowService/ResubmitWorkflow',
+            beamflow_dot_v1_dot_workflow__pb2.ResubmitWorkflowRequest.SerializeToString,
+            beamflow_dot_v1_dot_workflow__pb2.ResubmitWorkflowResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PauseWorkflow(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/beamflow.v1.WorkflowService/PauseWorkflow',
+            beamflow_dot_v1_dot_workflow__pb2.PauseWorkflowRequest.SerializeToString,
+            beamflow_dot_v1_dot_workflow__pb2.PauseWorkflowResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResumeWorkflow(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/beamflow.v1.WorkflowService/ResumeWorkflow',
+            beamflow_dot_v1_dot_workflow__pb2.ResumeWorkflowRequest.SerializeToString,
+            beamflow_dot_v1_dot_workflow__pb2.ResumeWorkflowResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetWorkflowResult(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/beamflow.v1.WorkflowService/GetWorkflowResult',
+            beamflow_dot_v1_dot_workflow__pb2.GetWorkflowResultRequest.SerializeToString,
+            beamflow_dot_v1_dot_workflow__pb2.GetWorkflowResultResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CountWorkflows(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/beamflow.v1.WorkflowService/CountWorkflows',
+            beamflow_dot_v1_dot_workflow__pb2.CountWorkflowsRequest.SerializeToString,
+            beamflow_dot_v1_dot_workflow__pb2.CountWorkflowsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BulkWorkflowAction(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/beamflow.v1.WorkflowService/BulkWorkflowAction',
+            beamflow_dot_v1_dot_workflow__pb2.BulkWorkflowActionRequest.SerializeToString,
+            beamflow_dot_v1_dot_workflow__pb2.BulkWorkflowActionResponse.FromString,
             options,
             channel_credentials,
             insecure,
