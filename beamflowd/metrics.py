@@ -31,7 +31,7 @@ from prometheus_client.registry import Collector
 
 from beamflowd.api.auth import build_authorizer
 from beamflowd.config import NodeConfig
-from beamflowd.core.vocabulary import WORKFLOW_CANCELLED, WORKFLOW_FAILED, WORKFLOW_SUCCEEDED
+from beamflowd.core.vocabulary import DLQ_STATES, WORKFLOW_CANCELLED, WORKFLOW_FAILED, WORKFLOW_SUCCEEDED
 from beamflowd.proposer import Proposer
 from beamflowd.replication import RaftStatus, ReplicatedState
 from beamflowd.stats import StatsAggregator
@@ -177,6 +177,17 @@ class _ScrapeCollector(Collector):
             ("beamflow_nodes_declared_down", "nodes_down", "Nodes declared dead, cluster-wide."),
         ):
             yield _counter(name, what, counters.get(key, 0))
+        dlq = GaugeMetricFamily(
+            "beamflow_dlq_entries", "Dead-letter entries by state, cluster-wide.", labels=["state"]
+        )
+        for state in sorted(DLQ_STATES):
+            dlq.add_metric([state], counters.get(f"dlq_{state}", 0))
+        yield dlq
+        yield _counter(
+            "beamflow_dlq_overflow",
+            "Final failures not dead-lettered because the queue was full of open entries, cluster-wide.",
+            counters.get("dlq_overflow", 0),
+        )
         submitted = CounterMetricFamily(
             "beamflow_workflows_submitted",
             "Workflows submitted, by workflow name, seen since this node started.",

@@ -89,12 +89,13 @@ def test_dashboard_and_alerts_name_only_metrics_the_registry_exposes(tmp_path: P
     asyncio.run(main())
 
 
-def test_the_alerts_cover_no_leader_and_node_down_and_no_dlq_is_faked() -> None:
+def test_the_alerts_cover_no_leader_node_down_and_dead_letters() -> None:
     text = ALERTS.read_text()
     alerts = {r["alert"]: r for g in yaml.safe_load(text)["groups"] for r in g["rules"]}
     assert "beamflow_raft_has_leader" in alerts["BeamflowNoLeader"]["expr"]
     assert "up{" in alerts["BeamflowNodeDown"]["expr"]
-    assert "dlq" not in "".join(str(r["expr"]) for r in alerts.values()).lower()
+    assert "beamflow_dlq_entries" in alerts["BeamflowDeadLettersGrowing"]["expr"]
+    assert "beamflow_dlq_overflow_total" in alerts["BeamflowDeadLetterQueueFull"]["expr"]
 
 
 def test_the_dashboard_is_grafana_json_with_unique_panel_ids() -> None:
