@@ -1,4 +1,5 @@
-"""Benchmark: costs that used to grow with the state, in process (no cluster), at 1,000 and 100,000 workflows.
+"""Benchmark: costs that used to grow with the state, in process (no cluster), at 1,000 and 100,000 workflows
+(lists and counts: tests/bench/list_filters.py).
 
     python tests/bench/state_scale.py --workflows 1000,100000 --runs 3
 
@@ -6,8 +7,6 @@ For each size, on a state of finished three-step workflows built with the real s
 
 - digest: the running digest after 100 changed workflows, against recomputing it (``full_digest``) and
   against the first version's whole-state digest (``canonical_digest``), which status calls used to pay;
-- list: a page of 100 newest workflows, unfiltered and by status and name, from the index, against the
-  first version's scan of every workflow (p50 over the runs' calls);
 - gc: forgetting the oldest finished workflows with one ``gc`` command by completion, against the first
   version's scan rule, as workflows forgotten per second of apply time (1 % of the state due).
 
@@ -18,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -27,8 +25,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from beamflowd.core.commands import Gc
-from beamflowd.core.state import StateMachine, WorkflowState
-from beamflowd.core.vocabulary import WORKFLOW_SUCCEEDED
+from beamflowd.core.state import StateMachine
 from tests.bench.snapshot_pause import build
 from tests.unit.state_strategies import cancel_cmd, submit_cmd
 
@@ -39,19 +36,6 @@ GC_BATCH = 10_000
 
 def _ms(seconds: float) -> float:
     return round(seconds * 1000, 3)
-
-
-def scan_page(sm: StateMachine, status: str | None, name: str | None) -> tuple[list[WorkflowState], int]:
-    """The first version's ListWorkflows: every workflow, newest first, filtered, counted."""
-    page: list[WorkflowState] = []
-    total = 0
-    for wf in reversed(sm.workflows.values()):
-        if (status and wf.status != status) or (name and wf.name != name):
-            continue
-        if total < PAGE:
-            page.append(wf)
-        total += 1
-    return page, total
 
 
 def measure_digest(sm: StateMachine, n: int) -> dict[str, float]:
@@ -69,24 +53,6 @@ def measure_digest(sm: StateMachine, n: int) -> dict[str, float]:
     sm.canonical_digest()
     canonical = time.perf_counter() - t0
     return {"running_ms": _ms(running), "full_ms": _ms(full), "canonical_ms": _ms(canonical)}
-
-
-def measure_list(sm: StateMachine) -> dict[str, float]:
-    out: dict[str, float] = {}
-    filters = (("all", None, None), ("succeeded", WORKFLOW_SUCCEEDED, None), ("name", None, "sequential"))
-    for label, status, name in filters:
-        indexed, scanned = [], []
-        for _ in range(LIST_CALLS):
-            t0 = time.perf_counter()
-            page, total = sm.list_newest_first(status, name, 0, PAGE)
-            indexed.append(time.perf_counter() - t0)
-            t0 = time.perf_counter()
-            old_page, old_total = scan_page(sm, status, name)
-            scanned.append(time.perf_counter() - t0)
-            assert total == old_total and len(page) == len(old_page)
-        out[f"{label}_index_p50_ms"] = _ms(statistics.median(indexed))
-        out[f"{label}_scan_p50_ms"] = _ms(statistics.median(scanned))
-    return out
 
 
 def measure_gc(sm: StateMachine) -> dict[str, float]:
@@ -117,7 +83,6 @@ def main() -> int:
         for run in range(args.runs):
             row: dict[str, Any] = {"workflows": n, "run": run + 1}
             row["digest"] = measure_digest(sm, n * 10 + run)
-            row["list"] = measure_list(sm)
             results.append(row)
         results.append({"workflows": n, "gc": measure_gc(sm)})
         print(json.dumps(results[-args.runs - 1 :]), file=sys.stderr)
