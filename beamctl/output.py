@@ -50,6 +50,7 @@ _STATUS_STYLE = {
     "running": "cyan",
     "retry_wait": "magenta",
     "pending": "dim",
+    "skipped": "dim italic",
 }
 
 Json = dict[str, Any]

@@ -24,9 +24,18 @@ from typing import Any
 from beamflowd.clock import now_ms
 from beamflowd.config import MAX_DELIVERIES_DEFAULT
 from beamflowd.core.backoff import retry_delay_ms
-from beamflowd.core.commands import Abort, Fail, Redeliver, Start, Succeed
+from beamflowd.core.commands import Abort, Fail, Redeliver, Skip, Start, Succeed
 from beamflowd.core.expressions import resolve
-from beamflowd.core.scheduling import first_starts, wake_time
+from beamflowd.core.scheduling import (
+    RUN,
+    SKIP,
+    branch_in_output,
+    condition_holds,
+    first_starts,
+    skip_reason,
+    verdict,
+    wake_time,
+)
 from beamflowd.core.spec import StepSpec, WorkflowSpec
 from beamflowd.core.state import WorkflowState
 from beamflowd.core.vocabulary import (
@@ -140,13 +149,58 @@ class Actor:
             if st.status == STEP_RETRY_WAIT and st.next_ms > now:
                 next_due = st.next_ms if next_due is None else min(next_due, st.next_ms)
                 continue
-            ready = all(view.steps[n].status == STEP_SUCCEEDED for n in step.needs)
-            if st.status in (STEP_PENDING, STEP_RETRY_WAIT) and ready:
+            if st.status == STEP_PENDING:
+                decided, reason = self._decide(view, step)
+                if decided == SKIP:
+                    key = (step.id, 0)
+                    if key not in self.starting:
+                        self.starting.add(key)
+                        self._keep(asyncio.create_task(self._skip(view, step, reason)))
+                    continue
+                ready = decided == RUN
+            else:
+                ready = st.status == STEP_RETRY_WAIT  # it ran before, so its needs let it run
+            if ready:
                 key = (step.id, st.attempts + 1)
                 if key not in self.starting:
                     self.starting.add(key)
                     self._keep(asyncio.create_task(self._start(view, step, st.attempts + 1)))
         return next_due
+
+    def _decide(self, view: WorkflowView, step: StepSpec) -> tuple[str, str]:
+        """Whether a pending step waits, runs or is skipped (with why), from committed state.
+
+        The condition is evaluated here, by the proposer, and only its outcome is committed (``Skip``). One
+        that fails to evaluate lets the step start: its attempt fails it (permanent) with the message.
+        """
+
+        def branch_of(step_id: str) -> str | None:
+            need = view.steps[step_id]
+            return branch_in_output(need.output_json) if need.status == STEP_SUCCEEDED else None
+
+        decided = verdict(view.spec, step, lambda n: view.steps[n].status, branch_of)
+        if decided == SKIP:
+            return SKIP, skip_reason(view.spec, step, branch_of)
+        if decided == RUN and step.when is not None:
+            try:
+                if not condition_holds(step, _scope(view)):
+                    return SKIP, f"when {step.when} is false"
+            except ValueError:
+                return RUN, ""
+        return decided, ""
+
+    async def _skip(self, view: WorkflowView, step: StepSpec, reason: str) -> None:
+        cmd = Skip(
+            wf=view.id, epoch=view.epoch, step=step.id, reason=reason, ts=now_ms(), node=self.executor.node_id
+        )
+        try:
+            await self.executor.proposer.propose(cmd)
+        except ProposeError as exc:
+            log.warning("skip of %s/%s not committed: %s", view.id, step.id, exc.message)
+            await asyncio.sleep(0.2)
+        finally:
+            self.starting.discard((step.id, 0))
+            self.wake.set()
 
     def _keep(self, task: asyncio.Task[None]) -> None:
         """Hold a strong reference until the task ends (the event loop keeps only weak ones)."""
@@ -243,6 +297,7 @@ class Actor:
         scope = _scope(view)
         workflow_input, results = scope["input"], scope["steps"]
         try:
+            condition_holds(step, scope)  # raises if the condition cannot be evaluated: the step fails
             params = resolve(step.params, scope)
             ctx = StepContext(
                 workflow_id=view.id,

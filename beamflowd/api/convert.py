@@ -23,6 +23,7 @@ STEP_STATUS = {
     "succeeded": pb.STEP_STATUS_SUCCEEDED,
     "failed": pb.STEP_STATUS_FAILED,
     "cancelled": pb.STEP_STATUS_CANCELLED,
+    "skipped": pb.STEP_STATUS_SKIPPED,
 }
 
 

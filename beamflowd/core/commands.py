@@ -297,6 +297,22 @@ class ChaosMonkey(_Command):
             raise CommandError(self.OP, "profile", "required when enabled")
 
 
+@dataclass(frozen=True, slots=True)
+class Skip(_Command):
+    """The owner decides a pending step will never run: its ``when`` is false (evaluated by the proposer on
+    committed outputs), it is a branch its ``choice`` did not take, or its needs were skipped. Apply
+    re-checks what it can without evaluating anything: the needs are done and let the step be skipped."""
+
+    OP: ClassVar[str] = "skip"
+    wf: str
+    epoch: int
+    step: str
+    #: Why (the ``step_skipped`` event's message), e.g. "when ${{ input.vip }} is false".
+    reason: str
+    ts: int
+    node: str = ""
+
+
 Command: TypeAlias = (
     Join
     | Submit
@@ -310,6 +326,7 @@ Command: TypeAlias = (
     | Abort
     | Gc
     | ChaosMonkey
+    | Skip
 )
 
 _CLASSES: tuple[type[_Command], ...] = (
@@ -325,6 +342,7 @@ _CLASSES: tuple[type[_Command], ...] = (
     Abort,
     Gc,
     ChaosMonkey,
+    Skip,
 )
 #: op -> class.
 COMMANDS: Final[Mapping[str, type[_Command]]] = {cls.OP: cls for cls in _CLASSES}

@@ -14,14 +14,17 @@ import itertools
 from collections import Counter
 from typing import TYPE_CHECKING
 
-from beamflowd.core.state import MAX_EVENTS_PER_WORKFLOW, MAX_NOTABLE_EVENTS
+from beamflowd.core.scheduling import RUN, WAIT, branch_in_output
+from beamflowd.core.state import MAX_EVENTS_PER_WORKFLOW, MAX_NOTABLE_EVENTS, step_verdict
 from beamflowd.core.vocabulary import (
+    DONE_STEP,
     ERROR_POISONED,
     STEP_CANCELLED,
     STEP_FAILED,
     STEP_PENDING,
     STEP_RETRY_WAIT,
     STEP_RUNNING,
+    STEP_SKIPPED,
     STEP_SUCCEEDED,
     TERMINAL_STEP,
     TERMINAL_WORKFLOW,
@@ -63,7 +66,7 @@ def check_invariants(sm: StateMachine) -> None:
                 _fail(f"{where}: running with failed or cancelled steps {sorted(statuses)}")
         elif not statuses <= TERMINAL_STEP:
             _fail(f"{where}: {wf.status} with unfinished steps {sorted(statuses)}")
-        if (wf.status == WORKFLOW_SUCCEEDED) != (statuses == {STEP_SUCCEEDED}):
+        if (wf.status == WORKFLOW_SUCCEEDED) != (statuses <= DONE_STEP):
             _fail(f"{where}: status {wf.status} with steps {sorted(statuses)}")
         for step in wf.steps.values():
             spec = wf.spec.step(step.id)
@@ -72,13 +75,29 @@ def check_invariants(sm: StateMachine) -> None:
             if step.status in RAN:
                 if step.attempts < 1:
                     _fail(f"{where} step {step.id}: {step.status} without an attempt")
-                for need in spec.needs:
-                    if wf.steps[need].status != STEP_SUCCEEDED:
-                        _fail(f"{where} step {step.id}: {step.status} before its need {need} succeeded")
+                if step_verdict(wf, step.id) != RUN:
+                    _fail(
+                        f"{where} step {step.id}: {step.status} but its needs {spec.needs} do not let it run"
+                    )
             if step.status == STEP_PENDING and step.attempts != 0:
                 _fail(f"{where} step {step.id}: pending after {step.attempts} attempts")
             if step.deliveries < 0 or (step.deliveries and step.attempts < 1):
                 _fail(f"{where} step {step.id}: {step.deliveries} deliveries after {step.attempts} attempts")
+            if step.status == STEP_SKIPPED:
+                # A skipped step never ran, and was skipped only once its needs were done: by its needs, or
+                # (when they let it run) by its own false condition.
+                if step.attempts or step.output_json:
+                    _fail(f"{where} step {step.id}: skipped after {step.attempts} attempts")
+                decided = step_verdict(wf, step.id)
+                if decided == WAIT or (decided == RUN and spec.when is None):
+                    _fail(f"{where} step {step.id}: skipped, its needs say {decided}, it has no condition")
+            if spec.branches and step.status == STEP_SUCCEEDED:
+                taken = branch_in_output(step.output_json)
+                if taken not in spec.branches:
+                    _fail(f"{where} choice {step.id}: output names {taken!r}, not one of {spec.branches}")
+                for branch in spec.branches:  # exactly one branch may run
+                    if branch != taken and wf.steps[branch].status in RAN:
+                        _fail(f"{where} choice {step.id} took {taken} but branch {branch} ran")
             if step.error_class == ERROR_POISONED and step.status != STEP_FAILED:
                 _fail(f"{where} step {step.id}: poisoned but {step.status}")
         if len(wf.events) > MAX_EVENTS_PER_WORKFLOW:

@@ -12,13 +12,21 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Any, NoReturn
 
 import yaml
 
 from beamflowd.core import expressions
 from beamflowd.core.durations import parse_duration
-from beamflowd.core.step_params import STEP_KIND_NAMES, ParamError, validate_params
+from beamflowd.core.step_params import (
+    CHOICE_KIND,
+    STEP_KIND_NAMES,
+    ParamError,
+    choice_targets,
+    validate_params,
+)
+from beamflowd.core.vocabulary import NEEDS_ALL_SUCCESS, NEEDS_POLICIES
 
 MAX_DEFINITION_BYTES = 256 * 1024
 MAX_INPUT_BYTES = 64 * 1024
@@ -40,7 +48,7 @@ _STEP_ID = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
 JITTER_MODES = ("full", "equal", "none")
 
 _WORKFLOW_KEYS = ("name", "description", "timeout", "retry", "steps")
-_STEP_KEYS = ("id", "run", "with", "needs", "retry", "timeout")
+_STEP_KEYS = ("id", "run", "with", "needs", "retry", "timeout", "when", "needs_policy")
 _RETRY_KEYS = ("max_attempts", "initial_interval", "max_interval", "backoff_rate", "jitter", "non_retryable")
 
 
@@ -113,9 +121,13 @@ class StepSpec:
     needs: tuple[str, ...]
     retry: RetryPolicy
     timeout_ms: int | None
+    #: ``${{ <JMESPath> }}`` evaluated once the needs are done: false skips the step. None: always runs.
+    when: str | None = None
+    #: How the needs decide whether the step runs (``NEEDS_POLICIES`` in core/vocabulary.py).
+    needs_policy: str = NEEDS_ALL_SUCCESS
 
     def to_plain(self) -> dict[str, Any]:
-        return {
+        plain: dict[str, Any] = {
             "id": self.id,
             "run": self.run,
             "params": _copy_json(self.params),
@@ -123,9 +135,16 @@ class StepSpec:
             "retry": self.retry.to_plain(),
             "timeout_ms": self.timeout_ms,
         }
+        # Absent when unused, so definitions without conditions keep their content address (spec_digest).
+        if self.when is not None:
+            plain["when"] = self.when
+        if self.needs_policy != NEEDS_ALL_SUCCESS:
+            plain["needs_policy"] = self.needs_policy
+        return plain
 
     @classmethod
     def from_plain(cls, d: Mapping[str, Any]) -> StepSpec:
+        when = d.get("when")
         return cls(
             id=str(d["id"]),
             run=str(d["run"]),
@@ -133,7 +152,14 @@ class StepSpec:
             needs=tuple(d["needs"]),
             retry=RetryPolicy.from_plain(d["retry"]),
             timeout_ms=None if d["timeout_ms"] is None else int(d["timeout_ms"]),
+            when=None if when is None else str(when),
+            needs_policy=str(d.get("needs_policy", NEEDS_ALL_SUCCESS)),
         )
+
+    @cached_property
+    def branches(self) -> tuple[str, ...]:
+        """The steps a ``choice`` step picks from (empty for other kinds)."""
+        return choice_targets(self.params) if self.run == CHOICE_KIND else ()
 
 
 @dataclass(frozen=True)
@@ -483,21 +509,58 @@ def _parse_step(index: int, raw: object, default_retry: RetryPolicy, err: _Error
     _check_json(params, err, step=step_id, path="with")
     refs = _check_expressions(params, err, step=step_id)
     _validate_params(run, params, err, step=step_id)
+    when = _parse_when(raw.get("when"), refs, err, step=step_id)
+    needs = _parse_needs(raw.get("needs"), err, step=step_id)
+    needs_policy = raw.get("needs_policy", NEEDS_ALL_SUCCESS)
+    if needs_policy not in NEEDS_POLICIES:
+        err.fail(
+            f"must be one of {', '.join(NEEDS_POLICIES)}, got {_short(needs_policy)}",
+            step=step_id,
+            field="needs_policy",
+        )
+    if needs_policy != NEEDS_ALL_SUCCESS and not needs:
+        err.fail("a step without needs has no needs to apply a policy to", step=step_id, field="needs_policy")
     return _RawStep(
         spec=StepSpec(
             id=step_id,
             run=run,
             params=_copy_json(params),
-            needs=_parse_needs(raw.get("needs"), err, step=step_id),
+            needs=needs,
             retry=_parse_retry(raw.get("retry"), default_retry, err, step=step_id),
             timeout_ms=(
                 None
                 if raw.get("timeout") is None
                 else _duration(raw["timeout"], err, step=step_id, field="timeout", positive=True)
             ),
+            when=when,
+            needs_policy=needs_policy,
         ),
         refs=refs,
     )
+
+
+def _parse_when(value: object, refs: dict[str, str], err: _Errors, *, step: str) -> str | None:
+    """A condition is exactly one expression; the steps it reads are added to ``refs`` (must be upstream)."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > expressions.MAX_EXPRESSION_CHARS + 16:
+        err.fail(
+            f"must be one expression '${{{{ <JMESPath> }}}}', got {_short(value)}", step=step, field="when"
+        )
+    err.expressions += 1
+    err.expression_chars += len(value)
+    try:
+        single = expressions.is_single_expression(value)
+        found = expressions.referenced_steps(value)
+    except expressions.ExpressionError as exc:
+        err.fail(str(exc), step=step, field="when")
+    if not single:
+        err.fail(
+            f"must be one expression '${{{{ <JMESPath> }}}}', got {_short(value)}", step=step, field="when"
+        )
+    for ref in sorted(found):
+        refs.setdefault(ref, "when")
+    return value
 
 
 def _parse_needs(value: object, err: _Errors, *, step: str) -> tuple[str, ...]:
@@ -523,6 +586,7 @@ def _check_graph(steps: list[_RawStep], err: _Errors) -> None:
             if need not in by_id:
                 err.fail(f"needs unknown step {need!r}", step=s.spec.id, field="needs")
     _check_acyclic(by_id, err)
+    _check_branches(steps, by_id, err)
     upstream: dict[str, set[str]] = {}
 
     def ancestors(step_id: str) -> set[str]:
@@ -546,6 +610,40 @@ def _check_graph(steps: list[_RawStep], err: _Errors) -> None:
                     step=s.spec.id,
                     field=where,
                 )
+
+
+def _check_branches(steps: list[_RawStep], by_id: Mapping[str, StepSpec], err: _Errors) -> None:
+    """Every branch of a ``choice`` is a direct dependent of it, named once, and owned by one choice only."""
+    owner: dict[str, str] = {}
+    for s in steps:
+        choice = s.spec
+        if choice.run != CHOICE_KIND:
+            continue
+        params = choice.params
+        named = [(f"with.cases[{i}].next", case["next"]) for i, case in enumerate(params["cases"])]
+        named.append(("with.default", params["default"]))
+        seen: set[str] = set()
+        for where, target in named:
+            if target not in by_id:
+                err.fail(f"branch {target!r} is not a step of this workflow", step=choice.id, field=where)
+            if choice.id not in by_id[target].needs:
+                err.fail(
+                    f"branch {target!r} must be a direct dependent of this choice: add {choice.id!r} to its"
+                    " 'needs'",
+                    step=choice.id,
+                    field=where,
+                )
+            if target in seen:
+                err.fail(f"branch {target!r} is named twice in this choice", step=choice.id, field=where)
+            seen.add(target)
+            if target in owner:
+                err.fail(
+                    f"branch {target!r} is already a branch of choice {owner[target]!r} (overlapping branch"
+                    " ownership)",
+                    step=choice.id,
+                    field=where,
+                )
+            owner[target] = choice.id
 
 
 def _check_acyclic(by_id: Mapping[str, StepSpec], err: _Errors) -> None:

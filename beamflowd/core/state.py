@@ -32,23 +32,29 @@ from beamflowd.core.commands import (
     Join,
     NodeDown,
     Redeliver,
+    Skip,
     Start,
     Starts,
     Submit,
     Succeed,
     decode,
 )
+from beamflowd.core.scheduling import RUN, SKIP, WAIT, BranchOf, branch_in_output, verdict
 from beamflowd.core.spec import RetryPolicy, WorkflowSpec
 from beamflowd.core.vocabulary import (
     CLOSING_EVENT_OF_STATUS,
+    DONE_STEP,
     ERROR_POISONED,
     EVENT_REDELIVERED,
+    EVENT_STEP_SKIPPED,
+    NEEDS_POLICIES,
     NOTABLE_KINDS,
     STEP_CANCELLED,
     STEP_FAILED,
     STEP_PENDING,
     STEP_RETRY_WAIT,
     STEP_RUNNING,
+    STEP_SKIPPED,
     STEP_SUCCEEDED,
     TERMINAL_STEP,
     TERMINAL_WORKFLOW,
@@ -381,7 +387,7 @@ class StateMachine:
             step = wf.steps.get(step_id)
             if step is None or step.status != STEP_PENDING or wf.terminal:
                 continue
-            if all(wf.steps[n].status == STEP_SUCCEEDED for n in wf.spec.step(step_id).needs):
+            if step_verdict(wf, step_id) == RUN:
                 self._mark_started(wf, step, 1, ts, wake, node)
 
     def _remember_request(self, rid: str, wf_id: str) -> None:
@@ -390,7 +396,11 @@ class StateMachine:
             del self.request_ids[next(iter(self.request_ids))]
 
     def _fenced_workflow(
-        self, cmd: Start | Succeed | Fail | Redeliver | Abort, what: str, step: str = "", attempt: int = 0
+        self,
+        cmd: Start | Succeed | Fail | Redeliver | Abort | Skip,
+        what: str,
+        step: str = "",
+        attempt: int = 0,
     ) -> tuple[WorkflowState | None, Result | None]:
         """The workflow exists, is not terminal, and ``cmd`` carries its current epoch (else counted)."""
         wf = self.workflows.get(cmd.wf)
@@ -435,9 +445,9 @@ class StateMachine:
             return Result(
                 "FAILED_PRECONDITION", f"step {step.id} is {step.status} at attempt {step.attempts}"
             )
-        for need in wf.spec.step(step.id).needs:
-            if wf.steps[need].status != STEP_SUCCEEDED:
-                return Result("FAILED_PRECONDITION", f"step {step.id} needs {need}")
+        if step_verdict(wf, step.id) != RUN:
+            needs = ", ".join(wf.spec.step(step.id).needs)
+            return Result("FAILED_PRECONDITION", f"step {step.id}: its needs ({needs}) do not let it run")
         self._mark_started(wf, step, attempt, cmd.ts, cmd.wake, cmd.node)
         return Result("OK")
 
@@ -471,15 +481,47 @@ class StateMachine:
             return found
         wf, step = found
         ts = cmd.ts
+        branches = wf.spec.step(step.id).branches
+        if branches and branch_in_output(cmd.output) not in branches:
+            # A choice must name one of its branches, or its dependents could never be decided.
+            return Result(
+                "INVALID_ARGUMENT",
+                f'succeed.output: choice {step.id} must output {{"branch": one of {list(branches)}}}',
+            )
         step.status, step.output_json, step.ended_ms, step.next_ms = STEP_SUCCEEDED, cmd.output, ts, 0
         wf.updated_ms = ts
         self.counters["steps_succeeded"] += 1
         self._event(wf, ts, "step_succeeded", step.id, step.attempts, "", cmd.node)
-        if all(s.status == STEP_SUCCEEDED for s in wf.steps.values()):
+        if all(s.status in DONE_STEP for s in wf.steps.values()):
             self._finish(wf, WORKFLOW_SUCCEEDED, ts, "", cmd.node)
         else:
             self._start_ready(wf, cmd.start, ts, cmd.node)
         return Result("OK")
+
+    def _skip(self, cmd: Skip) -> Result:
+        """A pending step will never run. Its needs must be done; if they would let it run, only a false
+        ``when`` (the proposer's evaluation) can skip it, so the step must have one."""
+        wf, err = self._fenced_workflow(cmd, "skip with ", cmd.step)
+        if err is not None:
+            return err
+        assert wf is not None
+        step = wf.steps.get(cmd.step)
+        if step is None:
+            return Result("NOT_FOUND", f"step {cmd.step!r} not found")
+        if step.status != STEP_PENDING:
+            return Result("FAILED_PRECONDITION", f"step {step.id} is {step.status}, not pending")
+        decided = step_verdict(wf, step.id)
+        if decided == WAIT:
+            return Result("FAILED_PRECONDITION", f"step {step.id}: its needs are not done")
+        if decided == RUN and wf.spec.step(step.id).when is None:
+            return Result("FAILED_PRECONDITION", f"step {step.id} has no condition and its needs let it run")
+        ts = cmd.ts
+        step.status, step.ended_ms = STEP_SKIPPED, ts
+        wf.updated_ms = ts
+        self._event(wf, ts, EVENT_STEP_SKIPPED, step.id, 0, cmd.reason, cmd.node)
+        if all(s.status in DONE_STEP for s in wf.steps.values()):
+            self._finish(wf, WORKFLOW_SUCCEEDED, ts, "", cmd.node)
+        return Result("OK", data={"verdict": SKIP if decided == SKIP else "condition"})
 
     def _fail(self, cmd: Fail) -> Result:
         found = self._running(cmd)
@@ -811,6 +853,11 @@ def _checked_spec(plain: Mapping[str, Any]) -> WorkflowSpec:
         missing = [need for need in step.needs if need not in ids]
         if missing:
             raise ValueError(f"step {step.id} needs unknown steps {missing}")
+        if step.needs_policy not in NEEDS_POLICIES:
+            raise ValueError(f"step {step.id}: unknown needs_policy {step.needs_policy!r}")
+        for branch in step.branches:  # a choice's params parse (ParamError is a ValueError)
+            if branch not in ids or step.id not in spec.step(branch).needs:
+                raise ValueError(f"choice {step.id}: branch {branch!r} is not a dependent of it")
     return spec
 
 
@@ -828,4 +875,21 @@ _HANDLERS: dict[type[Any], Callable[[StateMachine, Any], Result]] = {
     Abort: StateMachine._abort,
     Gc: StateMachine._gc,
     ChaosMonkey: StateMachine._chaos_monkey,
+    Skip: StateMachine._skip,
 }
+
+
+def committed_branch(wf: WorkflowState) -> BranchOf:
+    """:data:`BranchOf` over a workflow's committed outputs (a succeeded choice's output names its branch)."""
+
+    def branch_of(step_id: str) -> str | None:
+        step = wf.steps[step_id]
+        return branch_in_output(step.output_json) if step.status == STEP_SUCCEEDED else None
+
+    return branch_of
+
+
+def step_verdict(wf: WorkflowState, step_id: str) -> str:
+    """What the committed state of its needs says about ``step_id`` (scheduling.verdict)."""
+    spec = wf.spec
+    return verdict(spec, spec.step(step_id), lambda n: wf.steps[n].status, committed_branch(wf))

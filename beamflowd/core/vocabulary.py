@@ -23,13 +23,29 @@ STEP_RETRY_WAIT: Final = "retry_wait"
 STEP_SUCCEEDED: Final = "succeeded"
 STEP_FAILED: Final = "failed"
 STEP_CANCELLED: Final = "cancelled"
-TERMINAL_STEP: Final = frozenset({STEP_SUCCEEDED, STEP_FAILED, STEP_CANCELLED})
+#: The step never ran: its ``when`` was false, it is a branch its ``choice`` did not take, or its needs
+#: were skipped (``needs_policy``). Counts as done for its dependents and for the workflow's success.
+STEP_SKIPPED: Final = "skipped"
+TERMINAL_STEP: Final = frozenset({STEP_SUCCEEDED, STEP_FAILED, STEP_CANCELLED, STEP_SKIPPED})
+#: Steps that are done without failing: a workflow whose steps are all done has succeeded.
+DONE_STEP: Final = frozenset({STEP_SUCCEEDED, STEP_SKIPPED})
+
+# -- how a step's needs decide whether it runs (``needs_policy``) ---
+#: Run when every need succeeded; a skipped need skips the step (the default: skips propagate).
+NEEDS_ALL_SUCCESS: Final = "all_success"
+#: Run when at least one need succeeded and the others are done (a join after branches).
+NEEDS_ANY: Final = "any"
+#: Run when every need is done, succeeded or skipped.
+NEEDS_ALL_DONE: Final = "all_done"
+NEEDS_POLICIES: Final = (NEEDS_ALL_SUCCESS, NEEDS_ANY, NEEDS_ALL_DONE)
 
 # -- event kinds (a workflow's history) ---
 EVENT_SUBMITTED: Final = "submitted"
 EVENT_STEP_STARTED: Final = "step_started"
 EVENT_STEP_SUCCEEDED: Final = "step_succeeded"
 EVENT_STEP_FAILED: Final = "step_failed"
+#: A step will never run (see ``STEP_SKIPPED``); the message says why.
+EVENT_STEP_SKIPPED: Final = "step_skipped"
 EVENT_RETRY_SCHEDULED: Final = "retry_scheduled"
 EVENT_REASSIGNED: Final = "reassigned"
 EVENT_STALE_RESULT_REJECTED: Final = "stale_result_rejected"

@@ -17,9 +17,10 @@ from typing import Any, TypeVar
 from hypothesis import strategies as st
 
 from beamflowd.core import commands as c
+from beamflowd.core.scheduling import RUN, WAIT
 from beamflowd.core.spec import parse_workflow
-from beamflowd.core.state import StateMachine, StepState, WorkflowState
-from beamflowd.core.vocabulary import STEP_PENDING, STEP_RETRY_WAIT, STEP_RUNNING, STEP_SUCCEEDED
+from beamflowd.core.state import StateMachine, StepState, WorkflowState, step_verdict
+from beamflowd.core.vocabulary import STEP_PENDING, STEP_RETRY_WAIT, STEP_RUNNING
 
 #: A command in its wire form, as the log holds it.
 Plain = dict[str, Any]
@@ -59,10 +60,39 @@ steps:
   - {id: after, run: noop, needs: [call]}
 """
 
+#: A choice with a default, a branch's dependent (skipped when its branch is not taken), a join of both
+#: branches that runs when either ran (needs_policy any), and a condition.
+BRANCHES_YAML = """
+name: branches
+steps:
+  - {id: score, run: noop}
+  - id: route
+    run: choice
+    needs: [score]
+    with:
+      cases:
+        - {when: "${{ input.x == `1` }}", next: fast}
+      default: slow
+  - {id: fast, run: noop, needs: [route]}
+  - {id: slow, run: noop, needs: [route]}
+  - {id: notify, run: noop, needs: [slow]}
+  - {id: done, run: noop, needs: [fast, notify], needs_policy: any}
+  - {id: audit, run: noop, needs: [score], when: "${{ input.x == `1` }}"}
+  - {id: report, run: noop, needs: [audit, done], needs_policy: all_done}
+"""
+
 SPECS: dict[str, dict[str, Any]] = {
     name: parse_workflow(text, source=name).to_plain()
-    for name, text in (("sequential", SEQUENTIAL_YAML), ("diamond", DIAMOND_YAML), ("flaky", RETRY_YAML))
+    for name, text in (
+        ("sequential", SEQUENTIAL_YAML),
+        ("diamond", DIAMOND_YAML),
+        ("flaky", RETRY_YAML),
+        ("branches", BRANCHES_YAML),
+    )
 }
+#: Outputs a succeed may carry: a choice's name one of its branches (or, wrongly, something else).
+PLAIN_OUTPUTS = ('{"ok":true}', "1", '""')
+CHOICE_OUTPUTS = ('{"branch":"fast"}', '{"branch":"slow"}', '{"branch":"slow"}', '{"branch":"nope"}', "1")
 
 
 class History(list[Plain]):
@@ -153,8 +183,13 @@ def startable(wf: WorkflowState, step: StepState) -> bool:
     return (
         not wf.terminal
         and step.status in (STEP_PENDING, STEP_RETRY_WAIT)
-        and all(wf.steps[n].status == STEP_SUCCEEDED for n in wf.spec.step(step.id).needs)
+        and step_verdict(wf, step.id) == RUN
     )
+
+
+def skippable(wf: WorkflowState, step: StepState) -> bool:
+    """Pending with its needs done: its needs skip it, or (with a condition) the proposer may."""
+    return not wf.terminal and step.status == STEP_PENDING and step_verdict(wf, step.id) != WAIT
 
 
 def running(wf: WorkflowState, step: StepState) -> bool:
@@ -215,8 +250,10 @@ def _start(draw: st.DrawFn, sm: StateMachine, ts: int) -> Plain:
 def _succeed(draw: st.DrawFn, sm: StateMachine, ts: int) -> Plain:
     wf, epoch, step, attempts = _target(draw, sm, running)
     epoch, attempt = _epoch(draw, epoch), attempts + _pick(draw, RESULT_OFFSETS)
-    node, output = _pick(draw, NODES), _pick(draw, ['{"ok":true}', "1", '""'])
+    node, output = _pick(draw, NODES), _pick(draw, PLAIN_OUTPUTS)
     start: c.Starts = ()
+    if wf in sm.workflows and step in sm.workflows[wf].steps and sm.workflows[wf].spec.step(step).branches:
+        output = _pick(draw, CHOICE_OUTPUTS)
     if wf in sm.workflows:  # the proposer starts the dependents it finds ready in the same entry
         dependents = tuple((s.id, 0) for s in sm.workflows[wf].spec.steps if step in s.needs)
         start = _pick(draw, [dependents, dependents, (), ((step, 0),)])
@@ -254,6 +291,14 @@ def _redeliver(draw: st.DrawFn, sm: StateMachine, ts: int) -> Plain:
         seen=counted + _pick(draw, [0, 0, 0, -1]),  # now and then a retried duplicate
         ts=ts,
         node=_pick(draw, NODES),
+    ).to_plain()
+
+
+def _skip(draw: st.DrawFn, sm: StateMachine, ts: int) -> Plain:
+    """Mostly a step whose needs are done (skipped by them, or by a false condition); sometimes any."""
+    wf, epoch, step, _ = _target(draw, sm, skippable)
+    return c.Skip(
+        wf=wf, epoch=_epoch(draw, epoch), step=step, reason="when is false", ts=ts, node=_pick(draw, NODES)
     ).to_plain()
 
 
@@ -308,6 +353,7 @@ OP_BUILDERS: dict[str, tuple[Builder, int]] = {
     "abort": (_abort, 1),
     "gc": (_gc, 1),
     "chaos_monkey": (_chaos_monkey, 1),
+    "skip": (_skip, 3),
 }
 assert set(OP_BUILDERS) == set(c.COMMANDS), "every op needs a builder"
 

@@ -38,7 +38,7 @@ from tests.unit.state_strategies import (
 )
 
 #: Commands fenced by the workflow epoch.
-FENCED_OPS = ("start", "succeed", "fail", "redeliver", "abort")
+FENCED_OPS = ("start", "succeed", "fail", "redeliver", "abort", "skip")
 
 
 def cluster(ts: int = 0) -> StateMachine:
@@ -63,6 +63,7 @@ class Before:
     attempts: dict[tuple[str, str], int]
     request_ids: dict[str, str]
     counters: dict[str, int]
+    skipped: frozenset[tuple[str, str]]
 
     @classmethod
     def of(cls, sm: StateMachine) -> Before:
@@ -74,6 +75,9 @@ class Before:
             attempts={(w.id, s.id): s.attempts for w in sm.workflows.values() for s in w.steps.values()},
             request_ids=dict(sm.request_ids),
             counters=dict(sm.counters),
+            skipped=frozenset(
+                (w.id, s.id) for w in sm.workflows.values() for s in w.steps.values() if s.status == "skipped"
+            ),
         )
 
 
@@ -92,6 +96,10 @@ def check_transition(before: Before, sm: StateMachine, cmd: Plain, res: Result) 
     for wf_id, epoch in before.epochs.items():
         if wf_id not in gone:
             assert sm.workflows[wf_id].epoch >= epoch, f"epoch of {wf_id} decreased by {cmd}"
+    for wf_id, step_id in before.skipped:  # a skipped step never runs (nor changes again)
+        if wf_id not in gone:
+            after = sm.workflows[wf_id].steps[step_id]
+            assert after.status == "skipped" and after.attempts == 0, f"skipped {step_id} changed by {cmd}"
     for (wf_id, step_id), attempts in before.attempts.items():
         if wf_id not in gone:
             assert sm.workflows[wf_id].steps[step_id].attempts >= attempts, f"attempts decreased by {cmd}"
