@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from beamflowd.core.commands import Skip
 from beamflowd.core.invariants import check_invariants
@@ -305,3 +307,58 @@ def test_choice_kind_takes_the_first_true_case_else_the_default(conditions: list
         "default": "reject",
     }
     assert asyncio.run(STEP_KINDS["choice"].run(_ctx(), params)) == {"branch": branch}
+
+
+# ------------------------------------------------------------------------------------------- properties
+def _moves(sm: StateMachine, wf_id: str) -> list[dict[str, Any]]:
+    """Every command that makes progress now (and some the state machine must refuse)."""
+    wf = sm.workflows[wf_id]
+    moves: list[dict[str, Any]] = []
+    for step in wf.steps.values():
+        spec = wf.spec.step(step.id)
+        if step.status in ("pending", "retry_wait"):
+            moves.append(step_cmd("start", wf_id, wf.epoch, step.id, step.attempts + 1, 20))
+            moves.append(Skip(wf=wf_id, epoch=wf.epoch, step=step.id, reason="r", ts=20).to_plain())
+        elif step.status == "running":
+            outputs = (
+                ['{"branch":"fast"}', '{"branch":"slow"}', '{"branch":"x"}'] if spec.branches else ["{}"]
+            )
+            for output in outputs:
+                moves.append(step_cmd("succeed", wf_id, wf.epoch, step.id, step.attempts, 21, output=output))
+            moves.append(
+                step_cmd(
+                    "fail",
+                    wf_id,
+                    wf.epoch,
+                    step.id,
+                    step.attempts,
+                    21,
+                    error="e",
+                    error_class="transient",
+                    retry_at=30,
+                )
+            )
+    return moves
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(['{"x": 1}', '{"x": 2}']), st.data())
+def test_exactly_one_branch_runs_and_skipped_steps_never_run(input_json: str, data: st.DataObject) -> None:
+    sm = _cluster_with("w", input_json)
+    wf = sm.workflows["w"]
+    skipped: set[str] = set()
+    for _ in range(150):
+        if wf.terminal:
+            break
+        cmd = data.draw(st.sampled_from(_moves(sm, "w")))
+        sm.apply(cmd)
+        check_invariants(sm)
+        for step_id in skipped:
+            assert wf.steps[step_id].status == STEP_SKIPPED and wf.steps[step_id].attempts == 0
+        skipped |= {s.id for s in wf.steps.values() if s.status == STEP_SKIPPED}
+        ran = [b for b in ("fast", "slow") if wf.steps[b].attempts > 0]
+        assert len(ran) <= 1, f"both branches ran: {ran}"
+    if wf.status == WORKFLOW_SUCCEEDED:
+        statuses = {wf.steps[b].status for b in ("fast", "slow")}
+        assert statuses == {STEP_SUCCEEDED, STEP_SKIPPED}, "exactly one branch ran"
+        assert wf.steps["done"].status == STEP_SUCCEEDED  # the join after either branch
