@@ -237,6 +237,15 @@ class Client:
         )
         return response
 
+    def signal_workflow(
+        self, request: workflow_pb2.SignalWorkflowRequest
+    ) -> workflow_pb2.SignalWorkflowResponse:
+        """Signal; set ``request.request_id`` so a retry after fail-over is delivered once."""
+        response: workflow_pb2.SignalWorkflowResponse = self.unary(
+            "signal", lambda ch, t: _workflows(ch).SignalWorkflow(request, timeout=t)
+        )
+        return response
+
     def watch_workflow(
         self,
         workflow_id: str,

@@ -336,4 +336,52 @@ def cancel(
         output.line(f"Workflow {workflow_id} had already ended: {status}")
 
 
+@app.command("signal")
+@handle_errors
+def signal(
+    ctx: typer.Context,
+    workflow_id: Annotated[str, typer.Argument(metavar="ID", help="Workflow id.")],
+    name: Annotated[str, typer.Argument(metavar="NAME", help="Signal name (a wait step's `signal`).")],
+    data: Annotated[
+        str, typer.Option("--data", "-d", metavar="JSON", help="Payload as JSON text (the step's output).")
+    ] = "null",
+    request_id: Annotated[
+        str | None, typer.Option("--request-id", help="Idempotency key; the same id is delivered once.")
+    ] = None,
+    fmt: OutputOption = None,
+) -> None:
+    """Send a signal to a workflow: its waiting step takes the payload, or it is buffered until one waits.
+
+    Exit 2 for a payload the step's schema refuses or no step waiting for NAME (nothing changes), 1 if the
+    workflow has ended. Example: beamctl workflow signal wf-123 approval --data '{"approved": true}'
+    """
+    try:
+        json.loads(data)
+    except ValueError as err:
+        raise CliError(f"--data: not valid JSON: {err}", ExitCode.USAGE) from None
+    request = workflow_pb2.SignalWorkflowRequest(
+        workflow_id=workflow_id, signal=name, payload_json=data, request_id=request_id or uuid.uuid4().hex
+    )
+    with Client.from_settings(settings_of(ctx)) as client:
+        response = client.signal_workflow(request)
+    if (out := output_format(ctx, fmt)) in output.DATA_FORMATS:
+        output.emit_data(
+            {
+                "workflow_id": workflow_id,
+                "signal": name,
+                "delivered": response.delivered,
+                "step_id": response.step_id,
+                "duplicate": response.duplicate,
+                "request_id": response.request_id,
+            },
+            out,
+        )
+    elif response.duplicate:
+        output.line(f"Signal {name} to {workflow_id} was already accepted (request {response.request_id})")
+    elif response.delivered:
+        output.line(f"Signal {name} delivered to step {response.step_id} of {workflow_id}")
+    else:
+        output.line(f"Signal {name} buffered for {workflow_id}: delivered when a step waits for it")
+
+
 app.command("show")(show)

@@ -136,6 +136,16 @@ class Actor:
             self.attempts.pop(old).cancel()  # fenced anyway: results of an older epoch are rejected
         for step in view.spec.steps:
             st = view.steps[step.id]
+            if st.status == STEP_RUNNING and step.signal is not None:
+                # A wait step runs no body: a signal completes it (in apply); only its deadline is ours.
+                if st.next_ms and st.next_ms <= now:
+                    key = (step.id, -st.attempts)
+                    if key not in self.starting:
+                        self.starting.add(key)
+                        self._keep(asyncio.create_task(self._wait_timed_out(view, step, st.attempts, key)))
+                elif st.next_ms:
+                    next_due = st.next_ms if next_due is None else min(next_due, st.next_ms)
+                continue
             if st.status == STEP_RUNNING:
                 running = (view.epoch, step.id, st.attempts)
                 if running not in self.attempts:
@@ -200,6 +210,31 @@ class Actor:
             await asyncio.sleep(0.2)
         finally:
             self.starting.discard((step.id, 0))
+            self.wake.set()
+
+    async def _wait_timed_out(
+        self, view: WorkflowView, step: StepSpec, attempt: int, key: tuple[str, int]
+    ) -> None:
+        """The committed deadline of a wait passed without its signal: the step fails for good."""
+        ts = now_ms()
+        cmd = Fail(
+            wf=view.id,
+            epoch=view.epoch,
+            step=step.id,
+            attempt=attempt,
+            error=f"no signal {step.signal!r} before the wait's timeout",
+            error_class="timeout",
+            ts=ts,
+            node=self.executor.node_id,
+            retry_at=0,
+        )
+        try:
+            await self.executor.proposer.propose(cmd)
+        except ProposeError as exc:
+            log.warning("timeout of %s/%s not committed: %s", view.id, step.id, exc.message)
+            await asyncio.sleep(0.2)
+        finally:
+            self.starting.discard(key)
             self.wake.set()
 
     def _keep(self, task: asyncio.Task[None]) -> None:

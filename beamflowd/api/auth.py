@@ -48,6 +48,7 @@ METHOD_ROLES: dict[str, Role] = {
     "/beamflow.v1.WorkflowService/ListWorkflows": _R,
     "/beamflow.v1.WorkflowService/CancelWorkflow": _O,
     "/beamflow.v1.WorkflowService/WatchWorkflow": _R,
+    "/beamflow.v1.WorkflowService/SignalWorkflow": _O,
     "/beamflow.v1.ClusterService/GetClusterStatus": _R,
     "/beamflow.v1.ClusterService/GetNodeStatus": _R,
     "/beamflow.v1.StatsService/GetStats": _R,

@@ -46,6 +46,7 @@ def step_message(wf: WorkflowState, step: StepState) -> pb.Step:
         error=step.error,
         error_class=step.error_class,
         needs=list(spec.needs),
+        waiting_for=spec.signal or "" if step.status == "running" else "",
     )
     for name, ms in (
         ("start_time", step.started_ms),
@@ -72,6 +73,7 @@ def workflow_message(wf: WorkflowState, spec_plain: object) -> pb.Workflow:
         error=wf.error,
         definition_json=json.dumps(spec_plain, sort_keys=True),
         description=wf.spec.description,
+        signals_buffered=len(wf.signals),
     )
 
 
@@ -86,7 +88,15 @@ def summary_message(wf: WorkflowState) -> pb.WorkflowSummary:
         update_time=timestamp(wf.updated_ms),
         steps_total=len(wf.steps),
         steps_succeeded=sum(1 for s in wf.steps.values() if s.status == "succeeded"),
+        waiting_for=waiting_for(wf),
     )
+
+
+def waiting_for(wf: WorkflowState) -> list[str]:
+    """The signals the workflow's running wait steps wait for, in definition order."""
+    return [
+        name for s in wf.spec.steps if (name := s.signal) is not None and wf.steps[s.id].status == "running"
+    ]
 
 
 def event_message(event: Event) -> pb.WorkflowEvent:

@@ -18,10 +18,12 @@ from beamflowd.api.gen.beamflow.v1 import workflow_pb2_grpc as pb_grpc
 from beamflowd.api.status import abort
 from beamflowd.changes import ChangeHub
 from beamflowd.clock import now_ms
-from beamflowd.core.commands import Cancel, Command, Submit
+from beamflowd.core.commands import Cancel, Command, Signal, Submit
 from beamflowd.core.scheduling import first_starts
+from beamflowd.core.signals import SIGNAL_ID, SIGNAL_NAME, SIGNAL_PAYLOAD_BYTES_MAX, payload_problem
 from beamflowd.core.spec import MAX_DEFINITION_BYTES, SpecError, WorkflowSpec, parse_input
 from beamflowd.core.state import Result
+from beamflowd.core.step_params import parse_wait
 from beamflowd.core.vocabulary import CLOSING_EVENTS
 from beamflowd.isolation import ModulePolicy
 from beamflowd.proposer import ProposeError, Proposer
@@ -200,6 +202,65 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):  # type: ignore[misc]
                     await asyncio.wait_for(changed.wait(), WATCH_RECHECK_SECONDS)
         finally:
             self.hub.unsubscribe(wf_id, changed)
+
+    async def SignalWorkflow(
+        self, request: pb.SignalWorkflowRequest, context: grpc.aio.ServicerContext
+    ) -> pb.SignalWorkflowResponse:
+        """Check everything the state cannot (name, JSON, the step's schema) before proposing anything."""
+        if not SIGNAL_NAME.match(request.signal):
+            await abort(context, "INVALID_ARGUMENT", f"signal: must match {SIGNAL_NAME.pattern}")
+        if request.request_id and not SIGNAL_ID.match(request.request_id):
+            await abort(context, "INVALID_ARGUMENT", f"request_id: must match {SIGNAL_ID.pattern}")
+        size = len(request.payload_json.encode("utf-8", errors="surrogatepass"))
+        if size > SIGNAL_PAYLOAD_BYTES_MAX:
+            await abort(
+                context,
+                "RESOURCE_EXHAUSTED",
+                f"payload_json: {size} bytes, over the limit of {SIGNAL_PAYLOAD_BYTES_MAX} bytes",
+            )
+        try:
+            payload = parse_input(request.payload_json or "null", source="payload_json")
+        except SpecError as exc:
+            await abort(context, "INVALID_ARGUMENT", str(exc))
+        with self.raft.read():
+            wf = self.raft.sm.workflows.get(request.workflow_id)
+            schemas = (
+                []
+                if wf is None
+                else [
+                    (s.id, parse_wait(s.params, resolved=False).schema)
+                    for s in wf.spec.steps
+                    if s.signal == request.signal
+                ]
+            )
+        if wf is None:
+            await abort(context, "NOT_FOUND", f"workflow {request.workflow_id!r} not found")
+        for step_id, schema in schemas:
+            problem = None if schema is None else payload_problem(schema, payload)
+            if problem is not None:
+                await abort(
+                    context,
+                    "INVALID_ARGUMENT",
+                    f"payload_json: does not match the schema of step {step_id!r}: {problem}",
+                )
+        sid = request.request_id or uuid.uuid4().hex
+        cmd = Signal(
+            wf=request.workflow_id,
+            name=request.signal,
+            payload=_compact(request.payload_json or "null"),
+            sid=sid,
+            ts=now_ms(),
+            node=self.node_id,
+        )
+        result = await self._propose(context, cmd)
+        if not result.ok:
+            await abort(context, result.code, result.message)
+        return pb.SignalWorkflowResponse(
+            delivered=bool(result.data["delivered"]),
+            step_id=str(result.data["step"]),
+            duplicate=bool(result.data["duplicate"]),
+            request_id=sid,
+        )
 
 
 def check_python_functions(spec: WorkflowSpec, modules: ModulePolicy, source: str) -> None:

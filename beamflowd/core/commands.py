@@ -313,6 +313,27 @@ class Skip(_Command):
     node: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class Signal(_Command):
+    """A signal for a workflow (``beamctl workflow signal``), from any node; not fenced (not the owner's).
+
+    Delivered at once to a running ``wait`` step for ``name`` (its payload becomes the step's output),
+    else buffered until such a step starts (bounded). Idempotent by ``sid``: a retried signal is delivered
+    once. The proposer checked the payload against the step's schema; apply checks the bounds.
+    """
+
+    OP: ClassVar[str] = "signal"
+    wf: str
+    #: The signal's name (a ``wait`` step's ``signal``).
+    name: str
+    #: The payload, as canonical JSON text.
+    payload: str
+    #: Signal request id: the same id is delivered once.
+    sid: str
+    ts: int
+    node: str = ""
+
+
 Command: TypeAlias = (
     Join
     | Submit
@@ -327,6 +348,7 @@ Command: TypeAlias = (
     | Gc
     | ChaosMonkey
     | Skip
+    | Signal
 )
 
 _CLASSES: tuple[type[_Command], ...] = (
@@ -343,6 +365,7 @@ _CLASSES: tuple[type[_Command], ...] = (
     Gc,
     ChaosMonkey,
     Skip,
+    Signal,
 )
 #: op -> class.
 COMMANDS: Final[Mapping[str, type[_Command]]] = {cls.OP: cls for cls in _CLASSES}

@@ -15,6 +15,7 @@ from collections import Counter
 from typing import TYPE_CHECKING
 
 from beamflowd.core.scheduling import RUN, WAIT, branch_in_output
+from beamflowd.core.signals import SIGNAL_IDS_MAX, SIGNALS_BUFFERED_MAX
 from beamflowd.core.state import MAX_EVENTS_PER_WORKFLOW, MAX_NOTABLE_EVENTS, step_verdict
 from beamflowd.core.vocabulary import (
     DONE_STEP,
@@ -100,6 +101,16 @@ def check_invariants(sm: StateMachine) -> None:
                         _fail(f"{where} choice {step.id} took {taken} but branch {branch} ran")
             if step.error_class == ERROR_POISONED and step.status != STEP_FAILED:
                 _fail(f"{where} step {step.id}: poisoned but {step.status}")
+        if len(wf.signals) > SIGNALS_BUFFERED_MAX or len(wf.signal_ids) > SIGNAL_IDS_MAX:
+            _fail(f"{where}: {len(wf.signals)} buffered signals, {len(wf.signal_ids)} signal ids")
+        waiting_for = {
+            s.signal for s in wf.spec.steps if s.signal is not None and wf.steps[s.id].status == STEP_RUNNING
+        }
+        for sid, name, _, _ in wf.signals:
+            if name in waiting_for:
+                _fail(f"{where}: signal {sid} ({name}) is buffered while a step waits for it")
+            if not any(s.signal == name for s in wf.spec.steps):
+                _fail(f"{where}: signal {sid} ({name}) is buffered but no step waits for it")
         if len(wf.events) > MAX_EVENTS_PER_WORKFLOW:
             _fail(f"{where}: {len(wf.events)} events, at most {MAX_EVENTS_PER_WORKFLOW}")
         seqs = [e[0] for e in wf.events]

@@ -25,6 +25,7 @@ from beamflowd.core.step_params import (
     ParamError,
     choice_targets,
     validate_params,
+    waits_for,
 )
 from beamflowd.core.vocabulary import NEEDS_ALL_SUCCESS, NEEDS_POLICIES
 
@@ -160,6 +161,11 @@ class StepSpec:
     def branches(self) -> tuple[str, ...]:
         """The steps a ``choice`` step picks from (empty for other kinds)."""
         return choice_targets(self.params) if self.run == CHOICE_KIND else ()
+
+    @cached_property
+    def signal(self) -> str | None:
+        """The signal a ``wait`` step waits for (None for other kinds)."""
+        return waits_for(self.run, self.params)
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ from beamflowd.core.commands import (
     Join,
     NodeDown,
     Redeliver,
+    Signal,
     Skip,
     Start,
     Starts,
@@ -40,12 +41,15 @@ from beamflowd.core.commands import (
     decode,
 )
 from beamflowd.core.scheduling import RUN, SKIP, WAIT, BranchOf, branch_in_output, verdict
+from beamflowd.core.signals import SIGNAL_IDS_MAX, SIGNAL_PAYLOAD_BYTES_MAX, SIGNALS_BUFFERED_MAX
 from beamflowd.core.spec import RetryPolicy, WorkflowSpec
 from beamflowd.core.vocabulary import (
     CLOSING_EVENT_OF_STATUS,
     DONE_STEP,
     ERROR_POISONED,
     EVENT_REDELIVERED,
+    EVENT_SIGNAL_BUFFERED,
+    EVENT_SIGNAL_RECEIVED,
     EVENT_STEP_SKIPPED,
     NEEDS_POLICIES,
     NOTABLE_KINDS,
@@ -80,6 +84,8 @@ REFUSAL_DETAIL_CHARS_MAX = 200
 
 # Event tuple layout: (seq, ts_ms, type, step_id, attempt, message, node)
 Event = tuple[int, int, str, str, int, str, str]
+# Buffered signal tuple layout: (sid, name, payload_json, ts_ms)
+BufferedSignal = tuple[str, str, str, int]
 # Notable tuple layout: (ts_ms, type, workflow_id, workflow_name, step_id, message, node)
 Notable = tuple[int, str, str, str, str, str, str]
 
@@ -165,6 +171,10 @@ class WorkflowState:
     steps: dict[str, StepState] = field(default_factory=dict)
     events: list[Event] = field(default_factory=list)
     next_seq: int = 1
+    #: Signals received before a ``wait`` step took them, oldest first (at most SIGNALS_BUFFERED_MAX).
+    signals: list[BufferedSignal] = field(default_factory=list)
+    #: Ids of the signals accepted (delivered or buffered), oldest first: a retried signal is a duplicate.
+    signal_ids: list[str] = field(default_factory=list)
 
     @property
     def terminal(self) -> bool:
@@ -186,6 +196,9 @@ class WorkflowState:
             "steps": [s.to_plain() for s in self.steps.values()],
             "events": [list(e) for e in self.events],
             "next_seq": self.next_seq,
+            # Absent when unused: workflows that never got a signal encode (and digest) as before.
+            **({"signals": [list(x) for x in self.signals]} if self.signals else {}),
+            **({"signal_ids": list(self.signal_ids)} if self.signal_ids else {}),
         }
 
     @classmethod
@@ -209,6 +222,8 @@ class WorkflowState:
             step = StepState.from_plain(sp)
             wf.steps[step.id] = step
         wf.events = [(e[0], e[1], e[2], e[3], e[4], e[5], e[6]) for e in p["events"]]
+        wf.signals = [(x[0], x[1], x[2], x[3]) for x in p.get("signals", ())]
+        wf.signal_ids = list(p.get("signal_ids", ()))
         return wf
 
 
@@ -458,6 +473,13 @@ class StateMachine:
         step.started_ms, step.next_ms, step.error, step.error_class = ts, wake, "", ""
         wf.updated_ms = ts
         self._event(wf, ts, "step_started", step.id, attempt, "", node)
+        name = wf.spec.step(step.id).signal
+        if name is not None:  # a wait step takes the oldest signal buffered for it, in the same entry
+            for i, (sid, buffered_name, payload, _) in enumerate(wf.signals):
+                if buffered_name == name:
+                    del wf.signals[i]
+                    self._deliver(wf, step, sid, payload, ts, node)
+                    break
 
     def _check_running(self, step: StepState, attempt: int) -> Result | None:
         if step.status != STEP_RUNNING or step.attempts != attempt:
@@ -498,6 +520,65 @@ class StateMachine:
             self._start_ready(wf, cmd.start, ts, cmd.node)
         return Result("OK")
 
+    def _signal(self, cmd: Signal) -> Result:
+        """Deliver a signal to the running ``wait`` step for it, or buffer it until one starts (bounded).
+
+        Refused, changing nothing: an unknown or ended workflow, a name no step waits for, no step that is
+        or will be waiting for it, a payload over the limit, a full buffer. A repeated ``sid`` is OK, once.
+        """
+        wf = self.workflows.get(cmd.wf)
+        if wf is None:
+            return Result("NOT_FOUND", f"workflow {cmd.wf!r} not found")
+        if cmd.sid in wf.signal_ids:
+            return Result("OK", data={"delivered": False, "duplicate": True, "step": ""})
+        if wf.terminal:
+            return Result("FAILED_PRECONDITION", f"workflow {wf.id} is {wf.status}: it takes no more signals")
+        size = len(cmd.payload.encode("utf-8", errors="surrogatepass"))
+        if size > SIGNAL_PAYLOAD_BYTES_MAX:
+            return Result(
+                "RESOURCE_EXHAUSTED",
+                f"signal.payload: {size} bytes, over the limit of {SIGNAL_PAYLOAD_BYTES_MAX} bytes",
+            )
+        waiting = [s for s in wf.spec.steps if s.signal == cmd.name]
+        if not waiting:
+            return Result(
+                "INVALID_ARGUMENT", f"signal.name: no step of workflow {wf.id} waits for {cmd.name!r}"
+            )
+        running = [s for s in waiting if wf.steps[s.id].status == STEP_RUNNING]
+        if not running and all(wf.steps[s.id].status in TERMINAL_STEP for s in waiting):
+            return Result(
+                "FAILED_PRECONDITION", f"no step of workflow {wf.id} is or will be waiting for {cmd.name!r}"
+            )
+        if not running and len(wf.signals) >= SIGNALS_BUFFERED_MAX:
+            return Result(
+                "RESOURCE_EXHAUSTED",
+                f"workflow {wf.id} already holds {len(wf.signals)} buffered signals"
+                f" (limit {SIGNALS_BUFFERED_MAX} per workflow)",
+            )
+        wf.signal_ids.append(cmd.sid)
+        if len(wf.signal_ids) > SIGNAL_IDS_MAX:
+            del wf.signal_ids[0]
+        wf.updated_ms = cmd.ts
+        if running:
+            step = wf.steps[running[0].id]
+            self._deliver(wf, step, cmd.sid, cmd.payload, cmd.ts, cmd.node)
+            return Result("OK", data={"delivered": True, "duplicate": False, "step": step.id})
+        wf.signals.append((cmd.sid, cmd.name, cmd.payload, cmd.ts))
+        self._event(wf, cmd.ts, EVENT_SIGNAL_BUFFERED, "", 0, f"{cmd.name} ({cmd.sid})", cmd.node)
+        return Result("OK", data={"delivered": False, "duplicate": False, "step": ""})
+
+    def _deliver(
+        self, wf: WorkflowState, step: StepState, sid: str, payload: str, ts: int, node: str
+    ) -> None:
+        """A running wait step takes a signal: its payload is the output, and the step has succeeded."""
+        step.status, step.output_json, step.ended_ms, step.next_ms = STEP_SUCCEEDED, payload, ts, 0
+        self.counters["steps_succeeded"] += 1
+        name = wf.spec.step(step.id).signal
+        self._event(wf, ts, EVENT_SIGNAL_RECEIVED, step.id, step.attempts, f"{name} ({sid})", node)
+        self._event(wf, ts, "step_succeeded", step.id, step.attempts, "", node)
+        if all(s.status in DONE_STEP for s in wf.steps.values()):
+            self._finish(wf, WORKFLOW_SUCCEEDED, ts, "", node)
+
     def _skip(self, cmd: Skip) -> Result:
         """A pending step will never run. Its needs must be done; if they would let it run, only a false
         ``when`` (the proposer's evaluation) can skip it, so the step must have one."""
@@ -529,6 +610,9 @@ class StateMachine:
             return found
         wf, step = found
         ts, node = cmd.ts, cmd.node
+        if wf.spec.step(step.id).signal is not None and not 0 < step.next_ms <= ts:
+            # A wait step only fails by its committed deadline passing (the proposer's clock says so).
+            return Result("FAILED_PRECONDITION", f"step {step.id} waits for a signal and has not timed out")
         error = cmd.error[:MAX_EVENT_MESSAGE]
         error_class = cmd.error_class
         policy: RetryPolicy = wf.spec.step(step.id).retry
@@ -855,6 +939,7 @@ def _checked_spec(plain: Mapping[str, Any]) -> WorkflowSpec:
             raise ValueError(f"step {step.id} needs unknown steps {missing}")
         if step.needs_policy not in NEEDS_POLICIES:
             raise ValueError(f"step {step.id}: unknown needs_policy {step.needs_policy!r}")
+        _ = step.signal  # a wait step's params parse (ParamError is a ValueError)
         for branch in step.branches:  # a choice's params parse (ParamError is a ValueError)
             if branch not in ids or step.id not in spec.step(branch).needs:
                 raise ValueError(f"choice {step.id}: branch {branch!r} is not a dependent of it")
@@ -876,6 +961,7 @@ _HANDLERS: dict[type[Any], Callable[[StateMachine, Any], Result]] = {
     Gc: StateMachine._gc,
     ChaosMonkey: StateMachine._chaos_monkey,
     Skip: StateMachine._skip,
+    Signal: StateMachine._signal,
 }
 
 

@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from beamflowd.core.durations import parse_duration
+from beamflowd.core.signals import SIGNAL_NAME, schema_problem
 
 
 class ParamError(ValueError):
@@ -330,9 +331,51 @@ def choice_targets(params: Mapping[str, Any]) -> tuple[str, ...]:
     return parse_choice(params, resolved=False).targets
 
 
+#: The step kind that waits for a signal (``beamctl workflow signal``); its payload becomes the output.
+WAIT_KIND = "wait"
+WAIT_PARAMS = ("signal", "timeout", "schema")
+
+
+@dataclass(frozen=True)
+class WaitParams:
+    """The signal's name (literal), the durable timeout in ms (None: wait for ever, or unresolved) and the
+    payload's JSON Schema (None: any JSON)."""
+
+    signal: str
+    timeout_ms: int | None
+    schema: Mapping[str, Any] | None
+
+
+def parse_wait(params: Mapping[str, Any], *, resolved: bool) -> WaitParams:
+    p = Params(WAIT_KIND, params, allowed=WAIT_PARAMS, required=("signal",), resolved=resolved)
+    signal = params.get("signal")
+    if not isinstance(signal, str) or not SIGNAL_NAME.match(signal):
+        raise ParamError(
+            "signal",
+            f"expected a literal signal name matching {SIGNAL_NAME.pattern}, got {_describe(signal)}",
+        )
+    timeout_ms = p.duration_ms("timeout")
+    if timeout_ms is not None and timeout_ms <= 0:
+        raise ParamError("timeout", "must be a positive duration")
+    schema = params.get("schema")
+    if schema is not None:
+        if not isinstance(schema, Mapping):
+            raise ParamError("schema", f"expected a JSON Schema object, got {_describe(schema)}")
+        problem = schema_problem(schema)
+        if problem is not None:
+            raise ParamError("schema", problem)
+    return WaitParams(signal, timeout_ms, schema)
+
+
+def waits_for(kind: str, params: Mapping[str, Any]) -> str | None:
+    """The signal a validated step waits for, or None if it is not a ``wait`` step."""
+    return parse_wait(params, resolved=False).signal if kind == WAIT_KIND else None
+
+
 #: Every step kind by name, with its static parameter check (``resolved=False``).
 _VALIDATORS: Mapping[str, Callable[..., object]] = {
     CHOICE_KIND: parse_choice,
+    WAIT_KIND: parse_wait,
     "noop": parse_noop,
     "sleep": parse_sleep,
     "demo": parse_demo,
@@ -351,10 +394,13 @@ def validate_params(kind: str, params: Mapping[str, Any]) -> None:
 def durable_delay_ms(kind: str, params: Mapping[str, Any]) -> int | None:
     """Delay the engine commits before running an attempt (a durable timer), from resolved params; or None.
 
-    Only ``sleep`` has one. Raises :class:`ParamError` if the resolved duration is invalid.
+    ``sleep`` wakes up then; a ``wait`` with a timeout gives up then (the step's committed deadline).
+    Raises :class:`ParamError` if the resolved duration is invalid.
     """
     if kind == "sleep":
         return parse_sleep(params, resolved=True)
+    if kind == WAIT_KIND:
+        return parse_wait(params, resolved=True).timeout_ms
     return None
 
 

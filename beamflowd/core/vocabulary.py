@@ -46,6 +46,10 @@ EVENT_STEP_SUCCEEDED: Final = "step_succeeded"
 EVENT_STEP_FAILED: Final = "step_failed"
 #: A step will never run (see ``STEP_SKIPPED``); the message says why.
 EVENT_STEP_SKIPPED: Final = "step_skipped"
+#: A ``wait`` step took a signal (its payload is the step's output).
+EVENT_SIGNAL_RECEIVED: Final = "signal_received"
+#: A signal arrived before any step waited for it: kept until one does.
+EVENT_SIGNAL_BUFFERED: Final = "signal_buffered"
 EVENT_RETRY_SCHEDULED: Final = "retry_scheduled"
 EVENT_REASSIGNED: Final = "reassigned"
 EVENT_STALE_RESULT_REJECTED: Final = "stale_result_rejected"

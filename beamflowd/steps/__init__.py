@@ -20,6 +20,7 @@ from beamflowd.steps.http import HttpStep, aclose_http_client
 from beamflowd.steps.noop import NoopStep
 from beamflowd.steps.python import PythonStep
 from beamflowd.steps.sleep import SleepStep
+from beamflowd.steps.wait import WaitStep
 
 _KINDS: tuple[StepKind, ...] = (
     NoopStep(),
@@ -29,6 +30,7 @@ _KINDS: tuple[StepKind, ...] = (
     HttpStep(),
     ExecStep(),
     ChoiceStep(),
+    WaitStep(),
 )
 
 #: Read-only: kinds are process-wide singletons.

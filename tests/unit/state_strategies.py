@@ -81,6 +81,16 @@ steps:
   - {id: report, run: noop, needs: [audit, done], needs_policy: all_done}
 """
 
+#: Two waits for the same signal (one with a durable timeout): signals before, during and after them.
+APPROVAL_YAML = """
+name: approval
+steps:
+  - {id: prepare, run: noop}
+  - {id: approve, run: wait, needs: [prepare], with: {signal: approval, timeout: 1h}}
+  - {id: confirm, run: wait, needs: [approve], with: {signal: approval}}
+  - {id: done, run: noop, needs: [confirm]}
+"""
+
 SPECS: dict[str, dict[str, Any]] = {
     name: parse_workflow(text, source=name).to_plain()
     for name, text in (
@@ -88,6 +98,7 @@ SPECS: dict[str, dict[str, Any]] = {
         ("diamond", DIAMOND_YAML),
         ("flaky", RETRY_YAML),
         ("branches", BRANCHES_YAML),
+        ("approval", APPROVAL_YAML),
     )
 }
 #: Outputs a succeed may carry: a choice's name one of its branches (or, wrongly, something else).
@@ -302,6 +313,25 @@ def _skip(draw: st.DrawFn, sm: StateMachine, ts: int) -> Plain:
     ).to_plain()
 
 
+SIGNAL_IDS = tuple(f"s{i}" for i in range(6))
+#: Mostly small; now and then one byte over the limit (refused, RESOURCE_EXHAUSTED).
+PAYLOADS = ('{"ok":true}', '{"ok":false}', "null", '"' + "x" * 65_535 + '"')
+
+
+def _signal(draw: st.DrawFn, sm: StateMachine, ts: int) -> Plain:
+    """To any workflow (the approval ones mostly), the waited-for name mostly; ids repeat (retries)."""
+    approvals = [w for w, wf in sorted(sm.workflows.items()) if wf.name == "approval"]
+    wf = _pick(draw, [*approvals * 4, *sorted(sm.workflows), MISSING_WF])
+    return c.Signal(
+        wf=wf,
+        name=_pick(draw, ["approval", "approval", "approval", "other"]),
+        payload=_pick(draw, PAYLOADS[:3] * 5 + PAYLOADS[3:]),
+        sid=_pick(draw, SIGNAL_IDS),
+        ts=ts,
+        node=_pick(draw, NODES),
+    ).to_plain()
+
+
 def _cancel(draw: st.DrawFn, sm: StateMachine, ts: int) -> Plain:
     return cancel_cmd(
         _pick(draw, [*sorted(sm.workflows) * 4, MISSING_WF]),
@@ -354,6 +384,7 @@ OP_BUILDERS: dict[str, tuple[Builder, int]] = {
     "gc": (_gc, 1),
     "chaos_monkey": (_chaos_monkey, 1),
     "skip": (_skip, 3),
+    "signal": (_signal, 3),
 }
 assert set(OP_BUILDERS) == set(c.COMMANDS), "every op needs a builder"
 

@@ -43,7 +43,7 @@ STEP_STATUS_CANCELLED: StepStatus
 STEP_STATUS_SKIPPED: StepStatus
 
 class Step(_message.Message):
-    __slots__ = ("id", "kind", "status", "attempts", "output_json", "error", "error_class", "needs", "start_time", "end_time", "next_attempt_time")
+    __slots__ = ("id", "kind", "status", "attempts", "output_json", "error", "error_class", "needs", "start_time", "end_time", "next_attempt_time", "waiting_for")
     ID_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
@@ -55,6 +55,7 @@ class Step(_message.Message):
     START_TIME_FIELD_NUMBER: _ClassVar[int]
     END_TIME_FIELD_NUMBER: _ClassVar[int]
     NEXT_ATTEMPT_TIME_FIELD_NUMBER: _ClassVar[int]
+    WAITING_FOR_FIELD_NUMBER: _ClassVar[int]
     id: str
     kind: str
     status: StepStatus
@@ -66,10 +67,11 @@ class Step(_message.Message):
     start_time: _timestamp_pb2.Timestamp
     end_time: _timestamp_pb2.Timestamp
     next_attempt_time: _timestamp_pb2.Timestamp
-    def __init__(self, id: _Optional[str] = ..., kind: _Optional[str] = ..., status: _Optional[_Union[StepStatus, str]] = ..., attempts: _Optional[int] = ..., output_json: _Optional[str] = ..., error: _Optional[str] = ..., error_class: _Optional[str] = ..., needs: _Optional[_Iterable[str]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., next_attempt_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    waiting_for: str
+    def __init__(self, id: _Optional[str] = ..., kind: _Optional[str] = ..., status: _Optional[_Union[StepStatus, str]] = ..., attempts: _Optional[int] = ..., output_json: _Optional[str] = ..., error: _Optional[str] = ..., error_class: _Optional[str] = ..., needs: _Optional[_Iterable[str]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., next_attempt_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., waiting_for: _Optional[str] = ...) -> None: ...
 
 class Workflow(_message.Message):
-    __slots__ = ("id", "name", "status", "owner", "epoch", "create_time", "update_time", "input_json", "steps", "error", "definition_json", "description")
+    __slots__ = ("id", "name", "status", "owner", "epoch", "create_time", "update_time", "input_json", "steps", "error", "definition_json", "description", "signals_buffered")
     ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
@@ -82,6 +84,7 @@ class Workflow(_message.Message):
     ERROR_FIELD_NUMBER: _ClassVar[int]
     DEFINITION_JSON_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    SIGNALS_BUFFERED_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     status: WorkflowStatus
@@ -94,10 +97,11 @@ class Workflow(_message.Message):
     error: str
     definition_json: str
     description: str
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., status: _Optional[_Union[WorkflowStatus, str]] = ..., owner: _Optional[str] = ..., epoch: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., input_json: _Optional[str] = ..., steps: _Optional[_Iterable[_Union[Step, _Mapping]]] = ..., error: _Optional[str] = ..., definition_json: _Optional[str] = ..., description: _Optional[str] = ...) -> None: ...
+    signals_buffered: int
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., status: _Optional[_Union[WorkflowStatus, str]] = ..., owner: _Optional[str] = ..., epoch: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., input_json: _Optional[str] = ..., steps: _Optional[_Iterable[_Union[Step, _Mapping]]] = ..., error: _Optional[str] = ..., definition_json: _Optional[str] = ..., description: _Optional[str] = ..., signals_buffered: _Optional[int] = ...) -> None: ...
 
 class WorkflowSummary(_message.Message):
-    __slots__ = ("id", "name", "status", "owner", "epoch", "create_time", "update_time", "steps_total", "steps_succeeded")
+    __slots__ = ("id", "name", "status", "owner", "epoch", "create_time", "update_time", "steps_total", "steps_succeeded", "waiting_for")
     ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
@@ -107,6 +111,7 @@ class WorkflowSummary(_message.Message):
     UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
     STEPS_TOTAL_FIELD_NUMBER: _ClassVar[int]
     STEPS_SUCCEEDED_FIELD_NUMBER: _ClassVar[int]
+    WAITING_FOR_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     status: WorkflowStatus
@@ -116,7 +121,8 @@ class WorkflowSummary(_message.Message):
     update_time: _timestamp_pb2.Timestamp
     steps_total: int
     steps_succeeded: int
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., status: _Optional[_Union[WorkflowStatus, str]] = ..., owner: _Optional[str] = ..., epoch: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., steps_total: _Optional[int] = ..., steps_succeeded: _Optional[int] = ...) -> None: ...
+    waiting_for: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., status: _Optional[_Union[WorkflowStatus, str]] = ..., owner: _Optional[str] = ..., epoch: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., steps_total: _Optional[int] = ..., steps_succeeded: _Optional[int] = ..., waiting_for: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class WorkflowEvent(_message.Message):
     __slots__ = ("seq", "time", "type", "step_id", "attempt", "message", "node")
@@ -229,3 +235,27 @@ class WatchWorkflowResponse(_message.Message):
     event: WorkflowEvent
     status: WorkflowStatus
     def __init__(self, event: _Optional[_Union[WorkflowEvent, _Mapping]] = ..., status: _Optional[_Union[WorkflowStatus, str]] = ...) -> None: ...
+
+class SignalWorkflowRequest(_message.Message):
+    __slots__ = ("workflow_id", "signal", "payload_json", "request_id")
+    WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
+    SIGNAL_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_JSON_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    workflow_id: str
+    signal: str
+    payload_json: str
+    request_id: str
+    def __init__(self, workflow_id: _Optional[str] = ..., signal: _Optional[str] = ..., payload_json: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class SignalWorkflowResponse(_message.Message):
+    __slots__ = ("delivered", "step_id", "duplicate", "request_id")
+    DELIVERED_FIELD_NUMBER: _ClassVar[int]
+    STEP_ID_FIELD_NUMBER: _ClassVar[int]
+    DUPLICATE_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    delivered: bool
+    step_id: str
+    duplicate: bool
+    request_id: str
+    def __init__(self, delivered: _Optional[bool] = ..., step_id: _Optional[str] = ..., duplicate: _Optional[bool] = ..., request_id: _Optional[str] = ...) -> None: ...
