@@ -89,6 +89,7 @@ def snapshot_to_dict(snapshot: stats_pb2.StatsSnapshot) -> Json:
             "failed_history": list(w.failed_history),
             "submitted_history": list(w.submitted_history),
             "counters": dict(sorted(w.counters.items())),
+            "waiting_by_signal": dict(sorted(w.waiting_by_signal.items())),
         },
         "latencies": [
             {
@@ -270,6 +271,17 @@ def workflows_panel(data: Mapping[str, Any]) -> Panel:
         Text("reassigned"),
         Text(count(w["reassigned"])),
     )
+    waiting = w.get("waiting_by_signal") or {}
+    if waiting:
+        by_name = ", ".join(
+            f"{name} {count(n)}" for name, n in sorted(waiting.items(), key=lambda kv: -kv[1])[:3]
+        )
+        grid.add_row(
+            Text("waiting"),
+            Text(count(sum(waiting.values())), style="cyan"),
+            Text("for signal"),
+            Text(by_name, style="cyan"),
+        )
     return Panel(grid, title="Workflows", title_align="left", border_style="blue")
 
 

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 import grpc
 
+from beamflowd.api.convert import waiting_for
 from beamflowd.api.gen.beamflow.v1 import stats_pb2 as pb
 from beamflowd.api.gen.beamflow.v1 import stats_pb2_grpc as pb_grpc
 from beamflowd.api.peers import PeerChannels
@@ -182,7 +183,19 @@ class StatsServicer(pb_grpc.StatsServiceServicer):  # type: ignore[misc, unused-
             failed_history=list(rates.history["failed"]),
             submitted_history=list(rates.history["submitted"]),
             counters={k: max(0, v) for k, v in counters.items()},
+            waiting_by_signal=self.waiting_by_signal(),
         )
+
+    def waiting_by_signal(self) -> dict[str, int]:
+        """Running workflows waiting for a signal, by name (O(running workflows), once per sample)."""
+        waiting: dict[str, int] = {}
+        with self.raft.read():
+            sm = self.raft.sm
+            for ids in sm.owned_ids.values():
+                for wf_id in ids:
+                    for name in set(waiting_for(sm.workflows[wf_id])):
+                        waiting[name] = waiting.get(name, 0) + 1
+        return waiting
 
     def events(self, limit: int) -> list[pb.NotableEvent]:
         if limit <= 0:

@@ -224,6 +224,7 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):  # type: ignore[misc]
             await abort(context, "INVALID_ARGUMENT", str(exc))
         with self.raft.read():
             wf = self.raft.sm.workflows.get(request.workflow_id)
+            ended = "" if wf is None or not wf.terminal else wf.status
             schemas = (
                 []
                 if wf is None
@@ -235,7 +236,9 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):  # type: ignore[misc]
             )
         if wf is None:
             await abort(context, "NOT_FOUND", f"workflow {request.workflow_id!r} not found")
-        for step_id, schema in schemas:
+        # An ended workflow: the state machine answers (a retried signal it took is a duplicate, OK; any other
+        # is FAILED_PRECONDITION), whatever the payload.
+        for step_id, schema in [] if ended else schemas:
             problem = None if schema is None else payload_problem(schema, payload)
             if problem is not None:
                 await abort(
