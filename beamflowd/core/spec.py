@@ -50,7 +50,15 @@ JITTER_MODES = ("full", "equal", "none")
 
 _WORKFLOW_KEYS = ("name", "description", "timeout", "retry", "steps")
 _STEP_KEYS = ("id", "run", "with", "needs", "retry", "timeout", "when", "needs_policy")
-_RETRY_KEYS = ("max_attempts", "initial_interval", "max_interval", "backoff_rate", "jitter", "non_retryable")
+_RETRY_KEYS = (
+    "preset",
+    "max_attempts",
+    "initial_interval",
+    "max_interval",
+    "backoff_rate",
+    "jitter",
+    "non_retryable",
+)
 
 
 class SpecError(ValueError):
@@ -347,13 +355,37 @@ def _duration(value: object, err: _Errors, *, step: str | None, field: str, posi
     return millis
 
 
+#: ``retry: {preset: NAME}``: attempts / initial interval / max interval (and jitter) of common integrations,
+#: as the showcase had them. Laid over the inherited policy; fields given next to ``preset`` override it.
+RETRY_PRESETS: dict[str, dict[str, Any]] = {
+    "aggressive": {"max_attempts": 5, "initial_interval_ms": 1_000, "max_interval_ms": 15_000},
+    "conservative": {"max_attempts": 3, "initial_interval_ms": 2_000, "max_interval_ms": 30_000},
+    "patient": {"max_attempts": 10, "initial_interval_ms": 5_000, "max_interval_ms": 300_000},
+    "email": {"max_attempts": 5, "initial_interval_ms": 2_000, "max_interval_ms": 60_000},
+    "api": {"max_attempts": 4, "initial_interval_ms": 500, "max_interval_ms": 10_000},
+    "database": {"max_attempts": 3, "initial_interval_ms": 100, "max_interval_ms": 2_000, "jitter": "none"},
+    "payment": {"max_attempts": 3, "initial_interval_ms": 1_000, "max_interval_ms": 10_000},
+    "none": {"max_attempts": 1},
+}
+
+
 def _parse_retry(value: object, base: RetryPolicy, err: _Errors, *, step: str | None) -> RetryPolicy:
-    """Overlay the fields given in ``value`` on ``base`` (the workflow default), field by field."""
+    """Overlay the fields given in ``value`` on ``base`` (the workflow default), field by field; a
+    ``preset`` first, then the fields given beside it."""
     if value is None:
         return base
     if not isinstance(value, Mapping):
         err.fail(f"must be a mapping of retry fields, got {_type_name(value)}", step=step, field="retry")
     _check_keys(value, _RETRY_KEYS, err, step=step, prefix="retry.")
+    if "preset" in value:
+        preset = value["preset"]
+        if not isinstance(preset, str) or preset not in RETRY_PRESETS:
+            err.fail(
+                f"must be one of {', '.join(RETRY_PRESETS)}, got {_short(preset)}",
+                step=step,
+                field="retry.preset",
+            )
+        base = replace(base, **RETRY_PRESETS[preset])
     changes: dict[str, Any] = {}
     if "max_attempts" in value:
         attempts = value["max_attempts"]

@@ -51,6 +51,7 @@ from beamflowd.core.vocabulary import (
     EVENT_SIGNAL_BUFFERED,
     EVENT_SIGNAL_RECEIVED,
     EVENT_STEP_SKIPPED,
+    FINAL_ERRORS,
     NEEDS_POLICIES,
     NOTABLE_KINDS,
     STEP_CANCELLED,
@@ -649,11 +650,12 @@ class StateMachine:
             )
             return Result("OK", data={"retry": True})
         step.status, step.next_ms = STEP_FAILED, 0
+        how = "failed terminally" if error_class in FINAL_ERRORS else "failed"  # final: not undone or re-run
         self._finish(
             wf,
             WORKFLOW_FAILED,
             ts,
-            f"step {step.id} failed after {step.attempts} attempt(s): [{error_class}] {error}",
+            f"step {step.id} {how} after {step.attempts} attempt(s): [{error_class}] {error}",
             node,
         )
         return Result("OK", data={"retry": False})

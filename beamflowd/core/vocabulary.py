@@ -82,6 +82,21 @@ NOTABLE_KINDS: Final = frozenset(
     }
 )
 
+# -- error classes (docs/workflow-format.md "Error classes"); step code may use its own names too ---
+#: The default: a glitch (network error, 5xx, a plain exception). Retried per the step's policy.
+ERROR_TRANSIENT: Final = "transient"
+#: Expected to succeed once something outside recovers (a dependency restarting, a lock released): retried
+#: per the policy like transient; a separate class so dashboards and policies (``non_retryable``) can tell.
+ERROR_RECOVERABLE: Final = "recoverable"
+#: Retrying cannot help (bad parameter, 4xx, function not allowed): never retried; the workflow fails.
+ERROR_PERMANENT: Final = "permanent"
+#: Never retried, and the failure is final for the whole workflow: the workflow fails at once and its
+#: error says ``terminal``; nothing may undo or re-run it (no compensation, no retry from a dead-letter
+#: queue: ``FINAL_ERRORS`` is the contract those features read).
+ERROR_TERMINAL: Final = "terminal"
+#: A class that is not a plain short name (python steps): retried per the policy, like transient.
+ERROR_UNKNOWN: Final = "unknown"
+
 # -- error classes the engine itself assigns (step code may use its own) ---
 #: The process running the attempt died: a worker that exited or was killed by a signal.
 ERROR_CRASHED: Final = "crashed"
@@ -93,3 +108,24 @@ ERROR_TIMEOUT: Final = "timeout"
 ERROR_POISONED: Final = "poisoned"
 #: Classes that mean the attempt killed the process running it, so they count as deliveries.
 PROCESS_KILLING_ERRORS: Final = frozenset({ERROR_CRASHED, ERROR_MEMORY})
+#: A worker's or validation's failure of the input (reserved for the engine and python steps; per policy).
+ERROR_VALIDATION: Final = "validation"
+#: Every class the engine itself names (docs/workflow-format.md "Error classes").
+ENGINE_ERROR_CLASSES: Final = frozenset(
+    {
+        ERROR_TRANSIENT,
+        ERROR_RECOVERABLE,
+        ERROR_PERMANENT,
+        ERROR_TERMINAL,
+        ERROR_UNKNOWN,
+        ERROR_TIMEOUT,
+        ERROR_VALIDATION,
+        ERROR_CRASHED,
+        ERROR_MEMORY,
+        ERROR_POISONED,
+    }
+)
+#: Classes never retried, whatever the policy says.
+NEVER_RETRIED_ERRORS: Final = frozenset({ERROR_PERMANENT, ERROR_TERMINAL, ERROR_POISONED})
+#: Failures that end a workflow for good: not compensated, not re-driven.
+FINAL_ERRORS: Final = frozenset({ERROR_TERMINAL})
