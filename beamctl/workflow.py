@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
-from beamctl import output
+from beamctl import output, validate
 from beamctl.client import TERMINAL_STATUSES, Client, settings_of
 from beamctl.errors import CliError, ExitCode, handle_errors
 from beamctl.output import OutputOption, output_format
@@ -385,3 +385,5 @@ def signal(
 
 
 app.command("show")(show)
+app.command("validate")(validate.validate)
+app.command("schema")(validate.schema)

@@ -47,6 +47,9 @@ MAX_EXPRESSION_TEXT_CHARS = 64 * 1024
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,127}$")
 _STEP_ID = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
 JITTER_MODES = ("full", "equal", "none")
+#: The patterns above, for the format's JSON Schema (core/format_schema.py).
+WORKFLOW_NAME_RE = _NAME
+STEP_ID_RE = _STEP_ID
 
 _WORKFLOW_KEYS = ("name", "description", "timeout", "retry", "steps")
 _STEP_KEYS = ("id", "run", "with", "needs", "retry", "timeout", "when", "needs_policy")
@@ -754,6 +757,11 @@ def parse_workflow(text: str, *, source: str = "<definition>") -> WorkflowSpec:
         retry=retry,
         steps=tuple(s.spec for s in steps),
     )
+
+
+def load_document(text: str, *, source: str = "<definition>") -> Any:
+    """The document as parsed (JSON or YAML, duplicate keys refused), before any validation."""
+    return _load_document(text, _Errors(source))
 
 
 def parse_input(text: str, *, source: str = "--input") -> Any:
