@@ -25,7 +25,15 @@ from typing import Any
 
 from beamflowd.api.gen.beamflow.v1 import cluster_pb2
 from beamflowd.api.gen.beamflow.v1 import workflow_pb2 as wpb
-from beamflowd.core.vocabulary import STATUS_OF_CLOSING_EVENT
+from beamflowd.core.vocabulary import (
+    DONE_STEP,
+    EVENT_SIGNAL_RECEIVED,
+    EVENT_STEP_STARTED,
+    STATUS_OF_CLOSING_EVENT,
+    STEP_FAILED,
+    STEP_SKIPPED,
+    STEP_SUCCEEDED,
+)
 
 CLOSING = STATUS_OF_CLOSING_EVENT
 _STATUS = {
@@ -60,7 +68,11 @@ class History:
         )
 
 
-_STEP_STATUS = {wpb.STEP_STATUS_SUCCEEDED: "succeeded", wpb.STEP_STATUS_FAILED: "failed"}
+_STEP_STATUS = {
+    wpb.STEP_STATUS_SUCCEEDED: STEP_SUCCEEDED,
+    wpb.STEP_STATUS_FAILED: STEP_FAILED,
+    wpb.STEP_STATUS_SKIPPED: STEP_SKIPPED,
+}
 
 
 @dataclass
@@ -182,12 +194,23 @@ def check_history(wf_id: str, h: History, verdict: Verdict) -> None:
     for step, n in sorted(succeeded_steps.items()):
         if n > 1:
             verdict.violate(f"{wf_id}: step {step} succeeded {n} times")
+    skipped = {s for s, st in h.steps.items() if st == STEP_SKIPPED}
+    started = {e[2] for e in h.events if e[1] == EVENT_STEP_STARTED}
+    for step in sorted(skipped & (started | set(succeeded_steps))):
+        verdict.violate(f"{wf_id}: step {step} is skipped but ran")
+    received: dict[str, int] = {}
+    for e in h.events:
+        if e[1] == EVENT_SIGNAL_RECEIVED:  # message "<name> (<signal id>)"
+            received[e[4]] = received.get(e[4], 0) + 1
+    for signal, n in sorted(received.items()):
+        if n > 1:
+            verdict.violate(f"{wf_id}: signal {signal} delivered {n} times")
     if h.status == "succeeded":
-        unfinished = sorted(s for s, st in h.steps.items() if st != "succeeded")
+        unfinished = sorted(s for s, st in h.steps.items() if st not in DONE_STEP)
         if unfinished:
             verdict.violate(f"{wf_id}: succeeded with steps not succeeded: {', '.join(unfinished)}")
         if not truncated:
-            never = sorted(s for s in h.steps if s not in succeeded_steps)
+            never = sorted(s for s in h.steps if s not in succeeded_steps and s not in skipped)
             if never:
                 verdict.violate(f"{wf_id}: succeeded without a step_succeeded event for {', '.join(never)}")
     if any(e[1] == "reassigned" for e in h.events):
