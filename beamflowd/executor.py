@@ -24,7 +24,7 @@ from typing import Any
 from beamflowd.clock import now_ms
 from beamflowd.config import MAX_DELIVERIES_DEFAULT
 from beamflowd.core.backoff import retry_delay_ms
-from beamflowd.core.commands import Abort, Fail, Redeliver, Skip, Start, Succeed
+from beamflowd.core.commands import Abort, Fail, ItemDone, Redeliver, Skip, Start, Succeed
 from beamflowd.core.expressions import resolve
 from beamflowd.core.scheduling import (
     RUN,
@@ -36,7 +36,7 @@ from beamflowd.core.scheduling import (
     verdict,
     wake_time,
 )
-from beamflowd.core.spec import StepSpec, WorkflowSpec
+from beamflowd.core.spec import FOR_EACH_CONCURRENCY_DEFAULT, FOR_EACH_ITEMS_MAX, StepSpec, WorkflowSpec
 from beamflowd.core.state import WorkflowState
 from beamflowd.core.vocabulary import (
     EVENT_REASSIGNED,
@@ -62,6 +62,8 @@ class StepView:
     next_ms: int
     output_json: str
     deliveries: int = 0
+    #: A for_each step's instance outputs so far ("" while not done).
+    items: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +90,7 @@ class WorkflowView:
             wf.spec,
             wf.input_json,
             {
-                s.id: StepView(s.status, s.attempts, s.next_ms, s.output_json, s.deliveries)
+                s.id: StepView(s.status, s.attempts, s.next_ms, s.output_json, s.deliveries, tuple(s.items))
                 for s in wf.steps.values()
             },
         )
@@ -288,17 +290,8 @@ class Actor:
         await ex.quorum_ok.wait()
         async with ex.attempt_slots:
             cmd = await self._execute(view, step, attempt)
-        # Bounded: after ~50 failed proposals the result is dropped; the step is still committed as running,
-        # so the actor runs this attempt again (same idempotency key) once this task has ended.
-        for _ in range(50):
-            try:
-                await ex.proposer.propose(cmd)
-                break
-            except ProposeError as exc:
-                log.warning(
-                    "result of %s/%s#%d not committed yet: %s", view.id, step.id, attempt, exc.message
-                )
-                await asyncio.sleep(0.5)
+        if cmd is not None:
+            await self._commit(cmd, view, step, attempt)
         self.wake.set()
 
     async def _redeliver(self, view: WorkflowView, step: StepSpec, attempt: int, reason: str) -> bool:
@@ -326,35 +319,24 @@ class Actor:
             log.error("workflow %s: step %s is poisoned (%s)", view.id, step.id, reason)
         return result.ok and not result.data.get("poisoned")
 
-    async def _execute(self, view: WorkflowView, step: StepSpec, attempt: int) -> Succeed | Fail:
-        """Run one attempt; its result as the command to commit."""
+    async def _execute(self, view: WorkflowView, step: StepSpec, attempt: int) -> Succeed | Fail | None:
+        """Run one attempt; its result as the command to commit (None: a fan-out's last instance did)."""
         ex = self.executor
         scope = _scope(view)
-        workflow_input, results = scope["input"], scope["steps"]
         try:
             condition_holds(step, scope)  # raises if the condition cannot be evaluated: the step fails
-            params = resolve(step.params, scope)
-            ctx = StepContext(
-                workflow_id=view.id,
-                step_id=step.id,
-                attempt=attempt,
-                idempotency_key=f"{view.id}/{step.id}/{attempt}",
-                input=workflow_input,
-                results=results,
-                node_id=ex.node_id,
-                allow_exec=ex.allow_exec,
-                args=params,
-            )
             timeout_ms = step.timeout_ms or view.spec.timeout_ms
             timeout = timeout_ms / 1000 if timeout_ms else ex.default_step_timeout
             # Chaos hook (beamflowd/chaos.py): injected latency, errors, timeouts; None when chaos is off.
             if ex.step_faults is not None:
                 await ex.step_faults(view.id, step.id, attempt)
-            # Self-fencing at the last moment: the slot is held and nothing has touched the outside world yet.
-            while not ex.quorum_fresh():
-                await ex.quorum_ok.wait()
-            output = await asyncio.wait_for(STEP_KINDS[step.run].run(ctx, params), timeout)
-            encoded = encode_output(output)
+            if step.for_each is not None:
+                fanned = await self._fan_out(view, step, attempt, scope, timeout)
+                if fanned is None:
+                    return None
+                encoded = fanned
+            else:
+                encoded = await self._run_body(view, step, attempt, scope, timeout, None)
             ts = now_ms()
             # Steps this success makes ready start in the same entry (the state machine re-checks them).
             statuses = {sid: s.status for sid, s in view.steps.items()}
@@ -377,6 +359,102 @@ class Actor:
             return self._failure(view, step, attempt, "step timed out", "timeout")
         except ValueError as exc:  # expression evaluation on bad data: the author's error, not transient
             return self._failure(view, step, attempt, str(exc), "permanent")
+
+    async def _run_body(
+        self,
+        view: WorkflowView,
+        step: StepSpec,
+        attempt: int,
+        scope: dict[str, Any],
+        timeout: float,
+        item: tuple[int, Any] | None,
+    ) -> str:
+        """Run the step's kind once (or one for_each instance: ``(index, item)``); its encoded output."""
+        ex = self.executor
+        key = f"{view.id}/{step.id}/{attempt}"
+        if item is not None:
+            scope = {**scope, "index": item[0], "item": item[1]}
+            key = f"{key}/{item[0]}"
+        params = resolve(step.params, scope)
+        ctx = StepContext(
+            workflow_id=view.id,
+            step_id=step.id,
+            attempt=attempt,
+            idempotency_key=key,
+            input=scope["input"],
+            results=scope["steps"],
+            node_id=ex.node_id,
+            allow_exec=ex.allow_exec,
+            args=params,
+        )
+        # Self-fencing at the last moment: the slot is held and nothing has touched the outside world yet.
+        while not ex.quorum_fresh():
+            await ex.quorum_ok.wait()
+        output = await asyncio.wait_for(STEP_KINDS[step.run].run(ctx, params), timeout)
+        return encode_output(output)
+
+    async def _fan_out(
+        self, view: WorkflowView, step: StepSpec, attempt: int, scope: dict[str, Any], timeout: float
+    ) -> str | None:
+        """Run the missing instances of a for_each step, at most ``concurrency`` at once, committing each
+        result (``ItemDone``); the last commit completes the step (None). An empty list: its output "[]".
+        The first failed instance cancels the others and raises (the step fails per its retry policy)."""
+        assert step.for_each is not None
+        items = resolve(step.for_each, scope)
+        if not isinstance(items, list):
+            raise StepError(f"for_each: expected a list, got {type(items).__name__}", "permanent")
+        if len(items) > FOR_EACH_ITEMS_MAX:
+            raise StepError(
+                f"for_each: {len(items)} items, over the limit of {FOR_EACH_ITEMS_MAX}", "permanent"
+            )
+        if not items:
+            return "[]"
+        done = view.steps[step.id].items
+        if done and len(done) != len(items):
+            raise StepError(f"for_each: {len(items)} items now, {len(done)} recorded", "permanent")
+        slots = asyncio.Semaphore(step.concurrency or FOR_EACH_CONCURRENCY_DEFAULT)
+
+        async def one(index: int, item: Any) -> None:
+            async with slots:
+                encoded = await self._run_body(view, step, attempt, scope, timeout, (index, item))
+            cmd = ItemDone(
+                wf=view.id,
+                epoch=view.epoch,
+                step=step.id,
+                attempt=attempt,
+                index=index,
+                count=len(items),
+                output=encoded,
+                ts=now_ms(),
+                node=self.executor.node_id,
+            )
+            await self._commit(cmd, view, step, attempt)
+
+        tasks = [asyncio.create_task(one(i, x)) for i, x in enumerate(items) if not (done and done[i])]
+        try:
+            finished, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            for task in finished:
+                if task.exception() is not None:
+                    raise task.exception()  # type: ignore[misc]
+        finally:
+            for task in tasks:
+                task.cancel()
+        return None
+
+    async def _commit(
+        self, cmd: Succeed | Fail | ItemDone, view: WorkflowView, step: StepSpec, attempt: int
+    ) -> None:
+        """Propose a result. Bounded: after ~50 failed proposals it is dropped; the step is still committed
+        as running, so the actor runs this attempt again (same idempotency key) once its task has ended."""
+        for _ in range(50):
+            try:
+                await self.executor.proposer.propose(cmd)
+                return
+            except ProposeError as exc:
+                log.warning(
+                    "result of %s/%s#%d not committed yet: %s", view.id, step.id, attempt, exc.message
+                )
+                await asyncio.sleep(0.5)
 
     def _failure(
         self, view: WorkflowView, step: StepSpec, attempt: int, message: str, error_class: str

@@ -2,7 +2,8 @@
 
 Errors are :func:`beamflowd.core.spec.parse_workflow`'s (the server's own validation). A warning names
 something legal that is probably a mistake: a step that can never run, retries without a bound on their
-interval, a wait that may wait for ever. ``beamctl workflow validate`` prints them (``--strict``: exit 1).
+interval, a wait that may wait for ever, a fan-out without a stated concurrency. ``beamctl workflow
+validate`` prints them (``--strict``: exit 1).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from beamflowd.core.spec import WorkflowSpec, load_document
+from beamflowd.core.spec import FOR_EACH_CONCURRENCY_DEFAULT, WorkflowSpec, load_document
 from beamflowd.core.step_params import WAIT_KIND, parse_wait
 from beamflowd.core.vocabulary import NEEDS_ALL_DONE, NEEDS_ANY
 
@@ -44,6 +45,15 @@ def audit(spec: WorkflowSpec, text: str) -> list[Finding]:
     found = _unreachable(spec)
     found += _unbounded_retries(raw)
     for step in spec.steps:
+        if step.for_each is not None and step.concurrency is None:
+            found.append(
+                Finding(
+                    step.id,
+                    "concurrency",
+                    f"a for_each without concurrency runs {FOR_EACH_CONCURRENCY_DEFAULT} instances at once;"
+                    " say how many",
+                )
+            )
         if step.run == WAIT_KIND and parse_wait(step.params, resolved=False).timeout_ms is None:
             found.append(
                 Finding(step.id, "with.timeout", "a wait without a timeout may wait for ever; set one")

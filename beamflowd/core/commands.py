@@ -334,6 +334,27 @@ class Signal(_Command):
     node: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class ItemDone(_Command):
+    """One instance of a running ``for_each`` step succeeded. The first of an attempt fixes the item count
+    (the proposer evaluated the list on committed outputs); the last one makes the step succeed, with the
+    list of instance outputs in item order. A repeated index changes nothing."""
+
+    OP: ClassVar[str] = "item_done"
+    wf: str
+    epoch: int
+    step: str
+    attempt: int
+    #: The item's position in the list, from 0.
+    index: int
+    #: Items in the list (at most FOR_EACH_ITEMS_MAX).
+    count: int
+    #: The instance's output, as JSON text.
+    output: str
+    ts: int
+    node: str = ""
+
+
 Command: TypeAlias = (
     Join
     | Submit
@@ -349,6 +370,7 @@ Command: TypeAlias = (
     | ChaosMonkey
     | Skip
     | Signal
+    | ItemDone
 )
 
 _CLASSES: tuple[type[_Command], ...] = (
@@ -366,6 +388,7 @@ _CLASSES: tuple[type[_Command], ...] = (
     ChaosMonkey,
     Skip,
     Signal,
+    ItemDone,
 )
 #: op -> class.
 COMMANDS: Final[Mapping[str, type[_Command]]] = {cls.OP: cls for cls in _CLASSES}

@@ -14,6 +14,7 @@ from typing import Any
 from beamflowd.core.durations import DURATION_RE
 from beamflowd.core.signals import SIGNAL_NAME
 from beamflowd.core.spec import (
+    FOR_EACH_CONCURRENCY_MAX,
     JITTER_MODES,
     MAX_DESCRIPTION_CHARS,
     MAX_STEPS,
@@ -98,7 +99,10 @@ def workflow_schema() -> dict[str, Any]:
             "timeout": {"$ref": "#/$defs/duration"},
             "when": {"$ref": "#/$defs/expression"},
             "needs_policy": {"enum": list(NEEDS_POLICIES)},
+            "for_each": {"$ref": "#/$defs/expression"},
+            "concurrency": {"type": "integer", "minimum": 1, "maximum": FOR_EACH_CONCURRENCY_MAX},
         },
+        "dependentRequired": {"concurrency": ["for_each"]},
         "allOf": [_kind_params(CHOICE_KIND, choice), _kind_params(WAIT_KIND, wait)],
     }
     return {

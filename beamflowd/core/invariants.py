@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from beamflowd.core.scheduling import RUN, WAIT, branch_in_output
 from beamflowd.core.signals import SIGNAL_IDS_MAX, SIGNALS_BUFFERED_MAX
+from beamflowd.core.spec import FOR_EACH_ITEMS_MAX
 from beamflowd.core.state import MAX_EVENTS_PER_WORKFLOW, MAX_NOTABLE_EVENTS, step_verdict
 from beamflowd.core.vocabulary import (
     DONE_STEP,
@@ -99,6 +100,13 @@ def check_invariants(sm: StateMachine) -> None:
                 for branch in spec.branches:  # exactly one branch may run
                     if branch != taken and wf.steps[branch].status in RAN:
                         _fail(f"{where} choice {step.id} took {taken} but branch {branch} ran")
+            if step.items:
+                if spec.for_each is None or len(step.items) > FOR_EACH_ITEMS_MAX or step.attempts < 1:
+                    _fail(f"{where} step {step.id}: {len(step.items)} items recorded")
+                if step.status == STEP_SUCCEEDED and (
+                    not all(step.items) or step.output_json != "[" + ",".join(step.items) + "]"
+                ):
+                    _fail(f"{where} step {step.id}: succeeded without every item's output, in order")
             if step.error_class == ERROR_POISONED and step.status != STEP_FAILED:
                 _fail(f"{where} step {step.id}: poisoned but {step.status}")
         if len(wf.signals) > SIGNALS_BUFFERED_MAX or len(wf.signal_ids) > SIGNAL_IDS_MAX:

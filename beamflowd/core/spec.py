@@ -22,6 +22,7 @@ from beamflowd.core.durations import parse_duration
 from beamflowd.core.step_params import (
     CHOICE_KIND,
     STEP_KIND_NAMES,
+    WAIT_KIND,
     ParamError,
     choice_targets,
     validate_params,
@@ -52,7 +53,23 @@ WORKFLOW_NAME_RE = _NAME
 STEP_ID_RE = _STEP_ID
 
 _WORKFLOW_KEYS = ("name", "description", "timeout", "retry", "steps")
-_STEP_KEYS = ("id", "run", "with", "needs", "retry", "timeout", "when", "needs_policy")
+_STEP_KEYS = (
+    "id",
+    "run",
+    "with",
+    "needs",
+    "retry",
+    "timeout",
+    "when",
+    "needs_policy",
+    "for_each",
+    "concurrency",
+)
+#: Items of one ``for_each`` (each is a committed result): beyond, the step fails (permanent).
+FOR_EACH_ITEMS_MAX = 1_000
+#: Instances of one ``for_each`` running at once, at most; default when unset.
+FOR_EACH_CONCURRENCY_MAX = 100
+FOR_EACH_CONCURRENCY_DEFAULT = 10
 _RETRY_KEYS = (
     "preset",
     "max_attempts",
@@ -137,6 +154,10 @@ class StepSpec:
     when: str | None = None
     #: How the needs decide whether the step runs (``NEEDS_POLICIES`` in core/vocabulary.py).
     needs_policy: str = NEEDS_ALL_SUCCESS
+    #: ``${{ <list expression> }}``: one instance of the step per item (``${{ item }}``, ``${{ index }}``).
+    for_each: str | None = None
+    #: Instances of a ``for_each`` running at once (None: FOR_EACH_CONCURRENCY_DEFAULT).
+    concurrency: int | None = None
 
     def to_plain(self) -> dict[str, Any]:
         plain: dict[str, Any] = {
@@ -152,6 +173,10 @@ class StepSpec:
             plain["when"] = self.when
         if self.needs_policy != NEEDS_ALL_SUCCESS:
             plain["needs_policy"] = self.needs_policy
+        if self.for_each is not None:
+            plain["for_each"] = self.for_each
+        if self.concurrency is not None:
+            plain["concurrency"] = self.concurrency
         return plain
 
     @classmethod
@@ -166,6 +191,8 @@ class StepSpec:
             timeout_ms=None if d["timeout_ms"] is None else int(d["timeout_ms"]),
             when=None if when is None else str(when),
             needs_policy=str(d.get("needs_policy", NEEDS_ALL_SUCCESS)),
+            for_each=None if d.get("for_each") is None else str(d["for_each"]),
+            concurrency=None if d.get("concurrency") is None else int(d["concurrency"]),
         )
 
     @cached_property
@@ -551,6 +578,19 @@ def _parse_step(index: int, raw: object, default_retry: RetryPolicy, err: _Error
     refs = _check_expressions(params, err, step=step_id)
     _validate_params(run, params, err, step=step_id)
     when = _parse_when(raw.get("when"), refs, err, step=step_id)
+    for_each = _parse_when(raw.get("for_each"), refs, err, step=step_id, field="for_each")
+    concurrency = raw.get("concurrency")
+    if concurrency is not None:
+        if for_each is None:
+            err.fail("only a for_each step has a concurrency", step=step_id, field="concurrency")
+        if not _is_int(concurrency) or not 1 <= concurrency <= FOR_EACH_CONCURRENCY_MAX:
+            err.fail(
+                f"must be an integer from 1 to {FOR_EACH_CONCURRENCY_MAX}, got {_short(concurrency)}",
+                step=step_id,
+                field="concurrency",
+            )
+    if for_each is not None and run in (CHOICE_KIND, WAIT_KIND, "sleep"):
+        err.fail(f"a {run} step cannot fan out", step=step_id, field="for_each")
     needs = _parse_needs(raw.get("needs"), err, step=step_id)
     needs_policy = raw.get("needs_policy", NEEDS_ALL_SUCCESS)
     if needs_policy not in NEEDS_POLICIES:
@@ -575,18 +615,23 @@ def _parse_step(index: int, raw: object, default_retry: RetryPolicy, err: _Error
             ),
             when=when,
             needs_policy=needs_policy,
+            for_each=for_each,
+            concurrency=concurrency,
         ),
         refs=refs,
     )
 
 
-def _parse_when(value: object, refs: dict[str, str], err: _Errors, *, step: str) -> str | None:
-    """A condition is exactly one expression; the steps it reads are added to ``refs`` (must be upstream)."""
+def _parse_when(
+    value: object, refs: dict[str, str], err: _Errors, *, step: str, field: str = "when"
+) -> str | None:
+    """A condition (or a for_each list) is exactly one expression; the steps it reads are added to ``refs``
+    (they must be upstream)."""
     if value is None:
         return None
     if not isinstance(value, str) or len(value) > expressions.MAX_EXPRESSION_CHARS + 16:
         err.fail(
-            f"must be one expression '${{{{ <JMESPath> }}}}', got {_short(value)}", step=step, field="when"
+            f"must be one expression '${{{{ <JMESPath> }}}}', got {_short(value)}", step=step, field=field
         )
     err.expressions += 1
     err.expression_chars += len(value)
@@ -594,13 +639,13 @@ def _parse_when(value: object, refs: dict[str, str], err: _Errors, *, step: str)
         single = expressions.is_single_expression(value)
         found = expressions.referenced_steps(value)
     except expressions.ExpressionError as exc:
-        err.fail(str(exc), step=step, field="when")
+        err.fail(str(exc), step=step, field=field)
     if not single:
         err.fail(
-            f"must be one expression '${{{{ <JMESPath> }}}}', got {_short(value)}", step=step, field="when"
+            f"must be one expression '${{{{ <JMESPath> }}}}', got {_short(value)}", step=step, field=field
         )
     for ref in sorted(found):
-        refs.setdefault(ref, "when")
+        refs.setdefault(ref, field)
     return value
 
 

@@ -29,6 +29,7 @@ from beamflowd.core.commands import (
     Fail,
     Gc,
     Heartbeat,
+    ItemDone,
     Join,
     NodeDown,
     Redeliver,
@@ -42,7 +43,7 @@ from beamflowd.core.commands import (
 )
 from beamflowd.core.scheduling import RUN, SKIP, WAIT, BranchOf, branch_in_output, verdict
 from beamflowd.core.signals import SIGNAL_IDS_MAX, SIGNAL_PAYLOAD_BYTES_MAX, SIGNALS_BUFFERED_MAX
-from beamflowd.core.spec import RetryPolicy, WorkflowSpec
+from beamflowd.core.spec import FOR_EACH_ITEMS_MAX, RetryPolicy, WorkflowSpec
 from beamflowd.core.vocabulary import (
     CLOSING_EVENT_OF_STATUS,
     DONE_STEP,
@@ -132,6 +133,8 @@ class StepState:
     #: Times an attempt of this step killed the process running it (a redelivery after its owner died, or a
     #: crashed worker); at the limit the step is poisoned.
     deliveries: int = 0
+    #: A for_each step's instance outputs (JSON text, "" while not done), kept across its attempts.
+    items: list[str] = field(default_factory=list)
 
     def to_plain(self) -> list[Any]:
         plain: list[Any] = [
@@ -145,13 +148,17 @@ class StepState:
             self.ended_ms,
             self.next_ms,
         ]
-        if self.deliveries:
+        if self.deliveries or self.items:
             plain.append(self.deliveries)  # absent when 0: states from before the count encode as they did
+        if self.items:
+            plain.append(list(self.items))  # absent unless a for_each step
         return plain
 
     @classmethod
     def from_plain(cls, p: list[Any]) -> StepState:
-        return cls(*p)
+        step = cls(*p)
+        step.items = list(step.items)
+        return step
 
 
 @dataclass(slots=True)
@@ -413,7 +420,7 @@ class StateMachine:
 
     def _fenced_workflow(
         self,
-        cmd: Start | Succeed | Fail | Redeliver | Abort | Skip,
+        cmd: Start | Succeed | Fail | Redeliver | Abort | Skip | ItemDone,
         what: str,
         step: str = "",
         attempt: int = 0,
@@ -439,7 +446,7 @@ class StateMachine:
         return wf, None
 
     def _fenced(
-        self, cmd: Start | Succeed | Fail | Redeliver
+        self, cmd: Start | Succeed | Fail | Redeliver | ItemDone
     ) -> tuple[WorkflowState | None, StepState | None, Result | None]:
         """Common checks of step commands: the workflow is fenced (above) and the step exists."""
         wf, err = self._fenced_workflow(cmd, "", cmd.step, cmd.attempt)
@@ -490,7 +497,9 @@ class StateMachine:
             )
         return None
 
-    def _running(self, cmd: Succeed | Fail | Redeliver) -> tuple[WorkflowState, StepState] | Result:
+    def _running(
+        self, cmd: Succeed | Fail | Redeliver | ItemDone
+    ) -> tuple[WorkflowState, StepState] | Result:
         """The workflow and step a result is for, or why the result does not apply (fenced, not running)."""
         wf, step, err = self._fenced(cmd)
         if err is not None:
@@ -504,6 +513,9 @@ class StateMachine:
             return found
         wf, step = found
         ts = cmd.ts
+        if step.items:
+            # A for_each step that recorded instances succeeds by its last instance (item_done), not here.
+            return Result("FAILED_PRECONDITION", f"step {step.id} fans out: its instances complete it")
         branches = wf.spec.step(step.id).branches
         if branches and branch_in_output(cmd.output) not in branches:
             # A choice must name one of its branches, or its dependents could never be decided.
@@ -579,6 +591,43 @@ class StateMachine:
         self._event(wf, ts, "step_succeeded", step.id, step.attempts, "", node)
         if all(s.status in DONE_STEP for s in wf.steps.values()):
             self._finish(wf, WORKFLOW_SUCCEEDED, ts, "", node)
+
+    def _item_done(self, cmd: ItemDone) -> Result:
+        """Record one for_each instance's output; the last one makes the step succeed with the list."""
+        found = self._running(cmd)
+        if isinstance(found, Result):
+            return found
+        wf, step = found
+        if wf.spec.step(step.id).for_each is None:
+            return Result("FAILED_PRECONDITION", f"step {step.id} has no for_each")
+        if not 0 < cmd.count <= FOR_EACH_ITEMS_MAX or not 0 <= cmd.index < cmd.count:
+            return Result(
+                "INVALID_ARGUMENT",
+                f"item_done: index {cmd.index} of {cmd.count} items (at most {FOR_EACH_ITEMS_MAX})",
+            )
+        if step.items and len(step.items) != cmd.count:
+            return Result(
+                "FAILED_PRECONDITION", f"step {step.id} has {len(step.items)} items, not {cmd.count}"
+            )
+        if not cmd.output:
+            return Result("INVALID_ARGUMENT", "item_done.output: empty (an instance's output is JSON text)")
+        if step.items and step.items[cmd.index]:
+            return Result("OK", data={"duplicate": True, "done": False})
+        if not step.items:
+            step.items = [""] * cmd.count
+        step.items[cmd.index] = cmd.output
+        wf.updated_ms = cmd.ts
+        self._changed.add(wf.id)
+        if not all(step.items):
+            return Result("OK", data={"duplicate": False, "done": False})
+        ts = cmd.ts
+        step.status, step.output_json = STEP_SUCCEEDED, "[" + ",".join(step.items) + "]"
+        step.ended_ms, step.next_ms = ts, 0
+        self.counters["steps_succeeded"] += 1
+        self._event(wf, ts, "step_succeeded", step.id, step.attempts, f"{cmd.count} items", cmd.node)
+        if all(s.status in DONE_STEP for s in wf.steps.values()):
+            self._finish(wf, WORKFLOW_SUCCEEDED, ts, "", cmd.node)
+        return Result("OK", data={"duplicate": False, "done": True})
 
     def _skip(self, cmd: Skip) -> Result:
         """A pending step will never run. Its needs must be done; if they would let it run, only a false
@@ -964,6 +1013,7 @@ _HANDLERS: dict[type[Any], Callable[[StateMachine, Any], Result]] = {
     ChaosMonkey: StateMachine._chaos_monkey,
     Skip: StateMachine._skip,
     Signal: StateMachine._signal,
+    ItemDone: StateMachine._item_done,
 }
 
 

@@ -33,6 +33,7 @@ steps:
   - {id: after, run: noop, needs: [join]}
   - {id: ok-join, run: noop, needs: [b, d], needs_policy: any}
   - {id: hook, run: wait, needs: [ok-join], with: {signal: go}}
+  - {id: each, run: noop, needs: [hook], for_each: "${{ input.items }}"}
 """
 
 
@@ -61,6 +62,7 @@ def test_warnings_exit_1_only_under_strict_and_name_step_and_field(tmp_path: Pat
         ("after", "needs"),
         ("hook", "with.timeout"),
         ("a", "retry.max_interval"),
+        ("each", "concurrency"),
     }, found
     messages = " ".join(w["message"] for w in data["files"][0]["warnings"])
     assert "branches b and d of choice 'c'" in messages and "its need 'join' can never run" in messages

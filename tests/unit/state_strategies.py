@@ -91,6 +91,14 @@ steps:
   - {id: done, run: noop, needs: [confirm]}
 """
 
+#: A fan-out over the input's list, then a step after it.
+FANOUT_YAML = """
+name: fanout
+steps:
+  - {id: each, run: noop, for_each: "${{ input.items }}", concurrency: 2, retry: {max_attempts: 2}}
+  - {id: after, run: noop, needs: [each]}
+"""
+
 SPECS: dict[str, dict[str, Any]] = {
     name: parse_workflow(text, source=name).to_plain()
     for name, text in (
@@ -99,6 +107,7 @@ SPECS: dict[str, dict[str, Any]] = {
         ("flaky", RETRY_YAML),
         ("branches", BRANCHES_YAML),
         ("approval", APPROVAL_YAML),
+        ("fanout", FANOUT_YAML),
     )
 }
 #: Outputs a succeed may carry: a choice's name one of its branches (or, wrongly, something else).
@@ -332,6 +341,22 @@ def _signal(draw: st.DrawFn, sm: StateMachine, ts: int) -> Plain:
     ).to_plain()
 
 
+def _item_done(draw: st.DrawFn, sm: StateMachine, ts: int) -> Plain:
+    """An instance of a running fan-out (mostly); counts 2 or 3, some duplicates and bad indexes."""
+    wf, epoch, step, attempts = _target(draw, sm, running)
+    return c.ItemDone(
+        wf=wf,
+        epoch=_epoch(draw, epoch),
+        step=step,
+        attempt=attempts + _pick(draw, RESULT_OFFSETS),
+        index=_pick(draw, [0, 1, 2, 2, 3, -1]),
+        count=_pick(draw, [3, 3, 3, 2, 0]),
+        output=_pick(draw, ['{"i":1}', "2", "", "null"]),
+        ts=ts,
+        node=_pick(draw, NODES),
+    ).to_plain()
+
+
 def _cancel(draw: st.DrawFn, sm: StateMachine, ts: int) -> Plain:
     return cancel_cmd(
         _pick(draw, [*sorted(sm.workflows) * 4, MISSING_WF]),
@@ -385,6 +410,7 @@ OP_BUILDERS: dict[str, tuple[Builder, int]] = {
     "chaos_monkey": (_chaos_monkey, 1),
     "skip": (_skip, 3),
     "signal": (_signal, 3),
+    "item_done": (_item_done, 4),
 }
 assert set(OP_BUILDERS) == set(c.COMMANDS), "every op needs a builder"
 

@@ -81,6 +81,9 @@ REFUSED: list[tuple[str, dict[str, Any]]] = [
     ("wait without signal", _wf({"id": "w", "run": "wait", "with": {"timeout": "1m"}})),
     ("wait without with", _wf({"id": "w", "run": "wait"})),
     ("wait bad signal", _wf({"id": "w", "run": "wait", "with": {"signal": "9x"}})),
+    ("concurrency without for_each", _wf({**GOOD_STEP, "concurrency": 3})),
+    ("for_each not an expression", _wf({**GOOD_STEP, "for_each": [1, 2]})),
+    ("concurrency 0", _wf({**GOOD_STEP, "for_each": "${{ input.x }}", "concurrency": 0})),
     ("wait unknown key", _wf({"id": "w", "run": "wait", "with": {"signal": "s", "channel": "x"}})),
 ]
 
