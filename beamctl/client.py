@@ -326,6 +326,13 @@ class Client:
         )
         return response
 
+    def list_breakers(self) -> cluster_pb2.ListBreakersResponse:
+        request = cluster_pb2.ListBreakersRequest()
+        response: cluster_pb2.ListBreakersResponse = self.unary(
+            "breakers list", lambda ch, t: _cluster(ch).ListBreakers(request, timeout=t)
+        )
+        return response
+
 
 def serving(endpoint: str, timeout: float = 1.0) -> bool:
     """Whether the node at ``endpoint`` answers the standard health check with SERVING (plaintext: the

@@ -69,6 +69,7 @@ def snapshot_to_dict(snapshot: stats_pb2.StatsSnapshot) -> Json:
                 "last_heartbeat_age_ms": n.last_heartbeat_age_ms,
                 "rss_bytes": n.rss_bytes,
                 "actors": n.actors,
+                "open_breakers": list(n.open_breakers),
             }
             for n in snapshot.nodes
         ],
@@ -193,6 +194,8 @@ def node_flags(node: Mapping[str, Any]) -> Text:
         flags.append("PARTITIONED ", style="bold magenta")
     if node["paused"]:
         flags.append("PAUSED ", style="bold yellow")
+    if node.get("open_breakers"):
+        flags.append(f"OPEN BREAKER {','.join(node['open_breakers'][:3])} ", style="bold red")
     return flags
 
 

@@ -17,10 +17,13 @@ import functools
 import json
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
+from beamflowd.breakers import Breakers
 from beamflowd.clock import now_ms
 from beamflowd.config import MAX_DELIVERIES_DEFAULT
 from beamflowd.core.backoff import retry_delay_ms
@@ -39,6 +42,9 @@ from beamflowd.core.scheduling import (
 from beamflowd.core.spec import FOR_EACH_CONCURRENCY_DEFAULT, FOR_EACH_ITEMS_MAX, StepSpec, WorkflowSpec
 from beamflowd.core.state import WorkflowState
 from beamflowd.core.vocabulary import (
+    ERROR_CIRCUIT_OPEN,
+    ERROR_PERMANENT,
+    ERROR_TERMINAL,
     EVENT_REASSIGNED,
     EVENT_STEP_STARTED,
     PROCESS_KILLING_ERRORS,
@@ -353,6 +359,8 @@ class Actor:
                 node=ex.node_id,
                 start=starts,
             )
+        except CircuitOpen as exc:  # failed fast: retried no earlier than the breaker half-opens
+            return self._failure(view, step, attempt, exc.message, exc.error_class, exc.wait_ms)
         except StepError as exc:
             return self._failure(view, step, attempt, exc.message, exc.error_class)
         except TimeoutError:
@@ -387,10 +395,23 @@ class Actor:
             allow_exec=ex.allow_exec,
             args=params,
         )
+        name = breaker_name(step, params)
+        breaker = None if name is None else ex.breakers.get(name)
+        if breaker is not None:
+            wait_s = breaker.retry_after(time.monotonic())
+            if wait_s is not None:
+                raise CircuitOpen(name or "", wait_s)
         # Self-fencing at the last moment: the slot is held and nothing has touched the outside world yet.
         while not ex.quorum_fresh():
             await ex.quorum_ok.wait()
-        output = await asyncio.wait_for(STEP_KINDS[step.run].run(ctx, params), timeout)
+        try:
+            output = await asyncio.wait_for(STEP_KINDS[step.run].run(ctx, params), timeout)
+        except (StepError, TimeoutError) as exc:
+            if breaker is not None and getattr(exc, "error_class", "timeout") not in _NOT_THE_INTEGRATION:
+                breaker.record(time.monotonic(), ok=False)
+            raise
+        if breaker is not None:
+            breaker.record(time.monotonic(), ok=True)
         return encode_output(output)
 
     async def _fan_out(
@@ -457,10 +478,16 @@ class Actor:
                 await asyncio.sleep(0.5)
 
     def _failure(
-        self, view: WorkflowView, step: StepSpec, attempt: int, message: str, error_class: str
+        self,
+        view: WorkflowView,
+        step: StepSpec,
+        attempt: int,
+        message: str,
+        error_class: str,
+        min_delay_ms: int = 0,
     ) -> Fail:
         ts = now_ms()
-        delay = retry_delay_ms(step.retry, attempt, random.random())
+        delay = max(retry_delay_ms(step.retry, attempt, random.random()), min_delay_ms)
         return Fail(
             wf=view.id,
             epoch=view.epoch,
@@ -474,6 +501,28 @@ class Actor:
             # An attempt that killed its worker counts as a delivery (poison detection).
             deliveries_max=self.executor.max_deliveries if error_class in PROCESS_KILLING_ERRORS else None,
         )
+
+
+#: Failures that say nothing about the integration's health (the breaker does not count them).
+_NOT_THE_INTEGRATION = frozenset({ERROR_PERMANENT, ERROR_TERMINAL, ERROR_CIRCUIT_OPEN})
+
+
+class CircuitOpen(StepError):
+    """The step's breaker is open on this node: fail fast, retry once it half-opens."""
+
+    def __init__(self, name: str, wait_s: float) -> None:
+        super().__init__(f"circuit_open: breaker {name!r} is open for {wait_s:.1f}s more", ERROR_CIRCUIT_OPEN)
+        self.wait_ms = max(1, round(wait_s * 1000))
+
+
+def breaker_name(step: StepSpec, params: Mapping[str, Any]) -> str | None:
+    """The step's breaker: its ``breaker``, else an http step's host (one breaker per host), else none."""
+    if step.breaker is not None:
+        return step.breaker
+    if step.run == "http" and isinstance(params.get("url"), str):
+        host = urlsplit(params["url"]).hostname
+        return f"http:{host}" if host else None
+    return None
 
 
 def _scope(view: WorkflowView) -> dict[str, Any]:
@@ -505,6 +554,7 @@ class Executor:
         max_restarts: int = 5,
         max_deliveries: int = MAX_DELIVERIES_DEFAULT,
         restart_window: float = 30.0,
+        breakers: Breakers | None = None,
     ) -> None:
         self.node_id = node_id
         self.raft = raft
@@ -518,6 +568,8 @@ class Executor:
         self.max_restarts = max_restarts
         #: Deliveries after which a step whose attempts keep killing their process is poisoned.
         self.max_deliveries = max_deliveries
+        #: This node's circuit breakers (per integration; not replicated).
+        self.breakers = breakers or Breakers()
         #: Wall-clock start of this process: an attempt started before it was interrupted by a restart.
         self.boot_ms = now_ms()
         #: Attempts this process has run, by workflow: running one of those again is no redelivery.

@@ -31,6 +31,7 @@ from beamflowd.api.gen.beamflow.v1 import (
 )
 from beamflowd.api.stats import StatsServicer
 from beamflowd.api.workflows import WorkflowServicer
+from beamflowd.breakers import Breakers, BreakerSettings
 from beamflowd.changes import ChangeHub
 from beamflowd.chaos import Chaos
 from beamflowd.clock import now_ms
@@ -100,6 +101,14 @@ class Node:
             max_restarts=config.max_actor_restarts,
             restart_window=config.actor_restart_window,
             max_deliveries=config.max_deliveries,
+            breakers=Breakers(
+                BreakerSettings(
+                    failures=config.breaker_failures,
+                    window_s=config.breaker_window,
+                    open_for_s=config.breaker_open_for,
+                    half_open_successes=config.breaker_half_open_successes,
+                )
+            ),
         )
         # Chaos: every call is refused unless config.chaos_enabled; it hooks the executor only when enabled.
         self.chaos = Chaos(
@@ -138,7 +147,12 @@ class Node:
         self.stats_api.chaos_view = self.chaos
         self.health = health.aio.HealthServicer()
         self.cluster = ClusterServicer(
-            config.node_id, self.raft, config.initial_cluster, config.grpc_addr, self.liveness
+            config.node_id,
+            self.raft,
+            config.initial_cluster,
+            config.grpc_addr,
+            self.liveness,
+            breakers=self.executor.breakers,
         )
         self.workflows_api = WorkflowServicer(
             config.node_id, self.raft, self.proposer, self.hub, modules=self.modules

@@ -51,6 +51,7 @@ METHOD_ROLES: dict[str, Role] = {
     "/beamflow.v1.WorkflowService/SignalWorkflow": _O,
     "/beamflow.v1.ClusterService/GetClusterStatus": _R,
     "/beamflow.v1.ClusterService/GetNodeStatus": _R,
+    "/beamflow.v1.ClusterService/ListBreakers": _R,
     "/beamflow.v1.StatsService/GetStats": _R,
     "/beamflow.v1.StatsService/WatchStats": _R,
     "/beamflow.v1.ChaosService/KillNode": _A,

@@ -126,6 +126,10 @@ class StatsServicer(pb_grpc.StatsServiceServicer):  # type: ignore[misc, unused-
             node.chaos_injections.update({k: max(0, int(v)) for k, v in chaos.counters.items()})
             node.partition = chaos.partition
             node.paused_until_ms.update({k: int(v) for k, v in chaos.active_pauses().items()})
+        if self.executor is not None:
+            node.open_breakers.extend(
+                b["name"] for b in self.executor.breakers.snapshot(time.monotonic()) if b["state"] == "open"
+            )
         return node
 
     def peer_views(self) -> list[pb.PeerView]:

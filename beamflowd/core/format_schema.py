@@ -14,6 +14,7 @@ from typing import Any
 from beamflowd.core.durations import DURATION_RE
 from beamflowd.core.signals import SIGNAL_NAME
 from beamflowd.core.spec import (
+    BREAKER_NAME_RE,
     FOR_EACH_CONCURRENCY_MAX,
     JITTER_MODES,
     MAX_DESCRIPTION_CHARS,
@@ -101,6 +102,7 @@ def workflow_schema() -> dict[str, Any]:
             "needs_policy": {"enum": list(NEEDS_POLICIES)},
             "for_each": {"$ref": "#/$defs/expression"},
             "concurrency": {"type": "integer", "minimum": 1, "maximum": FOR_EACH_CONCURRENCY_MAX},
+            "breaker": {"type": "string", "pattern": BREAKER_NAME_RE.pattern},
         },
         "dependentRequired": {"concurrency": ["for_each"]},
         "allOf": [_kind_params(CHOICE_KIND, choice), _kind_params(WAIT_KIND, wait)],

@@ -64,7 +64,10 @@ _STEP_KEYS = (
     "needs_policy",
     "for_each",
     "concurrency",
+    "breaker",
 )
+#: A breaker's name (``breaker: payments``).
+BREAKER_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
 #: Items of one ``for_each`` (each is a committed result): beyond, the step fails (permanent).
 FOR_EACH_ITEMS_MAX = 1_000
 #: Instances of one ``for_each`` running at once, at most; default when unset.
@@ -158,6 +161,8 @@ class StepSpec:
     for_each: str | None = None
     #: Instances of a ``for_each`` running at once (None: FOR_EACH_CONCURRENCY_DEFAULT).
     concurrency: int | None = None
+    #: The circuit breaker its attempts go through (None: an http step's host, else none).
+    breaker: str | None = None
 
     def to_plain(self) -> dict[str, Any]:
         plain: dict[str, Any] = {
@@ -177,6 +182,8 @@ class StepSpec:
             plain["for_each"] = self.for_each
         if self.concurrency is not None:
             plain["concurrency"] = self.concurrency
+        if self.breaker is not None:
+            plain["breaker"] = self.breaker
         return plain
 
     @classmethod
@@ -193,6 +200,7 @@ class StepSpec:
             needs_policy=str(d.get("needs_policy", NEEDS_ALL_SUCCESS)),
             for_each=None if d.get("for_each") is None else str(d["for_each"]),
             concurrency=None if d.get("concurrency") is None else int(d["concurrency"]),
+            breaker=None if d.get("breaker") is None else str(d["breaker"]),
         )
 
     @cached_property
@@ -589,6 +597,13 @@ def _parse_step(index: int, raw: object, default_retry: RetryPolicy, err: _Error
                 step=step_id,
                 field="concurrency",
             )
+    breaker = raw.get("breaker")
+    if breaker is not None and (not isinstance(breaker, str) or not BREAKER_NAME_RE.match(breaker)):
+        err.fail(
+            f"must match {BREAKER_NAME_RE.pattern}, got {_short(breaker)}", step=step_id, field="breaker"
+        )
+    if breaker is not None and run in (CHOICE_KIND, WAIT_KIND, "sleep", "noop"):
+        err.fail(f"a {run} step calls nothing: it has no breaker", step=step_id, field="breaker")
     if for_each is not None and run in (CHOICE_KIND, WAIT_KIND, "sleep"):
         err.fail(f"a {run} step cannot fan out", step=step_id, field="for_each")
     needs = _parse_needs(raw.get("needs"), err, step=step_id)
@@ -617,6 +632,7 @@ def _parse_step(index: int, raw: object, default_retry: RetryPolicy, err: _Error
             needs_policy=needs_policy,
             for_each=for_each,
             concurrency=concurrency,
+            breaker=breaker,
         ),
         refs=refs,
     )

@@ -108,6 +108,8 @@ ERROR_TIMEOUT: Final = "timeout"
 ERROR_POISONED: Final = "poisoned"
 #: Classes that mean the attempt killed the process running it, so they count as deliveries.
 PROCESS_KILLING_ERRORS: Final = frozenset({ERROR_CRASHED, ERROR_MEMORY})
+#: The step's circuit breaker is open on this node: the attempt did not call out (retried once half-open).
+ERROR_CIRCUIT_OPEN: Final = "circuit_open"
 #: A worker's or validation's failure of the input (reserved for the engine and python steps; per policy).
 ERROR_VALIDATION: Final = "validation"
 #: Every class the engine itself names (docs/workflow-format.md "Error classes").
@@ -123,6 +125,7 @@ ENGINE_ERROR_CLASSES: Final = frozenset(
         ERROR_CRASHED,
         ERROR_MEMORY,
         ERROR_POISONED,
+        ERROR_CIRCUIT_OPEN,
     }
 )
 #: Classes never retried, whatever the policy says.

@@ -24,15 +24,15 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x62\x65\x61mflow/v1/cluster.proto\x12\x0b\x62\x65\x61mflow.v1\"\xb3\x02\n\nNodeStatus\x12\n\n\x02id\x18\x01 \x01(\t\x12\x14\n\x0craft_address\x18\x02 \x01(\t\x12\x14\n\x0cgrpc_address\x18\x03 \x01(\t\x12#\n\x04role\x18\x04 \x01(\x0e\x32\x15.beamflow.v1.NodeRole\x12\x0c\n\x04term\x18\x05 \x01(\x04\x12\x14\n\x0c\x63ommit_index\x18\x06 \x01(\x04\x12\x15\n\rapplied_index\x18\x07 \x01(\x04\x12\x11\n\treachable\x18\x08 \x01(\x08\x12\x0e\n\x06\x64igest\x18\t \x01(\t\x12\x17\n\x0fowned_workflows\x18\n \x01(\r\x12\x11\n\tleader_id\x18\x0b \x01(\t\x12\x10\n\x08liveness\x18\x0c \x01(\t\x12\r\n\x05\x65rror\x18\r \x01(\t\x12\x1d\n\x15last_heartbeat_age_ms\x18\x0e \x01(\x04\"\x19\n\x17GetClusterStatusRequest\"U\n\x18GetClusterStatusResponse\x12&\n\x05nodes\x18\x01 \x03(\x0b\x32\x17.beamflow.v1.NodeStatus\x12\x11\n\tleader_id\x18\x02 \x01(\t\"\x16\n\x14GetNodeStatusRequest\"P\n\x0cPeerLiveness\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x10\n\x08liveness\x18\x02 \x01(\t\x12\x1d\n\x15last_heartbeat_age_ms\x18\x03 \x01(\x04\"h\n\x15GetNodeStatusResponse\x12%\n\x04node\x18\x01 \x01(\x0b\x32\x17.beamflow.v1.NodeStatus\x12(\n\x05peers\x18\x02 \x03(\x0b\x32\x19.beamflow.v1.PeerLiveness*l\n\x08NodeRole\x12\x19\n\x15NODE_ROLE_UNSPECIFIED\x10\x00\x12\x14\n\x10NODE_ROLE_LEADER\x10\x01\x12\x16\n\x12NODE_ROLE_FOLLOWER\x10\x02\x12\x17\n\x13NODE_ROLE_CANDIDATE\x10\x03\x32\xc9\x01\n\x0e\x43lusterService\x12_\n\x10GetClusterStatus\x12$.beamflow.v1.GetClusterStatusRequest\x1a%.beamflow.v1.GetClusterStatusResponse\x12V\n\rGetNodeStatus\x12!.beamflow.v1.GetNodeStatusRequest\x1a\".beamflow.v1.GetNodeStatusResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x62\x65\x61mflow/v1/cluster.proto\x12\x0b\x62\x65\x61mflow.v1\"\xb3\x02\n\nNodeStatus\x12\n\n\x02id\x18\x01 \x01(\t\x12\x14\n\x0craft_address\x18\x02 \x01(\t\x12\x14\n\x0cgrpc_address\x18\x03 \x01(\t\x12#\n\x04role\x18\x04 \x01(\x0e\x32\x15.beamflow.v1.NodeRole\x12\x0c\n\x04term\x18\x05 \x01(\x04\x12\x14\n\x0c\x63ommit_index\x18\x06 \x01(\x04\x12\x15\n\rapplied_index\x18\x07 \x01(\x04\x12\x11\n\treachable\x18\x08 \x01(\x08\x12\x0e\n\x06\x64igest\x18\t \x01(\t\x12\x17\n\x0fowned_workflows\x18\n \x01(\r\x12\x11\n\tleader_id\x18\x0b \x01(\t\x12\x10\n\x08liveness\x18\x0c \x01(\t\x12\r\n\x05\x65rror\x18\r \x01(\t\x12\x1d\n\x15last_heartbeat_age_ms\x18\x0e \x01(\x04\"\x19\n\x17GetClusterStatusRequest\"U\n\x18GetClusterStatusResponse\x12&\n\x05nodes\x18\x01 \x03(\x0b\x32\x17.beamflow.v1.NodeStatus\x12\x11\n\tleader_id\x18\x02 \x01(\t\"\x16\n\x14GetNodeStatusRequest\"P\n\x0cPeerLiveness\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x10\n\x08liveness\x18\x02 \x01(\t\x12\x1d\n\x15last_heartbeat_age_ms\x18\x03 \x01(\x04\"h\n\x15GetNodeStatusResponse\x12%\n\x04node\x18\x01 \x01(\x0b\x32\x17.beamflow.v1.NodeStatus\x12(\n\x05peers\x18\x02 \x03(\x0b\x32\x19.beamflow.v1.PeerLiveness\")\n\x13ListBreakersRequest\x12\x12\n\nlocal_only\x18\x01 \x01(\x08\"\x99\x01\n\rBreakerStatus\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05state\x18\x02 \x01(\t\x12\x17\n\x0frecent_failures\x18\x03 \x01(\r\x12\x1b\n\x13half_open_successes\x18\x04 \x01(\r\x12\x13\n\x0bopen_for_ms\x18\x05 \x01(\x04\x12\x10\n\x08rejected\x18\x06 \x01(\x04\x12\x0e\n\x06opened\x18\x07 \x01(\x04\"o\n\x0cNodeBreakers\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x11\n\treachable\x18\x02 \x01(\x08\x12\r\n\x05\x65rror\x18\x03 \x01(\t\x12,\n\x08\x62reakers\x18\x04 \x03(\x0b\x32\x1a.beamflow.v1.BreakerStatus\"@\n\x14ListBreakersResponse\x12(\n\x05nodes\x18\x01 \x03(\x0b\x32\x19.beamflow.v1.NodeBreakers*l\n\x08NodeRole\x12\x19\n\x15NODE_ROLE_UNSPECIFIED\x10\x00\x12\x14\n\x10NODE_ROLE_LEADER\x10\x01\x12\x16\n\x12NODE_ROLE_FOLLOWER\x10\x02\x12\x17\n\x13NODE_ROLE_CANDIDATE\x10\x03\x32\x9e\x02\n\x0e\x43lusterService\x12_\n\x10GetClusterStatus\x12$.beamflow.v1.GetClusterStatusRequest\x1a%.beamflow.v1.GetClusterStatusResponse\x12V\n\rGetNodeStatus\x12!.beamflow.v1.GetNodeStatusRequest\x1a\".beamflow.v1.GetNodeStatusResponse\x12S\n\x0cListBreakers\x12 .beamflow.v1.ListBreakersRequest\x1a!.beamflow.v1.ListBreakersResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'beamflow.v1.cluster_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_NODEROLE']._serialized_start=678
-  _globals['_NODEROLE']._serialized_end=786
+  _globals['_NODEROLE']._serialized_start=1056
+  _globals['_NODEROLE']._serialized_end=1164
   _globals['_NODESTATUS']._serialized_start=43
   _globals['_NODESTATUS']._serialized_end=350
   _globals['_GETCLUSTERSTATUSREQUEST']._serialized_start=352
@@ -45,6 +45,14 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PEERLIVENESS']._serialized_end=570
   _globals['_GETNODESTATUSRESPONSE']._serialized_start=572
   _globals['_GETNODESTATUSRESPONSE']._serialized_end=676
-  _globals['_CLUSTERSERVICE']._serialized_start=789
-  _globals['_CLUSTERSERVICE']._serialized_end=990
+  _globals['_LISTBREAKERSREQUEST']._serialized_start=678
+  _globals['_LISTBREAKERSREQUEST']._serialized_end=719
+  _globals['_BREAKERSTATUS']._serialized_start=722
+  _globals['_BREAKERSTATUS']._serialized_end=875
+  _globals['_NODEBREAKERS']._serialized_start=877
+  _globals['_NODEBREAKERS']._serialized_end=988
+  _globals['_LISTBREAKERSRESPONSE']._serialized_start=990
+  _globals['_LISTBREAKERSRESPONSE']._serialized_end=1054
+  _globals['_CLUSTERSERVICE']._serialized_start=1167
+  _globals['_CLUSTERSERVICE']._serialized_end=1453
 # @@protoc_insertion_point(module_scope)
