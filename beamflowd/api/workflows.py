@@ -33,6 +33,9 @@ _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
 MAX_PAGE_SIZE = 1000
 DEFAULT_PAGE_SIZE = 100
 MAX_REASON = 1000
+#: How a signal for a workflow this node has not applied yet waits for it: 20 polls of 50 ms (1 s at most).
+CATCH_UP_POLLS_MAX = 20
+CATCH_UP_POLL_S = 0.05
 #: A watch stream re-checks state at least this often even without notifications.
 WATCH_RECHECK_SECONDS = 5.0
 
@@ -222,6 +225,7 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):  # type: ignore[misc]
             payload = parse_input(request.payload_json or "null", source="payload_json")
         except SpecError as exc:
             await abort(context, "INVALID_ARGUMENT", str(exc))
+        await self._caught_up_with(request.workflow_id)
         with self.raft.read():
             wf = self.raft.sm.workflows.get(request.workflow_id)
             ended = "" if wf is None or not wf.terminal else wf.status
@@ -264,6 +268,15 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):  # type: ignore[misc]
             duplicate=bool(result.data["duplicate"]),
             request_id=sid,
         )
+
+    async def _caught_up_with(self, workflow_id: str) -> None:
+        """A workflow just submitted through another node may not be applied here yet: before answering
+        NOT_FOUND, give this node a moment (bounded) to apply it. An unknown id costs that moment."""
+        for _ in range(CATCH_UP_POLLS_MAX):
+            with self.raft.read():
+                if workflow_id in self.raft.sm.workflows:
+                    return
+            await asyncio.sleep(CATCH_UP_POLL_S)
 
 
 def check_python_functions(spec: WorkflowSpec, modules: ModulePolicy, source: str) -> None:
