@@ -452,6 +452,8 @@ class Actor:
             await self._commit(cmd, view, step, attempt)
 
         tasks = [asyncio.create_task(one(i, x)) for i, x in enumerate(items) if not (done and done[i])]
+        if not tasks:
+            return None  # every instance committed: the last one completed the step
         try:
             finished, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
             for task in finished:

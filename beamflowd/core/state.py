@@ -609,8 +609,10 @@ class StateMachine:
             return Result(
                 "FAILED_PRECONDITION", f"step {step.id} has {len(step.items)} items, not {cmd.count}"
             )
-        if not cmd.output:
-            return Result("INVALID_ARGUMENT", "item_done.output: empty (an instance's output is JSON text)")
+        try:
+            json.loads(cmd.output)  # joined into the step's output, which must stay JSON
+        except ValueError:
+            return Result("INVALID_ARGUMENT", "item_done.output: not JSON text (an instance's output)")
         if step.items and step.items[cmd.index]:
             return Result("OK", data={"duplicate": True, "done": False})
         if not step.items:
