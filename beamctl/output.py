@@ -169,6 +169,7 @@ def summary_to_dict(summary: workflow_pb2.WorkflowSummary) -> Json:
         "steps_total": summary.steps_total,
         "steps_succeeded": summary.steps_succeeded,
         "waiting_for": list(summary.waiting_for),
+        "steps_skipped": summary.steps_skipped,
     }
 
 
@@ -374,7 +375,10 @@ def render_workflow_list(rows: Sequence[Mapping[str, Any]], total: int, more: bo
             _text(row["name"]),
             _status_text(row["status"])
             + (Text(" (waiting)", style="cyan") if row["waiting_for"] else Text()),
-            Text(f"{row['steps_succeeded']}/{row['steps_total']}"),
+            Text(
+                f"{row['steps_succeeded']}/{row['steps_total']}"
+                + (f" ({row['steps_skipped']} skipped)" if row["steps_skipped"] else "")
+            ),
             _text(row["owner"]),
             Text(short_time(row["create_time"])),
             Text(short_time(row["update_time"])),

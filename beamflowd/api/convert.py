@@ -89,6 +89,7 @@ def summary_message(wf: WorkflowState) -> pb.WorkflowSummary:
         steps_total=len(wf.steps),
         steps_succeeded=sum(1 for s in wf.steps.values() if s.status == "succeeded"),
         waiting_for=waiting_for(wf),
+        steps_skipped=sum(1 for s in wf.steps.values() if s.status == "skipped"),
     )
 
 

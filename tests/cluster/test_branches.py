@@ -74,6 +74,10 @@ def test_each_claim_takes_one_branch_even_across_an_owner_kill(cluster: Cluster)
     assert statuses["auto-approve"] == "skipped" and statuses["reject"] == "succeeded"
     table = CliRunner().invoke(app, ["--endpoints", cluster.endpoints, "workflow", "get", some])
     assert table.exit_code == 0 and "skipped" in table.output, table.output
+    listed = CliRunner().invoke(app, ["--endpoints", cluster.endpoints, "-o", "json", "workflow", "list"])
+    rows = {row["id"]: row for row in json.loads(listed.stdout)["workflows"]}
+    # reject taken: auto-approve, manual-review, approve-after-review skipped (vip-call too for non-VIPs)
+    assert rows[some]["steps_skipped"] >= 3 and rows[some]["status"] == "succeeded", rows[some]
 
 
 def test_choice_without_default_is_refused_at_submit(cluster: Cluster, tmp_path: Path) -> None:

@@ -25,49 +25,49 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x62\x65\x61mflow/v1/workflow.proto\x12\x0b\x62\x65\x61mflow.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xcd\x02\n\x04Step\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\'\n\x06status\x18\x03 \x01(\x0e\x32\x17.beamflow.v1.StepStatus\x12\x10\n\x08\x61ttempts\x18\x04 \x01(\r\x12\x13\n\x0boutput_json\x18\x05 \x01(\t\x12\r\n\x05\x65rror\x18\x06 \x01(\t\x12\x13\n\x0b\x65rror_class\x18\x07 \x01(\t\x12\r\n\x05needs\x18\x08 \x03(\t\x12.\n\nstart_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x35\n\x11next_attempt_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0bwaiting_for\x18\x0c \x01(\t\"\xde\x02\n\x08Workflow\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12+\n\x06status\x18\x03 \x01(\x0e\x32\x1b.beamflow.v1.WorkflowStatus\x12\r\n\x05owner\x18\x04 \x01(\t\x12\r\n\x05\x65poch\x18\x05 \x01(\x04\x12/\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\ninput_json\x18\x08 \x01(\t\x12 \n\x05steps\x18\t \x03(\x0b\x32\x11.beamflow.v1.Step\x12\r\n\x05\x65rror\x18\n \x01(\t\x12\x17\n\x0f\x64\x65\x66inition_json\x18\x0b \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x0c \x01(\t\x12\x18\n\x10signals_buffered\x18\r \x01(\r\"\x9b\x02\n\x0fWorkflowSummary\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12+\n\x06status\x18\x03 \x01(\x0e\x32\x1b.beamflow.v1.WorkflowStatus\x12\r\n\x05owner\x18\x04 \x01(\t\x12\r\n\x05\x65poch\x18\x05 \x01(\x04\x12/\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0bsteps_total\x18\x08 \x01(\r\x12\x17\n\x0fsteps_succeeded\x18\t \x01(\r\x12\x13\n\x0bwaiting_for\x18\n \x03(\t\"\x95\x01\n\rWorkflowEvent\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12(\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04type\x18\x03 \x01(\t\x12\x0f\n\x07step_id\x18\x04 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x05 \x01(\r\x12\x0f\n\x07message\x18\x06 \x01(\t\x12\x0c\n\x04node\x18\x07 \x01(\t\"\x83\x01\n\x15SubmitWorkflowRequest\x12\x12\n\ndefinition\x18\x01 \x01(\t\x12\x19\n\x11\x64\x65\x66inition_source\x18\x02 \x01(\t\x12\x12\n\ninput_json\x18\x03 \x01(\t\x12\x13\n\x0bworkflow_id\x18\x04 \x01(\t\x12\x12\n\nrequest_id\x18\x05 \x01(\t\"N\n\x16SubmitWorkflowResponse\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\r\n\x05owner\x18\x02 \x01(\t\x12\x10\n\x08\x65xisting\x18\x03 \x01(\x08\")\n\x12GetWorkflowRequest\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\"j\n\x13GetWorkflowResponse\x12\'\n\x08workflow\x18\x01 \x01(\x0b\x32\x15.beamflow.v1.Workflow\x12*\n\x06\x65vents\x18\x02 \x03(\x0b\x32\x1a.beamflow.v1.WorkflowEvent\"x\n\x14ListWorkflowsRequest\x12+\n\x06status\x18\x01 \x01(\x0e\x32\x1b.beamflow.v1.WorkflowStatus\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\r\x12\x12\n\npage_token\x18\x04 \x01(\t\"y\n\x15ListWorkflowsResponse\x12/\n\tworkflows\x18\x01 \x03(\x0b\x32\x1c.beamflow.v1.WorkflowSummary\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x16\n\x0etotal_matching\x18\x03 \x01(\r\"P\n\x15\x43\x61ncelWorkflowRequest\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"T\n\x16\x43\x61ncelWorkflowResponse\x12\'\n\x08workflow\x18\x01 \x01(\x0b\x32\x15.beamflow.v1.Workflow\x12\x11\n\tcancelled\x18\x02 \x01(\x08\">\n\x14WatchWorkflowRequest\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\x11\n\tafter_seq\x18\x02 \x01(\x04\"o\n\x15WatchWorkflowResponse\x12)\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x1a.beamflow.v1.WorkflowEvent\x12+\n\x06status\x18\x02 \x01(\x0e\x32\x1b.beamflow.v1.WorkflowStatus\"f\n\x15SignalWorkflowRequest\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\x0e\n\x06signal\x18\x02 \x01(\t\x12\x14\n\x0cpayload_json\x18\x03 \x01(\t\x12\x12\n\nrequest_id\x18\x04 \x01(\t\"c\n\x16SignalWorkflowResponse\x12\x11\n\tdelivered\x18\x01 \x01(\x08\x12\x0f\n\x07step_id\x18\x02 \x01(\t\x12\x11\n\tduplicate\x18\x03 \x01(\x08\x12\x12\n\nrequest_id\x18\x04 \x01(\t*\xa8\x01\n\x0eWorkflowStatus\x12\x1f\n\x1bWORKFLOW_STATUS_UNSPECIFIED\x10\x00\x12\x1b\n\x17WORKFLOW_STATUS_RUNNING\x10\x01\x12\x1d\n\x19WORKFLOW_STATUS_SUCCEEDED\x10\x02\x12\x1a\n\x16WORKFLOW_STATUS_FAILED\x10\x03\x12\x1d\n\x19WORKFLOW_STATUS_CANCELLED\x10\x04*\xde\x01\n\nStepStatus\x12\x1b\n\x17STEP_STATUS_UNSPECIFIED\x10\x00\x12\x17\n\x13STEP_STATUS_PENDING\x10\x01\x12\x17\n\x13STEP_STATUS_RUNNING\x10\x02\x12\x1a\n\x16STEP_STATUS_RETRY_WAIT\x10\x03\x12\x19\n\x15STEP_STATUS_SUCCEEDED\x10\x04\x12\x16\n\x12STEP_STATUS_FAILED\x10\x05\x12\x19\n\x15STEP_STATUS_CANCELLED\x10\x06\x12\x17\n\x13STEP_STATUS_SKIPPED\x10\x07\x32\xa6\x04\n\x0fWorkflowService\x12Y\n\x0eSubmitWorkflow\x12\".beamflow.v1.SubmitWorkflowRequest\x1a#.beamflow.v1.SubmitWorkflowResponse\x12P\n\x0bGetWorkflow\x12\x1f.beamflow.v1.GetWorkflowRequest\x1a .beamflow.v1.GetWorkflowResponse\x12V\n\rListWorkflows\x12!.beamflow.v1.ListWorkflowsRequest\x1a\".beamflow.v1.ListWorkflowsResponse\x12Y\n\x0e\x43\x61ncelWorkflow\x12\".beamflow.v1.CancelWorkflowRequest\x1a#.beamflow.v1.CancelWorkflowResponse\x12X\n\rWatchWorkflow\x12!.beamflow.v1.WatchWorkflowRequest\x1a\".beamflow.v1.WatchWorkflowResponse0\x01\x12Y\n\x0eSignalWorkflow\x12\".beamflow.v1.SignalWorkflowRequest\x1a#.beamflow.v1.SignalWorkflowResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x62\x65\x61mflow/v1/workflow.proto\x12\x0b\x62\x65\x61mflow.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xcd\x02\n\x04Step\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\'\n\x06status\x18\x03 \x01(\x0e\x32\x17.beamflow.v1.StepStatus\x12\x10\n\x08\x61ttempts\x18\x04 \x01(\r\x12\x13\n\x0boutput_json\x18\x05 \x01(\t\x12\r\n\x05\x65rror\x18\x06 \x01(\t\x12\x13\n\x0b\x65rror_class\x18\x07 \x01(\t\x12\r\n\x05needs\x18\x08 \x03(\t\x12.\n\nstart_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x35\n\x11next_attempt_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0bwaiting_for\x18\x0c \x01(\t\"\xde\x02\n\x08Workflow\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12+\n\x06status\x18\x03 \x01(\x0e\x32\x1b.beamflow.v1.WorkflowStatus\x12\r\n\x05owner\x18\x04 \x01(\t\x12\r\n\x05\x65poch\x18\x05 \x01(\x04\x12/\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\ninput_json\x18\x08 \x01(\t\x12 \n\x05steps\x18\t \x03(\x0b\x32\x11.beamflow.v1.Step\x12\r\n\x05\x65rror\x18\n \x01(\t\x12\x17\n\x0f\x64\x65\x66inition_json\x18\x0b \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x0c \x01(\t\x12\x18\n\x10signals_buffered\x18\r \x01(\r\"\xb2\x02\n\x0fWorkflowSummary\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12+\n\x06status\x18\x03 \x01(\x0e\x32\x1b.beamflow.v1.WorkflowStatus\x12\r\n\x05owner\x18\x04 \x01(\t\x12\r\n\x05\x65poch\x18\x05 \x01(\x04\x12/\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0bsteps_total\x18\x08 \x01(\r\x12\x17\n\x0fsteps_succeeded\x18\t \x01(\r\x12\x13\n\x0bwaiting_for\x18\n \x03(\t\x12\x15\n\rsteps_skipped\x18\x0b \x01(\r\"\x95\x01\n\rWorkflowEvent\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12(\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04type\x18\x03 \x01(\t\x12\x0f\n\x07step_id\x18\x04 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x05 \x01(\r\x12\x0f\n\x07message\x18\x06 \x01(\t\x12\x0c\n\x04node\x18\x07 \x01(\t\"\x83\x01\n\x15SubmitWorkflowRequest\x12\x12\n\ndefinition\x18\x01 \x01(\t\x12\x19\n\x11\x64\x65\x66inition_source\x18\x02 \x01(\t\x12\x12\n\ninput_json\x18\x03 \x01(\t\x12\x13\n\x0bworkflow_id\x18\x04 \x01(\t\x12\x12\n\nrequest_id\x18\x05 \x01(\t\"N\n\x16SubmitWorkflowResponse\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\r\n\x05owner\x18\x02 \x01(\t\x12\x10\n\x08\x65xisting\x18\x03 \x01(\x08\")\n\x12GetWorkflowRequest\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\"j\n\x13GetWorkflowResponse\x12\'\n\x08workflow\x18\x01 \x01(\x0b\x32\x15.beamflow.v1.Workflow\x12*\n\x06\x65vents\x18\x02 \x03(\x0b\x32\x1a.beamflow.v1.WorkflowEvent\"x\n\x14ListWorkflowsRequest\x12+\n\x06status\x18\x01 \x01(\x0e\x32\x1b.beamflow.v1.WorkflowStatus\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\r\x12\x12\n\npage_token\x18\x04 \x01(\t\"y\n\x15ListWorkflowsResponse\x12/\n\tworkflows\x18\x01 \x03(\x0b\x32\x1c.beamflow.v1.WorkflowSummary\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x16\n\x0etotal_matching\x18\x03 \x01(\r\"P\n\x15\x43\x61ncelWorkflowRequest\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"T\n\x16\x43\x61ncelWorkflowResponse\x12\'\n\x08workflow\x18\x01 \x01(\x0b\x32\x15.beamflow.v1.Workflow\x12\x11\n\tcancelled\x18\x02 \x01(\x08\">\n\x14WatchWorkflowRequest\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\x11\n\tafter_seq\x18\x02 \x01(\x04\"o\n\x15WatchWorkflowResponse\x12)\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x1a.beamflow.v1.WorkflowEvent\x12+\n\x06status\x18\x02 \x01(\x0e\x32\x1b.beamflow.v1.WorkflowStatus\"f\n\x15SignalWorkflowRequest\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\x0e\n\x06signal\x18\x02 \x01(\t\x12\x14\n\x0cpayload_json\x18\x03 \x01(\t\x12\x12\n\nrequest_id\x18\x04 \x01(\t\"c\n\x16SignalWorkflowResponse\x12\x11\n\tdelivered\x18\x01 \x01(\x08\x12\x0f\n\x07step_id\x18\x02 \x01(\t\x12\x11\n\tduplicate\x18\x03 \x01(\x08\x12\x12\n\nrequest_id\x18\x04 \x01(\t*\xa8\x01\n\x0eWorkflowStatus\x12\x1f\n\x1bWORKFLOW_STATUS_UNSPECIFIED\x10\x00\x12\x1b\n\x17WORKFLOW_STATUS_RUNNING\x10\x01\x12\x1d\n\x19WORKFLOW_STATUS_SUCCEEDED\x10\x02\x12\x1a\n\x16WORKFLOW_STATUS_FAILED\x10\x03\x12\x1d\n\x19WORKFLOW_STATUS_CANCELLED\x10\x04*\xde\x01\n\nStepStatus\x12\x1b\n\x17STEP_STATUS_UNSPECIFIED\x10\x00\x12\x17\n\x13STEP_STATUS_PENDING\x10\x01\x12\x17\n\x13STEP_STATUS_RUNNING\x10\x02\x12\x1a\n\x16STEP_STATUS_RETRY_WAIT\x10\x03\x12\x19\n\x15STEP_STATUS_SUCCEEDED\x10\x04\x12\x16\n\x12STEP_STATUS_FAILED\x10\x05\x12\x19\n\x15STEP_STATUS_CANCELLED\x10\x06\x12\x17\n\x13STEP_STATUS_SKIPPED\x10\x07\x32\xa6\x04\n\x0fWorkflowService\x12Y\n\x0eSubmitWorkflow\x12\".beamflow.v1.SubmitWorkflowRequest\x1a#.beamflow.v1.SubmitWorkflowResponse\x12P\n\x0bGetWorkflow\x12\x1f.beamflow.v1.GetWorkflowRequest\x1a .beamflow.v1.GetWorkflowResponse\x12V\n\rListWorkflows\x12!.beamflow.v1.ListWorkflowsRequest\x1a\".beamflow.v1.ListWorkflowsResponse\x12Y\n\x0e\x43\x61ncelWorkflow\x12\".beamflow.v1.CancelWorkflowRequest\x1a#.beamflow.v1.CancelWorkflowResponse\x12X\n\rWatchWorkflow\x12!.beamflow.v1.WatchWorkflowRequest\x1a\".beamflow.v1.WatchWorkflowResponse0\x01\x12Y\n\x0eSignalWorkflow\x12\".beamflow.v1.SignalWorkflowRequest\x1a#.beamflow.v1.SignalWorkflowResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'beamflow.v1.workflow_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_WORKFLOWSTATUS']._serialized_start=2364
-  _globals['_WORKFLOWSTATUS']._serialized_end=2532
-  _globals['_STEPSTATUS']._serialized_start=2535
-  _globals['_STEPSTATUS']._serialized_end=2757
+  _globals['_WORKFLOWSTATUS']._serialized_start=2387
+  _globals['_WORKFLOWSTATUS']._serialized_end=2555
+  _globals['_STEPSTATUS']._serialized_start=2558
+  _globals['_STEPSTATUS']._serialized_end=2780
   _globals['_STEP']._serialized_start=77
   _globals['_STEP']._serialized_end=410
   _globals['_WORKFLOW']._serialized_start=413
   _globals['_WORKFLOW']._serialized_end=763
   _globals['_WORKFLOWSUMMARY']._serialized_start=766
-  _globals['_WORKFLOWSUMMARY']._serialized_end=1049
-  _globals['_WORKFLOWEVENT']._serialized_start=1052
-  _globals['_WORKFLOWEVENT']._serialized_end=1201
-  _globals['_SUBMITWORKFLOWREQUEST']._serialized_start=1204
-  _globals['_SUBMITWORKFLOWREQUEST']._serialized_end=1335
-  _globals['_SUBMITWORKFLOWRESPONSE']._serialized_start=1337
-  _globals['_SUBMITWORKFLOWRESPONSE']._serialized_end=1415
-  _globals['_GETWORKFLOWREQUEST']._serialized_start=1417
-  _globals['_GETWORKFLOWREQUEST']._serialized_end=1458
-  _globals['_GETWORKFLOWRESPONSE']._serialized_start=1460
-  _globals['_GETWORKFLOWRESPONSE']._serialized_end=1566
-  _globals['_LISTWORKFLOWSREQUEST']._serialized_start=1568
-  _globals['_LISTWORKFLOWSREQUEST']._serialized_end=1688
-  _globals['_LISTWORKFLOWSRESPONSE']._serialized_start=1690
-  _globals['_LISTWORKFLOWSRESPONSE']._serialized_end=1811
-  _globals['_CANCELWORKFLOWREQUEST']._serialized_start=1813
-  _globals['_CANCELWORKFLOWREQUEST']._serialized_end=1893
-  _globals['_CANCELWORKFLOWRESPONSE']._serialized_start=1895
-  _globals['_CANCELWORKFLOWRESPONSE']._serialized_end=1979
-  _globals['_WATCHWORKFLOWREQUEST']._serialized_start=1981
-  _globals['_WATCHWORKFLOWREQUEST']._serialized_end=2043
-  _globals['_WATCHWORKFLOWRESPONSE']._serialized_start=2045
-  _globals['_WATCHWORKFLOWRESPONSE']._serialized_end=2156
-  _globals['_SIGNALWORKFLOWREQUEST']._serialized_start=2158
-  _globals['_SIGNALWORKFLOWREQUEST']._serialized_end=2260
-  _globals['_SIGNALWORKFLOWRESPONSE']._serialized_start=2262
-  _globals['_SIGNALWORKFLOWRESPONSE']._serialized_end=2361
-  _globals['_WORKFLOWSERVICE']._serialized_start=2760
-  _globals['_WORKFLOWSERVICE']._serialized_end=3310
+  _globals['_WORKFLOWSUMMARY']._serialized_end=1072
+  _globals['_WORKFLOWEVENT']._serialized_start=1075
+  _globals['_WORKFLOWEVENT']._serialized_end=1224
+  _globals['_SUBMITWORKFLOWREQUEST']._serialized_start=1227
+  _globals['_SUBMITWORKFLOWREQUEST']._serialized_end=1358
+  _globals['_SUBMITWORKFLOWRESPONSE']._serialized_start=1360
+  _globals['_SUBMITWORKFLOWRESPONSE']._serialized_end=1438
+  _globals['_GETWORKFLOWREQUEST']._serialized_start=1440
+  _globals['_GETWORKFLOWREQUEST']._serialized_end=1481
+  _globals['_GETWORKFLOWRESPONSE']._serialized_start=1483
+  _globals['_GETWORKFLOWRESPONSE']._serialized_end=1589
+  _globals['_LISTWORKFLOWSREQUEST']._serialized_start=1591
+  _globals['_LISTWORKFLOWSREQUEST']._serialized_end=1711
+  _globals['_LISTWORKFLOWSRESPONSE']._serialized_start=1713
+  _globals['_LISTWORKFLOWSRESPONSE']._serialized_end=1834
+  _globals['_CANCELWORKFLOWREQUEST']._serialized_start=1836
+  _globals['_CANCELWORKFLOWREQUEST']._serialized_end=1916
+  _globals['_CANCELWORKFLOWRESPONSE']._serialized_start=1918
+  _globals['_CANCELWORKFLOWRESPONSE']._serialized_end=2002
+  _globals['_WATCHWORKFLOWREQUEST']._serialized_start=2004
+  _globals['_WATCHWORKFLOWREQUEST']._serialized_end=2066
+  _globals['_WATCHWORKFLOWRESPONSE']._serialized_start=2068
+  _globals['_WATCHWORKFLOWRESPONSE']._serialized_end=2179
+  _globals['_SIGNALWORKFLOWREQUEST']._serialized_start=2181
+  _globals['_SIGNALWORKFLOWREQUEST']._serialized_end=2283
+  _globals['_SIGNALWORKFLOWRESPONSE']._serialized_start=2285
+  _globals['_SIGNALWORKFLOWRESPONSE']._serialized_end=2384
+  _globals['_WORKFLOWSERVICE']._serialized_start=2783
+  _globals['_WORKFLOWSERVICE']._serialized_end=3333
 # @@protoc_insertion_point(module_scope)

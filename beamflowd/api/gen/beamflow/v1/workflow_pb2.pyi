@@ -101,7 +101,7 @@ class Workflow(_message.Message):
     def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., status: _Optional[_Union[WorkflowStatus, str]] = ..., owner: _Optional[str] = ..., epoch: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., input_json: _Optional[str] = ..., steps: _Optional[_Iterable[_Union[Step, _Mapping]]] = ..., error: _Optional[str] = ..., definition_json: _Optional[str] = ..., description: _Optional[str] = ..., signals_buffered: _Optional[int] = ...) -> None: ...
 
 class WorkflowSummary(_message.Message):
-    __slots__ = ("id", "name", "status", "owner", "epoch", "create_time", "update_time", "steps_total", "steps_succeeded", "waiting_for")
+    __slots__ = ("id", "name", "status", "owner", "epoch", "create_time", "update_time", "steps_total", "steps_succeeded", "waiting_for", "steps_skipped")
     ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
@@ -112,6 +112,7 @@ class WorkflowSummary(_message.Message):
     STEPS_TOTAL_FIELD_NUMBER: _ClassVar[int]
     STEPS_SUCCEEDED_FIELD_NUMBER: _ClassVar[int]
     WAITING_FOR_FIELD_NUMBER: _ClassVar[int]
+    STEPS_SKIPPED_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     status: WorkflowStatus
@@ -122,7 +123,8 @@ class WorkflowSummary(_message.Message):
     steps_total: int
     steps_succeeded: int
     waiting_for: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., status: _Optional[_Union[WorkflowStatus, str]] = ..., owner: _Optional[str] = ..., epoch: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., steps_total: _Optional[int] = ..., steps_succeeded: _Optional[int] = ..., waiting_for: _Optional[_Iterable[str]] = ...) -> None: ...
+    steps_skipped: int
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., status: _Optional[_Union[WorkflowStatus, str]] = ..., owner: _Optional[str] = ..., epoch: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., steps_total: _Optional[int] = ..., steps_succeeded: _Optional[int] = ..., waiting_for: _Optional[_Iterable[str]] = ..., steps_skipped: _Optional[int] = ...) -> None: ...
 
 class WorkflowEvent(_message.Message):
     __slots__ = ("seq", "time", "type", "step_id", "attempt", "message", "node")
