@@ -40,6 +40,8 @@ _STATUS = {
     wpb.WORKFLOW_STATUS_SUCCEEDED: "succeeded",
     wpb.WORKFLOW_STATUS_FAILED: "failed",
     wpb.WORKFLOW_STATUS_CANCELLED: "cancelled",
+    wpb.WORKFLOW_STATUS_COMPENSATED: "compensated",
+    wpb.WORKFLOW_STATUS_COMPENSATION_FAILED: "compensation_failed",
     wpb.WORKFLOW_STATUS_RUNNING: "running",
 }
 INJECTED_MARK = "chaos: injected"
@@ -185,7 +187,7 @@ def check_history(wf_id: str, h: History, verdict: Verdict) -> None:
         expected = CLOSING[h.events[closing[0]][1]]
         if h.status != expected:
             verdict.violate(f"{wf_id}: status {h.status} but its terminal event says {expected}")
-    elif h.status in ("succeeded", "failed", "cancelled") and not truncated:
+    elif h.status in STATUS_OF_CLOSING_EVENT.values() and not truncated:
         verdict.violate(f"{wf_id}: status {h.status} without a terminal event")
     succeeded_steps: dict[str, int] = {}
     for e in h.events:
@@ -237,6 +239,8 @@ def check_histories(
                 verdict.failed_by_injection += 1
         elif h.status == "cancelled":
             verdict.cancelled += 1
+        elif h.status in ("compensated", "compensation_failed"):
+            verdict.failed += 1  # failed for good, then compensated (or not): a failure all the same
         else:
             verdict.running += 1
             if require_terminal:

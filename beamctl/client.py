@@ -37,6 +37,8 @@ TERMINAL_STATUSES = frozenset(
         workflow_pb2.WORKFLOW_STATUS_SUCCEEDED,
         workflow_pb2.WORKFLOW_STATUS_FAILED,
         workflow_pb2.WORKFLOW_STATUS_CANCELLED,
+        workflow_pb2.WORKFLOW_STATUS_COMPENSATED,
+        workflow_pb2.WORKFLOW_STATUS_COMPENSATION_FAILED,
     }
 )
 

@@ -47,6 +47,8 @@ _STATUS_STYLE = {
     "succeeded": "green",
     "failed": "red",
     "cancelled": "yellow",
+    "compensated": "yellow",
+    "compensation_failed": "bold red",
     "running": "cyan",
     "retry_wait": "magenta",
     "pending": "dim",

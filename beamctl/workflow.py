@@ -38,6 +38,8 @@ class StatusFilter(enum.StrEnum):
     succeeded = "succeeded"
     failed = "failed"
     cancelled = "cancelled"
+    compensated = "compensated"
+    compensation_failed = "compensation_failed"
 
 
 _STATUS_FILTER = {
@@ -45,6 +47,8 @@ _STATUS_FILTER = {
     StatusFilter.succeeded: workflow_pb2.WORKFLOW_STATUS_SUCCEEDED,
     StatusFilter.failed: workflow_pb2.WORKFLOW_STATUS_FAILED,
     StatusFilter.cancelled: workflow_pb2.WORKFLOW_STATUS_CANCELLED,
+    StatusFilter.compensated: workflow_pb2.WORKFLOW_STATUS_COMPENSATED,
+    StatusFilter.compensation_failed: workflow_pb2.WORKFLOW_STATUS_COMPENSATION_FAILED,
 }
 
 TimeoutWaitOption = Annotated[

@@ -27,7 +27,7 @@ from beamflowd.breakers import Breakers
 from beamflowd.clock import now_ms
 from beamflowd.config import MAX_DELIVERIES_DEFAULT
 from beamflowd.core.backoff import retry_delay_ms
-from beamflowd.core.commands import Abort, Fail, ItemDone, Redeliver, Skip, Start, Succeed
+from beamflowd.core.commands import Abort, Compensate, Fail, ItemDone, Redeliver, Skip, Start, Succeed
 from beamflowd.core.expressions import resolve
 from beamflowd.core.scheduling import (
     RUN,
@@ -42,6 +42,10 @@ from beamflowd.core.scheduling import (
 from beamflowd.core.spec import FOR_EACH_CONCURRENCY_DEFAULT, FOR_EACH_ITEMS_MAX, StepSpec, WorkflowSpec
 from beamflowd.core.state import WorkflowState
 from beamflowd.core.vocabulary import (
+    COMPENSATION_PENDING,
+    COMPENSATION_RETRY_WAIT,
+    COMPENSATION_RUNNING,
+    COMPENSATION_SUCCEEDED,
     ERROR_CIRCUIT_OPEN,
     ERROR_PERMANENT,
     ERROR_TERMINAL,
@@ -84,6 +88,8 @@ class WorkflowView:
     spec: WorkflowSpec
     input_json: str
     steps: Mapping[str, StepView]
+    #: Saga: (step, status, attempts, next_ms) of each compensation, newest completion first; () if none.
+    compensations: tuple[tuple[str, str, int, int], ...] = ()
 
     @classmethod
     def of(cls, wf: WorkflowState) -> WorkflowView:
@@ -99,6 +105,7 @@ class WorkflowView:
                 s.id: StepView(s.status, s.attempts, s.next_ms, s.output_json, s.deliveries, tuple(s.items))
                 for s in wf.steps.values()
             },
+            tuple((c[0], c[1], c[2], c[3]) for c in wf.compensations),
         )
 
 
@@ -142,6 +149,8 @@ class Actor:
         next_due: int | None = None
         for old in [k for k in self.attempts if k[0] != view.epoch]:
             self.attempts.pop(old).cancel()  # fenced anyway: results of an older epoch are rejected
+        if view.compensations:
+            return self._advance_compensations(view, now)
         for step in view.spec.steps:
             st = view.steps[step.id]
             if st.status == STEP_RUNNING and step.signal is not None:
@@ -184,6 +193,89 @@ class Actor:
                     self.starting.add(key)
                     self._keep(asyncio.create_task(self._start(view, step, st.attempts + 1)))
         return next_due
+
+    def _advance_compensations(self, view: WorkflowView, now: int) -> int | None:
+        """Saga: start or run the next compensation (one at a time, newest completion first)."""
+        sid, status, attempts, next_ms = next(c for c in view.compensations if c[1] != COMPENSATION_SUCCEEDED)
+        step = view.spec.step(sid)
+        if status == COMPENSATION_RETRY_WAIT and next_ms > now:
+            return next_ms
+        if status in (COMPENSATION_PENDING, COMPENSATION_RETRY_WAIT):
+            key = (sid, -10_000 - attempts)
+            if key not in self.starting:
+                self.starting.add(key)
+                start = Compensate(
+                    wf=view.id, epoch=view.epoch, step=sid, attempt=attempts + 1, phase="start", ts=now_ms(),
+                    node=self.executor.node_id,
+                )  # fmt: skip
+                self._keep(asyncio.create_task(self._propose_then_wake(start, key)))
+        elif status == COMPENSATION_RUNNING:
+            running = (view.epoch, f"compensate:{sid}", attempts)
+            if running not in self.attempts:
+                task = asyncio.create_task(self._run_compensation(view, step, attempts))
+                task.add_done_callback(functools.partial(self._attempt_done, running))
+                self.attempts[running] = task
+        return None
+
+    async def _propose_then_wake(self, cmd: Compensate, key: tuple[str, int]) -> None:
+        try:
+            await self.executor.proposer.propose(cmd)
+        except ProposeError as exc:
+            log.warning("compensation start of %s/%s not committed: %s", cmd.wf, cmd.step, exc.message)
+            await asyncio.sleep(0.2)
+        finally:
+            self.starting.discard(key)
+            self.wake.set()
+
+    async def _run_compensation(self, view: WorkflowView, step: StepSpec, attempt: int) -> None:
+        """Run one attempt of a step's compensation (its own kind, params, timeout and retry policy)."""
+        ex = self.executor
+        compensate = step.compensate
+        assert compensate is not None
+        scope = _scope(view)
+        ts = now_ms()
+        try:
+            params = resolve(compensate.params, scope)
+            ctx = StepContext(
+                workflow_id=view.id,
+                step_id=step.id,
+                attempt=attempt,
+                idempotency_key=f"{view.id}/{step.id}/compensate/{attempt}",
+                input=scope["input"],
+                results=scope["steps"],
+                node_id=ex.node_id,
+                allow_exec=ex.allow_exec,
+                args=params,
+            )
+            timeout_ms = compensate.timeout_ms or view.spec.timeout_ms
+            timeout = timeout_ms / 1000 if timeout_ms else ex.default_step_timeout
+            while not ex.quorum_fresh():
+                await ex.quorum_ok.wait()
+            async with ex.attempt_slots:
+                await asyncio.wait_for(STEP_KINDS[compensate.run].run(ctx, params), timeout)
+            phase, error, error_class = "succeed", "", ""
+        except StepError as exc:
+            phase, error, error_class = "fail", exc.message, exc.error_class
+        except TimeoutError:
+            phase, error, error_class = "fail", "compensation timed out", "timeout"
+        except ValueError as exc:
+            phase, error, error_class = "fail", str(exc), "permanent"
+        ts = now_ms()
+        delay = retry_delay_ms(compensate.retry, attempt, random.random())
+        cmd = Compensate(
+            wf=view.id,
+            epoch=view.epoch,
+            step=step.id,
+            attempt=attempt,
+            phase=phase,
+            ts=ts,
+            node=ex.node_id,
+            error=error,
+            error_class=error_class,
+            retry_at=ts + max(delay, 1) if phase == "fail" else 0,
+        )
+        await self._commit(cmd, view, step, attempt)
+        self.wake.set()
 
     def _decide(self, view: WorkflowView, step: StepSpec) -> tuple[str, str]:
         """Whether a pending step waits, runs or is skipped (with why), from committed state.
@@ -465,7 +557,7 @@ class Actor:
         return None
 
     async def _commit(
-        self, cmd: Succeed | Fail | ItemDone, view: WorkflowView, step: StepSpec, attempt: int
+        self, cmd: Succeed | Fail | ItemDone | Compensate, view: WorkflowView, step: StepSpec, attempt: int
     ) -> None:
         """Propose a result. Bounded: after ~50 failed proposals it is dropped; the step is still committed
         as running, so the actor runs this attempt again (same idempotency key) once its task has ended."""

@@ -14,6 +14,8 @@ WORKFLOW_STATUS = {
     "succeeded": pb.WORKFLOW_STATUS_SUCCEEDED,
     "failed": pb.WORKFLOW_STATUS_FAILED,
     "cancelled": pb.WORKFLOW_STATUS_CANCELLED,
+    "compensated": pb.WORKFLOW_STATUS_COMPENSATED,
+    "compensation_failed": pb.WORKFLOW_STATUS_COMPENSATION_FAILED,
 }
 STATUS_NAME = {v: k for k, v in WORKFLOW_STATUS.items()}
 STEP_STATUS = {

@@ -172,7 +172,15 @@ class StatsServicer(pb_grpc.StatsServiceServicer):  # type: ignore[misc, unused-
         finished = succeeded + failed
         return pb.WorkflowStats(
             submitted=counters.get("submitted", 0),
-            running=max(0, counters.get("submitted", 0) - succeeded - failed - counters.get("cancelled", 0)),
+            running=max(
+                0,
+                counters.get("submitted", 0)
+                - succeeded
+                - failed
+                - counters.get("cancelled", 0)
+                - counters.get("compensated", 0)
+                - counters.get("compensation_failed", 0),
+            ),
             succeeded=succeeded,
             failed=failed,
             cancelled=counters.get("cancelled", 0),

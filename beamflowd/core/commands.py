@@ -355,6 +355,36 @@ class ItemDone(_Command):
     node: str = ""
 
 
+#: Phases of a :class:`Compensate`.
+COMPENSATE_PHASES: Final = ("start", "succeed", "fail")
+
+
+@dataclass(frozen=True, slots=True)
+class Compensate(_Command):
+    """The owner runs the compensation of a succeeded step after the workflow failed for good (saga):
+    ``start`` an attempt, or record that it ``succeed``-ed or ``fail``-ed. Compensations run one at a time,
+    newest completion first; apply refuses any other than the next one."""
+
+    OP: ClassVar[str] = "compensate"
+    wf: str
+    epoch: int
+    #: The step whose compensation this is.
+    step: str
+    attempt: int
+    #: ``start``, ``succeed`` or ``fail``.
+    phase: str
+    ts: int
+    node: str = ""
+    #: For ``fail``: the error, its class, and the next attempt's committed time (0: do not retry).
+    error: str = ""
+    error_class: str = ""
+    retry_at: int = 0
+
+    def _check(self) -> None:
+        if self.phase not in COMPENSATE_PHASES:
+            raise CommandError(self.OP, "phase", f"expected one of {', '.join(COMPENSATE_PHASES)}")
+
+
 Command: TypeAlias = (
     Join
     | Submit
@@ -371,6 +401,7 @@ Command: TypeAlias = (
     | Skip
     | Signal
     | ItemDone
+    | Compensate
 )
 
 _CLASSES: tuple[type[_Command], ...] = (
@@ -389,6 +420,7 @@ _CLASSES: tuple[type[_Command], ...] = (
     Skip,
     Signal,
     ItemDone,
+    Compensate,
 )
 #: op -> class.
 COMMANDS: Final[Mapping[str, type[_Command]]] = {cls.OP: cls for cls in _CLASSES}

@@ -103,6 +103,17 @@ def workflow_schema() -> dict[str, Any]:
             "for_each": {"$ref": "#/$defs/expression"},
             "concurrency": {"type": "integer", "minimum": 1, "maximum": FOR_EACH_CONCURRENCY_MAX},
             "breaker": {"type": "string", "pattern": BREAKER_NAME_RE.pattern},
+            "compensate": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["run"],
+                "properties": {
+                    "run": {"enum": [k for k in STEP_KIND_NAMES if k not in (CHOICE_KIND, WAIT_KIND)]},
+                    "with": {"type": "object"},
+                    "retry": {"$ref": "#/$defs/retry"},
+                    "timeout": {"$ref": "#/$defs/duration"},
+                },
+            },
         },
         "dependentRequired": {"concurrency": ["for_each"]},
         "allOf": [_kind_params(CHOICE_KIND, choice), _kind_params(WAIT_KIND, wait)],

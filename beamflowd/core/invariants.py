@@ -19,6 +19,11 @@ from beamflowd.core.signals import SIGNAL_IDS_MAX, SIGNALS_BUFFERED_MAX
 from beamflowd.core.spec import FOR_EACH_ITEMS_MAX
 from beamflowd.core.state import MAX_EVENTS_PER_WORKFLOW, MAX_NOTABLE_EVENTS, step_verdict
 from beamflowd.core.vocabulary import (
+    COMPENSATION_FAILED,
+    COMPENSATION_PENDING,
+    COMPENSATION_RETRY_WAIT,
+    COMPENSATION_RUNNING,
+    COMPENSATION_SUCCEEDED,
     DONE_STEP,
     ERROR_POISONED,
     STEP_CANCELLED,
@@ -30,12 +35,14 @@ from beamflowd.core.vocabulary import (
     STEP_SUCCEEDED,
     TERMINAL_STEP,
     TERMINAL_WORKFLOW,
+    WORKFLOW_COMPENSATED,
+    WORKFLOW_COMPENSATION_FAILED,
     WORKFLOW_RUNNING,
     WORKFLOW_SUCCEEDED,
 )
 
 if TYPE_CHECKING:
-    from beamflowd.core.state import StateMachine
+    from beamflowd.core.state import StateMachine, WorkflowState
 
 #: Steps in these statuses have run at least once, so everything they need had succeeded.
 RAN = frozenset({STEP_RUNNING, STEP_RETRY_WAIT, STEP_SUCCEEDED, STEP_FAILED})
@@ -64,7 +71,7 @@ def check_invariants(sm: StateMachine) -> None:
             if live_members and wf.owner not in live_members:
                 _fail(f"{where}: owned by dead {wf.owner} while {sorted(live_members)} are alive")
             owners[wf.owner] += 1
-            if statuses & {STEP_FAILED, STEP_CANCELLED}:
+            if statuses & {STEP_FAILED, STEP_CANCELLED} and not wf.compensations:
                 _fail(f"{where}: running with failed or cancelled steps {sorted(statuses)}")
         elif not statuses <= TERMINAL_STEP:
             _fail(f"{where}: {wf.status} with unfinished steps {sorted(statuses)}")
@@ -109,6 +116,7 @@ def check_invariants(sm: StateMachine) -> None:
                     _fail(f"{where} step {step.id}: succeeded without every item's output, in order")
             if step.error_class == ERROR_POISONED and step.status != STEP_FAILED:
                 _fail(f"{where} step {step.id}: poisoned but {step.status}")
+        _check_compensations(wf, where)
         if len(wf.signals) > SIGNALS_BUFFERED_MAX or len(wf.signal_ids) > SIGNAL_IDS_MAX:
             _fail(f"{where}: {len(wf.signals)} buffered signals, {len(wf.signal_ids)} signal ids")
         waiting_for = {
@@ -143,17 +151,64 @@ def check_invariants(sm: StateMachine) -> None:
     submitted = sm.counters["submitted"]
     if submitted != len(sm.workflows) + collected:
         _fail(f"submitted {submitted} != {len(sm.workflows)} workflows + {collected} collected")
-    finished = sum(sm.counters[s] for s in TERMINAL_WORKFLOW)
+    finished = sum(sm.counters.get(s, 0) for s in TERMINAL_WORKFLOW)
     if finished != sum(by_status[s] for s in TERMINAL_WORKFLOW) + collected:
         _fail(f"finished counters {finished} differ from finished workflows + {collected} collected")
     if not collected:  # gc forgets workflows but not what the counters saw
         for status in sorted(TERMINAL_WORKFLOW):
-            if sm.counters[status] != by_status[status]:
-                _fail(f"counter {status} is {sm.counters[status]}, {by_status[status]} workflows are")
+            if sm.counters.get(status, 0) != by_status[status]:
+                _fail(f"counter {status} is {sm.counters.get(status, 0)}, {by_status[status]} workflows are")
         for rid, wf_id in sm.request_ids.items():
             submitted_wf = sm.workflows.get(wf_id)
             if submitted_wf is None or submitted_wf.request_id != rid:
                 _fail(f"request id {rid} maps to {wf_id}, which was not submitted with it")
+
+
+#: The order a saga's compensations may be in: done ones, at most one in progress (or failed), then pending.
+_DONE, _MOVING, _PENDING = (
+    {COMPENSATION_SUCCEEDED},
+    {COMPENSATION_RUNNING, COMPENSATION_RETRY_WAIT, COMPENSATION_FAILED},
+    {COMPENSATION_PENDING},
+)
+
+
+def _check_compensations(wf: WorkflowState, where: str) -> None:
+    """Compensations of succeeded steps with a ``compensate``, once each, newest completion first, one at
+    a time; all succeeded exactly when the workflow is compensated, one failed when compensation_failed."""
+    if not wf.compensations:
+        if wf.status in (WORKFLOW_COMPENSATED, WORKFLOW_COMPENSATION_FAILED):
+            _fail(f"{where}: {wf.status} without compensations")
+        return
+    ids = [c[0] for c in wf.compensations]
+    if len(set(ids)) != len(ids):
+        _fail(f"{where}: a step is compensated twice in {ids}")
+    ended = []
+    for sid, status, attempts, _, _ in wf.compensations:
+        step = wf.steps[sid]
+        compensate = wf.spec.step(sid).compensate
+        if step.status != STEP_SUCCEEDED or compensate is None:
+            _fail(f"{where}: compensation of {sid}, which is {step.status} or has nothing to compensate")
+            return
+        if not 0 <= attempts <= compensate.retry.max_attempts or (status == COMPENSATION_PENDING) != (
+            attempts == 0
+        ):
+            _fail(f"{where}: compensation of {sid} is {status} after {attempts} attempts")
+        ended.append(step.ended_ms)
+    if ended != sorted(ended, reverse=True):
+        _fail(f"{where}: compensations {ids} are not in reverse order of completion")
+    kinds = [c[1] for c in wf.compensations]
+    moving = [i for i, k in enumerate(kinds) if k in _MOVING]
+    first_pending = next((i for i, k in enumerate(kinds) if k in _PENDING), len(kinds))
+    if (
+        len(moving) > 1
+        or any(k in _DONE for k in kinds[first_pending:])
+        or (moving and moving[0] > first_pending)
+    ):
+        _fail(f"{where}: compensations out of order: {kinds}")
+    if (wf.status == WORKFLOW_COMPENSATED) != all(k in _DONE for k in kinds):
+        _fail(f"{where}: {wf.status} with compensations {kinds}")
+    if (wf.status == WORKFLOW_COMPENSATION_FAILED) != (COMPENSATION_FAILED in kinds):
+        _fail(f"{where}: {wf.status} with compensations {kinds}")
 
 
 def _fail(message: str) -> None:

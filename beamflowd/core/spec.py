@@ -65,7 +65,9 @@ _STEP_KEYS = (
     "for_each",
     "concurrency",
     "breaker",
+    "compensate",
 )
+_COMPENSATE_KEYS = ("run", "with", "retry", "timeout")
 #: A breaker's name (``breaker: payments``).
 BREAKER_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
 #: Items of one ``for_each`` (each is a committed result): beyond, the step fails (permanent).
@@ -144,6 +146,33 @@ class RetryPolicy:
 
 
 @dataclass(frozen=True)
+class CompensateSpec:
+    """A step's compensation: a step kind and params of its own, with its own retry policy and timeout."""
+
+    run: str
+    params: Mapping[str, Any]
+    retry: RetryPolicy
+    timeout_ms: int | None
+
+    def to_plain(self) -> dict[str, Any]:
+        return {
+            "run": self.run,
+            "params": _copy_json(self.params),
+            "retry": self.retry.to_plain(),
+            "timeout_ms": self.timeout_ms,
+        }
+
+    @classmethod
+    def from_plain(cls, d: Mapping[str, Any]) -> CompensateSpec:
+        return cls(
+            run=str(d["run"]),
+            params=_copy_json(d["params"]),
+            retry=RetryPolicy.from_plain(d["retry"]),
+            timeout_ms=None if d["timeout_ms"] is None else int(d["timeout_ms"]),
+        )
+
+
+@dataclass(frozen=True)
 class StepSpec:
     """One node of the DAG. ``params`` is the file's ``with`` mapping: JSON-able, may hold expressions."""
 
@@ -163,6 +192,8 @@ class StepSpec:
     concurrency: int | None = None
     #: The circuit breaker its attempts go through (None: an http step's host, else none).
     breaker: str | None = None
+    #: What undoes it if the workflow fails for good after it succeeded (saga); None: nothing to undo.
+    compensate: CompensateSpec | None = None
 
     def to_plain(self) -> dict[str, Any]:
         plain: dict[str, Any] = {
@@ -184,6 +215,8 @@ class StepSpec:
             plain["concurrency"] = self.concurrency
         if self.breaker is not None:
             plain["breaker"] = self.breaker
+        if self.compensate is not None:
+            plain["compensate"] = self.compensate.to_plain()
         return plain
 
     @classmethod
@@ -201,6 +234,7 @@ class StepSpec:
             for_each=None if d.get("for_each") is None else str(d["for_each"]),
             concurrency=None if d.get("concurrency") is None else int(d["concurrency"]),
             breaker=None if d.get("breaker") is None else str(d["breaker"]),
+            compensate=None if d.get("compensate") is None else CompensateSpec.from_plain(d["compensate"]),
         )
 
     @cached_property
@@ -604,6 +638,7 @@ def _parse_step(index: int, raw: object, default_retry: RetryPolicy, err: _Error
         )
     if breaker is not None and run in (CHOICE_KIND, WAIT_KIND, "sleep", "noop"):
         err.fail(f"a {run} step calls nothing: it has no breaker", step=step_id, field="breaker")
+    compensate = _parse_compensate(raw.get("compensate"), default_retry, refs, err, step=step_id)
     if for_each is not None and run in (CHOICE_KIND, WAIT_KIND, "sleep"):
         err.fail(f"a {run} step cannot fan out", step=step_id, field="for_each")
     needs = _parse_needs(raw.get("needs"), err, step=step_id)
@@ -633,8 +668,48 @@ def _parse_step(index: int, raw: object, default_retry: RetryPolicy, err: _Error
             for_each=for_each,
             concurrency=concurrency,
             breaker=breaker,
+            compensate=compensate,
         ),
         refs=refs,
+    )
+
+
+def _parse_compensate(
+    value: object, default_retry: RetryPolicy, refs: dict[str, str], err: _Errors, *, step: str
+) -> CompensateSpec | None:
+    """``compensate: {run, with, retry, timeout}``; its expressions may read the step itself and upstream."""
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        err.fail(f"must be a mapping with 'run', got {_type_name(value)}", step=step, field="compensate")
+    _check_keys(value, _COMPENSATE_KEYS, err, step=step, prefix="compensate.")
+    run = value.get("run")
+    if not isinstance(run, str) or run in (CHOICE_KIND, WAIT_KIND):
+        err.fail(
+            f"must be a step kind that runs something, got {_short(run)}", step=step, field="compensate.run"
+        )
+    params = value.get("with") or {}
+    if not isinstance(params, dict):
+        err.fail(f"must be a mapping of params, got {_type_name(params)}", step=step, field="compensate.with")
+    _check_json(params, err, step=step, path="compensate.with")
+    for ref, where in _check_expressions(params, err, step=step).items():
+        if ref != step:  # a compensation may read its own step's output
+            refs.setdefault(ref, f"compensate.{where}")
+    try:
+        if run not in STEP_KIND_NAMES:
+            raise ParamError("run", f"unknown step kind {_short(run)} (known: {', '.join(STEP_KIND_NAMES)})")
+        validate_params(run, params)
+    except ParamError as exc:
+        field = "compensate.run" if exc.field == "run" else f"compensate.with.{exc.field}"
+        err.fail(exc.message, step=step, field=field)
+    timeout = value.get("timeout")
+    return CompensateSpec(
+        run=run,
+        params=_copy_json(params),
+        retry=_parse_retry(value.get("retry"), default_retry, err, step=step),
+        timeout_ms=None
+        if timeout is None
+        else _duration(timeout, err, step=step, field="compensate.timeout", positive=True),
     )
 
 

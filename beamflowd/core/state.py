@@ -26,6 +26,7 @@ from beamflowd.core.commands import (
     Cancel,
     ChaosMonkey,
     CommandError,
+    Compensate,
     Fail,
     Gc,
     Heartbeat,
@@ -46,11 +47,20 @@ from beamflowd.core.signals import SIGNAL_IDS_MAX, SIGNAL_PAYLOAD_BYTES_MAX, SIG
 from beamflowd.core.spec import FOR_EACH_ITEMS_MAX, RetryPolicy, WorkflowSpec
 from beamflowd.core.vocabulary import (
     CLOSING_EVENT_OF_STATUS,
+    COMPENSATION_FAILED,
+    COMPENSATION_PENDING,
+    COMPENSATION_RETRY_WAIT,
+    COMPENSATION_RUNNING,
+    COMPENSATION_SUCCEEDED,
     DONE_STEP,
     ERROR_POISONED,
+    EVENT_COMPENSATING,
+    EVENT_COMPENSATION_ATTEMPT_FAILED,
+    EVENT_COMPENSATION_STARTED,
     EVENT_REDELIVERED,
     EVENT_SIGNAL_BUFFERED,
     EVENT_SIGNAL_RECEIVED,
+    EVENT_STEP_COMPENSATED,
     EVENT_STEP_SKIPPED,
     FINAL_ERRORS,
     NEEDS_POLICIES,
@@ -65,6 +75,8 @@ from beamflowd.core.vocabulary import (
     TERMINAL_STEP,
     TERMINAL_WORKFLOW,
     WORKFLOW_CANCELLED,
+    WORKFLOW_COMPENSATED,
+    WORKFLOW_COMPENSATION_FAILED,
     WORKFLOW_FAILED,
     WORKFLOW_RUNNING,
     WORKFLOW_SUCCEEDED,
@@ -183,6 +195,9 @@ class WorkflowState:
     signals: list[BufferedSignal] = field(default_factory=list)
     #: Ids of the signals accepted (delivered or buffered), oldest first: a retried signal is a duplicate.
     signal_ids: list[str] = field(default_factory=list)
+    #: Saga: after a final failure, ``[step_id, status, attempts, next_ms, error]`` of each compensation to
+    #: run, newest completion first (COMPENSATION_* statuses). Empty: not compensating.
+    compensations: list[list[Any]] = field(default_factory=list)
 
     @property
     def terminal(self) -> bool:
@@ -207,6 +222,7 @@ class WorkflowState:
             # Absent when unused: workflows that never got a signal encode (and digest) as before.
             **({"signals": [list(x) for x in self.signals]} if self.signals else {}),
             **({"signal_ids": list(self.signal_ids)} if self.signal_ids else {}),
+            **({"compensations": [list(c) for c in self.compensations]} if self.compensations else {}),
         }
 
     @classmethod
@@ -232,6 +248,7 @@ class WorkflowState:
         wf.events = [(e[0], e[1], e[2], e[3], e[4], e[5], e[6]) for e in p["events"]]
         wf.signals = [(x[0], x[1], x[2], x[3]) for x in p.get("signals", ())]
         wf.signal_ids = list(p.get("signal_ids", ()))
+        wf.compensations = [list(c) for c in p.get("compensations", ())]
         return wf
 
 
@@ -420,7 +437,7 @@ class StateMachine:
 
     def _fenced_workflow(
         self,
-        cmd: Start | Succeed | Fail | Redeliver | Abort | Skip | ItemDone,
+        cmd: Start | Succeed | Fail | Redeliver | Abort | Skip | ItemDone | Compensate,
         what: str,
         step: str = "",
         attempt: int = 0,
@@ -702,12 +719,12 @@ class StateMachine:
             return Result("OK", data={"retry": True})
         step.status, step.next_ms = STEP_FAILED, 0
         how = "failed terminally" if error_class in FINAL_ERRORS else "failed"  # final: not undone or re-run
-        self._finish(
+        self._fail_or_compensate(
             wf,
-            WORKFLOW_FAILED,
             ts,
             f"step {step.id} {how} after {step.attempts} attempt(s): [{error_class}] {error}",
             node,
+            error_class,
         )
         return Result("OK", data={"retry": False})
 
@@ -731,7 +748,74 @@ class StateMachine:
         """The step fails for good, whatever its retry policy says: running it again would only kill again."""
         step.status, step.next_ms, step.ended_ms = STEP_FAILED, 0, ts
         step.error, step.error_class = f"poisoned: {why}"[:MAX_EVENT_MESSAGE], ERROR_POISONED
-        self._finish(wf, WORKFLOW_FAILED, ts, f"step {step.id} is poisoned: {why}", node)
+        self._fail_or_compensate(wf, ts, f"step {step.id} is poisoned: {why}", node, ERROR_POISONED)
+
+    def _fail_or_compensate(
+        self, wf: WorkflowState, ts: int, error: str, node: str, error_class: str
+    ) -> None:
+        """A final failure: the workflow fails, or (saga) first runs the compensations of its succeeded
+        steps, newest completion first. A terminal failure (FINAL_ERRORS) is never compensated."""
+        done = [
+            (step.ended_ms, index, step.id)
+            for index, step in enumerate(wf.steps.values())
+            if step.status == STEP_SUCCEEDED and wf.spec.step(step.id).compensate is not None
+        ]
+        if not done or error_class in FINAL_ERRORS:
+            self._finish(wf, WORKFLOW_FAILED, ts, error, node)
+            return
+        for step in wf.steps.values():
+            if step.status not in TERMINAL_STEP:
+                step.status, step.next_ms = STEP_CANCELLED, 0
+        wf.error, wf.updated_ms = error[:MAX_EVENT_MESSAGE], ts
+        wf.compensations = [[sid, COMPENSATION_PENDING, 0, 0, ""] for _, _, sid in sorted(done, reverse=True)]
+        order = ", ".join(c[0] for c in wf.compensations)
+        self._event(wf, ts, EVENT_COMPENSATING, "", 0, f"{error}; compensating {order}", node)
+
+    def _compensate(self, cmd: Compensate) -> Result:
+        """One compensation's start or result; only the next one (newest completion first) may move."""
+        wf, err = self._fenced_workflow(cmd, "compensate with ", cmd.step, cmd.attempt)
+        if err is not None:
+            return err
+        assert wf is not None
+        if not wf.compensations:
+            return Result("FAILED_PRECONDITION", f"workflow {wf.id} is not compensating")
+        entry = next(c for c in wf.compensations if c[1] != COMPENSATION_SUCCEEDED)
+        sid, status, attempts = entry[0], entry[1], entry[2]
+        if cmd.step != sid:
+            return Result("FAILED_PRECONDITION", f"compensations run newest first: the next one is {sid}'s")
+        ts = cmd.ts
+        if cmd.phase == "start":
+            if status not in (COMPENSATION_PENDING, COMPENSATION_RETRY_WAIT) or cmd.attempt != attempts + 1:
+                return Result(
+                    "FAILED_PRECONDITION", f"compensation of {sid} is {status} at attempt {attempts}"
+                )
+            entry[1], entry[2], entry[3] = COMPENSATION_RUNNING, cmd.attempt, 0
+            wf.updated_ms = ts
+            self._event(wf, ts, EVENT_COMPENSATION_STARTED, sid, cmd.attempt, "", cmd.node)
+            return Result("OK")
+        if status != COMPENSATION_RUNNING or cmd.attempt != attempts:
+            return Result("FAILED_PRECONDITION", f"compensation of {sid} is {status} at attempt {attempts}")
+        wf.updated_ms = ts
+        if cmd.phase == "succeed":
+            entry[1] = COMPENSATION_SUCCEEDED
+            self._event(wf, ts, EVENT_STEP_COMPENSATED, sid, attempts, "", cmd.node)
+            if all(c[1] == COMPENSATION_SUCCEEDED for c in wf.compensations):
+                self._finish(wf, WORKFLOW_COMPENSATED, ts, wf.error, cmd.node)
+            return Result("OK")
+        error = cmd.error[:MAX_EVENT_MESSAGE]
+        self._event(
+            wf, ts, EVENT_COMPENSATION_ATTEMPT_FAILED, sid, attempts, f"[{cmd.error_class}] {error}", cmd.node
+        )
+        compensate = wf.spec.step(sid).compensate
+        assert compensate is not None
+        if should_retry(compensate.retry, attempts, cmd.error_class) and cmd.retry_at > 0:
+            entry[1], entry[3], entry[4] = COMPENSATION_RETRY_WAIT, cmd.retry_at, error
+            return Result("OK", data={"retry": True})
+        entry[1], entry[4] = COMPENSATION_FAILED, error
+        message = f"{wf.error}; compensation of {sid} failed after {attempts} attempt(s)"
+        message += f": [{cmd.error_class}] {error}"
+        self._finish(wf, WORKFLOW_COMPENSATION_FAILED, ts, message[:MAX_EVENT_MESSAGE], cmd.node)
+        return Result("OK", data={"retry": False})
 
     def _cancel(self, cmd: Cancel) -> Result:
         wf = self.workflows.get(cmd.wf)
@@ -750,7 +834,7 @@ class StateMachine:
             if step.status not in TERMINAL_STEP:
                 step.status, step.next_ms = STEP_CANCELLED, 0
         self._disown(wf)
-        self.counters[status] += 1
+        self.counters[status] = self.counters.get(status, 0) + 1  # saga outcomes: counted once they happen
         kind = CLOSING_EVENT_OF_STATUS[status]
         self._event(wf, ts, kind, "", 0, error, node)
 
@@ -892,7 +976,8 @@ class StateMachine:
 
     def running_count(self) -> int:
         c = self.counters
-        return c["submitted"] - c["succeeded"] - c["failed"] - c["cancelled"]
+        saga = c.get(WORKFLOW_COMPENSATED, 0) + c.get(WORKFLOW_COMPENSATION_FAILED, 0)
+        return c["submitted"] - c["succeeded"] - c["failed"] - c["cancelled"] - saga
 
     # ---------------------------------------------------------------- queries
     def iter_newest_first(self) -> Iterator[WorkflowState]:
@@ -1016,6 +1101,7 @@ _HANDLERS: dict[type[Any], Callable[[StateMachine, Any], Result]] = {
     Skip: StateMachine._skip,
     Signal: StateMachine._signal,
     ItemDone: StateMachine._item_done,
+    Compensate: StateMachine._compensate,
 }
 
 

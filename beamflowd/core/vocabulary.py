@@ -14,7 +14,25 @@ WORKFLOW_RUNNING: Final = "running"
 WORKFLOW_SUCCEEDED: Final = "succeeded"
 WORKFLOW_FAILED: Final = "failed"
 WORKFLOW_CANCELLED: Final = "cancelled"
-TERMINAL_WORKFLOW: Final = frozenset({WORKFLOW_SUCCEEDED, WORKFLOW_FAILED, WORKFLOW_CANCELLED})
+#: The workflow failed for good and the compensations of its succeeded steps all succeeded (saga).
+WORKFLOW_COMPENSATED: Final = "compensated"
+#: The workflow failed for good and a compensation failed for good too.
+WORKFLOW_COMPENSATION_FAILED: Final = "compensation_failed"
+TERMINAL_WORKFLOW: Final = frozenset(
+    {
+        WORKFLOW_SUCCEEDED,
+        WORKFLOW_FAILED,
+        WORKFLOW_CANCELLED,
+        WORKFLOW_COMPENSATED,
+        WORKFLOW_COMPENSATION_FAILED,
+    }
+)
+#: Statuses of a compensation (a ``compensate`` of a succeeded step, run after the workflow failed).
+COMPENSATION_PENDING: Final = "pending"
+COMPENSATION_RUNNING: Final = "running"
+COMPENSATION_RETRY_WAIT: Final = "retry_wait"
+COMPENSATION_SUCCEEDED: Final = "succeeded"
+COMPENSATION_FAILED: Final = "failed"
 
 # -- step statuses ---
 STEP_PENDING: Final = "pending"
@@ -58,6 +76,14 @@ EVENT_REDELIVERED: Final = "redelivered"
 EVENT_COMPLETED: Final = "completed"
 EVENT_FAILED: Final = "failed"
 EVENT_CANCELLED: Final = "cancelled"
+#: The workflow failed for good: its succeeded steps' compensations run now, newest completion first.
+EVENT_COMPENSATING: Final = "compensating"
+EVENT_COMPENSATION_STARTED: Final = "compensation_started"
+EVENT_STEP_COMPENSATED: Final = "step_compensated"
+EVENT_COMPENSATION_ATTEMPT_FAILED: Final = "compensation_attempt_failed"
+#: Closing events of the saga outcomes.
+EVENT_COMPENSATED: Final = "compensated"
+EVENT_COMPENSATION_FAILED: Final = "compensation_failed"
 #: Cluster-wide (not a workflow's): a member was declared dead.
 EVENT_NODE_DOWN: Final = "node_down"
 
@@ -66,6 +92,8 @@ CLOSING_EVENT_OF_STATUS: Final = {
     WORKFLOW_SUCCEEDED: EVENT_COMPLETED,
     WORKFLOW_FAILED: EVENT_FAILED,
     WORKFLOW_CANCELLED: EVENT_CANCELLED,
+    WORKFLOW_COMPENSATED: EVENT_COMPENSATED,
+    WORKFLOW_COMPENSATION_FAILED: EVENT_COMPENSATION_FAILED,
 }
 STATUS_OF_CLOSING_EVENT: Final = {event: status for status, event in CLOSING_EVENT_OF_STATUS.items()}
 CLOSING_EVENTS: Final = frozenset(STATUS_OF_CLOSING_EVENT)

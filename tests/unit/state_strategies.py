@@ -99,6 +99,15 @@ steps:
   - {id: after, run: noop, needs: [each]}
 """
 
+#: A saga: two compensable steps, then one that may fail for good.
+SAGA_YAML = """
+name: saga
+steps:
+  - {id: book, run: noop, compensate: {run: noop, retry: {max_attempts: 2}}}
+  - {id: charge, run: noop, needs: [book], compensate: {run: noop, retry: {max_attempts: 2}}}
+  - {id: ship, run: noop, needs: [charge], retry: {max_attempts: 1}}
+"""
+
 SPECS: dict[str, dict[str, Any]] = {
     name: parse_workflow(text, source=name).to_plain()
     for name, text in (
@@ -108,6 +117,7 @@ SPECS: dict[str, dict[str, Any]] = {
         ("branches", BRANCHES_YAML),
         ("approval", APPROVAL_YAML),
         ("fanout", FANOUT_YAML),
+        ("saga", SAGA_YAML),
     )
 }
 #: Outputs a succeed may carry: a choice's name one of its branches (or, wrongly, something else).
@@ -357,6 +367,35 @@ def _item_done(draw: st.DrawFn, sm: StateMachine, ts: int) -> Plain:
     ).to_plain()
 
 
+def _compensation(draw: st.DrawFn, sm: StateMachine, ts: int) -> Plain:
+    """The next compensation of a compensating workflow (mostly), in a phase that fits it (mostly)."""
+    sagas = [wf for _, wf in sorted(sm.workflows.items()) if wf.compensations and not wf.terminal]
+    if sagas and _pick(draw, [True] * 6 + [False]):
+        wf = _pick(draw, sagas)
+        entry = next(c for c in wf.compensations if c[1] != "succeeded")
+        step, attempts = entry[0], entry[2]
+        phase = (
+            "start" if entry[1] in ("pending", "retry_wait") else _pick(draw, ["succeed", "succeed", "fail"])
+        )
+        attempt = attempts + 1 if phase == "start" else attempts
+        wf_id, epoch = wf.id, wf.epoch
+    else:
+        wf_id, epoch, step, attempt = _target(draw, sm, live)
+        phase = _pick(draw, list(c.COMPENSATE_PHASES))
+    return c.Compensate(
+        wf=wf_id,
+        epoch=_epoch(draw, epoch),
+        step=step,
+        attempt=attempt + _pick(draw, RESULT_OFFSETS),
+        phase=phase,
+        ts=ts,
+        node=_pick(draw, NODES),
+        error="undo failed" if phase == "fail" else "",
+        error_class=_pick(draw, ["transient", "permanent"]) if phase == "fail" else "",
+        retry_at=_pick(draw, [ts + 100, 0]) if phase == "fail" else 0,
+    ).to_plain()
+
+
 def _cancel(draw: st.DrawFn, sm: StateMachine, ts: int) -> Plain:
     return cancel_cmd(
         _pick(draw, [*sorted(sm.workflows) * 4, MISSING_WF]),
@@ -411,6 +450,7 @@ OP_BUILDERS: dict[str, tuple[Builder, int]] = {
     "skip": (_skip, 3),
     "signal": (_signal, 3),
     "item_done": (_item_done, 4),
+    "compensate": (_compensation, 4),
 }
 assert set(OP_BUILDERS) == set(c.COMMANDS), "every op needs a builder"
 

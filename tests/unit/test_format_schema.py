@@ -84,6 +84,8 @@ REFUSED: list[tuple[str, dict[str, Any]]] = [
     ("concurrency without for_each", _wf({**GOOD_STEP, "concurrency": 3})),
     ("for_each not an expression", _wf({**GOOD_STEP, "for_each": [1, 2]})),
     ("concurrency 0", _wf({**GOOD_STEP, "for_each": "${{ input.x }}", "concurrency": 0})),
+    ("compensate without run", _wf({**GOOD_STEP, "compensate": {"with": {}}})),
+    ("compensate with a choice", _wf({**GOOD_STEP, "compensate": {"run": "choice"}})),
     ("wait unknown key", _wf({"id": "w", "run": "wait", "with": {"signal": "s", "channel": "x"}})),
 ]
 

@@ -38,7 +38,7 @@ from tests.unit.state_strategies import (
 )
 
 #: Commands fenced by the workflow epoch.
-FENCED_OPS = ("start", "succeed", "fail", "redeliver", "abort", "skip", "item_done")
+FENCED_OPS = ("start", "succeed", "fail", "redeliver", "abort", "skip", "item_done", "compensate")
 
 
 def cluster(ts: int = 0) -> StateMachine:

@@ -17,6 +17,8 @@ class WorkflowStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     WORKFLOW_STATUS_SUCCEEDED: _ClassVar[WorkflowStatus]
     WORKFLOW_STATUS_FAILED: _ClassVar[WorkflowStatus]
     WORKFLOW_STATUS_CANCELLED: _ClassVar[WorkflowStatus]
+    WORKFLOW_STATUS_COMPENSATED: _ClassVar[WorkflowStatus]
+    WORKFLOW_STATUS_COMPENSATION_FAILED: _ClassVar[WorkflowStatus]
 
 class StepStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -33,6 +35,8 @@ WORKFLOW_STATUS_RUNNING: WorkflowStatus
 WORKFLOW_STATUS_SUCCEEDED: WorkflowStatus
 WORKFLOW_STATUS_FAILED: WorkflowStatus
 WORKFLOW_STATUS_CANCELLED: WorkflowStatus
+WORKFLOW_STATUS_COMPENSATED: WorkflowStatus
+WORKFLOW_STATUS_COMPENSATION_FAILED: WorkflowStatus
 STEP_STATUS_UNSPECIFIED: StepStatus
 STEP_STATUS_PENDING: StepStatus
 STEP_STATUS_RUNNING: StepStatus
