@@ -312,14 +312,20 @@ def cancel(
     ctx: typer.Context,
     workflow_id: Annotated[str, typer.Argument(metavar="ID", help="Workflow id.")],
     reason: Annotated[str, typer.Option("--reason", help="Why; recorded in the workflow's error.")] = "",
+    compensate: Annotated[
+        bool, typer.Option("--compensate", help="Undo its succeeded steps first (their `compensate`).")
+    ] = False,
     fmt: OutputOption = None,
 ) -> None:
     """Cancel a running workflow. A workflow that already ended is left as it is (exit 0).
 
+    With --compensate the compensations of its succeeded steps run first, newest first; it then ends
+    compensated (or compensation_failed), or cancelled if there is nothing to undo.
+
     Example: beamctl workflow cancel wf-123 --reason "wrong input"
     """
     request = workflow_pb2.CancelWorkflowRequest(
-        workflow_id=workflow_id, reason=reason, request_id=str(uuid.uuid4())
+        workflow_id=workflow_id, reason=reason, request_id=str(uuid.uuid4()), compensate=compensate
     )
     with Client.from_settings(settings_of(ctx)) as client:
         response = client.cancel_workflow(request)

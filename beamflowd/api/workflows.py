@@ -160,7 +160,13 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):  # type: ignore[misc]
     ) -> pb.CancelWorkflowResponse:
         if len(request.reason) > MAX_REASON:
             await abort(context, "INVALID_ARGUMENT", f"reason: longer than {MAX_REASON} characters")
-        cmd = Cancel(wf=request.workflow_id, reason=request.reason, ts=now_ms(), node=self.node_id)
+        cmd = Cancel(
+            wf=request.workflow_id,
+            reason=request.reason,
+            ts=now_ms(),
+            node=self.node_id,
+            compensate=True if request.compensate else None,
+        )
         result = await self._propose(context, cmd)
         if not result.ok:
             await abort(context, result.code, result.message)

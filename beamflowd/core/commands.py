@@ -221,6 +221,8 @@ class Cancel(_Command):
     #: Why (shown as the workflow's error); empty: "cancelled by request".
     reason: str = ""
     node: str = ""
+    #: Run the compensations of its succeeded steps first (saga), as a final failure would. Absent: no.
+    compensate: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -481,12 +483,20 @@ _CHECKS: dict[str, Callable[[Any], Any]] = {
     "bool": _bool,
     "int | None": _int,
     "str | None": _str,
+    "bool | None": _bool,
     "Starts": _starts,
     "dict[str, Any]": _object,
 }
 
 #: Annotation -> the one type a value may have to be taken as is (the fast path of :func:`decode`).
-_EXACT: dict[str, type] = {"int": int, "str": str, "bool": bool, "int | None": int, "str | None": str}
+_EXACT: dict[str, type] = {
+    "int": int,
+    "str": str,
+    "bool": bool,
+    "int | None": int,
+    "str | None": str,
+    "bool | None": bool,
+}
 
 _Field = tuple[str, bool, "type | None", Callable[[Any], Any]]  # (name, required, exact type, check)
 

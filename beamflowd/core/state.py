@@ -755,11 +755,7 @@ class StateMachine:
     ) -> None:
         """A final failure: the workflow fails, or (saga) first runs the compensations of its succeeded
         steps, newest completion first. A terminal failure (FINAL_ERRORS) is never compensated."""
-        done = [
-            (step.ended_ms, index, step.id)
-            for index, step in enumerate(wf.steps.values())
-            if step.status == STEP_SUCCEEDED and wf.spec.step(step.id).compensate is not None
-        ]
+        done = _compensable(wf)
         if not done or error_class in FINAL_ERRORS:
             self._finish(wf, WORKFLOW_FAILED, ts, error, node)
             return
@@ -824,6 +820,11 @@ class StateMachine:
         if wf.terminal:
             return Result("OK", data={"cancelled": False})
         reason = (cmd.reason or "cancelled by request")[:MAX_EVENT_MESSAGE]
+        if cmd.compensate and wf.compensations:
+            return Result("OK", data={"cancelled": False, "compensating": True})  # already undoing
+        if cmd.compensate and _compensable(wf):
+            self._fail_or_compensate(wf, cmd.ts, reason, cmd.node, "cancelled")
+            return Result("OK", data={"cancelled": True, "compensating": True})
         self._finish(wf, WORKFLOW_CANCELLED, cmd.ts, reason, cmd.node)
         return Result("OK", data={"cancelled": True})
 
@@ -1103,6 +1104,15 @@ _HANDLERS: dict[type[Any], Callable[[StateMachine, Any], Result]] = {
     ItemDone: StateMachine._item_done,
     Compensate: StateMachine._compensate,
 }
+
+
+def _compensable(wf: WorkflowState) -> list[tuple[int, int, str]]:
+    """``(end time, definition index, step id)`` of the succeeded steps that have a compensation."""
+    return [
+        (step.ended_ms, index, step.id)
+        for index, step in enumerate(wf.steps.values())
+        if step.status == STEP_SUCCEEDED and wf.spec.step(step.id).compensate is not None
+    ]
 
 
 def committed_branch(wf: WorkflowState) -> BranchOf:

@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 
 import pytest
+from typer.testing import CliRunner
 
+from beamctl.main import app
 from beamflowd.api.gen.beamflow.v1 import workflow_pb2 as pb
 from tests.cluster.test_engine import steps_of, submit, wait_converged, wait_terminal
 from tests.harness import REPO_ROOT, Cluster
@@ -63,3 +65,38 @@ def test_a_compensation_chain_interrupted_by_a_leader_kill_completes(cluster: Cl
     cluster.start_node(leader)
     cluster.wait_ready(nodes=[leader])
     wait_converged(cluster)
+
+
+LONG = """
+name: long-saga
+steps:
+  - {id: a, run: noop, compensate: {run: noop}}
+  - {id: b, run: noop, needs: a, compensate: {run: noop}}
+  - {id: nap, run: sleep, needs: b, with: {duration: 10m}}
+"""
+
+
+@pytest.mark.timeout(120)
+def test_cancel_with_compensate_undoes_what_succeeded(cluster: Cluster) -> None:
+    wf_id = submit(cluster.workflow_stub("n1"), LONG, {})
+
+    def napping() -> bool:
+        wf = (
+            cluster.workflow_stub("n1")
+            .GetWorkflow(pb.GetWorkflowRequest(workflow_id=wf_id), timeout=10)
+            .workflow
+        )
+        return steps_of(wf)["nap"].status == pb.STEP_STATUS_RUNNING
+
+    cluster.wait_until(napping, 30, "the long step to run")
+    args = ["--endpoints", cluster.endpoints, "workflow", "cancel", wf_id, "--compensate", "--reason", "oops"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    wf = wait_terminal(cluster, "n2", [wf_id], timeout=60)[wf_id]
+    assert wf.status == pb.WORKFLOW_STATUS_COMPENSATED and wf.error == "oops"
+    assert steps_of(wf)["nap"].status == pb.STEP_STATUS_CANCELLED
+    assert [e.step_id for e in _events(cluster, "n2", wf_id) if e.type == "step_compensated"] == ["b", "a"]
+    listed = CliRunner().invoke(
+        app, ["--endpoints", cluster.endpoints, "workflow", "list", "--status", "compensated", "-o", "json"]
+    )
+    assert wf_id in {row["id"] for row in json.loads(listed.stdout)["workflows"]}

@@ -397,12 +397,15 @@ def _compensation(draw: st.DrawFn, sm: StateMachine, ts: int) -> Plain:
 
 
 def _cancel(draw: st.DrawFn, sm: StateMachine, ts: int) -> Plain:
-    return cancel_cmd(
+    plain = cancel_cmd(
         _pick(draw, [*sorted(sm.workflows) * 4, MISSING_WF]),
         ts,
         _pick(draw, NODES),
         _pick(draw, ["", "operator"]),
     )
+    if _pick(draw, [False, False, True]):
+        plain["compensate"] = True  # cancel --compensate (saga)
+    return plain
 
 
 def _heartbeat(draw: st.DrawFn, sm: StateMachine, ts: int) -> Plain:

@@ -37,6 +37,7 @@ _VALUES: dict[str, st.SearchStrategy[Any]] = {
     "bool": st.booleans(),
     "int | None": st.none() | _ints,
     "str | None": st.none() | _texts,
+    "bool | None": st.none() | st.booleans(),
     "Starts": st.lists(st.tuples(_texts, _ints), max_size=3).map(tuple),
     "dict[str, Any]": st.dictionaries(st.text(max_size=8), _json, max_size=4),
 }
@@ -64,6 +65,7 @@ _WRONG: dict[str, list[Any]] = {
 }
 _WRONG["int | None"] = _WRONG["int"]
 _WRONG["str | None"] = _WRONG["str"]
+_WRONG["bool | None"] = _WRONG["bool"]
 
 
 @st.composite
@@ -72,6 +74,8 @@ def commands(draw: st.DrawFn) -> c.Command:
     kwargs = {f.name: draw(_VALUES[str(f.type)]) for f in fields(cls)}
     if cls is c.ChaosMonkey and kwargs["enabled"] and not kwargs["profile"]:
         kwargs["profile"] = "gentle"
+    if cls is c.Compensate:
+        kwargs["phase"] = draw(st.sampled_from(c.COMPENSATE_PHASES))
     cmd: c.Command = cls(**kwargs)  # type: ignore[assignment]
     return cmd
 

@@ -157,3 +157,22 @@ def test_compensations_run_once_each_in_reverse_completion_order(data: st.DataOb
     assert compensated in ([], ["charge"], ["charge", "book"]), compensated  # once each, newest first
     if wf.status == "compensated":
         assert compensated == ["charge", "book"]
+
+
+def test_cancel_with_compensation_undoes_the_succeeded_steps_and_plain_cancel_does_not() -> None:
+    from beamflowd.core.commands import Cancel
+
+    sm = _machine()
+    res = sm.apply(Cancel(wf="w", ts=35, reason="customer changed mind", compensate=True).to_plain())
+    wf = sm.workflows["w"]
+    assert res.data == {"cancelled": True, "compensating": True} and wf.status == "running"
+    assert wf.steps["ship"].status == "cancelled" and [c[0] for c in wf.compensations] == ["charge", "book"]
+    again = sm.apply(Cancel(wf="w", ts=36, compensate=True).to_plain())
+    assert again.data == {"cancelled": False, "compensating": True}
+    for step in ("charge", "book"):
+        assert _comp(sm, step, 1, "start").ok and _comp(sm, step, 1, "succeed").ok
+    assert wf.status == "compensated" and wf.error == "customer changed mind"
+    check_invariants(sm)
+    plain = _machine()
+    assert plain.apply(Cancel(wf="w", ts=35).to_plain()).data == {"cancelled": True}
+    assert plain.workflows["w"].status == "cancelled" and plain.workflows["w"].compensations == []

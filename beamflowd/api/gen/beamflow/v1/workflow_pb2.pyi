@@ -209,14 +209,16 @@ class ListWorkflowsResponse(_message.Message):
     def __init__(self, workflows: _Optional[_Iterable[_Union[WorkflowSummary, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., total_matching: _Optional[int] = ...) -> None: ...
 
 class CancelWorkflowRequest(_message.Message):
-    __slots__ = ("workflow_id", "reason", "request_id")
+    __slots__ = ("workflow_id", "reason", "request_id", "compensate")
     WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    COMPENSATE_FIELD_NUMBER: _ClassVar[int]
     workflow_id: str
     reason: str
     request_id: str
-    def __init__(self, workflow_id: _Optional[str] = ..., reason: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
+    compensate: bool
+    def __init__(self, workflow_id: _Optional[str] = ..., reason: _Optional[str] = ..., request_id: _Optional[str] = ..., compensate: _Optional[bool] = ...) -> None: ...
 
 class CancelWorkflowResponse(_message.Message):
     __slots__ = ("workflow", "cancelled")
