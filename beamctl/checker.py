@@ -29,13 +29,24 @@ from typing import Any
 
 from beamflowd.api.gen.beamflow.v1 import cluster_pb2
 from beamflowd.api.gen.beamflow.v1 import workflow_pb2 as wpb
-from beamflowd.core.vocabulary import EVENT_RETRIED, STATUS_OF_CLOSING_EVENT
+from beamflowd.core.vocabulary import (
+    DONE_STEP,
+    EVENT_RETRIED,
+    EVENT_SIGNAL_RECEIVED,
+    EVENT_STEP_STARTED,
+    STATUS_OF_CLOSING_EVENT,
+    STEP_FAILED,
+    STEP_SKIPPED,
+    STEP_SUCCEEDED,
+)
 
 CLOSING = STATUS_OF_CLOSING_EVENT
 _STATUS = {
     wpb.WORKFLOW_STATUS_SUCCEEDED: "succeeded",
     wpb.WORKFLOW_STATUS_FAILED: "failed",
     wpb.WORKFLOW_STATUS_CANCELLED: "cancelled",
+    wpb.WORKFLOW_STATUS_COMPENSATED: "compensated",
+    wpb.WORKFLOW_STATUS_COMPENSATION_FAILED: "compensation_failed",
     wpb.WORKFLOW_STATUS_RUNNING: "running",
 }
 INJECTED_MARK = "chaos: injected"
@@ -64,7 +75,11 @@ class History:
         )
 
 
-_STEP_STATUS = {wpb.STEP_STATUS_SUCCEEDED: "succeeded", wpb.STEP_STATUS_FAILED: "failed"}
+_STEP_STATUS = {
+    wpb.STEP_STATUS_SUCCEEDED: STEP_SUCCEEDED,
+    wpb.STEP_STATUS_FAILED: STEP_FAILED,
+    wpb.STEP_STATUS_SKIPPED: STEP_SKIPPED,
+}
 
 
 @dataclass
@@ -191,7 +206,7 @@ def check_history(wf_id: str, h: History, verdict: Verdict) -> None:
         expected = CLOSING[h.events[closing[-1]][1]]
         if h.status != expected:
             verdict.violate(f"{wf_id}: status {h.status} but its terminal event says {expected}")
-    elif h.status in ("succeeded", "failed", "cancelled") and not truncated:
+    elif h.status in STATUS_OF_CLOSING_EVENT.values() and not truncated:
         verdict.violate(f"{wf_id}: status {h.status} without a terminal event")
     succeeded_steps: dict[str, int] = {}
     for e in h.events:
@@ -201,12 +216,23 @@ def check_history(wf_id: str, h: History, verdict: Verdict) -> None:
             succeeded_steps[e[2]] = succeeded_steps.get(e[2], 0) + 1
             if succeeded_steps[e[2]] == 2:
                 verdict.violate(f"{wf_id}: step {e[2]} succeeded twice")
+    skipped = {s for s, st in h.steps.items() if st == STEP_SKIPPED}
+    started = {e[2] for e in h.events if e[1] == EVENT_STEP_STARTED}
+    for step in sorted(skipped & (started | set(succeeded_steps))):
+        verdict.violate(f"{wf_id}: step {step} is skipped but ran")
+    received: dict[str, int] = {}
+    for e in h.events:
+        if e[1] == EVENT_SIGNAL_RECEIVED:  # message "<name> (<signal id>)"
+            received[e[4]] = received.get(e[4], 0) + 1
+    for signal, n in sorted(received.items()):
+        if n > 1:
+            verdict.violate(f"{wf_id}: signal {signal} delivered {n} times")
     if h.status == "succeeded":
-        unfinished = sorted(s for s, st in h.steps.items() if st != "succeeded")
+        unfinished = sorted(s for s, st in h.steps.items() if st not in DONE_STEP)
         if unfinished:
             verdict.violate(f"{wf_id}: succeeded with steps not succeeded: {', '.join(unfinished)}")
         if not truncated:
-            never = sorted(s for s in h.steps if s not in succeeded_steps)
+            never = sorted(s for s in h.steps if s not in succeeded_steps and s not in skipped)
             if never:
                 verdict.violate(f"{wf_id}: succeeded without a step_succeeded event for {', '.join(never)}")
     if any(e[1] == "reassigned" for e in h.events):
@@ -233,6 +259,8 @@ def check_histories(
                 verdict.failed_by_injection += 1
         elif h.status == "cancelled":
             verdict.cancelled += 1
+        elif h.status in ("compensated", "compensation_failed"):
+            verdict.failed += 1  # failed for good, then compensated (or not): a failure all the same
         else:
             verdict.running += 1
             if require_terminal:

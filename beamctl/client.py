@@ -49,6 +49,8 @@ TERMINAL_STATUSES = frozenset(
         workflow_pb2.WORKFLOW_STATUS_SUCCEEDED,
         workflow_pb2.WORKFLOW_STATUS_FAILED,
         workflow_pb2.WORKFLOW_STATUS_CANCELLED,
+        workflow_pb2.WORKFLOW_STATUS_COMPENSATED,
+        workflow_pb2.WORKFLOW_STATUS_COMPENSATION_FAILED,
     }
 )
 
@@ -314,6 +316,15 @@ class Client:
         """Call ``DeadLetterService.<method>`` (ListDeadLetters, GetDeadLetter, RetryDeadLetter, ...)."""
         return self.unary(method, lambda ch, t: getattr(_dead_letters(ch), method)(request, timeout=t))
 
+    def signal_workflow(
+        self, request: workflow_pb2.SignalWorkflowRequest
+    ) -> workflow_pb2.SignalWorkflowResponse:
+        """Signal; set ``request.request_id`` so a retry after fail-over is delivered once."""
+        response: workflow_pb2.SignalWorkflowResponse = self.unary(
+            "signal", lambda ch, t: _workflows(ch).SignalWorkflow(request, timeout=t)
+        )
+        return response
+
     def watch_workflow(
         self,
         workflow_id: str,
@@ -413,6 +424,13 @@ class Client:
         request = cluster_pb2.ListMembersRequest()
         response: cluster_pb2.ListMembersResponse = self.unary(
             "member list", lambda ch, t: _cluster(ch).ListMembers(request, timeout=t)
+        )
+        return response
+
+    def list_breakers(self) -> cluster_pb2.ListBreakersResponse:
+        request = cluster_pb2.ListBreakersRequest()
+        response: cluster_pb2.ListBreakersResponse = self.unary(
+            "breakers list", lambda ch, t: _cluster(ch).ListBreakers(request, timeout=t)
         )
         return response
 

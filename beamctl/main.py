@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+import beamctl.breakers
 import beamctl.chaos
 import beamctl.dev
 from beamctl import bench, cluster, dlq, top, workflow
@@ -42,6 +43,7 @@ app.add_typer(beamctl.dev.app, name="dev")
 app.command("submit", epilog="Alias of `beamctl workflow submit`. " + EPILOG)(workflow.submit)
 app.command("top", epilog=EPILOG)(top.top)
 app.add_typer(bench.app, name="bench")
+app.add_typer(beamctl.breakers.app, name="breakers")
 
 
 @app.callback()

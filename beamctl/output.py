@@ -47,9 +47,12 @@ _STATUS_STYLE = {
     "succeeded": "green",
     "failed": "red",
     "cancelled": "yellow",
+    "compensated": "yellow",
+    "compensation_failed": "bold red",
     "running": "cyan",
     "retry_wait": "magenta",
     "pending": "dim",
+    "skipped": "dim italic",
 }
 
 Json = dict[str, Any]
@@ -130,6 +133,7 @@ def step_to_dict(step: workflow_pb2.Step) -> Json:
         "start_time": timestamp(step, "start_time"),
         "end_time": timestamp(step, "end_time"),
         "next_attempt_time": timestamp(step, "next_attempt_time"),
+        "waiting_for": step.waiting_for,
     }
 
 
@@ -154,6 +158,8 @@ def workflow_to_dict(
         "resubmitted_from": workflow.resubmitted_from,
         "dead_letter_id": workflow.dead_letter_id,
         "labels": dict(sorted(workflow.labels.items())),
+        "waiting_for": [step.waiting_for for step in workflow.steps if step.waiting_for],
+        "signals_buffered": workflow.signals_buffered,
     }
 
 
@@ -168,6 +174,8 @@ def summary_to_dict(summary: workflow_pb2.WorkflowSummary) -> Json:
         "update_time": timestamp(summary, "update_time"),
         "steps_total": summary.steps_total,
         "steps_succeeded": summary.steps_succeeded,
+        "waiting_for": list(summary.waiting_for),
+        "steps_skipped": summary.steps_skipped,
     }
 
 
@@ -319,6 +327,11 @@ def render_workflow(data: Mapping[str, Any]) -> None:
     header.add_row("Input", _clip(data["input"], 100))
     if data["error"]:
         header.add_row("Error", Text(data["error"], style="red"))
+    if data["waiting_for"]:
+        buffered = f" ({data['signals_buffered']} signals buffered)" if data["signals_buffered"] else ""
+        header.add_row(
+            "Waiting", Text(f"for signal {', '.join(data['waiting_for'])}{buffered}", style="cyan")
+        )
     out.print(header)
 
     steps = Table(title="Steps", title_justify="left", show_edge=False)
@@ -332,6 +345,10 @@ def render_workflow(data: Mapping[str, Any]) -> None:
         )
         if step["status"] == "retry_wait" and step["next_attempt_time"]:
             result = Text(f"next attempt {short_time(step['next_attempt_time'])}")
+        if step["waiting_for"]:
+            deadline = step["next_attempt_time"]
+            until = f" until {short_time(deadline)}" if deadline else ""
+            result = Text(f"waiting for signal {step['waiting_for']}{until}", style="cyan")
         steps.add_row(
             _text(step["id"]),
             _text(step["kind"]),
@@ -362,8 +379,12 @@ def render_workflow_list(rows: Sequence[Mapping[str, Any]], total: int, more: bo
         table.add_row(
             _text(row["id"]),
             _text(row["name"]),
-            _status_text(row["status"]),
-            Text(f"{row['steps_succeeded']}/{row['steps_total']}"),
+            _status_text(row["status"])
+            + (Text(" (waiting)", style="cyan") if row["waiting_for"] else Text()),
+            Text(
+                f"{row['steps_succeeded']}/{row['steps_total']}"
+                + (f" ({row['steps_skipped']} skipped)" if row["steps_skipped"] else "")
+            ),
             _text(row["owner"]),
             Text(short_time(row["create_time"])),
             Text(short_time(row["update_time"])),

@@ -23,6 +23,7 @@ from beamctl import output
 from beamctl.client import Client, settings_of
 from beamctl.errors import ExitCode, handle_errors
 from beamctl.output import OutputOption, output_format
+from beamflowd.core.vocabulary import EVENT_SIGNAL_RECEIVED, EVENT_STEP_SKIPPED
 
 Json = dict[str, Any]
 
@@ -44,6 +45,7 @@ def timeline(data: Mapping[str, Any]) -> Json:
             "status": s["status"],
             "needs": s["needs"],
             "attempts": [],
+            "skipped": "",
         }
         for s in data["steps"]
     }
@@ -65,6 +67,7 @@ def timeline(data: Mapping[str, Any]) -> Json:
                 "outcome": "running",
                 "error": "",
                 "retry_in": "",
+                "signal": "",
             }
             step["attempts"].append(attempt)
             open_attempt[step_id] = attempt
@@ -76,6 +79,10 @@ def timeline(data: Mapping[str, Any]) -> Json:
             attempt["error"] = event["message"] if kind == "step_failed" else ""
         elif kind == "retry_scheduled" and step_id in open_attempt:
             open_attempt[step_id]["retry_in"] = event["message"]
+        elif kind == EVENT_STEP_SKIPPED and step is not None:
+            step["skipped"] = event["message"]  # why it never ran
+        elif kind == EVENT_SIGNAL_RECEIVED and step_id in open_attempt:
+            open_attempt[step_id]["signal"] = event["message"]  # "<name> (<signal id>)"
         elif not step_id:
             workflow_events.append(
                 {"time": event["time"], "type": kind, "message": event["message"], "node": event["node"]}
@@ -123,6 +130,8 @@ def render_timeline(t: Mapping[str, Any]) -> RenderableType:
         label.append(f"  {step['kind']}, {len(step['attempts'])} attempt(s)", style="dim")
         if step["needs"]:
             label.append(f", needs {','.join(step['needs'])}", style="dim")
+        if step["skipped"]:
+            label.append(f"  ({step['skipped']})", style="dim italic")
         branch = tree.add(label)
         for a in step["attempts"]:
             line = Text(f"#{a['attempt']} {output.clock(a['started'])} on {a['node'] or '?'}  ")
@@ -134,6 +143,8 @@ def render_timeline(t: Mapping[str, Any]) -> RenderableType:
                 line.append(f"  {a['error']}", style="red")
             if a["retry_in"]:
                 line.append(f"  → retry {a['retry_in']}", style="magenta")
+            if a["signal"]:
+                line.append(f"  signal {a['signal']}", style="cyan")
             branch.add(line)
     events = Text()
     for e in t["workflow_events"]:

@@ -69,6 +69,7 @@ def snapshot_to_dict(snapshot: stats_pb2.StatsSnapshot) -> Json:
                 "last_heartbeat_age_ms": n.last_heartbeat_age_ms,
                 "rss_bytes": n.rss_bytes,
                 "actors": n.actors,
+                "open_breakers": list(n.open_breakers),
             }
             for n in snapshot.nodes
         ],
@@ -89,6 +90,7 @@ def snapshot_to_dict(snapshot: stats_pb2.StatsSnapshot) -> Json:
             "failed_history": list(w.failed_history),
             "submitted_history": list(w.submitted_history),
             "counters": dict(sorted(w.counters.items())),
+            "waiting_by_signal": dict(sorted(w.waiting_by_signal.items())),
         },
         "latencies": [
             {
@@ -192,6 +194,8 @@ def node_flags(node: Mapping[str, Any]) -> Text:
         flags.append("PARTITIONED ", style="bold magenta")
     if node["paused"]:
         flags.append("PAUSED ", style="bold yellow")
+    if node.get("open_breakers"):
+        flags.append(f"OPEN BREAKER {','.join(node['open_breakers'][:3])} ", style="bold red")
     return flags
 
 
@@ -281,6 +285,17 @@ def workflows_panel(data: Mapping[str, Any]) -> Panel:
     )
     if overflow:
         grid.add_row(Text("DLQ FULL: not queued", style="bold red"), Text(count(overflow), style="bold red"))
+    waiting = w.get("waiting_by_signal") or {}
+    if waiting:
+        by_name = ", ".join(
+            f"{name} {count(n)}" for name, n in sorted(waiting.items(), key=lambda kv: -kv[1])[:3]
+        )
+        grid.add_row(
+            Text("waiting"),
+            Text(count(sum(waiting.values())), style="cyan"),
+            Text("for signal"),
+            Text(by_name, style="cyan"),
+        )
     return Panel(grid, title="Workflows", title_align="left", border_style="blue")
 
 

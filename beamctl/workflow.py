@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
-from beamctl import bulk, output
+from beamctl import bulk, output, validate
 from beamctl.client import TERMINAL_STATUSES, Client, settings_of
 from beamctl.errors import CliError, ExitCode, handle_errors
 from beamctl.output import OutputFormat, OutputOption, output_format
@@ -47,6 +47,8 @@ class StatusFilter(enum.StrEnum):
     failed = "failed"
     cancelled = "cancelled"
     paused = "paused"
+    compensated = "compensated"
+    compensation_failed = "compensation_failed"
 
 
 _STATUS_FILTER = {
@@ -55,6 +57,8 @@ _STATUS_FILTER = {
     StatusFilter.failed: workflow_pb2.WORKFLOW_STATUS_FAILED,
     StatusFilter.cancelled: workflow_pb2.WORKFLOW_STATUS_CANCELLED,
     StatusFilter.paused: workflow_pb2.WORKFLOW_STATUS_PAUSED,
+    StatusFilter.compensated: workflow_pb2.WORKFLOW_STATUS_COMPENSATED,
+    StatusFilter.compensation_failed: workflow_pb2.WORKFLOW_STATUS_COMPENSATION_FAILED,
 }
 
 
@@ -504,6 +508,9 @@ def cancel(
     ctx: typer.Context,
     workflow_id: Annotated[str | None, typer.Argument(metavar="ID", help="Workflow id.")] = None,
     reason: Annotated[str, typer.Option("--reason", help="Why; recorded in the workflow's error.")] = "",
+    compensate: Annotated[
+        bool, typer.Option("--compensate", help="Undo its succeeded steps first (their `compensate`).")
+    ] = False,
     fmt: OutputOption = None,
     query: QueryOption = None,
     label: LabelOption = None,
@@ -513,13 +520,16 @@ def cancel(
 
     With --query/--label instead of ID: every match (a dry run without --yes; --reason required).
 
+    With --compensate the compensations of its succeeded steps run first, newest first; it then ends
+    compensated (or compensation_failed), or cancelled if there is nothing to undo.
+
     Example: beamctl workflow cancel wf-123 --reason "wrong input"
     """
     if bulk_or_none(ctx, "cancel", query, label, reason, yes, fmt, workflow_id):
         return
     assert workflow_id is not None
     request = workflow_pb2.CancelWorkflowRequest(
-        workflow_id=workflow_id, reason=reason, request_id=str(uuid.uuid4())
+        workflow_id=workflow_id, reason=reason, request_id=str(uuid.uuid4()), compensate=compensate
     )
     with Client.from_settings(settings_of(ctx)) as client:
         response = client.cancel_workflow(request)
@@ -538,6 +548,54 @@ def cancel(
         output.line(f"Workflow {workflow_id} cancelled")
     else:
         output.line(f"Workflow {workflow_id} had already ended: {status}")
+
+
+@app.command("signal")
+@handle_errors
+def signal(
+    ctx: typer.Context,
+    workflow_id: Annotated[str, typer.Argument(metavar="ID", help="Workflow id.")],
+    name: Annotated[str, typer.Argument(metavar="NAME", help="Signal name (a wait step's `signal`).")],
+    data: Annotated[
+        str, typer.Option("--data", "-d", metavar="JSON", help="Payload as JSON text (the step's output).")
+    ] = "null",
+    request_id: Annotated[
+        str | None, typer.Option("--request-id", help="Idempotency key; the same id is delivered once.")
+    ] = None,
+    fmt: OutputOption = None,
+) -> None:
+    """Send a signal to a workflow: its waiting step takes the payload, or it is buffered until one waits.
+
+    Exit 2 for a payload the step's schema refuses or no step waiting for NAME (nothing changes), 1 if the
+    workflow has ended. Example: beamctl workflow signal wf-123 approval --data '{"approved": true}'
+    """
+    try:
+        json.loads(data)
+    except ValueError as err:
+        raise CliError(f"--data: not valid JSON: {err}", ExitCode.USAGE) from None
+    request = workflow_pb2.SignalWorkflowRequest(
+        workflow_id=workflow_id, signal=name, payload_json=data, request_id=request_id or uuid.uuid4().hex
+    )
+    with Client.from_settings(settings_of(ctx)) as client:
+        response = client.signal_workflow(request)
+    if (out := output_format(ctx, fmt)) in output.DATA_FORMATS:
+        output.emit_data(
+            {
+                "workflow_id": workflow_id,
+                "signal": name,
+                "delivered": response.delivered,
+                "step_id": response.step_id,
+                "duplicate": response.duplicate,
+                "request_id": response.request_id,
+            },
+            out,
+        )
+    elif response.duplicate:
+        output.line(f"Signal {name} to {workflow_id} was already accepted (request {response.request_id})")
+    elif response.delivered:
+        output.line(f"Signal {name} delivered to step {response.step_id} of {workflow_id}")
+    else:
+        output.line(f"Signal {name} buffered for {workflow_id}: delivered when a step waits for it")
 
 
 app.command("show")(show)
@@ -756,3 +814,7 @@ def count(
         output.emit_data({"count": response.count}, out)
     else:
         output.line(str(response.count))
+
+
+app.command("validate")(validate.validate)
+app.command("schema")(validate.schema)

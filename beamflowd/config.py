@@ -106,6 +106,12 @@ class NodeConfig:
     #: This node joins an existing cluster (``beamflowd --join``): it must have been added with
     #: ``beamctl cluster member add`` first; it catches up from the leader (log or snapshot).
     join: bool = False
+    #: Circuit breakers (per node, per integration): open after this many failed attempts within the window
+    #: (seconds), stay open for open_for (seconds), close after this many successful probes.
+    breaker_failures: int = 5
+    breaker_window: float = 60.0
+    breaker_open_for: float = 30.0
+    breaker_half_open_successes: int = 3
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -212,6 +218,7 @@ def build_config(file_values: Mapping[str, Any], flag_values: Mapping[str, Any])
     batch_bytes = merged.get("raft_batch_bytes_max", NodeConfig.raft_batch_bytes_max)
     if isinstance(batch_bytes, bool) or not isinstance(batch_bytes, int) or batch_bytes < 4096:
         raise ConfigError(f"raft_batch_bytes_max: expected an integer >= 4096, got {batch_bytes!r}")
+    _check_breakers(merged)
     for key in ("allow_exec", "chaos_enabled", "debug_invariants"):
         if key in merged and not isinstance(merged[key], bool):
             raise ConfigError(f"{key}: expected true or false")
@@ -224,6 +231,19 @@ def build_config(file_values: Mapping[str, Any], flag_values: Mapping[str, Any])
 
 
 ROLES = ("reader", "operator", "admin")
+
+
+def _check_breakers(merged: dict[str, Any]) -> None:
+    """Breaker thresholds: positive counts and durations (seconds)."""
+    for key in ("breaker_failures", "breaker_half_open_successes"):
+        value = merged.get(key, getattr(NodeConfig, key))
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"{key}: expected an integer >= 1, got {value!r}")
+    for key in ("breaker_window", "breaker_open_for"):
+        value = merged.get(key, getattr(NodeConfig, key))
+        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            raise ConfigError(f"{key}: expected a number of seconds > 0, got {value!r}")
+        merged[key] = float(value)
 
 
 def _check_security(merged: dict[str, Any], *, exposed: bool) -> None:

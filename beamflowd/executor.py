@@ -21,17 +21,35 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
+from beamflowd.breakers import Breakers
 from beamflowd.clock import now_ms
 from beamflowd.config import MAX_DELIVERIES_DEFAULT
 from beamflowd.core.backoff import retry_delay_ms
-from beamflowd.core.commands import Abort, Expire, Fail, Redeliver, Start, Succeed
+from beamflowd.core.commands import Abort, Compensate, Expire, Fail, ItemDone, Redeliver, Skip, Start, Succeed
 from beamflowd.core.expressions import resolve
-from beamflowd.core.scheduling import first_starts, wake_time
-from beamflowd.core.spec import StepSpec, WorkflowSpec
+from beamflowd.core.scheduling import (
+    RUN,
+    SKIP,
+    branch_in_output,
+    condition_holds,
+    first_starts,
+    skip_reason,
+    verdict,
+    wake_time,
+)
+from beamflowd.core.spec import FOR_EACH_CONCURRENCY_DEFAULT, FOR_EACH_ITEMS_MAX, StepSpec, WorkflowSpec
 from beamflowd.core.state import WorkflowState
 from beamflowd.core.vocabulary import (
+    COMPENSATION_PENDING,
+    COMPENSATION_RETRY_WAIT,
+    COMPENSATION_RUNNING,
+    COMPENSATION_SUCCEEDED,
     DLQ_MAX_DEFAULT,
+    ERROR_CIRCUIT_OPEN,
+    ERROR_PERMANENT,
+    ERROR_TERMINAL,
     EVENT_REASSIGNED,
     EVENT_STEP_STARTED,
     PROCESS_KILLING_ERRORS,
@@ -57,6 +75,8 @@ class StepView:
     deliveries: int = 0
     #: Attempts before the workflow's latest retry (the retry policy counts from there).
     base: int = 0
+    #: A for_each step's instance outputs so far ("" while not done).
+    items: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +95,8 @@ class WorkflowView:
     paused: bool = False
     #: When the workflow's timeout runs out (0: none): the actor then proposes ``Expire``.
     deadline_ms: int = 0
+    #: Saga: (step, status, attempts, next_ms) of each compensation, newest completion first; () if none.
+    compensations: tuple[tuple[str, str, int, int], ...] = ()
 
     @classmethod
     def of(cls, wf: WorkflowState) -> WorkflowView:
@@ -87,11 +109,14 @@ class WorkflowView:
             wf.spec,
             wf.input_json,
             {
-                s.id: StepView(s.status, s.attempts, s.next_ms, s.output_json, s.deliveries, s.base)
+                s.id: StepView(
+                    s.status, s.attempts, s.next_ms, s.output_json, s.deliveries, s.base, tuple(s.items)
+                )
                 for s in wf.steps.values()
             },
             paused=bool(wf.paused),
             deadline_ms=wf.deadline_ms,
+            compensations=tuple((c[0], c[1], c[2], c[3]) for c in wf.compensations),
         )
 
 
@@ -137,6 +162,8 @@ class Actor:
         next_due: int | None = None
         for old in [k for k in self.attempts if k[0] != view.epoch]:
             self.attempts.pop(old).cancel()  # fenced anyway: results of an older epoch are rejected
+        if view.compensations:
+            return self._advance_compensations(view, now)
         if view.deadline_ms:
             if now >= view.deadline_ms:
                 if self.expiring != view.epoch:
@@ -146,6 +173,16 @@ class Actor:
             next_due = view.deadline_ms
         for step in view.spec.steps:
             st = view.steps[step.id]
+            if st.status == STEP_RUNNING and step.signal is not None:
+                # A wait step runs no body: a signal completes it (in apply); only its deadline is ours.
+                if st.next_ms and st.next_ms <= now:
+                    key = (step.id, -st.attempts)
+                    if key not in self.starting:
+                        self.starting.add(key)
+                        self._keep(asyncio.create_task(self._wait_timed_out(view, step, st.attempts, key)))
+                elif st.next_ms:
+                    next_due = st.next_ms if next_due is None else min(next_due, st.next_ms)
+                continue
             if st.status == STEP_RUNNING:
                 running = (view.epoch, step.id, st.attempts)
                 if running not in self.attempts:
@@ -161,13 +198,166 @@ class Actor:
             if st.status == STEP_RETRY_WAIT and st.next_ms > now:
                 next_due = st.next_ms if next_due is None else min(next_due, st.next_ms)
                 continue
-            ready = all(view.steps[n].status == STEP_SUCCEEDED for n in step.needs)
-            if st.status in (STEP_PENDING, STEP_RETRY_WAIT) and ready:
+            if st.status == STEP_PENDING:
+                decided, reason = self._decide(view, step)
+                if decided == SKIP:
+                    key = (step.id, 0)
+                    if key not in self.starting:
+                        self.starting.add(key)
+                        self._keep(asyncio.create_task(self._skip(view, step, reason)))
+                    continue
+                ready = decided == RUN
+            else:
+                ready = st.status == STEP_RETRY_WAIT  # it ran before, so its needs let it run
+            if ready:
                 key = (step.id, st.attempts + 1)
                 if key not in self.starting:
                     self.starting.add(key)
                     self._keep(asyncio.create_task(self._start(view, step, st.attempts + 1)))
         return next_due
+
+    def _advance_compensations(self, view: WorkflowView, now: int) -> int | None:
+        """Saga: start or run the next compensation (one at a time, newest completion first)."""
+        sid, status, attempts, next_ms = next(c for c in view.compensations if c[1] != COMPENSATION_SUCCEEDED)
+        step = view.spec.step(sid)
+        if status == COMPENSATION_RETRY_WAIT and next_ms > now:
+            return next_ms
+        if status in (COMPENSATION_PENDING, COMPENSATION_RETRY_WAIT):
+            key = (sid, -10_000 - attempts)
+            if key not in self.starting:
+                self.starting.add(key)
+                start = Compensate(
+                    wf=view.id, epoch=view.epoch, step=sid, attempt=attempts + 1, phase="start", ts=now_ms(),
+                    node=self.executor.node_id,
+                )  # fmt: skip
+                self._keep(asyncio.create_task(self._propose_then_wake(start, key)))
+        elif status == COMPENSATION_RUNNING:
+            running = (view.epoch, f"compensate:{sid}", attempts)
+            if running not in self.attempts:
+                task = asyncio.create_task(self._run_compensation(view, step, attempts))
+                task.add_done_callback(functools.partial(self._attempt_done, running))
+                self.attempts[running] = task
+        return None
+
+    async def _propose_then_wake(self, cmd: Compensate, key: tuple[str, int]) -> None:
+        try:
+            await self.executor.proposer.propose(cmd)
+        except ProposeError as exc:
+            log.warning("compensation start of %s/%s not committed: %s", cmd.wf, cmd.step, exc.message)
+            await asyncio.sleep(0.2)
+        finally:
+            self.starting.discard(key)
+            self.wake.set()
+
+    async def _run_compensation(self, view: WorkflowView, step: StepSpec, attempt: int) -> None:
+        """Run one attempt of a step's compensation (its own kind, params, timeout and retry policy)."""
+        ex = self.executor
+        compensate = step.compensate
+        assert compensate is not None
+        scope = _scope(view)
+        ts = now_ms()
+        try:
+            params = resolve(compensate.params, scope)
+            ctx = StepContext(
+                workflow_id=view.id,
+                step_id=step.id,
+                attempt=attempt,
+                idempotency_key=f"{view.id}/{step.id}/compensate/{attempt}",
+                input=scope["input"],
+                results=scope["steps"],
+                node_id=ex.node_id,
+                allow_exec=ex.allow_exec,
+                args=params,
+            )
+            timeout_ms = compensate.timeout_ms  # the workflow's timeout is a deadline, not an attempt's
+            timeout = timeout_ms / 1000 if timeout_ms else ex.default_step_timeout
+            while not ex.quorum_fresh():
+                await ex.quorum_ok.wait()
+            async with ex.attempt_slots:
+                await asyncio.wait_for(STEP_KINDS[compensate.run].run(ctx, params), timeout)
+            phase, error, error_class = "succeed", "", ""
+        except StepError as exc:
+            phase, error, error_class = "fail", exc.message, exc.error_class
+        except TimeoutError:
+            phase, error, error_class = "fail", "compensation timed out", "timeout"
+        except ValueError as exc:
+            phase, error, error_class = "fail", str(exc), "permanent"
+        ts = now_ms()
+        delay = retry_delay_ms(compensate.retry, attempt, random.random())
+        cmd = Compensate(
+            wf=view.id,
+            epoch=view.epoch,
+            step=step.id,
+            attempt=attempt,
+            phase=phase,
+            ts=ts,
+            node=ex.node_id,
+            error=error,
+            error_class=error_class,
+            retry_at=ts + max(delay, 1) if phase == "fail" else 0,
+        )
+        await self._commit(cmd, view, step, attempt)
+        self.wake.set()
+
+    def _decide(self, view: WorkflowView, step: StepSpec) -> tuple[str, str]:
+        """Whether a pending step waits, runs or is skipped (with why), from committed state.
+
+        The condition is evaluated here, by the proposer, and only its outcome is committed (``Skip``). One
+        that fails to evaluate lets the step start: its attempt fails it (permanent) with the message.
+        """
+
+        def branch_of(step_id: str) -> str | None:
+            need = view.steps[step_id]
+            return branch_in_output(need.output_json) if need.status == STEP_SUCCEEDED else None
+
+        decided = verdict(view.spec, step, lambda n: view.steps[n].status, branch_of)
+        if decided == SKIP:
+            return SKIP, skip_reason(view.spec, step, branch_of)
+        if decided == RUN and step.when is not None:
+            try:
+                if not condition_holds(step, _scope(view)):
+                    return SKIP, f"when {step.when} is false"
+            except ValueError:
+                return RUN, ""
+        return decided, ""
+
+    async def _skip(self, view: WorkflowView, step: StepSpec, reason: str) -> None:
+        cmd = Skip(
+            wf=view.id, epoch=view.epoch, step=step.id, reason=reason, ts=now_ms(), node=self.executor.node_id
+        )
+        try:
+            await self.executor.proposer.propose(cmd)
+        except ProposeError as exc:
+            log.warning("skip of %s/%s not committed: %s", view.id, step.id, exc.message)
+            await asyncio.sleep(0.2)
+        finally:
+            self.starting.discard((step.id, 0))
+            self.wake.set()
+
+    async def _wait_timed_out(
+        self, view: WorkflowView, step: StepSpec, attempt: int, key: tuple[str, int]
+    ) -> None:
+        """The committed deadline of a wait passed without its signal: the step fails for good."""
+        ts = now_ms()
+        cmd = Fail(
+            wf=view.id,
+            epoch=view.epoch,
+            step=step.id,
+            attempt=attempt,
+            error=f"no signal {step.signal!r} before the wait's timeout",
+            error_class="timeout",
+            ts=ts,
+            node=self.executor.node_id,
+            retry_at=0,
+        )
+        try:
+            await self.executor.proposer.propose(cmd)
+        except ProposeError as exc:
+            log.warning("timeout of %s/%s not committed: %s", view.id, step.id, exc.message)
+            await asyncio.sleep(0.2)
+        finally:
+            self.starting.discard(key)
+            self.wake.set()
 
     def _keep(self, task: asyncio.Task[None]) -> None:
         """Hold a strong reference until the task ends (the event loop keeps only weak ones)."""
@@ -243,22 +433,8 @@ class Actor:
         await ex.quorum_ok.wait()
         async with ex.attempt_slots:
             cmd = await self._execute(view, step, attempt)
-        # Bounded: after ~50 failed proposals the result is dropped; the step is still committed as running,
-        # so the actor runs this attempt again (same idempotency key) once this task has ended.
-        for _ in range(50):
-            try:
-                await ex.proposer.propose(cmd)
-                break
-            except ProposeError as exc:
-                log.warning(
-                    "result of %s/%s#%d not committed yet: %s",
-                    view.id,
-                    step.id,
-                    attempt,
-                    exc.message,
-                    extra={"workflow": view.id, "step": step.id, "attempt": attempt},
-                )
-                await asyncio.sleep(0.5)
+        if cmd is not None:
+            await self._commit(cmd, view, step, attempt)
         self.wake.set()
 
     async def _redeliver(self, view: WorkflowView, step: StepSpec, attempt: int, reason: str) -> bool:
@@ -300,35 +476,25 @@ class Actor:
             )
         return result.ok and not result.data.get("poisoned")
 
-    async def _execute(self, view: WorkflowView, step: StepSpec, attempt: int) -> Succeed | Fail:
-        """Run one attempt; its result as the command to commit."""
+    async def _execute(self, view: WorkflowView, step: StepSpec, attempt: int) -> Succeed | Fail | None:
+        """Run one attempt; its result as the command to commit (None: a fan-out's last instance did)."""
         ex = self.executor
         scope = _scope(view)
-        workflow_input, results = scope["input"], scope["steps"]
         try:
-            params = resolve(step.params, scope)
-            ctx = StepContext(
-                workflow_id=view.id,
-                step_id=step.id,
-                attempt=attempt,
-                idempotency_key=f"{view.id}/{step.id}/{attempt}",
-                input=workflow_input,
-                results=results,
-                node_id=ex.node_id,
-                allow_exec=ex.allow_exec,
-                args=params,
-            )
+            condition_holds(step, scope)  # raises if the condition cannot be evaluated: the step fails
             # The step's timeout bounds one attempt; the workflow's timeout is a deadline (Expire).
             timeout_ms = step.timeout_ms
             timeout = timeout_ms / 1000 if timeout_ms else ex.default_step_timeout
             # Chaos hook (beamflowd/chaos.py): injected latency, errors, timeouts; None when chaos is off.
             if ex.step_faults is not None:
                 await ex.step_faults(view.id, step.id, attempt)
-            # Self-fencing at the last moment: the slot is held and nothing has touched the outside world yet.
-            while not ex.quorum_fresh():
-                await ex.quorum_ok.wait()
-            output = await ex.timed_attempt(step.run, STEP_KINDS[step.run].run(ctx, params), timeout)
-            encoded = encode_output(output)
+            if step.for_each is not None:
+                fanned = await self._fan_out(view, step, attempt, scope, timeout)
+                if fanned is None:
+                    return None
+                encoded = fanned
+            else:
+                encoded = await self._run_body(view, step, attempt, scope, timeout, None)
             ts = now_ms()
             # Steps this success makes ready start in the same entry (the state machine re-checks them).
             statuses = {sid: s.status for sid, s in view.steps.items()}
@@ -345,6 +511,8 @@ class Actor:
                 node=ex.node_id,
                 start=starts,
             )
+        except CircuitOpen as exc:  # failed fast: retried no earlier than the breaker half-opens
+            return self._failure(view, step, attempt, exc.message, exc.error_class, exc.wait_ms)
         except StepError as exc:
             return self._failure(view, step, attempt, exc.message, exc.error_class)
         except TimeoutError:
@@ -352,12 +520,136 @@ class Actor:
         except ValueError as exc:  # expression evaluation on bad data: the author's error, not transient
             return self._failure(view, step, attempt, str(exc), "permanent")
 
+    async def _run_body(
+        self,
+        view: WorkflowView,
+        step: StepSpec,
+        attempt: int,
+        scope: dict[str, Any],
+        timeout: float,
+        item: tuple[int, Any] | None,
+    ) -> str:
+        """Run the step's kind once (or one for_each instance: ``(index, item)``); its encoded output."""
+        ex = self.executor
+        key = f"{view.id}/{step.id}/{attempt}"
+        if item is not None:
+            scope = {**scope, "index": item[0], "item": item[1]}
+            key = f"{key}/{item[0]}"
+        params = resolve(step.params, scope)
+        ctx = StepContext(
+            workflow_id=view.id,
+            step_id=step.id,
+            attempt=attempt,
+            idempotency_key=key,
+            input=scope["input"],
+            results=scope["steps"],
+            node_id=ex.node_id,
+            allow_exec=ex.allow_exec,
+            args=params,
+        )
+        name = breaker_name(step, params)
+        breaker = None if name is None else ex.breakers.get(name)
+        if breaker is not None:
+            wait_s = breaker.retry_after(time.monotonic())
+            if wait_s is not None:
+                raise CircuitOpen(name or "", wait_s)
+        # Self-fencing at the last moment: the slot is held and nothing has touched the outside world yet.
+        while not ex.quorum_fresh():
+            await ex.quorum_ok.wait()
+        try:
+            output = await ex.timed_attempt(step.run, STEP_KINDS[step.run].run(ctx, params), timeout)
+        except (StepError, TimeoutError) as exc:
+            if breaker is not None and getattr(exc, "error_class", "timeout") not in _NOT_THE_INTEGRATION:
+                breaker.record(time.monotonic(), ok=False)
+            raise
+        if breaker is not None:
+            breaker.record(time.monotonic(), ok=True)
+        return encode_output(output)
+
+    async def _fan_out(
+        self, view: WorkflowView, step: StepSpec, attempt: int, scope: dict[str, Any], timeout: float
+    ) -> str | None:
+        """Run the missing instances of a for_each step, at most ``concurrency`` at once, committing each
+        result (``ItemDone``); the last commit completes the step (None). An empty list: its output "[]".
+        The first failed instance cancels the others and raises (the step fails per its retry policy)."""
+        assert step.for_each is not None
+        items = resolve(step.for_each, scope)
+        if not isinstance(items, list):
+            raise StepError(f"for_each: expected a list, got {type(items).__name__}", "permanent")
+        if len(items) > FOR_EACH_ITEMS_MAX:
+            raise StepError(
+                f"for_each: {len(items)} items, over the limit of {FOR_EACH_ITEMS_MAX}", "permanent"
+            )
+        if not items:
+            return "[]"
+        done = view.steps[step.id].items
+        if done and len(done) != len(items):
+            raise StepError(f"for_each: {len(items)} items now, {len(done)} recorded", "permanent")
+        slots = asyncio.Semaphore(step.concurrency or FOR_EACH_CONCURRENCY_DEFAULT)
+
+        async def one(index: int, item: Any) -> None:
+            async with slots:
+                encoded = await self._run_body(view, step, attempt, scope, timeout, (index, item))
+            cmd = ItemDone(
+                wf=view.id,
+                epoch=view.epoch,
+                step=step.id,
+                attempt=attempt,
+                index=index,
+                count=len(items),
+                output=encoded,
+                ts=now_ms(),
+                node=self.executor.node_id,
+            )
+            await self._commit(cmd, view, step, attempt)
+
+        tasks = [asyncio.create_task(one(i, x)) for i, x in enumerate(items) if not (done and done[i])]
+        if not tasks:
+            return None  # every instance committed: the last one completed the step
+        try:
+            finished, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            for task in finished:
+                if task.exception() is not None:
+                    raise task.exception()  # type: ignore[misc]
+        finally:
+            for task in tasks:
+                task.cancel()
+        return None
+
+    async def _commit(
+        self, cmd: Succeed | Fail | ItemDone | Compensate, view: WorkflowView, step: StepSpec, attempt: int
+    ) -> None:
+        """Propose a result. Bounded: after ~50 failed proposals it is dropped; the step is still committed
+        as running, so the actor runs this attempt again (same idempotency key) once its task has ended."""
+        for _ in range(50):
+            try:
+                await self.executor.proposer.propose(cmd)
+                return
+            except ProposeError as exc:
+                log.warning(
+                    "result of %s/%s#%d not committed yet: %s",
+                    view.id,
+                    step.id,
+                    attempt,
+                    exc.message,
+                    extra={"workflow": view.id, "step": step.id, "attempt": attempt},
+                )
+                await asyncio.sleep(0.5)
+
     def _failure(
-        self, view: WorkflowView, step: StepSpec, attempt: int, message: str, error_class: str
+        self,
+        view: WorkflowView,
+        step: StepSpec,
+        attempt: int,
+        message: str,
+        error_class: str,
+        min_delay_ms: int = 0,
     ) -> Fail:
         ts = now_ms()
         # Backoff counts the attempts since the workflow's latest retry, as the retry policy does.
-        delay = retry_delay_ms(step.retry, attempt - view.steps[step.id].base, random.random())
+        delay = max(
+            retry_delay_ms(step.retry, attempt - view.steps[step.id].base, random.random()), min_delay_ms
+        )
         return Fail(
             wf=view.id,
             epoch=view.epoch,
@@ -372,6 +664,28 @@ class Actor:
             deliveries_max=self.executor.max_deliveries if error_class in PROCESS_KILLING_ERRORS else None,
             dlq_max=self.executor.dlq_max,
         )
+
+
+#: Failures that say nothing about the integration's health (the breaker does not count them).
+_NOT_THE_INTEGRATION = frozenset({ERROR_PERMANENT, ERROR_TERMINAL, ERROR_CIRCUIT_OPEN})
+
+
+class CircuitOpen(StepError):
+    """The step's breaker is open on this node: fail fast, retry once it half-opens."""
+
+    def __init__(self, name: str, wait_s: float) -> None:
+        super().__init__(f"circuit_open: breaker {name!r} is open for {wait_s:.1f}s more", ERROR_CIRCUIT_OPEN)
+        self.wait_ms = max(1, round(wait_s * 1000))
+
+
+def breaker_name(step: StepSpec, params: Mapping[str, Any]) -> str | None:
+    """The step's breaker: its ``breaker``, else an http step's host (one breaker per host), else none."""
+    if step.breaker is not None:
+        return step.breaker
+    if step.run == "http" and isinstance(params.get("url"), str):
+        host = urlsplit(params["url"]).hostname
+        return f"http:{host}" if host else None
+    return None
 
 
 def _scope(view: WorkflowView) -> dict[str, Any]:
@@ -404,6 +718,7 @@ class Executor:
         max_deliveries: int = MAX_DELIVERIES_DEFAULT,
         restart_window: float = 30.0,
         dlq_max: int = DLQ_MAX_DEFAULT,
+        breakers: Breakers | None = None,
     ) -> None:
         self.node_id = node_id
         self.raft = raft
@@ -419,6 +734,8 @@ class Executor:
         self.max_deliveries = max_deliveries
         #: Carried in every final failure: the dead-letter queue's bound (``dlq_max``).
         self.dlq_max = dlq_max
+        #: This node's circuit breakers (per integration; not replicated).
+        self.breakers = breakers or Breakers()
         #: Wall-clock start of this process: an attempt started before it was interrupted by a restart.
         self.boot_ms = now_ms()
         #: Attempts this process has run, by workflow: running one of those again is no redelivery.

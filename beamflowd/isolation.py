@@ -11,6 +11,8 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
+from beamflowd.core import vocabulary
+
 #: Largest error message carried into a command, in UTF-8 bytes.
 MAX_ERROR_MESSAGE_BYTES = 2 * 1024
 #: Longest error class, in characters (the retry policy's ``non_retryable`` has the same limit).
@@ -18,22 +20,9 @@ MAX_ERROR_CLASS_CHARS = 64
 #: Largest encoded step output (the same cap as ``beamflowd.steps.base.MAX_OUTPUT_BYTES``).
 MAX_OUTPUT_BYTES = 64 * 1024
 
-#: Classes the engine itself produces. A worker failure is one of ``crashed``, ``timeout`` or ``memory``; all
-#: three are retried like ``transient`` unless the retry policy lists them as non-retryable.
-ENGINE_ERROR_CLASSES = frozenset(
-    {
-        "transient",
-        "recoverable",
-        "permanent",
-        "terminal",
-        "unknown",
-        "timeout",
-        "validation",
-        "crashed",
-        "memory",
-        "poisoned",
-    }
-)
+#: Classes the engine itself produces (core/vocabulary.py). A worker failure is one of ``crashed``,
+#: ``timeout`` or ``memory``; all three are retried like ``transient`` unless the policy lists them.
+ENGINE_ERROR_CLASSES = vocabulary.ENGINE_ERROR_CLASSES
 #: A class a step function may name itself (``card_declined``): a short plain identifier; anything else (an
 #: object, an Enum, a 10 KiB string, control characters) becomes ``unknown``.
 _CLASS_RE = re.compile(rf"^[A-Za-z][A-Za-z0-9_.-]{{0,{MAX_ERROR_CLASS_CHARS - 1}}}$")

@@ -35,6 +35,7 @@ from beamflowd.api.gen.beamflow.v1 import (
 )
 from beamflowd.api.stats import StatsServicer
 from beamflowd.api.workflows import WorkflowServicer
+from beamflowd.breakers import Breakers, BreakerSettings
 from beamflowd.changes import ChangeHub
 from beamflowd.chaos import Chaos
 from beamflowd.clock import now_ms
@@ -110,6 +111,14 @@ class Node:
             restart_window=config.actor_restart_window,
             max_deliveries=config.max_deliveries,
             dlq_max=config.dlq_max,
+            breakers=Breakers(
+                BreakerSettings(
+                    failures=config.breaker_failures,
+                    window_s=config.breaker_window,
+                    open_for_s=config.breaker_open_for,
+                    half_open_successes=config.breaker_half_open_successes,
+                )
+            ),
         )
         # Chaos: every call is refused unless config.chaos_enabled; it hooks the executor only when enabled.
         self.chaos = Chaos(
@@ -160,6 +169,7 @@ class Node:
             config.grpc_addr,
             self.liveness,
             proposer=self.proposer,
+            breakers=self.executor.breakers,
         )
         self.workflows_api = WorkflowServicer(
             config.node_id, self.raft, self.proposer, self.hub, modules=self.modules

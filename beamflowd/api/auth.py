@@ -66,6 +66,8 @@ METHOD_ROLES: dict[str, Role] = {
     "/beamflow.v1.ClusterService/AddMember": _A,
     "/beamflow.v1.ClusterService/RemoveMember": _A,
     "/beamflow.v1.ClusterService/ListMembers": _R,
+    "/beamflow.v1.WorkflowService/SignalWorkflow": _O,
+    "/beamflow.v1.ClusterService/ListBreakers": _R,
     "/beamflow.v1.StatsService/GetStats": _R,
     "/beamflow.v1.StatsService/WatchStats": _R,
     "/beamflow.v1.ChaosService/KillNode": _A,

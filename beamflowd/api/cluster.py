@@ -14,6 +14,7 @@ from beamflowd.api.gen.beamflow.v1 import cluster_pb2_grpc as pb_grpc
 from beamflowd.api.peers import PeerChannels
 from beamflowd.api.status import abort
 from beamflowd.backup import BackupStream
+from beamflowd.breakers import Breakers
 from beamflowd.clock import now_ms
 from beamflowd.config import ConfigError, check_member
 from beamflowd.core.commands import MemberAdd, MemberRemove
@@ -50,6 +51,8 @@ class ClusterServicer(pb_grpc.ClusterServiceServicer):  # type: ignore[misc]
         grpc_addr: str,
         liveness: Liveness,
         proposer: Proposer | None = None,
+        *,
+        breakers: Breakers | None = None,
     ) -> None:
         self.node_id = node_id
         self.proposer = proposer
@@ -58,6 +61,7 @@ class ClusterServicer(pb_grpc.ClusterServiceServicer):  # type: ignore[misc]
         self.grpc_addr = grpc_addr
         self.initial_cluster = dict(initial_cluster)
         self._peers = PeerChannels()
+        self.breakers = breakers or Breakers()
 
     def leader_id(self) -> str:
         return self.raft.status().leader_id
@@ -331,6 +335,50 @@ class ClusterServicer(pb_grpc.ClusterServiceServicer):  # type: ignore[misc]
                 what = "add" if add else "remove"
                 await abort(context, "UNAVAILABLE", f"raft: could not {what} {raft_addr}: {reason}")
             await asyncio.sleep(MEMBER_CHANGE_RETRY_S)
+
+    def local_breakers(self) -> pb.NodeBreakers:
+        now = time.monotonic()
+        return pb.NodeBreakers(
+            node_id=self.node_id,
+            reachable=True,
+            breakers=[
+                pb.BreakerStatus(
+                    name=b["name"],
+                    state=b["state"],
+                    recent_failures=b["recent_failures"],
+                    half_open_successes=b["half_open_successes"],
+                    open_for_ms=round(b["open_for_s"] * 1000),
+                    rejected=b["rejected"],
+                    opened=b["opened"],
+                )
+                for b in self.breakers.snapshot(now)
+            ],
+        )
+
+    async def ListBreakers(
+        self, request: pb.ListBreakersRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListBreakersResponse:
+        if request.local_only:
+            return pb.ListBreakersResponse(nodes=[self.local_breakers()])
+        members = self.raft.member_grpc_addrs()
+        node_ids = sorted(set(self.initial_cluster) | set(members))
+        nodes = await asyncio.gather(*(self._breakers_of(nid, members.get(nid, "")) for nid in node_ids))
+        return pb.ListBreakersResponse(nodes=nodes)
+
+    async def _breakers_of(self, node_id: str, grpc_addr: str) -> pb.NodeBreakers:
+        if node_id == self.node_id:
+            return self.local_breakers()
+        if not grpc_addr:
+            return pb.NodeBreakers(node_id=node_id, reachable=False, error="has not joined yet")
+        try:
+            response = await pb_grpc.ClusterServiceStub(self._peers.get(grpc_addr)).ListBreakers(
+                pb.ListBreakersRequest(local_only=True), timeout=PEER_STATUS_TIMEOUT
+            )
+        except grpc.aio.AioRpcError as exc:
+            return pb.NodeBreakers(
+                node_id=node_id, reachable=False, error=f"{exc.code().name}: {exc.details()}"
+            )
+        return response.nodes[0] if response.nodes else pb.NodeBreakers(node_id=node_id, reachable=True)
 
     async def close(self) -> None:
         await self._peers.close()

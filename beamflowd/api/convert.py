@@ -16,6 +16,8 @@ WORKFLOW_STATUS = {
     "failed": pb.WORKFLOW_STATUS_FAILED,
     "cancelled": pb.WORKFLOW_STATUS_CANCELLED,
     WORKFLOW_PAUSED: pb.WORKFLOW_STATUS_PAUSED,
+    "compensated": pb.WORKFLOW_STATUS_COMPENSATED,
+    "compensation_failed": pb.WORKFLOW_STATUS_COMPENSATION_FAILED,
 }
 STATUS_NAME = {v: k for k, v in WORKFLOW_STATUS.items()}
 STEP_STATUS = {
@@ -25,6 +27,7 @@ STEP_STATUS = {
     "succeeded": pb.STEP_STATUS_SUCCEEDED,
     "failed": pb.STEP_STATUS_FAILED,
     "cancelled": pb.STEP_STATUS_CANCELLED,
+    "skipped": pb.STEP_STATUS_SKIPPED,
 }
 
 
@@ -47,6 +50,7 @@ def step_message(wf: WorkflowState, step: StepState) -> pb.Step:
         error=step.error,
         error_class=step.error_class,
         needs=list(spec.needs),
+        waiting_for=spec.signal or "" if step.status == "running" else "",
     )
     for name, ms in (
         ("start_time", step.started_ms),
@@ -82,6 +86,7 @@ def workflow_message(wf: WorkflowState, spec_plain: object) -> pb.Workflow:
         resubmitted_from=wf.origin,
         paused_reason=wf.paused,
         labels=wf.labels,
+        signals_buffered=len(wf.signals),
     )
 
 
@@ -96,7 +101,16 @@ def summary_message(wf: WorkflowState) -> pb.WorkflowSummary:
         update_time=timestamp(wf.updated_ms),
         steps_total=len(wf.steps),
         steps_succeeded=sum(1 for s in wf.steps.values() if s.status == "succeeded"),
+        waiting_for=waiting_for(wf),
+        steps_skipped=sum(1 for s in wf.steps.values() if s.status == "skipped"),
     )
+
+
+def waiting_for(wf: WorkflowState) -> list[str]:
+    """The signals the workflow's running wait steps wait for, in definition order."""
+    return [
+        name for s in wf.spec.steps if (name := s.signal) is not None and wf.steps[s.id].status == "running"
+    ]
 
 
 def event_message(event: Event) -> pb.WorkflowEvent:

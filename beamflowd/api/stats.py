@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 import grpc
 
+from beamflowd.api.convert import waiting_for
 from beamflowd.api.gen.beamflow.v1 import stats_pb2 as pb
 from beamflowd.api.gen.beamflow.v1 import stats_pb2_grpc as pb_grpc
 from beamflowd.api.peers import PeerChannels
@@ -125,6 +126,10 @@ class StatsServicer(pb_grpc.StatsServiceServicer):  # type: ignore[misc, unused-
             node.chaos_injections.update({k: max(0, int(v)) for k, v in chaos.counters.items()})
             node.partition = chaos.partition
             node.paused_until_ms.update({k: int(v) for k, v in chaos.active_pauses().items()})
+        if self.executor is not None:
+            node.open_breakers.extend(
+                b["name"] for b in self.executor.breakers.snapshot(time.monotonic()) if b["state"] == "open"
+            )
         return node
 
     def peer_views(self) -> list[pb.PeerView]:
@@ -173,7 +178,9 @@ class StatsServicer(pb_grpc.StatsServiceServicer):  # type: ignore[misc, unused-
                 - succeeded
                 - failed
                 - counters.get("cancelled", 0)
-                + counters.get("reopened", 0),  # retried workflows run again
+                + counters.get("reopened", 0)  # retried workflows run again
+                - counters.get("compensated", 0)
+                - counters.get("compensation_failed", 0),
             ),
             succeeded=succeeded,
             failed=failed,
@@ -189,7 +196,19 @@ class StatsServicer(pb_grpc.StatsServiceServicer):  # type: ignore[misc, unused-
             failed_history=list(rates.history["failed"]),
             submitted_history=list(rates.history["submitted"]),
             counters={k: max(0, v) for k, v in counters.items()},
+            waiting_by_signal=self.waiting_by_signal(),
         )
+
+    def waiting_by_signal(self) -> dict[str, int]:
+        """Running workflows waiting for a signal, by name (O(running workflows), once per sample)."""
+        waiting: dict[str, int] = {}
+        with self.raft.read():
+            sm = self.raft.sm
+            for ids in sm.owned_ids.values():
+                for wf_id in ids:
+                    for name in set(waiting_for(sm.workflows[wf_id])):
+                        waiting[name] = waiting.get(name, 0) + 1
+        return waiting
 
     def events(self, limit: int) -> list[pb.NotableEvent]:
         if limit <= 0:

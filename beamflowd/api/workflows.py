@@ -19,10 +19,12 @@ from beamflowd.api.gen.beamflow.v1 import workflow_pb2_grpc as pb_grpc
 from beamflowd.api.status import abort
 from beamflowd.changes import ChangeHub
 from beamflowd.clock import now_ms
-from beamflowd.core.commands import Cancel, Command, Pause, Resume, Retry, Submit
+from beamflowd.core.commands import Cancel, Command, Pause, Resume, Retry, Signal, Submit
 from beamflowd.core.scheduling import first_starts
+from beamflowd.core.signals import SIGNAL_ID, SIGNAL_NAME, SIGNAL_PAYLOAD_BYTES_MAX, payload_problem
 from beamflowd.core.spec import MAX_DEFINITION_BYTES, SpecError, WorkflowSpec, parse_input, workflow_result
 from beamflowd.core.state import Query, Result
+from beamflowd.core.step_params import parse_wait
 from beamflowd.core.vocabulary import (
     ID_CONFLICT_FAIL,
     ID_CONFLICT_USE_EXISTING,
@@ -56,6 +58,9 @@ _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
 MAX_PAGE_SIZE = 1000
 DEFAULT_PAGE_SIZE = 100
 MAX_REASON = 1000
+#: How a signal for a workflow this node has not applied yet waits for it: 20 polls of 50 ms (1 s at most).
+CATCH_UP_POLLS_MAX = 20
+CATCH_UP_POLL_S = 0.05
 #: A watch stream re-checks state at least this often even without notifications.
 WATCH_RECHECK_SECONDS = 5.0
 
@@ -254,7 +259,13 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):  # type: ignore[misc]
     ) -> pb.CancelWorkflowResponse:
         if len(request.reason) > MAX_REASON:
             await abort(context, "INVALID_ARGUMENT", f"reason: longer than {MAX_REASON} characters")
-        cmd = Cancel(wf=request.workflow_id, reason=request.reason, ts=now_ms(), node=self.node_id)
+        cmd = Cancel(
+            wf=request.workflow_id,
+            reason=request.reason,
+            ts=now_ms(),
+            node=self.node_id,
+            compensate=True if request.compensate else None,
+        )
         result = await self.propose(context, cmd)
         if not result.ok:
             await abort(context, result.code, result.message)
@@ -420,6 +431,78 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):  # type: ignore[misc]
         return pb.GetWorkflowResultResponse(
             result_json=json.dumps(result, sort_keys=True), status=convert.WORKFLOW_STATUS[status]
         )
+
+    async def SignalWorkflow(
+        self, request: pb.SignalWorkflowRequest, context: grpc.aio.ServicerContext
+    ) -> pb.SignalWorkflowResponse:
+        """Check everything the state cannot (name, JSON, the step's schema) before proposing anything."""
+        if not SIGNAL_NAME.match(request.signal):
+            await abort(context, "INVALID_ARGUMENT", f"signal: must match {SIGNAL_NAME.pattern}")
+        if request.request_id and not SIGNAL_ID.match(request.request_id):
+            await abort(context, "INVALID_ARGUMENT", f"request_id: must match {SIGNAL_ID.pattern}")
+        size = len(request.payload_json.encode("utf-8", errors="surrogatepass"))
+        if size > SIGNAL_PAYLOAD_BYTES_MAX:
+            await abort(
+                context,
+                "RESOURCE_EXHAUSTED",
+                f"payload_json: {size} bytes, over the limit of {SIGNAL_PAYLOAD_BYTES_MAX} bytes",
+            )
+        try:
+            payload = parse_input(request.payload_json or "null", source="payload_json")
+        except SpecError as exc:
+            await abort(context, "INVALID_ARGUMENT", str(exc))
+        await self._caught_up_with(request.workflow_id)
+        with self.raft.read():
+            wf = self.raft.sm.workflows.get(request.workflow_id)
+            ended = "" if wf is None or not wf.terminal else wf.status
+            schemas = (
+                []
+                if wf is None
+                else [
+                    (s.id, parse_wait(s.params, resolved=False).schema)
+                    for s in wf.spec.steps
+                    if s.signal == request.signal
+                ]
+            )
+        if wf is None:
+            await abort(context, "NOT_FOUND", f"workflow {request.workflow_id!r} not found")
+        # An ended workflow: the state machine answers (a retried signal it took is a duplicate, OK; any other
+        # is FAILED_PRECONDITION), whatever the payload.
+        for step_id, schema in [] if ended else schemas:
+            problem = None if schema is None else payload_problem(schema, payload)
+            if problem is not None:
+                await abort(
+                    context,
+                    "INVALID_ARGUMENT",
+                    f"payload_json: does not match the schema of step {step_id!r}: {problem}",
+                )
+        sid = request.request_id or uuid.uuid4().hex
+        cmd = Signal(
+            wf=request.workflow_id,
+            name=request.signal,
+            payload=_compact(request.payload_json or "null"),
+            sid=sid,
+            ts=now_ms(),
+            node=self.node_id,
+        )
+        result = await self.propose(context, cmd)
+        if not result.ok:
+            await abort(context, result.code, result.message)
+        return pb.SignalWorkflowResponse(
+            delivered=bool(result.data["delivered"]),
+            step_id=str(result.data["step"]),
+            duplicate=bool(result.data["duplicate"]),
+            request_id=sid,
+        )
+
+    async def _caught_up_with(self, workflow_id: str) -> None:
+        """A workflow just submitted through another node may not be applied here yet: before answering
+        NOT_FOUND, give this node a moment (bounded) to apply it. An unknown id costs that moment."""
+        for _ in range(CATCH_UP_POLLS_MAX):
+            with self.raft.read():
+                if workflow_id in self.raft.sm.workflows:
+                    return
+            await asyncio.sleep(CATCH_UP_POLL_S)
 
 
 def check_python_functions(spec: WorkflowSpec, modules: ModulePolicy, source: str) -> None:

@@ -9,9 +9,7 @@ from __future__ import annotations
 import math
 
 from beamflowd.core.spec import RetryPolicy
-
-#: Error class that is never retried, whatever the policy says.
-PERMANENT = "permanent"
+from beamflowd.core.vocabulary import NEVER_RETRIED_ERRORS
 
 
 def _base_delay_ms(policy: RetryPolicy, attempt: int) -> int:
@@ -51,4 +49,4 @@ def should_retry(policy: RetryPolicy, attempt: int, error_class: str) -> bool:
     """Whether attempt ``attempt`` failing with ``error_class`` earns another attempt."""
     if attempt >= policy.max_attempts:
         return False
-    return error_class != PERMANENT and error_class not in policy.non_retryable
+    return error_class not in NEVER_RETRIED_ERRORS and error_class not in policy.non_retryable

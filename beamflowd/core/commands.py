@@ -269,6 +269,8 @@ class Cancel(_Command):
     #: Why (shown as the workflow's error); empty: "cancelled by request".
     reason: str = ""
     node: str = ""
+    #: Run the compensations of its succeeded steps first (saga), as a final failure would. Absent: no.
+    compensate: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -465,6 +467,94 @@ class Expire(_Command):
     dlq_max: int | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Skip(_Command):
+    """The owner decides a pending step will never run: its ``when`` is false (evaluated by the proposer on
+    committed outputs), it is a branch its ``choice`` did not take, or its needs were skipped. Apply
+    re-checks what it can without evaluating anything: the needs are done and let the step be skipped."""
+
+    OP: ClassVar[str] = "skip"
+    wf: str
+    epoch: int
+    step: str
+    #: Why (the ``step_skipped`` event's message), e.g. "when ${{ input.vip }} is false".
+    reason: str
+    ts: int
+    node: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Signal(_Command):
+    """A signal for a workflow (``beamctl workflow signal``), from any node; not fenced (not the owner's).
+
+    Delivered at once to a running ``wait`` step for ``name`` (its payload becomes the step's output),
+    else buffered until such a step starts (bounded). Idempotent by ``sid``: a retried signal is delivered
+    once. The proposer checked the payload against the step's schema; apply checks the bounds.
+    """
+
+    OP: ClassVar[str] = "signal"
+    wf: str
+    #: The signal's name (a ``wait`` step's ``signal``).
+    name: str
+    #: The payload, as canonical JSON text.
+    payload: str
+    #: Signal request id: the same id is delivered once.
+    sid: str
+    ts: int
+    node: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ItemDone(_Command):
+    """One instance of a running ``for_each`` step succeeded. The first of an attempt fixes the item count
+    (the proposer evaluated the list on committed outputs); the last one makes the step succeed, with the
+    list of instance outputs in item order. A repeated index changes nothing."""
+
+    OP: ClassVar[str] = "item_done"
+    wf: str
+    epoch: int
+    step: str
+    attempt: int
+    #: The item's position in the list, from 0.
+    index: int
+    #: Items in the list (at most FOR_EACH_ITEMS_MAX).
+    count: int
+    #: The instance's output, as JSON text.
+    output: str
+    ts: int
+    node: str = ""
+
+
+#: Phases of a :class:`Compensate`.
+COMPENSATE_PHASES: Final = ("start", "succeed", "fail")
+
+
+@dataclass(frozen=True, slots=True)
+class Compensate(_Command):
+    """The owner runs the compensation of a succeeded step after the workflow failed for good (saga):
+    ``start`` an attempt, or record that it ``succeed``-ed or ``fail``-ed. Compensations run one at a time,
+    newest completion first; apply refuses any other than the next one."""
+
+    OP: ClassVar[str] = "compensate"
+    wf: str
+    epoch: int
+    #: The step whose compensation this is.
+    step: str
+    attempt: int
+    #: ``start``, ``succeed`` or ``fail``.
+    phase: str
+    ts: int
+    node: str = ""
+    #: For ``fail``: the error, its class, and the next attempt's committed time (0: do not retry).
+    error: str = ""
+    error_class: str = ""
+    retry_at: int = 0
+
+    def _check(self) -> None:
+        if self.phase not in COMPENSATE_PHASES:
+            raise CommandError(self.OP, "phase", f"expected one of {', '.join(COMPENSATE_PHASES)}")
+
+
 Command: TypeAlias = (
     Join
     | Submit
@@ -485,6 +575,10 @@ Command: TypeAlias = (
     | Pause
     | Resume
     | Expire
+    | Skip
+    | Signal
+    | ItemDone
+    | Compensate
 )
 
 _CLASSES: tuple[type[_Command], ...] = (
@@ -507,6 +601,10 @@ _CLASSES: tuple[type[_Command], ...] = (
     Pause,
     Resume,
     Expire,
+    Skip,
+    Signal,
+    ItemDone,
+    Compensate,
 )
 #: op -> class.
 COMMANDS: Final[Mapping[str, type[_Command]]] = {cls.OP: cls for cls in _CLASSES}

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)\s*$")
+#: The pattern above, for the format's JSON Schema.
+DURATION_RE = _DURATION
 _UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000}
 
 #: No duration in a workflow may exceed this (TigerBeetle-style explicit bound): 30 days.

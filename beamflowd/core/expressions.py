@@ -191,6 +191,17 @@ def expression_load(value: object) -> tuple[int, int]:
     return sum(text.count(_OPEN) for text in texts), sum(len(text) for text in texts)
 
 
+def is_single_expression(text: str) -> bool:
+    """True if ``text`` is exactly one ``${{ ... }}`` (surrounding spaces aside), so it keeps its JSON type;
+    raises ExpressionError if it does not compile."""
+    return _OPEN in text and _compile_template(text).whole
+
+
+def truthy(value: object) -> bool:
+    """JMESPath truthiness (conditions, choice cases): false, null, "", [] and {} are false; 0 is true."""
+    return not (value is None or value is False or value in ("", [], {}))
+
+
 def compile_all(value: object) -> None:
     """Syntax-check every expression in ``value``; raise ExpressionError on the first bad one."""
     for text in _walk_strings(value):

@@ -12,13 +12,23 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Any, NoReturn
 
 import yaml
 
 from beamflowd.core import expressions
 from beamflowd.core.durations import parse_duration
-from beamflowd.core.step_params import STEP_KIND_NAMES, ParamError, validate_params
+from beamflowd.core.step_params import (
+    CHOICE_KIND,
+    STEP_KIND_NAMES,
+    WAIT_KIND,
+    ParamError,
+    choice_targets,
+    validate_params,
+    waits_for,
+)
+from beamflowd.core.vocabulary import NEEDS_ALL_SUCCESS, NEEDS_POLICIES
 
 MAX_DEFINITION_BYTES = 256 * 1024
 MAX_INPUT_BYTES = 64 * 1024
@@ -41,10 +51,42 @@ MAX_EXPRESSION_TEXT_CHARS = 64 * 1024
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,127}$")
 _STEP_ID = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
 JITTER_MODES = ("full", "equal", "none")
+#: The patterns above, for the format's JSON Schema (core/format_schema.py).
+WORKFLOW_NAME_RE = _NAME
+STEP_ID_RE = _STEP_ID
 
 _WORKFLOW_KEYS = ("name", "description", "timeout", "retry", "steps", "output")
-_STEP_KEYS = ("id", "run", "with", "needs", "retry", "timeout")
-_RETRY_KEYS = ("max_attempts", "initial_interval", "max_interval", "backoff_rate", "jitter", "non_retryable")
+_STEP_KEYS = (
+    "id",
+    "run",
+    "with",
+    "needs",
+    "retry",
+    "timeout",
+    "when",
+    "needs_policy",
+    "for_each",
+    "concurrency",
+    "breaker",
+    "compensate",
+)
+_COMPENSATE_KEYS = ("run", "with", "retry", "timeout")
+#: A breaker's name (``breaker: payments``).
+BREAKER_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
+#: Items of one ``for_each`` (each is a committed result): beyond, the step fails (permanent).
+FOR_EACH_ITEMS_MAX = 1_000
+#: Instances of one ``for_each`` running at once, at most; default when unset.
+FOR_EACH_CONCURRENCY_MAX = 100
+FOR_EACH_CONCURRENCY_DEFAULT = 10
+_RETRY_KEYS = (
+    "preset",
+    "max_attempts",
+    "initial_interval",
+    "max_interval",
+    "backoff_rate",
+    "jitter",
+    "non_retryable",
+)
 
 
 class SpecError(ValueError):
@@ -107,6 +149,33 @@ class RetryPolicy:
 
 
 @dataclass(frozen=True)
+class CompensateSpec:
+    """A step's compensation: a step kind and params of its own, with its own retry policy and timeout."""
+
+    run: str
+    params: Mapping[str, Any]
+    retry: RetryPolicy
+    timeout_ms: int | None
+
+    def to_plain(self) -> dict[str, Any]:
+        return {
+            "run": self.run,
+            "params": _copy_json(self.params),
+            "retry": self.retry.to_plain(),
+            "timeout_ms": self.timeout_ms,
+        }
+
+    @classmethod
+    def from_plain(cls, d: Mapping[str, Any]) -> CompensateSpec:
+        return cls(
+            run=str(d["run"]),
+            params=_copy_json(d["params"]),
+            retry=RetryPolicy.from_plain(d["retry"]),
+            timeout_ms=None if d["timeout_ms"] is None else int(d["timeout_ms"]),
+        )
+
+
+@dataclass(frozen=True)
 class StepSpec:
     """One node of the DAG. ``params`` is the file's ``with`` mapping: JSON-able, may hold expressions."""
 
@@ -116,9 +185,21 @@ class StepSpec:
     needs: tuple[str, ...]
     retry: RetryPolicy
     timeout_ms: int | None
+    #: ``${{ <JMESPath> }}`` evaluated once the needs are done: false skips the step. None: always runs.
+    when: str | None = None
+    #: How the needs decide whether the step runs (``NEEDS_POLICIES`` in core/vocabulary.py).
+    needs_policy: str = NEEDS_ALL_SUCCESS
+    #: ``${{ <list expression> }}``: one instance of the step per item (``${{ item }}``, ``${{ index }}``).
+    for_each: str | None = None
+    #: Instances of a ``for_each`` running at once (None: FOR_EACH_CONCURRENCY_DEFAULT).
+    concurrency: int | None = None
+    #: The circuit breaker its attempts go through (None: an http step's host, else none).
+    breaker: str | None = None
+    #: What undoes it if the workflow fails for good after it succeeded (saga); None: nothing to undo.
+    compensate: CompensateSpec | None = None
 
     def to_plain(self) -> dict[str, Any]:
-        return {
+        plain: dict[str, Any] = {
             "id": self.id,
             "run": self.run,
             "params": _copy_json(self.params),
@@ -126,9 +207,24 @@ class StepSpec:
             "retry": self.retry.to_plain(),
             "timeout_ms": self.timeout_ms,
         }
+        # Absent when unused, so definitions without conditions keep their content address (spec_digest).
+        if self.when is not None:
+            plain["when"] = self.when
+        if self.needs_policy != NEEDS_ALL_SUCCESS:
+            plain["needs_policy"] = self.needs_policy
+        if self.for_each is not None:
+            plain["for_each"] = self.for_each
+        if self.concurrency is not None:
+            plain["concurrency"] = self.concurrency
+        if self.breaker is not None:
+            plain["breaker"] = self.breaker
+        if self.compensate is not None:
+            plain["compensate"] = self.compensate.to_plain()
+        return plain
 
     @classmethod
     def from_plain(cls, d: Mapping[str, Any]) -> StepSpec:
+        when = d.get("when")
         return cls(
             id=str(d["id"]),
             run=str(d["run"]),
@@ -136,7 +232,23 @@ class StepSpec:
             needs=tuple(d["needs"]),
             retry=RetryPolicy.from_plain(d["retry"]),
             timeout_ms=None if d["timeout_ms"] is None else int(d["timeout_ms"]),
+            when=None if when is None else str(when),
+            needs_policy=str(d.get("needs_policy", NEEDS_ALL_SUCCESS)),
+            for_each=None if d.get("for_each") is None else str(d["for_each"]),
+            concurrency=None if d.get("concurrency") is None else int(d["concurrency"]),
+            breaker=None if d.get("breaker") is None else str(d["breaker"]),
+            compensate=None if d.get("compensate") is None else CompensateSpec.from_plain(d["compensate"]),
         )
+
+    @cached_property
+    def branches(self) -> tuple[str, ...]:
+        """The steps a ``choice`` step picks from (empty for other kinds)."""
+        return choice_targets(self.params) if self.run == CHOICE_KIND else ()
+
+    @cached_property
+    def signal(self) -> str | None:
+        """The signal a ``wait`` step waits for (None for other kinds)."""
+        return waits_for(self.run, self.params)
 
 
 @dataclass(frozen=True)
@@ -322,13 +434,37 @@ def _duration(value: object, err: _Errors, *, step: str | None, field: str, posi
     return millis
 
 
+#: ``retry: {preset: NAME}``: attempts / initial interval / max interval (and jitter) of common integrations,
+#: as the showcase had them. Laid over the inherited policy; fields given next to ``preset`` override it.
+RETRY_PRESETS: dict[str, dict[str, Any]] = {
+    "aggressive": {"max_attempts": 5, "initial_interval_ms": 1_000, "max_interval_ms": 15_000},
+    "conservative": {"max_attempts": 3, "initial_interval_ms": 2_000, "max_interval_ms": 30_000},
+    "patient": {"max_attempts": 10, "initial_interval_ms": 5_000, "max_interval_ms": 300_000},
+    "email": {"max_attempts": 5, "initial_interval_ms": 2_000, "max_interval_ms": 60_000},
+    "api": {"max_attempts": 4, "initial_interval_ms": 500, "max_interval_ms": 10_000},
+    "database": {"max_attempts": 3, "initial_interval_ms": 100, "max_interval_ms": 2_000, "jitter": "none"},
+    "payment": {"max_attempts": 3, "initial_interval_ms": 1_000, "max_interval_ms": 10_000},
+    "none": {"max_attempts": 1},
+}
+
+
 def _parse_retry(value: object, base: RetryPolicy, err: _Errors, *, step: str | None) -> RetryPolicy:
-    """Overlay the fields given in ``value`` on ``base`` (the workflow default), field by field."""
+    """Overlay the fields given in ``value`` on ``base`` (the workflow default), field by field; a
+    ``preset`` first, then the fields given beside it."""
     if value is None:
         return base
     if not isinstance(value, Mapping):
         err.fail(f"must be a mapping of retry fields, got {_type_name(value)}", step=step, field="retry")
     _check_keys(value, _RETRY_KEYS, err, step=step, prefix="retry.")
+    if "preset" in value:
+        preset = value["preset"]
+        if not isinstance(preset, str) or preset not in RETRY_PRESETS:
+            err.fail(
+                f"must be one of {', '.join(RETRY_PRESETS)}, got {_short(preset)}",
+                step=step,
+                field="retry.preset",
+            )
+        base = replace(base, **RETRY_PRESETS[preset])
     changes: dict[str, Any] = {}
     if "max_attempts" in value:
         attempts = value["max_attempts"]
@@ -490,21 +626,125 @@ def _parse_step(index: int, raw: object, default_retry: RetryPolicy, err: _Error
     _check_json(params, err, step=step_id, path="with")
     refs = _check_expressions(params, err, step=step_id)
     _validate_params(run, params, err, step=step_id)
+    when = _parse_when(raw.get("when"), refs, err, step=step_id)
+    for_each = _parse_when(raw.get("for_each"), refs, err, step=step_id, field="for_each")
+    concurrency = raw.get("concurrency")
+    if concurrency is not None:
+        if for_each is None:
+            err.fail("only a for_each step has a concurrency", step=step_id, field="concurrency")
+        if not _is_int(concurrency) or not 1 <= concurrency <= FOR_EACH_CONCURRENCY_MAX:
+            err.fail(
+                f"must be an integer from 1 to {FOR_EACH_CONCURRENCY_MAX}, got {_short(concurrency)}",
+                step=step_id,
+                field="concurrency",
+            )
+    breaker = raw.get("breaker")
+    if breaker is not None and (not isinstance(breaker, str) or not BREAKER_NAME_RE.match(breaker)):
+        err.fail(
+            f"must match {BREAKER_NAME_RE.pattern}, got {_short(breaker)}", step=step_id, field="breaker"
+        )
+    if breaker is not None and run in (CHOICE_KIND, WAIT_KIND, "sleep", "noop"):
+        err.fail(f"a {run} step calls nothing: it has no breaker", step=step_id, field="breaker")
+    compensate = _parse_compensate(raw.get("compensate"), default_retry, refs, err, step=step_id)
+    if for_each is not None and run in (CHOICE_KIND, WAIT_KIND, "sleep"):
+        err.fail(f"a {run} step cannot fan out", step=step_id, field="for_each")
+    needs = _parse_needs(raw.get("needs"), err, step=step_id)
+    needs_policy = raw.get("needs_policy", NEEDS_ALL_SUCCESS)
+    if needs_policy not in NEEDS_POLICIES:
+        err.fail(
+            f"must be one of {', '.join(NEEDS_POLICIES)}, got {_short(needs_policy)}",
+            step=step_id,
+            field="needs_policy",
+        )
+    if needs_policy != NEEDS_ALL_SUCCESS and not needs:
+        err.fail("a step without needs has no needs to apply a policy to", step=step_id, field="needs_policy")
     return _RawStep(
         spec=StepSpec(
             id=step_id,
             run=run,
             params=_copy_json(params),
-            needs=_parse_needs(raw.get("needs"), err, step=step_id),
+            needs=needs,
             retry=_parse_retry(raw.get("retry"), default_retry, err, step=step_id),
             timeout_ms=(
                 None
                 if raw.get("timeout") is None
                 else _duration(raw["timeout"], err, step=step_id, field="timeout", positive=True)
             ),
+            when=when,
+            needs_policy=needs_policy,
+            for_each=for_each,
+            concurrency=concurrency,
+            breaker=breaker,
+            compensate=compensate,
         ),
         refs=refs,
     )
+
+
+def _parse_compensate(
+    value: object, default_retry: RetryPolicy, refs: dict[str, str], err: _Errors, *, step: str
+) -> CompensateSpec | None:
+    """``compensate: {run, with, retry, timeout}``; its expressions may read the step itself and upstream."""
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        err.fail(f"must be a mapping with 'run', got {_type_name(value)}", step=step, field="compensate")
+    _check_keys(value, _COMPENSATE_KEYS, err, step=step, prefix="compensate.")
+    run = value.get("run")
+    if not isinstance(run, str) or run in (CHOICE_KIND, WAIT_KIND):
+        err.fail(
+            f"must be a step kind that runs something, got {_short(run)}", step=step, field="compensate.run"
+        )
+    params = value.get("with") or {}
+    if not isinstance(params, dict):
+        err.fail(f"must be a mapping of params, got {_type_name(params)}", step=step, field="compensate.with")
+    _check_json(params, err, step=step, path="compensate.with")
+    for ref, where in _check_expressions(params, err, step=step).items():
+        if ref != step:  # a compensation may read its own step's output
+            refs.setdefault(ref, f"compensate.{where}")
+    try:
+        if run not in STEP_KIND_NAMES:
+            raise ParamError("run", f"unknown step kind {_short(run)} (known: {', '.join(STEP_KIND_NAMES)})")
+        validate_params(run, params)
+    except ParamError as exc:
+        field = "compensate.run" if exc.field == "run" else f"compensate.with.{exc.field}"
+        err.fail(exc.message, step=step, field=field)
+    timeout = value.get("timeout")
+    return CompensateSpec(
+        run=run,
+        params=_copy_json(params),
+        retry=_parse_retry(value.get("retry"), default_retry, err, step=step),
+        timeout_ms=None
+        if timeout is None
+        else _duration(timeout, err, step=step, field="compensate.timeout", positive=True),
+    )
+
+
+def _parse_when(
+    value: object, refs: dict[str, str], err: _Errors, *, step: str, field: str = "when"
+) -> str | None:
+    """A condition (or a for_each list) is exactly one expression; the steps it reads are added to ``refs``
+    (they must be upstream)."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > expressions.MAX_EXPRESSION_CHARS + 16:
+        err.fail(
+            f"must be one expression '${{{{ <JMESPath> }}}}', got {_short(value)}", step=step, field=field
+        )
+    err.expressions += 1
+    err.expression_chars += len(value)
+    try:
+        single = expressions.is_single_expression(value)
+        found = expressions.referenced_steps(value)
+    except expressions.ExpressionError as exc:
+        err.fail(str(exc), step=step, field=field)
+    if not single:
+        err.fail(
+            f"must be one expression '${{{{ <JMESPath> }}}}', got {_short(value)}", step=step, field=field
+        )
+    for ref in sorted(found):
+        refs.setdefault(ref, field)
+    return value
 
 
 def _parse_needs(value: object, err: _Errors, *, step: str) -> tuple[str, ...]:
@@ -530,6 +770,7 @@ def _check_graph(steps: list[_RawStep], err: _Errors) -> None:
             if need not in by_id:
                 err.fail(f"needs unknown step {need!r}", step=s.spec.id, field="needs")
     _check_acyclic(by_id, err)
+    _check_branches(steps, by_id, err)
     upstream: dict[str, set[str]] = {}
 
     def ancestors(step_id: str) -> set[str]:
@@ -553,6 +794,40 @@ def _check_graph(steps: list[_RawStep], err: _Errors) -> None:
                     step=s.spec.id,
                     field=where,
                 )
+
+
+def _check_branches(steps: list[_RawStep], by_id: Mapping[str, StepSpec], err: _Errors) -> None:
+    """Every branch of a ``choice`` is a direct dependent of it, named once, and owned by one choice only."""
+    owner: dict[str, str] = {}
+    for s in steps:
+        choice = s.spec
+        if choice.run != CHOICE_KIND:
+            continue
+        params = choice.params
+        named = [(f"with.cases[{i}].next", case["next"]) for i, case in enumerate(params["cases"])]
+        named.append(("with.default", params["default"]))
+        seen: set[str] = set()
+        for where, target in named:
+            if target not in by_id:
+                err.fail(f"branch {target!r} is not a step of this workflow", step=choice.id, field=where)
+            if choice.id not in by_id[target].needs:
+                err.fail(
+                    f"branch {target!r} must be a direct dependent of this choice: add {choice.id!r} to its"
+                    " 'needs'",
+                    step=choice.id,
+                    field=where,
+                )
+            if target in seen:
+                err.fail(f"branch {target!r} is named twice in this choice", step=choice.id, field=where)
+            seen.add(target)
+            if target in owner:
+                err.fail(
+                    f"branch {target!r} is already a branch of choice {owner[target]!r} (overlapping branch"
+                    " ownership)",
+                    step=choice.id,
+                    field=where,
+                )
+            owner[target] = choice.id
 
 
 def _check_acyclic(by_id: Mapping[str, StepSpec], err: _Errors) -> None:
@@ -650,6 +925,11 @@ def workflow_result(spec: WorkflowSpec, scope: Mapping[str, Any]) -> Any:
         return expressions.resolve(spec.output, scope)
     needed = {need for step in spec.steps for need in step.needs}
     return {step.id: scope["steps"].get(step.id) for step in spec.steps if step.id not in needed}
+
+
+def load_document(text: str, *, source: str = "<definition>") -> Any:
+    """The document as parsed (JSON or YAML, duplicate keys refused), before any validation."""
+    return _load_document(text, _Errors(source))
 
 
 def parse_input(text: str, *, source: str = "--input") -> Any:

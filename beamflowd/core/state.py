@@ -28,11 +28,13 @@ from beamflowd.core.commands import (
     Cancel,
     ChaosMonkey,
     CommandError,
+    Compensate,
     DlqClose,
     Expire,
     Fail,
     Gc,
     Heartbeat,
+    ItemDone,
     Join,
     MemberAdd,
     MemberRemove,
@@ -41,6 +43,8 @@ from beamflowd.core.commands import (
     Redeliver,
     Resume,
     Retry,
+    Signal,
+    Skip,
     Start,
     Starts,
     Submit,
@@ -48,17 +52,30 @@ from beamflowd.core.commands import (
     decode,
 )
 from beamflowd.core.multiset_hash import MultisetHash, element_hash
-from beamflowd.core.spec import RetryPolicy, WorkflowSpec
+from beamflowd.core.scheduling import RUN, SKIP, WAIT, BranchOf, branch_in_output, verdict
+from beamflowd.core.signals import SIGNAL_IDS_MAX, SIGNAL_PAYLOAD_BYTES_MAX, SIGNALS_BUFFERED_MAX
+from beamflowd.core.spec import FOR_EACH_ITEMS_MAX, RetryPolicy, WorkflowSpec
 from beamflowd.core.vocabulary import (
     CLOSING_EVENT_OF_STATUS,
+    COMPENSATION_FAILED,
+    COMPENSATION_PENDING,
+    COMPENSATION_RETRY_WAIT,
+    COMPENSATION_RUNNING,
+    COMPENSATION_SUCCEEDED,
+    DLQ_KIND_COMPENSATION_FAILED,
     DLQ_KIND_WORKFLOW_FAILED,
+    DLQ_MAX_DEFAULT,
     DLQ_OPEN,
     DLQ_PENDING,
     DLQ_RESOLVED,
     DLQ_RETRYING,
     DLQ_STATES,
+    DONE_STEP,
     ERROR_DEADLINE_EXCEEDED,
     ERROR_POISONED,
+    EVENT_COMPENSATING,
+    EVENT_COMPENSATION_ATTEMPT_FAILED,
+    EVENT_COMPENSATION_STARTED,
     EVENT_DEAD_LETTERED,
     EVENT_DEADLINE_EXCEEDED,
     EVENT_MEMBER_ADDED,
@@ -67,19 +84,28 @@ from beamflowd.core.vocabulary import (
     EVENT_REDELIVERED,
     EVENT_RESUMED,
     EVENT_RETRIED,
+    EVENT_SIGNAL_BUFFERED,
+    EVENT_SIGNAL_RECEIVED,
+    EVENT_STEP_COMPENSATED,
+    EVENT_STEP_SKIPPED,
+    FINAL_ERRORS,
     ID_CONFLICT_USE_EXISTING,
     ID_REUSE_FAILED_ONLY,
     ID_REUSE_REJECT,
+    NEEDS_POLICIES,
     NOTABLE_KINDS,
     STEP_CANCELLED,
     STEP_FAILED,
     STEP_PENDING,
     STEP_RETRY_WAIT,
     STEP_RUNNING,
+    STEP_SKIPPED,
     STEP_SUCCEEDED,
     TERMINAL_STEP,
     TERMINAL_WORKFLOW,
     WORKFLOW_CANCELLED,
+    WORKFLOW_COMPENSATED,
+    WORKFLOW_COMPENSATION_FAILED,
     WORKFLOW_FAILED,
     WORKFLOW_PAUSED,
     WORKFLOW_RUNNING,
@@ -103,6 +129,8 @@ REFUSAL_DETAIL_CHARS_MAX = 200
 
 # Event tuple layout: (seq, ts_ms, type, step_id, attempt, message, node)
 Event = tuple[int, int, str, str, int, str, str]
+# Buffered signal tuple layout: (sid, name, payload_json, ts_ms)
+BufferedSignal = tuple[str, str, str, int]
 # Notable tuple layout: (ts_ms, type, workflow_id, workflow_name, step_id, message, node)
 Notable = tuple[int, str, str, str, str, str, str]
 
@@ -151,6 +179,8 @@ class StepState:
     #: Attempts made before the workflow's latest retry: attempt numbers continue past it (idempotency keys
     #: are never reused) while the retry policy counts only ``attempts - base``.
     base: int = 0
+    #: A for_each step's instance outputs (JSON text, "" while not done), kept across its attempts.
+    items: list[str] = field(default_factory=list)
 
     def to_plain(self) -> list[Any]:
         plain: list[Any] = [
@@ -164,15 +194,19 @@ class StepState:
             self.ended_ms,
             self.next_ms,
         ]
-        if self.deliveries or self.base:
+        if self.deliveries or self.base or self.items:
             plain.append(self.deliveries)  # absent when 0: states from before the count encode as they did
-        if self.base:
+        if self.base or self.items:
             plain.append(self.base)  # absent when 0: states from before retries encode as they did
+        if self.items:
+            plain.append(list(self.items))  # absent unless a for_each step
         return plain
 
     @classmethod
     def from_plain(cls, p: list[Any]) -> StepState:
-        return cls(*p)
+        step = cls(*p)
+        step.items = list(step.items)
+        return step
 
 
 @dataclass(slots=True)
@@ -203,6 +237,13 @@ class WorkflowState:
     retried_ms: int = 0
     #: Labels set at submit (``{key: value}``, bounded by ``commands.LABELS_MAX``).
     labels: dict[str, str] = field(default_factory=dict)
+    #: Signals received before a ``wait`` step took them, oldest first (at most SIGNALS_BUFFERED_MAX).
+    signals: list[BufferedSignal] = field(default_factory=list)
+    #: Ids of the signals accepted (delivered or buffered), oldest first: a retried signal is a duplicate.
+    signal_ids: list[str] = field(default_factory=list)
+    #: Saga: after a final failure, ``[step_id, status, attempts, next_ms, error]`` of each compensation to
+    #: run, newest completion first (COMPENSATION_* statuses). Empty: not compensating.
+    compensations: list[list[Any]] = field(default_factory=list)
 
     @property
     def terminal(self) -> bool:
@@ -236,6 +277,10 @@ class WorkflowState:
             "steps": [s.to_plain() for s in self.steps.values()],
             "events": [list(e) for e in self.events],
             "next_seq": self.next_seq,
+            # Absent when unused: workflows that never got a signal encode (and digest) as before.
+            **({"signals": [list(x) for x in self.signals]} if self.signals else {}),
+            **({"signal_ids": list(self.signal_ids)} if self.signal_ids else {}),
+            **({"compensations": [list(c) for c in self.compensations]} if self.compensations else {}),
         }
         if self.retries:
             plain["retries"] = self.retries  # absent when 0: states from before retries encode as they did
@@ -275,6 +320,9 @@ class WorkflowState:
             step = StepState.from_plain(sp)
             wf.steps[step.id] = step
         wf.events = [(e[0], e[1], e[2], e[3], e[4], e[5], e[6]) for e in p["events"]]
+        wf.signals = [(x[0], x[1], x[2], x[3]) for x in p.get("signals", ())]
+        wf.signal_ids = list(p.get("signal_ids", ()))
+        wf.compensations = [list(c) for c in p.get("compensations", ())]
         return wf
 
 
@@ -528,7 +576,7 @@ class StateMachine:
             step = wf.steps.get(step_id)
             if step is None or step.status != STEP_PENDING or wf.terminal or wf.paused:
                 continue
-            if all(wf.steps[n].status == STEP_SUCCEEDED for n in wf.spec.step(step_id).needs):
+            if step_verdict(wf, step_id) == RUN:
                 self._mark_started(wf, step, step.attempts + 1, ts, wake, node)
 
     def _remember_request(self, rid: str, wf_id: str) -> None:
@@ -544,7 +592,7 @@ class StateMachine:
 
     def _fenced_workflow(
         self,
-        cmd: Start | Succeed | Fail | Redeliver | Abort | Expire,
+        cmd: Start | Succeed | Fail | Redeliver | Abort | Expire | Skip | ItemDone | Compensate,
         what: str,
         step: str = "",
         attempt: int = 0,
@@ -570,7 +618,7 @@ class StateMachine:
         return wf, None
 
     def _fenced(
-        self, cmd: Start | Succeed | Fail | Redeliver
+        self, cmd: Start | Succeed | Fail | Redeliver | ItemDone
     ) -> tuple[WorkflowState | None, StepState | None, Result | None]:
         """Common checks of step commands: the workflow is fenced (above) and the step exists."""
         wf, err = self._fenced_workflow(cmd, "", cmd.step, cmd.attempt)
@@ -594,9 +642,9 @@ class StateMachine:
             return Result(
                 "FAILED_PRECONDITION", f"step {step.id} is {step.status} at attempt {step.attempts}"
             )
-        for need in wf.spec.step(step.id).needs:
-            if wf.steps[need].status != STEP_SUCCEEDED:
-                return Result("FAILED_PRECONDITION", f"step {step.id} needs {need}")
+        if step_verdict(wf, step.id) != RUN:
+            needs = ", ".join(wf.spec.step(step.id).needs)
+            return Result("FAILED_PRECONDITION", f"step {step.id}: its needs ({needs}) do not let it run")
         self._mark_started(wf, step, attempt, cmd.ts, cmd.wake, cmd.node)
         return Result("OK")
 
@@ -607,6 +655,13 @@ class StateMachine:
         step.started_ms, step.next_ms, step.error, step.error_class = ts, wake, "", ""
         wf.updated_ms = ts
         self._event(wf, ts, "step_started", step.id, attempt, "", node)
+        name = wf.spec.step(step.id).signal
+        if name is not None:  # a wait step takes the oldest signal buffered for it, in the same entry
+            for i, (sid, buffered_name, payload, _) in enumerate(wf.signals):
+                if buffered_name == name:
+                    del wf.signals[i]
+                    self._deliver(wf, step, sid, payload, ts, node)
+                    break
 
     def _check_running(self, step: StepState, attempt: int) -> Result | None:
         if step.status != STEP_RUNNING or step.attempts != attempt:
@@ -616,7 +671,9 @@ class StateMachine:
             )
         return None
 
-    def _running(self, cmd: Succeed | Fail | Redeliver) -> tuple[WorkflowState, StepState] | Result:
+    def _running(
+        self, cmd: Succeed | Fail | Redeliver | ItemDone
+    ) -> tuple[WorkflowState, StepState] | Result:
         """The workflow and step a result is for, or why the result does not apply (fenced, not running)."""
         wf, step, err = self._fenced(cmd)
         if err is not None:
@@ -630,15 +687,148 @@ class StateMachine:
             return found
         wf, step = found
         ts = cmd.ts
+        if step.items:
+            # A for_each step that recorded instances succeeds by its last instance (item_done), not here.
+            return Result("FAILED_PRECONDITION", f"step {step.id} fans out: its instances complete it")
+        branches = wf.spec.step(step.id).branches
+        if branches and branch_in_output(cmd.output) not in branches:
+            # A choice must name one of its branches, or its dependents could never be decided.
+            return Result(
+                "INVALID_ARGUMENT",
+                f'succeed.output: choice {step.id} must output {{"branch": one of {list(branches)}}}',
+            )
         step.status, step.output_json, step.ended_ms, step.next_ms = STEP_SUCCEEDED, cmd.output, ts, 0
         wf.updated_ms = ts
         self.counters["steps_succeeded"] += 1
         self._event(wf, ts, "step_succeeded", step.id, step.attempts, "", cmd.node)
-        if all(s.status == STEP_SUCCEEDED for s in wf.steps.values()):
+        if all(s.status in DONE_STEP for s in wf.steps.values()):
             self._finish(wf, WORKFLOW_SUCCEEDED, ts, "", cmd.node)
         else:
             self._start_ready(wf, cmd.start, ts, cmd.node)
         return Result("OK")
+
+    def _signal(self, cmd: Signal) -> Result:
+        """Deliver a signal to the running ``wait`` step for it, or buffer it until one starts (bounded).
+
+        Refused, changing nothing: an unknown or ended workflow, a name no step waits for, no step that is
+        or will be waiting for it, a payload over the limit, a full buffer. A repeated ``sid`` is OK, once.
+        """
+        wf = self.workflows.get(cmd.wf)
+        if wf is None:
+            return Result("NOT_FOUND", f"workflow {cmd.wf!r} not found")
+        if cmd.sid in wf.signal_ids:
+            return Result("OK", data={"delivered": False, "duplicate": True, "step": ""})
+        if wf.terminal:
+            return Result("FAILED_PRECONDITION", f"workflow {wf.id} is {wf.status}: it takes no more signals")
+        size = len(cmd.payload.encode("utf-8", errors="surrogatepass"))
+        if size > SIGNAL_PAYLOAD_BYTES_MAX:
+            return Result(
+                "RESOURCE_EXHAUSTED",
+                f"signal.payload: {size} bytes, over the limit of {SIGNAL_PAYLOAD_BYTES_MAX} bytes",
+            )
+        waiting = [s for s in wf.spec.steps if s.signal == cmd.name]
+        if not waiting:
+            return Result(
+                "INVALID_ARGUMENT", f"signal.name: no step of workflow {wf.id} waits for {cmd.name!r}"
+            )
+        running = [s for s in waiting if wf.steps[s.id].status == STEP_RUNNING]
+        if not running and all(wf.steps[s.id].status in TERMINAL_STEP for s in waiting):
+            return Result(
+                "FAILED_PRECONDITION", f"no step of workflow {wf.id} is or will be waiting for {cmd.name!r}"
+            )
+        if not running and len(wf.signals) >= SIGNALS_BUFFERED_MAX:
+            return Result(
+                "RESOURCE_EXHAUSTED",
+                f"workflow {wf.id} already holds {len(wf.signals)} buffered signals"
+                f" (limit {SIGNALS_BUFFERED_MAX} per workflow)",
+            )
+        wf.signal_ids.append(cmd.sid)
+        if len(wf.signal_ids) > SIGNAL_IDS_MAX:
+            del wf.signal_ids[0]
+        wf.updated_ms = cmd.ts
+        if running:
+            step = wf.steps[running[0].id]
+            self._deliver(wf, step, cmd.sid, cmd.payload, cmd.ts, cmd.node)
+            return Result("OK", data={"delivered": True, "duplicate": False, "step": step.id})
+        wf.signals.append((cmd.sid, cmd.name, cmd.payload, cmd.ts))
+        self._event(wf, cmd.ts, EVENT_SIGNAL_BUFFERED, "", 0, f"{cmd.name} ({cmd.sid})", cmd.node)
+        return Result("OK", data={"delivered": False, "duplicate": False, "step": ""})
+
+    def _deliver(
+        self, wf: WorkflowState, step: StepState, sid: str, payload: str, ts: int, node: str
+    ) -> None:
+        """A running wait step takes a signal: its payload is the output, and the step has succeeded."""
+        step.status, step.output_json, step.ended_ms, step.next_ms = STEP_SUCCEEDED, payload, ts, 0
+        self.counters["steps_succeeded"] += 1
+        name = wf.spec.step(step.id).signal
+        self._event(wf, ts, EVENT_SIGNAL_RECEIVED, step.id, step.attempts, f"{name} ({sid})", node)
+        self._event(wf, ts, "step_succeeded", step.id, step.attempts, "", node)
+        if all(s.status in DONE_STEP for s in wf.steps.values()):
+            self._finish(wf, WORKFLOW_SUCCEEDED, ts, "", node)
+
+    def _item_done(self, cmd: ItemDone) -> Result:
+        """Record one for_each instance's output; the last one makes the step succeed with the list."""
+        found = self._running(cmd)
+        if isinstance(found, Result):
+            return found
+        wf, step = found
+        if wf.spec.step(step.id).for_each is None:
+            return Result("FAILED_PRECONDITION", f"step {step.id} has no for_each")
+        if not 0 < cmd.count <= FOR_EACH_ITEMS_MAX or not 0 <= cmd.index < cmd.count:
+            return Result(
+                "INVALID_ARGUMENT",
+                f"item_done: index {cmd.index} of {cmd.count} items (at most {FOR_EACH_ITEMS_MAX})",
+            )
+        if step.items and len(step.items) != cmd.count:
+            return Result(
+                "FAILED_PRECONDITION", f"step {step.id} has {len(step.items)} items, not {cmd.count}"
+            )
+        try:
+            json.loads(cmd.output)  # joined into the step's output, which must stay JSON
+        except ValueError:
+            return Result("INVALID_ARGUMENT", "item_done.output: not JSON text (an instance's output)")
+        if step.items and step.items[cmd.index]:
+            return Result("OK", data={"duplicate": True, "done": False})
+        if not step.items:
+            step.items = [""] * cmd.count
+        step.items[cmd.index] = cmd.output
+        wf.updated_ms = cmd.ts
+        self._changed.add(wf.id)
+        if not all(step.items):
+            return Result("OK", data={"duplicate": False, "done": False})
+        ts = cmd.ts
+        step.status, step.output_json = STEP_SUCCEEDED, "[" + ",".join(step.items) + "]"
+        step.ended_ms, step.next_ms = ts, 0
+        self.counters["steps_succeeded"] += 1
+        self._event(wf, ts, "step_succeeded", step.id, step.attempts, f"{cmd.count} items", cmd.node)
+        if all(s.status in DONE_STEP for s in wf.steps.values()):
+            self._finish(wf, WORKFLOW_SUCCEEDED, ts, "", cmd.node)
+        return Result("OK", data={"duplicate": False, "done": True})
+
+    def _skip(self, cmd: Skip) -> Result:
+        """A pending step will never run. Its needs must be done; if they would let it run, only a false
+        ``when`` (the proposer's evaluation) can skip it, so the step must have one."""
+        wf, err = self._fenced_workflow(cmd, "skip with ", cmd.step)
+        if err is not None:
+            return err
+        assert wf is not None
+        step = wf.steps.get(cmd.step)
+        if step is None:
+            return Result("NOT_FOUND", f"step {cmd.step!r} not found")
+        if step.status != STEP_PENDING:
+            return Result("FAILED_PRECONDITION", f"step {step.id} is {step.status}, not pending")
+        decided = step_verdict(wf, step.id)
+        if decided == WAIT:
+            return Result("FAILED_PRECONDITION", f"step {step.id}: its needs are not done")
+        if decided == RUN and wf.spec.step(step.id).when is None:
+            return Result("FAILED_PRECONDITION", f"step {step.id} has no condition and its needs let it run")
+        ts = cmd.ts
+        step.status, step.ended_ms = STEP_SKIPPED, ts
+        wf.updated_ms = ts
+        self._event(wf, ts, EVENT_STEP_SKIPPED, step.id, 0, cmd.reason, cmd.node)
+        if all(s.status in DONE_STEP for s in wf.steps.values()):
+            self._finish(wf, WORKFLOW_SUCCEEDED, ts, "", cmd.node)
+        return Result("OK", data={"verdict": SKIP if decided == SKIP else "condition"})
 
     def _fail(self, cmd: Fail) -> Result:
         found = self._running(cmd)
@@ -646,6 +836,9 @@ class StateMachine:
             return found
         wf, step = found
         ts, node = cmd.ts, cmd.node
+        if wf.spec.step(step.id).signal is not None and not 0 < step.next_ms <= ts:
+            # A wait step only fails by its committed deadline passing (the proposer's clock says so).
+            return Result("FAILED_PRECONDITION", f"step {step.id} waits for a signal and has not timed out")
         error = cmd.error[:MAX_EVENT_MESSAGE]
         error_class = cmd.error_class
         policy: RetryPolicy = wf.spec.step(step.id).retry
@@ -683,12 +876,13 @@ class StateMachine:
             )
             return Result("OK", data={"retry": True})
         step.status, step.next_ms = STEP_FAILED, 0
-        self._finish(
+        how = "failed terminally" if error_class in FINAL_ERRORS else "failed"  # final: not undone or re-run
+        self._fail_or_compensate(
             wf,
-            WORKFLOW_FAILED,
             ts,
-            f"step {step.id} failed after {step.attempts - step.base} attempt(s): [{error_class}] {error}",
+            f"step {step.id} {how} after {step.attempts - step.base} attempt(s): [{error_class}] {error}",
             node,
+            error_class,
             cmd.dlq_max,
         )
         return Result("OK", data={"retry": False})
@@ -716,7 +910,73 @@ class StateMachine:
         """The step fails for good, whatever its retry policy says: running it again would only kill again."""
         step.status, step.next_ms, step.ended_ms = STEP_FAILED, 0, ts
         step.error, step.error_class = f"poisoned: {why}"[:MAX_EVENT_MESSAGE], ERROR_POISONED
-        self._finish(wf, WORKFLOW_FAILED, ts, f"step {step.id} is poisoned: {why}", node, dlq_max)
+        self._fail_or_compensate(wf, ts, f"step {step.id} is poisoned: {why}", node, ERROR_POISONED, dlq_max)
+
+    def _fail_or_compensate(
+        self, wf: WorkflowState, ts: int, error: str, node: str, error_class: str, dlq_max: int | None
+    ) -> None:
+        """A final failure: the workflow fails, or (saga) first runs the compensations of its succeeded
+        steps, newest completion first. A terminal failure (FINAL_ERRORS) is never compensated."""
+        done = _compensable(wf)
+        if not done or error_class in FINAL_ERRORS:
+            self._finish(wf, WORKFLOW_FAILED, ts, error, node, dlq_max)
+            return
+        for step in wf.steps.values():
+            if step.status not in TERMINAL_STEP:
+                step.status, step.next_ms = STEP_CANCELLED, 0
+        wf.error, wf.updated_ms = error[:MAX_EVENT_MESSAGE], ts
+        wf.compensations = [[sid, COMPENSATION_PENDING, 0, 0, ""] for _, _, sid in sorted(done, reverse=True)]
+        order = ", ".join(c[0] for c in wf.compensations)
+        self._event(wf, ts, EVENT_COMPENSATING, "", 0, f"{error}; compensating {order}", node)
+
+    def _compensate(self, cmd: Compensate) -> Result:
+        """One compensation's start or result; only the next one (newest completion first) may move."""
+        wf, err = self._fenced_workflow(cmd, "compensate with ", cmd.step, cmd.attempt)
+        if err is not None:
+            return err
+        assert wf is not None
+        if not wf.compensations:
+            return Result("FAILED_PRECONDITION", f"workflow {wf.id} is not compensating")
+        entry = next(c for c in wf.compensations if c[1] != COMPENSATION_SUCCEEDED)
+        sid, status, attempts = entry[0], entry[1], entry[2]
+        if cmd.step != sid:
+            return Result("FAILED_PRECONDITION", f"compensations run newest first: the next one is {sid}'s")
+        ts = cmd.ts
+        if cmd.phase == "start":
+            if status not in (COMPENSATION_PENDING, COMPENSATION_RETRY_WAIT) or cmd.attempt != attempts + 1:
+                return Result(
+                    "FAILED_PRECONDITION", f"compensation of {sid} is {status} at attempt {attempts}"
+                )
+            entry[1], entry[2], entry[3] = COMPENSATION_RUNNING, cmd.attempt, 0
+            wf.updated_ms = ts
+            self._event(wf, ts, EVENT_COMPENSATION_STARTED, sid, cmd.attempt, "", cmd.node)
+            return Result("OK")
+        if status != COMPENSATION_RUNNING or cmd.attempt != attempts:
+            return Result("FAILED_PRECONDITION", f"compensation of {sid} is {status} at attempt {attempts}")
+        wf.updated_ms = ts
+        if cmd.phase == "succeed":
+            entry[1] = COMPENSATION_SUCCEEDED
+            self._event(wf, ts, EVENT_STEP_COMPENSATED, sid, attempts, "", cmd.node)
+            if all(c[1] == COMPENSATION_SUCCEEDED for c in wf.compensations):
+                self._finish(wf, WORKFLOW_COMPENSATED, ts, wf.error, cmd.node)
+            return Result("OK")
+        error = cmd.error[:MAX_EVENT_MESSAGE]
+        self._event(
+            wf, ts, EVENT_COMPENSATION_ATTEMPT_FAILED, sid, attempts, f"[{cmd.error_class}] {error}", cmd.node
+        )
+        compensate = wf.spec.step(sid).compensate
+        assert compensate is not None
+        if should_retry(compensate.retry, attempts, cmd.error_class) and cmd.retry_at > 0:
+            entry[1], entry[3], entry[4] = COMPENSATION_RETRY_WAIT, cmd.retry_at, error
+            return Result("OK", data={"retry": True})
+        entry[1], entry[4] = COMPENSATION_FAILED, error
+        message = f"{wf.error}; compensation of {sid} failed after {attempts} attempt(s)"
+        message += f": [{cmd.error_class}] {error}"
+        # Dead-lettered (kind compensation_failed) under the default bound: the command carries none.
+        self._finish(
+            wf, WORKFLOW_COMPENSATION_FAILED, ts, message[:MAX_EVENT_MESSAGE], cmd.node, DLQ_MAX_DEFAULT
+        )
+        return Result("OK", data={"retry": False})
 
     def _cancel(self, cmd: Cancel) -> Result:
         wf = self.workflows.get(cmd.wf)
@@ -725,6 +985,11 @@ class StateMachine:
         if wf.terminal:
             return Result("OK", data={"cancelled": False})
         reason = (cmd.reason or "cancelled by request")[:MAX_EVENT_MESSAGE]
+        if cmd.compensate and wf.compensations:
+            return Result("OK", data={"cancelled": False, "compensating": True})  # already undoing
+        if cmd.compensate and _compensable(wf):
+            self._fail_or_compensate(wf, cmd.ts, reason, cmd.node, "cancelled", None)
+            return Result("OK", data={"cancelled": True, "compensating": True})
         self._finish(wf, WORKFLOW_CANCELLED, cmd.ts, reason, cmd.node)
         return Result("OK", data={"cancelled": True})
 
@@ -740,8 +1005,9 @@ class StateMachine:
                 step.status, step.next_ms = STEP_CANCELLED, 0
         self._disown(wf)
         heapq.heappush(self.finished_heap, (ts, wf.id))
-        self.counters[status] += 1
-        if wf.id in self.dlq_open or (status == WORKFLOW_FAILED and dlq_max is not None):
+        self.counters[status] = self.counters.get(status, 0) + 1  # saga outcomes: counted once they happen
+        final = status in (WORKFLOW_FAILED, WORKFLOW_COMPENSATION_FAILED)
+        if wf.id in self.dlq_open or (final and dlq_max is not None):
             self._dead_letter(wf, ts, node, dlq_max)
         kind = CLOSING_EVENT_OF_STATUS[status]
         self._event(wf, ts, kind, "", 0, error, node)
@@ -950,7 +1216,11 @@ class StateMachine:
             id=f"dlq-{self.dlq_seq}",
             wf=wf.id,
             name=wf.name,
-            kind=DLQ_KIND_WORKFLOW_FAILED,
+            kind=(
+                DLQ_KIND_COMPENSATION_FAILED
+                if wf.status == WORKFLOW_COMPENSATION_FAILED
+                else DLQ_KIND_WORKFLOW_FAILED
+            ),
             state=DLQ_PENDING,
             step=step_id,
             error_class=error_class,
@@ -1113,7 +1383,9 @@ class StateMachine:
 
     def running_count(self) -> int:
         c = self.counters
-        return c["submitted"] - c["succeeded"] - c["failed"] - c["cancelled"] + sum(self.reopened.values())
+        saga = c.get(WORKFLOW_COMPENSATED, 0) + c.get(WORKFLOW_COMPENSATION_FAILED, 0)
+        reopened = sum(self.reopened.values())
+        return c["submitted"] - c["succeeded"] - c["failed"] - c["cancelled"] - saga + reopened
 
     # ---------------------------------------------------------------- queries
     def find(self, query: Query) -> Iterator[WorkflowState]:
@@ -1494,6 +1766,12 @@ def _checked_spec(plain: Mapping[str, Any]) -> WorkflowSpec:
         missing = [need for need in step.needs if need not in ids]
         if missing:
             raise ValueError(f"step {step.id} needs unknown steps {missing}")
+        if step.needs_policy not in NEEDS_POLICIES:
+            raise ValueError(f"step {step.id}: unknown needs_policy {step.needs_policy!r}")
+        _ = step.signal  # a wait step's params parse (ParamError is a ValueError)
+        for branch in step.branches:  # a choice's params parse (ParamError is a ValueError)
+            if branch not in ids or step.id not in spec.step(branch).needs:
+                raise ValueError(f"choice {step.id}: branch {branch!r} is not a dependent of it")
     return spec
 
 
@@ -1518,4 +1796,33 @@ _HANDLERS: dict[type[Any], Callable[[StateMachine, Any], Result]] = {
     Pause: StateMachine._pause,
     Resume: StateMachine._resume,
     Expire: StateMachine._expire,
+    Skip: StateMachine._skip,
+    Signal: StateMachine._signal,
+    ItemDone: StateMachine._item_done,
+    Compensate: StateMachine._compensate,
 }
+
+
+def _compensable(wf: WorkflowState) -> list[tuple[int, int, str]]:
+    """``(end time, definition index, step id)`` of the succeeded steps that have a compensation."""
+    return [
+        (step.ended_ms, index, step.id)
+        for index, step in enumerate(wf.steps.values())
+        if step.status == STEP_SUCCEEDED and wf.spec.step(step.id).compensate is not None
+    ]
+
+
+def committed_branch(wf: WorkflowState) -> BranchOf:
+    """:data:`BranchOf` over a workflow's committed outputs (a succeeded choice's output names its branch)."""
+
+    def branch_of(step_id: str) -> str | None:
+        step = wf.steps[step_id]
+        return branch_in_output(step.output_json) if step.status == STEP_SUCCEEDED else None
+
+    return branch_of
+
+
+def step_verdict(wf: WorkflowState, step_id: str) -> str:
+    """What the committed state of its needs says about ``step_id`` (scheduling.verdict)."""
+    spec = wf.spec
+    return verdict(spec, spec.step(step_id), lambda n: wf.steps[n].status, committed_branch(wf))

@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from beamflowd.core.durations import parse_duration
+from beamflowd.core.signals import SIGNAL_NAME, schema_problem
 
 
 class ParamError(ValueError):
@@ -264,8 +265,117 @@ def parse_http(params: Mapping[str, Any], *, resolved: bool) -> HttpParams:
     )
 
 
+#: The step kind that picks one of its dependents as the branch to run (the others are skipped).
+CHOICE_KIND = "choice"
+CHOICE_PARAMS = ("cases", "default")
+CHOICE_CASE_KEYS = ("when", "next")
+#: Cases of one ``choice`` (each is a JMESPath compile at submit and an evaluation at run time).
+CHOICE_CASES_MAX = 50
+
+
+@dataclass(frozen=True)
+class ChoiceParams:
+    """``cases`` as ``(condition, next)`` pairs, in order (a condition is None while unresolved), and the
+    ``default`` branch taken when no condition holds."""
+
+    cases: tuple[tuple[object, str], ...]
+    default: str
+
+    @property
+    def targets(self) -> tuple[str, ...]:
+        """Every branch this choice may take: the cases' ``next`` then the default."""
+        return (*(target for _, target in self.cases), self.default)
+
+
+def parse_choice(params: Mapping[str, Any], *, resolved: bool) -> ChoiceParams:
+    """Cases and default. ``next`` and ``default`` are literal step ids (the graph is checked at submit);
+    before resolution each ``when`` must be an expression, after it any JSON value (JMESPath truthiness)."""
+    if isinstance(params, Mapping) and "default" not in params:
+        raise ParamError(
+            "default", "a choice must have a default branch (the step to run when no case holds)"
+        )
+    p = Params(CHOICE_KIND, params, allowed=CHOICE_PARAMS, required=CHOICE_PARAMS, resolved=resolved)
+    raw_cases = p.get("cases")
+    if not isinstance(raw_cases, list) or not raw_cases:
+        raise ParamError("cases", f"expected a non-empty list of {{when, next}}, got {_describe(raw_cases)}")
+    if len(raw_cases) > CHOICE_CASES_MAX:
+        raise ParamError("cases", f"{len(raw_cases)} cases, over the limit of {CHOICE_CASES_MAX}")
+    cases: list[tuple[object, str]] = []
+    for i, case in enumerate(raw_cases):
+        where = f"cases[{i}]"
+        if not isinstance(case, Mapping):
+            raise ParamError(where, f"expected a mapping with 'when' and 'next', got {_describe(case)}")
+        for key in case:
+            if key not in CHOICE_CASE_KEYS:
+                raise ParamError(f"{where}.{key}", "unknown key (allowed: next, when)")
+        for key in CHOICE_CASE_KEYS:
+            if key not in case:
+                raise ParamError(f"{where}.{key}", "required key is missing")
+        condition = case["when"]
+        if not resolved and not is_unresolved(condition):
+            raise ParamError(
+                f"{where}.when", f"expected an expression '${{{{ ... }}}}', got {_describe(condition)}"
+            )
+        cases.append((condition if resolved else None, _branch_id(case["next"], f"{where}.next")))
+    return ChoiceParams(tuple(cases), _branch_id(p.get("default"), "default"))
+
+
+def _branch_id(value: object, field: str) -> str:
+    if not isinstance(value, str) or is_unresolved(value) or not value:
+        raise ParamError(field, f"expected the id of a step (literal, no expression), got {_describe(value)}")
+    return value
+
+
+def choice_targets(params: Mapping[str, Any]) -> tuple[str, ...]:
+    """The branches of a validated ``choice`` step's params (its cases' ``next``, then ``default``)."""
+    return parse_choice(params, resolved=False).targets
+
+
+#: The step kind that waits for a signal (``beamctl workflow signal``); its payload becomes the output.
+WAIT_KIND = "wait"
+WAIT_PARAMS = ("signal", "timeout", "schema")
+
+
+@dataclass(frozen=True)
+class WaitParams:
+    """The signal's name (literal), the durable timeout in ms (None: wait for ever, or unresolved) and the
+    payload's JSON Schema (None: any JSON)."""
+
+    signal: str
+    timeout_ms: int | None
+    schema: Mapping[str, Any] | None
+
+
+def parse_wait(params: Mapping[str, Any], *, resolved: bool) -> WaitParams:
+    p = Params(WAIT_KIND, params, allowed=WAIT_PARAMS, required=("signal",), resolved=resolved)
+    signal = params.get("signal")
+    if not isinstance(signal, str) or not SIGNAL_NAME.match(signal):
+        raise ParamError(
+            "signal",
+            f"expected a literal signal name matching {SIGNAL_NAME.pattern}, got {_describe(signal)}",
+        )
+    timeout_ms = p.duration_ms("timeout")
+    if timeout_ms is not None and timeout_ms <= 0:
+        raise ParamError("timeout", "must be a positive duration")
+    schema = params.get("schema")
+    if schema is not None:
+        if not isinstance(schema, Mapping):
+            raise ParamError("schema", f"expected a JSON Schema object, got {_describe(schema)}")
+        problem = schema_problem(schema)
+        if problem is not None:
+            raise ParamError("schema", problem)
+    return WaitParams(signal, timeout_ms, schema)
+
+
+def waits_for(kind: str, params: Mapping[str, Any]) -> str | None:
+    """The signal a validated step waits for, or None if it is not a ``wait`` step."""
+    return parse_wait(params, resolved=False).signal if kind == WAIT_KIND else None
+
+
 #: Every step kind by name, with its static parameter check (``resolved=False``).
 _VALIDATORS: Mapping[str, Callable[..., object]] = {
+    CHOICE_KIND: parse_choice,
+    WAIT_KIND: parse_wait,
     "noop": parse_noop,
     "sleep": parse_sleep,
     "demo": parse_demo,
@@ -284,10 +394,13 @@ def validate_params(kind: str, params: Mapping[str, Any]) -> None:
 def durable_delay_ms(kind: str, params: Mapping[str, Any]) -> int | None:
     """Delay the engine commits before running an attempt (a durable timer), from resolved params; or None.
 
-    Only ``sleep`` has one. Raises :class:`ParamError` if the resolved duration is invalid.
+    ``sleep`` wakes up then; a ``wait`` with a timeout gives up then (the step's committed deadline).
+    Raises :class:`ParamError` if the resolved duration is invalid.
     """
     if kind == "sleep":
         return parse_sleep(params, resolved=True)
+    if kind == WAIT_KIND:
+        return parse_wait(params, resolved=True).timeout_ms
     return None
 
 

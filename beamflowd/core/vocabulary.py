@@ -14,7 +14,25 @@ WORKFLOW_RUNNING: Final = "running"
 WORKFLOW_SUCCEEDED: Final = "succeeded"
 WORKFLOW_FAILED: Final = "failed"
 WORKFLOW_CANCELLED: Final = "cancelled"
-TERMINAL_WORKFLOW: Final = frozenset({WORKFLOW_SUCCEEDED, WORKFLOW_FAILED, WORKFLOW_CANCELLED})
+#: The workflow failed for good and the compensations of its succeeded steps all succeeded (saga).
+WORKFLOW_COMPENSATED: Final = "compensated"
+#: The workflow failed for good and a compensation failed for good too.
+WORKFLOW_COMPENSATION_FAILED: Final = "compensation_failed"
+TERMINAL_WORKFLOW: Final = frozenset(
+    {
+        WORKFLOW_SUCCEEDED,
+        WORKFLOW_FAILED,
+        WORKFLOW_CANCELLED,
+        WORKFLOW_COMPENSATED,
+        WORKFLOW_COMPENSATION_FAILED,
+    }
+)
+#: Statuses of a compensation (a ``compensate`` of a succeeded step, run after the workflow failed).
+COMPENSATION_PENDING: Final = "pending"
+COMPENSATION_RUNNING: Final = "running"
+COMPENSATION_RETRY_WAIT: Final = "retry_wait"
+COMPENSATION_SUCCEEDED: Final = "succeeded"
+COMPENSATION_FAILED: Final = "failed"
 
 # -- step statuses ---
 STEP_PENDING: Final = "pending"
@@ -23,13 +41,33 @@ STEP_RETRY_WAIT: Final = "retry_wait"
 STEP_SUCCEEDED: Final = "succeeded"
 STEP_FAILED: Final = "failed"
 STEP_CANCELLED: Final = "cancelled"
-TERMINAL_STEP: Final = frozenset({STEP_SUCCEEDED, STEP_FAILED, STEP_CANCELLED})
+#: The step never ran: its ``when`` was false, it is a branch its ``choice`` did not take, or its needs
+#: were skipped (``needs_policy``). Counts as done for its dependents and for the workflow's success.
+STEP_SKIPPED: Final = "skipped"
+TERMINAL_STEP: Final = frozenset({STEP_SUCCEEDED, STEP_FAILED, STEP_CANCELLED, STEP_SKIPPED})
+#: Steps that are done without failing: a workflow whose steps are all done has succeeded.
+DONE_STEP: Final = frozenset({STEP_SUCCEEDED, STEP_SKIPPED})
+
+# -- how a step's needs decide whether it runs (``needs_policy``) ---
+#: Run when every need succeeded; a skipped need skips the step (the default: skips propagate).
+NEEDS_ALL_SUCCESS: Final = "all_success"
+#: Run when at least one need succeeded and the others are done (a join after branches).
+NEEDS_ANY: Final = "any"
+#: Run when every need is done, succeeded or skipped.
+NEEDS_ALL_DONE: Final = "all_done"
+NEEDS_POLICIES: Final = (NEEDS_ALL_SUCCESS, NEEDS_ANY, NEEDS_ALL_DONE)
 
 # -- event kinds (a workflow's history) ---
 EVENT_SUBMITTED: Final = "submitted"
 EVENT_STEP_STARTED: Final = "step_started"
 EVENT_STEP_SUCCEEDED: Final = "step_succeeded"
 EVENT_STEP_FAILED: Final = "step_failed"
+#: A step will never run (see ``STEP_SKIPPED``); the message says why.
+EVENT_STEP_SKIPPED: Final = "step_skipped"
+#: A ``wait`` step took a signal (its payload is the step's output).
+EVENT_SIGNAL_RECEIVED: Final = "signal_received"
+#: A signal arrived before any step waited for it: kept until one does.
+EVENT_SIGNAL_BUFFERED: Final = "signal_buffered"
 EVENT_RETRY_SCHEDULED: Final = "retry_scheduled"
 EVENT_REASSIGNED: Final = "reassigned"
 EVENT_STALE_RESULT_REJECTED: Final = "stale_result_rejected"
@@ -38,6 +76,14 @@ EVENT_REDELIVERED: Final = "redelivered"
 EVENT_COMPLETED: Final = "completed"
 EVENT_FAILED: Final = "failed"
 EVENT_CANCELLED: Final = "cancelled"
+#: The workflow failed for good: its succeeded steps' compensations run now, newest completion first.
+EVENT_COMPENSATING: Final = "compensating"
+EVENT_COMPENSATION_STARTED: Final = "compensation_started"
+EVENT_STEP_COMPENSATED: Final = "step_compensated"
+EVENT_COMPENSATION_ATTEMPT_FAILED: Final = "compensation_attempt_failed"
+#: Closing events of the saga outcomes.
+EVENT_COMPENSATED: Final = "compensated"
+EVENT_COMPENSATION_FAILED: Final = "compensation_failed"
 #: Cluster-wide (not a workflow's): a member was declared dead.
 EVENT_NODE_DOWN: Final = "node_down"
 #: Cluster-wide: an operator added or removed a member.
@@ -49,6 +95,8 @@ CLOSING_EVENT_OF_STATUS: Final = {
     WORKFLOW_SUCCEEDED: EVENT_COMPLETED,
     WORKFLOW_FAILED: EVENT_FAILED,
     WORKFLOW_CANCELLED: EVENT_CANCELLED,
+    WORKFLOW_COMPENSATED: EVENT_COMPENSATED,
+    WORKFLOW_COMPENSATION_FAILED: EVENT_COMPENSATION_FAILED,
 }
 STATUS_OF_CLOSING_EVENT: Final = {event: status for status, event in CLOSING_EVENT_OF_STATUS.items()}
 CLOSING_EVENTS: Final = frozenset(STATUS_OF_CLOSING_EVENT)
@@ -70,6 +118,21 @@ NOTABLE_KINDS: Final = frozenset(
     }
 )
 
+# -- error classes (docs/workflow-format.md "Error classes"); step code may use its own names too ---
+#: The default: a glitch (network error, 5xx, a plain exception). Retried per the step's policy.
+ERROR_TRANSIENT: Final = "transient"
+#: Expected to succeed once something outside recovers (a dependency restarting, a lock released): retried
+#: per the policy like transient; a separate class so dashboards and policies (``non_retryable``) can tell.
+ERROR_RECOVERABLE: Final = "recoverable"
+#: Retrying cannot help (bad parameter, 4xx, function not allowed): never retried; the workflow fails.
+ERROR_PERMANENT: Final = "permanent"
+#: Never retried, and the failure is final for the whole workflow: the workflow fails at once and its
+#: error says ``terminal``; nothing may undo or re-run it (no compensation, no retry from a dead-letter
+#: queue: ``FINAL_ERRORS`` is the contract those features read).
+ERROR_TERMINAL: Final = "terminal"
+#: A class that is not a plain short name (python steps): retried per the policy, like transient.
+ERROR_UNKNOWN: Final = "unknown"
+
 # -- error classes the engine itself assigns (step code may use its own) ---
 #: The process running the attempt died: a worker that exited or was killed by a signal.
 ERROR_CRASHED: Final = "crashed"
@@ -89,7 +152,9 @@ EVENT_RETRIED: Final = "retried"
 EVENT_DEAD_LETTERED: Final = "dead_lettered"
 #: Kind of a dead-letter entry: the workflow failed for good.
 DLQ_KIND_WORKFLOW_FAILED: Final = "workflow_failed"
-DLQ_KINDS: Final = frozenset({DLQ_KIND_WORKFLOW_FAILED})
+#: Kind of a dead-letter entry: the workflow failed and a compensation of its saga failed for good too.
+DLQ_KIND_COMPENSATION_FAILED: Final = "compensation_failed"
+DLQ_KINDS: Final = frozenset({DLQ_KIND_WORKFLOW_FAILED, DLQ_KIND_COMPENSATION_FAILED})
 #: Entry states: pending -> retrying -> resolved | abandoned (a failed retry goes back to pending).
 DLQ_PENDING: Final = "pending"
 DLQ_RETRYING: Final = "retrying"
@@ -120,3 +185,27 @@ ID_CONFLICT_USE_EXISTING: Final = "use-existing"
 ID_CONFLICT_POLICIES: Final = (ID_CONFLICT_FAIL, ID_CONFLICT_USE_EXISTING)
 #: Default bound on dead-letter entries kept in the state (closed ones are collected first).
 DLQ_MAX_DEFAULT: Final = 10_000
+#: The step's circuit breaker is open on this node: the attempt did not call out (retried once half-open).
+ERROR_CIRCUIT_OPEN: Final = "circuit_open"
+#: A worker's or validation's failure of the input (reserved for the engine and python steps; per policy).
+ERROR_VALIDATION: Final = "validation"
+#: Every class the engine itself names (docs/workflow-format.md "Error classes").
+ENGINE_ERROR_CLASSES: Final = frozenset(
+    {
+        ERROR_TRANSIENT,
+        ERROR_RECOVERABLE,
+        ERROR_PERMANENT,
+        ERROR_TERMINAL,
+        ERROR_UNKNOWN,
+        ERROR_TIMEOUT,
+        ERROR_VALIDATION,
+        ERROR_CRASHED,
+        ERROR_MEMORY,
+        ERROR_POISONED,
+        ERROR_CIRCUIT_OPEN,
+    }
+)
+#: Classes never retried, whatever the policy says.
+NEVER_RETRIED_ERRORS: Final = frozenset({ERROR_PERMANENT, ERROR_TERMINAL, ERROR_POISONED})
+#: Failures that end a workflow for good: not compensated, not re-driven.
+FINAL_ERRORS: Final = frozenset({ERROR_TERMINAL})

@@ -13,14 +13,25 @@ from beamflowd.steps.base import (
     StepKind,
     encode_output,
 )
+from beamflowd.steps.choice import ChoiceStep
 from beamflowd.steps.demo import DemoStep
 from beamflowd.steps.exec import ExecStep
 from beamflowd.steps.http import HttpStep, aclose_http_client
 from beamflowd.steps.noop import NoopStep
 from beamflowd.steps.python import PythonStep
 from beamflowd.steps.sleep import SleepStep
+from beamflowd.steps.wait import WaitStep
 
-_KINDS: tuple[StepKind, ...] = (NoopStep(), SleepStep(), DemoStep(), PythonStep(), HttpStep(), ExecStep())
+_KINDS: tuple[StepKind, ...] = (
+    NoopStep(),
+    SleepStep(),
+    DemoStep(),
+    PythonStep(),
+    HttpStep(),
+    ExecStep(),
+    ChoiceStep(),
+    WaitStep(),
+)
 
 #: Read-only: kinds are process-wide singletons.
 STEP_KINDS: Mapping[str, StepKind] = MappingProxyType({kind.name: kind for kind in _KINDS})

@@ -152,3 +152,31 @@ def test_retried_histories() -> None:
     assert not check_histories(["w1"], {"w1": stale}, require_terminal=False).ok, (
         "status without its run's end"
     )
+
+
+def test_skipped_steps_count_as_done_but_must_never_run() -> None:
+    events = [("submitted", ""), ("step_started", "a"), ("step_succeeded", "a"), ("step_skipped", "b")]
+    steps = {"a": "succeeded", "b": "skipped"}
+    good = history("succeeded", [*events, ("completed", "")], steps)
+    assert check_histories(["w"], {"w": good}).ok
+    ran = history("succeeded", [*events, ("step_started", "b"), ("completed", "")], steps)
+    verdict = check_histories(["w"], {"w": ran})
+    assert not verdict.ok and "skipped but ran" in verdict.summary()
+
+
+def test_a_signal_delivered_twice_is_a_violation() -> None:
+    received = (1, "signal_received", "a", 1, "approval (sig-1)")
+    twice = History(
+        status="succeeded",
+        error="",
+        steps={"a": "succeeded"},
+        events=(
+            (0, "submitted", "", 0, ""),
+            received,
+            (2, "step_succeeded", "a", 1, ""),
+            (3, *received[1:]),
+            (4, "completed", "", 0, ""),
+        ),
+    )
+    verdict = check_histories(["w"], {"w": twice})
+    assert not verdict.ok and "delivered 2 times" in verdict.summary()

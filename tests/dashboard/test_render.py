@@ -172,3 +172,14 @@ def test_dead_letter_counts_in_the_workflows_panel() -> None:
     assert "dead letters pending" in text and "2 / 5" in text
     assert "DLQ FULL: not queued" in text
     assert "DLQ FULL" not in record(given_snapshot(), ViewState(status="live"))
+
+
+def test_workflows_waiting_for_signals_are_shown() -> None:
+    snapshot = given_snapshot()
+    view = ViewState(endpoint="127.0.0.1:7002", status="live", refresh_s=1.0, bytes_per_update=3000)
+    assert "for signal" not in record(snapshot, view)  # nothing waits: no row
+    snapshot.workflows.waiting_by_signal.update({"approval": 12, "webhook": 3})
+    text = record(snapshot, view)
+    row = next(line for line in text.splitlines() if "for signal" in line)
+    assert "waiting" in row and "15" in row and "approval 12, webhook 3" in row, row
+    assert snapshot_to_dict(snapshot)["workflows"]["waiting_by_signal"] == {"approval": 12, "webhook": 3}

@@ -17,9 +17,10 @@ from typing import Any, TypeVar
 from hypothesis import strategies as st
 
 from beamflowd.core import commands as c
+from beamflowd.core.scheduling import RUN, WAIT
 from beamflowd.core.spec import parse_workflow
-from beamflowd.core.state import StateMachine, StepState, WorkflowState
-from beamflowd.core.vocabulary import STEP_PENDING, STEP_RETRY_WAIT, STEP_RUNNING, STEP_SUCCEEDED
+from beamflowd.core.state import StateMachine, StepState, WorkflowState, step_verdict
+from beamflowd.core.vocabulary import STEP_PENDING, STEP_RETRY_WAIT, STEP_RUNNING
 
 #: A command in its wire form, as the log holds it.
 Plain = dict[str, Any]
@@ -67,6 +68,54 @@ steps:
   - {id: b, run: noop, needs: [a]}
 """
 
+#: A choice with a default, a branch's dependent (skipped when its branch is not taken), a join of both
+#: branches that runs when either ran (needs_policy any), and a condition.
+BRANCHES_YAML = """
+name: branches
+steps:
+  - {id: score, run: noop}
+  - id: route
+    run: choice
+    needs: [score]
+    with:
+      cases:
+        - {when: "${{ input.x == `1` }}", next: fast}
+      default: slow
+  - {id: fast, run: noop, needs: [route]}
+  - {id: slow, run: noop, needs: [route]}
+  - {id: notify, run: noop, needs: [slow]}
+  - {id: done, run: noop, needs: [fast, notify], needs_policy: any}
+  - {id: audit, run: noop, needs: [score], when: "${{ input.x == `1` }}"}
+  - {id: report, run: noop, needs: [audit, done], needs_policy: all_done}
+"""
+
+#: Two waits for the same signal (one with a durable timeout): signals before, during and after them.
+APPROVAL_YAML = """
+name: approval
+steps:
+  - {id: prepare, run: noop}
+  - {id: approve, run: wait, needs: [prepare], with: {signal: approval, timeout: 1h}}
+  - {id: confirm, run: wait, needs: [approve], with: {signal: approval}}
+  - {id: done, run: noop, needs: [confirm]}
+"""
+
+#: A fan-out over the input's list, then a step after it.
+FANOUT_YAML = """
+name: fanout
+steps:
+  - {id: each, run: noop, for_each: "${{ input.items }}", concurrency: 2, retry: {max_attempts: 2}}
+  - {id: after, run: noop, needs: [each]}
+"""
+
+#: A saga: two compensable steps, then one that may fail for good.
+SAGA_YAML = """
+name: saga
+steps:
+  - {id: book, run: noop, compensate: {run: noop, retry: {max_attempts: 2}}}
+  - {id: charge, run: noop, needs: [book], compensate: {run: noop, retry: {max_attempts: 2}}}
+  - {id: ship, run: noop, needs: [charge], retry: {max_attempts: 1}}
+"""
+
 SPECS: dict[str, dict[str, Any]] = {
     name: parse_workflow(text, source=name).to_plain()
     for name, text in (
@@ -74,8 +123,15 @@ SPECS: dict[str, dict[str, Any]] = {
         ("diamond", DIAMOND_YAML),
         ("flaky", RETRY_YAML),
         ("timed", TIMED_YAML),
+        ("branches", BRANCHES_YAML),
+        ("approval", APPROVAL_YAML),
+        ("fanout", FANOUT_YAML),
+        ("saga", SAGA_YAML),
     )
 }
+#: Outputs a succeed may carry: a choice's name one of its branches (or, wrongly, something else).
+PLAIN_OUTPUTS = ('{"ok":true}', "1", '""')
+CHOICE_OUTPUTS = ('{"branch":"fast"}', '{"branch":"slow"}', '{"branch":"slow"}', '{"branch":"nope"}', "1")
 
 
 class History(list[Plain]):
@@ -166,8 +222,13 @@ def startable(wf: WorkflowState, step: StepState) -> bool:
     return (
         not wf.terminal
         and step.status in (STEP_PENDING, STEP_RETRY_WAIT)
-        and all(wf.steps[n].status == STEP_SUCCEEDED for n in wf.spec.step(step.id).needs)
+        and step_verdict(wf, step.id) == RUN
     )
+
+
+def skippable(wf: WorkflowState, step: StepState) -> bool:
+    """Pending with its needs done: its needs skip it, or (with a condition) the proposer may."""
+    return not wf.terminal and step.status == STEP_PENDING and step_verdict(wf, step.id) != WAIT
 
 
 def running(wf: WorkflowState, step: StepState) -> bool:
@@ -241,8 +302,10 @@ def _start(draw: st.DrawFn, sm: StateMachine, ts: int) -> Plain:
 def _succeed(draw: st.DrawFn, sm: StateMachine, ts: int) -> Plain:
     wf, epoch, step, attempts = _target(draw, sm, running)
     epoch, attempt = _epoch(draw, epoch), attempts + _pick(draw, RESULT_OFFSETS)
-    node, output = _pick(draw, NODES), _pick(draw, ['{"ok":true}', "1", '""'])
+    node, output = _pick(draw, NODES), _pick(draw, PLAIN_OUTPUTS)
     start: c.Starts = ()
+    if wf in sm.workflows and step in sm.workflows[wf].steps and sm.workflows[wf].spec.step(step).branches:
+        output = _pick(draw, CHOICE_OUTPUTS)
     if wf in sm.workflows:  # the proposer starts the dependents it finds ready in the same entry
         dependents = tuple((s.id, 0) for s in sm.workflows[wf].spec.steps if step in s.needs)
         start = _pick(draw, [dependents, dependents, (), ((step, 0),)])
@@ -285,13 +348,88 @@ def _redeliver(draw: st.DrawFn, sm: StateMachine, ts: int) -> Plain:
     ).to_plain()
 
 
+def _skip(draw: st.DrawFn, sm: StateMachine, ts: int) -> Plain:
+    """Mostly a step whose needs are done (skipped by them, or by a false condition); sometimes any."""
+    wf, epoch, step, _ = _target(draw, sm, skippable)
+    return c.Skip(
+        wf=wf, epoch=_epoch(draw, epoch), step=step, reason="when is false", ts=ts, node=_pick(draw, NODES)
+    ).to_plain()
+
+
+SIGNAL_IDS = tuple(f"s{i}" for i in range(6))
+#: Mostly small; now and then one byte over the limit (refused, RESOURCE_EXHAUSTED).
+PAYLOADS = ('{"ok":true}', '{"ok":false}', "null", '"' + "x" * 65_535 + '"')
+
+
+def _signal(draw: st.DrawFn, sm: StateMachine, ts: int) -> Plain:
+    """To any workflow (the approval ones mostly), the waited-for name mostly; ids repeat (retries)."""
+    approvals = [w for w, wf in sorted(sm.workflows.items()) if wf.name == "approval"]
+    wf = _pick(draw, [*approvals * 4, *sorted(sm.workflows), MISSING_WF])
+    return c.Signal(
+        wf=wf,
+        name=_pick(draw, ["approval", "approval", "approval", "other"]),
+        payload=_pick(draw, PAYLOADS[:3] * 5 + PAYLOADS[3:]),
+        sid=_pick(draw, SIGNAL_IDS),
+        ts=ts,
+        node=_pick(draw, NODES),
+    ).to_plain()
+
+
+def _item_done(draw: st.DrawFn, sm: StateMachine, ts: int) -> Plain:
+    """An instance of a running fan-out (mostly); counts 2 or 3, some duplicates and bad indexes."""
+    wf, epoch, step, attempts = _target(draw, sm, running)
+    return c.ItemDone(
+        wf=wf,
+        epoch=_epoch(draw, epoch),
+        step=step,
+        attempt=attempts + _pick(draw, RESULT_OFFSETS),
+        index=_pick(draw, [0, 1, 2, 2, 3, -1]),
+        count=_pick(draw, [3, 3, 3, 2, 0]),
+        output=_pick(draw, ['{"i":1}', "2", "", "null"]),
+        ts=ts,
+        node=_pick(draw, NODES),
+    ).to_plain()
+
+
+def _compensation(draw: st.DrawFn, sm: StateMachine, ts: int) -> Plain:
+    """The next compensation of a compensating workflow (mostly), in a phase that fits it (mostly)."""
+    sagas = [wf for _, wf in sorted(sm.workflows.items()) if wf.compensations and not wf.terminal]
+    if sagas and _pick(draw, [True] * 6 + [False]):
+        wf = _pick(draw, sagas)
+        entry = next(c for c in wf.compensations if c[1] != "succeeded")
+        step, attempts = entry[0], entry[2]
+        phase = (
+            "start" if entry[1] in ("pending", "retry_wait") else _pick(draw, ["succeed", "succeed", "fail"])
+        )
+        attempt = attempts + 1 if phase == "start" else attempts
+        wf_id, epoch = wf.id, wf.epoch
+    else:
+        wf_id, epoch, step, attempt = _target(draw, sm, live)
+        phase = _pick(draw, list(c.COMPENSATE_PHASES))
+    return c.Compensate(
+        wf=wf_id,
+        epoch=_epoch(draw, epoch),
+        step=step,
+        attempt=attempt + _pick(draw, RESULT_OFFSETS),
+        phase=phase,
+        ts=ts,
+        node=_pick(draw, NODES),
+        error="undo failed" if phase == "fail" else "",
+        error_class=_pick(draw, ["transient", "permanent"]) if phase == "fail" else "",
+        retry_at=_pick(draw, [ts + 100, 0]) if phase == "fail" else 0,
+    ).to_plain()
+
+
 def _cancel(draw: st.DrawFn, sm: StateMachine, ts: int) -> Plain:
-    return cancel_cmd(
+    plain = cancel_cmd(
         _pick(draw, [*sorted(sm.workflows) * 4, MISSING_WF]),
         ts,
         _pick(draw, NODES),
         _pick(draw, ["", "operator"]),
     )
+    if _pick(draw, [False, False, True]):
+        plain["compensate"] = True  # cancel --compensate (saga)
+    return plain
 
 
 def _heartbeat(draw: st.DrawFn, sm: StateMachine, ts: int) -> Plain:
@@ -419,6 +557,10 @@ OP_BUILDERS: dict[str, tuple[Builder, int]] = {
     "pause": (_pause, 1),
     "resume": (_resume, 1),
     "expire": (_expire, 1),
+    "skip": (_skip, 3),
+    "signal": (_signal, 3),
+    "item_done": (_item_done, 4),
+    "compensate": (_compensation, 4),
 }
 assert set(OP_BUILDERS) == set(c.COMMANDS), "every op needs a builder"
 

@@ -87,6 +87,8 @@ def commands(draw: st.DrawFn) -> c.Command:
             kwargs["labels"] = {k: v[:255] for k, v in kwargs["labels"].items()}
     if cls is c.DlqClose:
         kwargs["state"] = draw(st.sampled_from(sorted(DLQ_CLOSED)))
+    if cls is c.Compensate:
+        kwargs["phase"] = draw(st.sampled_from(c.COMPENSATE_PHASES))
     cmd: c.Command = cls(**kwargs)  # type: ignore[assignment]
     return cmd
 

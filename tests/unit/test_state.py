@@ -40,7 +40,7 @@ from tests.unit.state_strategies import (
 )
 
 #: Commands fenced by the workflow epoch.
-FENCED_OPS = ("start", "succeed", "fail", "redeliver", "abort", "expire")
+FENCED_OPS = ("start", "succeed", "fail", "redeliver", "abort", "expire", "skip", "item_done", "compensate")
 
 
 def cluster(ts: int = 0) -> StateMachine:
@@ -69,6 +69,7 @@ class Before:
     dlq: dict[str, str]
     #: Ids of paused workflows.
     paused: frozenset[str]
+    skipped: frozenset[tuple[str, str]]
 
     @classmethod
     def of(cls, sm: StateMachine) -> Before:
@@ -82,6 +83,9 @@ class Before:
             counters=dict(sm.counters),
             dlq={e.id: e.state for e in sm.dlq.values()},
             paused=frozenset(w.id for w in sm.workflows.values() if w.paused),
+            skipped=frozenset(
+                (w.id, s.id) for w in sm.workflows.values() for s in w.steps.values() if s.status == "skipped"
+            ),
         )
 
 
@@ -139,6 +143,10 @@ def check_transition(before: Before, sm: StateMachine, cmd: Plain, res: Result) 
     for wf_id, epoch in before.epochs.items():
         if wf_id not in gone | new:
             assert sm.workflows[wf_id].epoch >= epoch, f"epoch of {wf_id} decreased by {cmd}"
+    for wf_id, step_id in before.skipped:  # a skipped step never runs (nor changes again)
+        if wf_id not in gone:
+            after = sm.workflows[wf_id].steps[step_id]
+            assert after.status == "skipped" and after.attempts == 0, f"skipped {step_id} changed by {cmd}"
     for (wf_id, step_id), attempts in before.attempts.items():
         if wf_id not in gone | new:
             assert sm.workflows[wf_id].steps[step_id].attempts >= attempts, f"attempts decreased by {cmd}"

@@ -73,7 +73,11 @@ def invalid(kind: str, params: Any) -> ParamError:
 
 
 def test_registry_has_all_kinds() -> None:
-    assert set(STEP_KINDS) == {"noop", "sleep", "demo", "python", "http", "exec"} == set(STEP_KIND_NAMES)
+    assert (
+        set(STEP_KINDS)
+        == {"noop", "sleep", "demo", "python", "http", "exec", "choice", "wait"}
+        == set(STEP_KIND_NAMES)
+    )
     for name, kind in STEP_KINDS.items():
         assert kind.name == name
 

@@ -169,3 +169,45 @@ class ListMembersResponse(_message.Message):
     members: _containers.RepeatedCompositeFieldContainer[Member]
     leader_id: str
     def __init__(self, members: _Optional[_Iterable[_Union[Member, _Mapping]]] = ..., leader_id: _Optional[str] = ...) -> None: ...
+
+class ListBreakersRequest(_message.Message):
+    __slots__ = ("local_only",)
+    LOCAL_ONLY_FIELD_NUMBER: _ClassVar[int]
+    local_only: bool
+    def __init__(self, local_only: _Optional[bool] = ...) -> None: ...
+
+class BreakerStatus(_message.Message):
+    __slots__ = ("name", "state", "recent_failures", "half_open_successes", "open_for_ms", "rejected", "opened")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    RECENT_FAILURES_FIELD_NUMBER: _ClassVar[int]
+    HALF_OPEN_SUCCESSES_FIELD_NUMBER: _ClassVar[int]
+    OPEN_FOR_MS_FIELD_NUMBER: _ClassVar[int]
+    REJECTED_FIELD_NUMBER: _ClassVar[int]
+    OPENED_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    state: str
+    recent_failures: int
+    half_open_successes: int
+    open_for_ms: int
+    rejected: int
+    opened: int
+    def __init__(self, name: _Optional[str] = ..., state: _Optional[str] = ..., recent_failures: _Optional[int] = ..., half_open_successes: _Optional[int] = ..., open_for_ms: _Optional[int] = ..., rejected: _Optional[int] = ..., opened: _Optional[int] = ...) -> None: ...
+
+class NodeBreakers(_message.Message):
+    __slots__ = ("node_id", "reachable", "error", "breakers")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    REACHABLE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    BREAKERS_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    reachable: bool
+    error: str
+    breakers: _containers.RepeatedCompositeFieldContainer[BreakerStatus]
+    def __init__(self, node_id: _Optional[str] = ..., reachable: _Optional[bool] = ..., error: _Optional[str] = ..., breakers: _Optional[_Iterable[_Union[BreakerStatus, _Mapping]]] = ...) -> None: ...
+
+class ListBreakersResponse(_message.Message):
+    __slots__ = ("nodes",)
+    NODES_FIELD_NUMBER: _ClassVar[int]
+    nodes: _containers.RepeatedCompositeFieldContainer[NodeBreakers]
+    def __init__(self, nodes: _Optional[_Iterable[_Union[NodeBreakers, _Mapping]]] = ...) -> None: ...

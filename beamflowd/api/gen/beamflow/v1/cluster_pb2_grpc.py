@@ -65,6 +65,11 @@ class ClusterServiceStub:
                 request_serializer=beamflow_dot_v1_dot_cluster__pb2.ListMembersRequest.SerializeToString,
                 response_deserializer=beamflow_dot_v1_dot_cluster__pb2.ListMembersResponse.FromString,
                 _registered_method=True)
+        self.ListBreakers = channel.unary_unary(
+                '/beamflow.v1.ClusterService/ListBreakers',
+                request_serializer=beamflow_dot_v1_dot_cluster__pb2.ListBreakersRequest.SerializeToString,
+                response_deserializer=beamflow_dot_v1_dot_cluster__pb2.ListBreakersResponse.FromString,
+                _registered_method=True)
 
 
 class ClusterServiceServicer:
@@ -113,6 +118,14 @@ class ClusterServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListBreakers(self, request, context):
+        """ListBreakers reports every node's circuit breakers (per node, per integration; not replicated). The
+        answering node asks the others; local_only answers for itself alone.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ClusterServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -145,6 +158,11 @@ def add_ClusterServiceServicer_to_server(servicer, server):
                     servicer.ListMembers,
                     request_deserializer=beamflow_dot_v1_dot_cluster__pb2.ListMembersRequest.FromString,
                     response_serializer=beamflow_dot_v1_dot_cluster__pb2.ListMembersResponse.SerializeToString,
+            ),
+            'ListBreakers': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListBreakers,
+                    request_deserializer=beamflow_dot_v1_dot_cluster__pb2.ListBreakersRequest.FromString,
+                    response_serializer=beamflow_dot_v1_dot_cluster__pb2.ListBreakersResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -310,6 +328,33 @@ class ClusterService:
             '/beamflow.v1.ClusterService/ListMembers',
             beamflow_dot_v1_dot_cluster__pb2.ListMembersRequest.SerializeToString,
             beamflow_dot_v1_dot_cluster__pb2.ListMembersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListBreakers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/beamflow.v1.ClusterService/ListBreakers',
+            beamflow_dot_v1_dot_cluster__pb2.ListBreakersRequest.SerializeToString,
+            beamflow_dot_v1_dot_cluster__pb2.ListBreakersResponse.FromString,
             options,
             channel_credentials,
             insecure,

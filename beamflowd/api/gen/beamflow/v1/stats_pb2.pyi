@@ -20,7 +20,7 @@ STATS_SCOPE_CLUSTER: StatsScope
 STATS_SCOPE_NODE: StatsScope
 
 class NodeStats(_message.Message):
-    __slots__ = ("id", "grpc_address", "role", "term", "commit_index", "applied_index", "liveness", "owned_workflows", "partitioned", "paused", "reachable", "error", "last_heartbeat_age_ms", "rss_bytes", "actors", "chaos_enabled", "chaos_injections", "partition", "paused_until_ms")
+    __slots__ = ("id", "grpc_address", "role", "term", "commit_index", "applied_index", "liveness", "owned_workflows", "partitioned", "paused", "reachable", "error", "last_heartbeat_age_ms", "rss_bytes", "actors", "chaos_enabled", "chaos_injections", "partition", "paused_until_ms", "open_breakers")
     class ChaosInjectionsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -54,6 +54,7 @@ class NodeStats(_message.Message):
     CHAOS_INJECTIONS_FIELD_NUMBER: _ClassVar[int]
     PARTITION_FIELD_NUMBER: _ClassVar[int]
     PAUSED_UNTIL_MS_FIELD_NUMBER: _ClassVar[int]
+    OPEN_BREAKERS_FIELD_NUMBER: _ClassVar[int]
     id: str
     grpc_address: str
     role: str
@@ -73,7 +74,8 @@ class NodeStats(_message.Message):
     chaos_injections: _containers.ScalarMap[str, int]
     partition: str
     paused_until_ms: _containers.ScalarMap[str, int]
-    def __init__(self, id: _Optional[str] = ..., grpc_address: _Optional[str] = ..., role: _Optional[str] = ..., term: _Optional[int] = ..., commit_index: _Optional[int] = ..., applied_index: _Optional[int] = ..., liveness: _Optional[str] = ..., owned_workflows: _Optional[int] = ..., partitioned: _Optional[bool] = ..., paused: _Optional[bool] = ..., reachable: _Optional[bool] = ..., error: _Optional[str] = ..., last_heartbeat_age_ms: _Optional[int] = ..., rss_bytes: _Optional[int] = ..., actors: _Optional[int] = ..., chaos_enabled: _Optional[bool] = ..., chaos_injections: _Optional[_Mapping[str, int]] = ..., partition: _Optional[str] = ..., paused_until_ms: _Optional[_Mapping[str, int]] = ...) -> None: ...
+    open_breakers: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, id: _Optional[str] = ..., grpc_address: _Optional[str] = ..., role: _Optional[str] = ..., term: _Optional[int] = ..., commit_index: _Optional[int] = ..., applied_index: _Optional[int] = ..., liveness: _Optional[str] = ..., owned_workflows: _Optional[int] = ..., partitioned: _Optional[bool] = ..., paused: _Optional[bool] = ..., reachable: _Optional[bool] = ..., error: _Optional[str] = ..., last_heartbeat_age_ms: _Optional[int] = ..., rss_bytes: _Optional[int] = ..., actors: _Optional[int] = ..., chaos_enabled: _Optional[bool] = ..., chaos_injections: _Optional[_Mapping[str, int]] = ..., partition: _Optional[str] = ..., paused_until_ms: _Optional[_Mapping[str, int]] = ..., open_breakers: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class PeerView(_message.Message):
     __slots__ = ("node_id", "liveness", "last_heartbeat_age_ms")
@@ -140,8 +142,15 @@ class NotableEvent(_message.Message):
     def __init__(self, time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., type: _Optional[str] = ..., workflow_id: _Optional[str] = ..., workflow_name: _Optional[str] = ..., step_id: _Optional[str] = ..., message: _Optional[str] = ..., node: _Optional[str] = ...) -> None: ...
 
 class WorkflowStats(_message.Message):
-    __slots__ = ("submitted", "running", "succeeded", "failed", "cancelled", "retries_scheduled", "reassigned", "stale_rejected", "success_rate", "completed_per_second", "failed_per_second", "submitted_per_second", "completed_history", "failed_history", "submitted_history", "counters")
+    __slots__ = ("submitted", "running", "succeeded", "failed", "cancelled", "retries_scheduled", "reassigned", "stale_rejected", "success_rate", "completed_per_second", "failed_per_second", "submitted_per_second", "completed_history", "failed_history", "submitted_history", "counters", "waiting_by_signal")
     class CountersEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    class WaitingBySignalEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
         VALUE_FIELD_NUMBER: _ClassVar[int]
@@ -164,6 +173,7 @@ class WorkflowStats(_message.Message):
     FAILED_HISTORY_FIELD_NUMBER: _ClassVar[int]
     SUBMITTED_HISTORY_FIELD_NUMBER: _ClassVar[int]
     COUNTERS_FIELD_NUMBER: _ClassVar[int]
+    WAITING_BY_SIGNAL_FIELD_NUMBER: _ClassVar[int]
     submitted: int
     running: int
     succeeded: int
@@ -180,7 +190,8 @@ class WorkflowStats(_message.Message):
     failed_history: _containers.RepeatedScalarFieldContainer[float]
     submitted_history: _containers.RepeatedScalarFieldContainer[float]
     counters: _containers.ScalarMap[str, int]
-    def __init__(self, submitted: _Optional[int] = ..., running: _Optional[int] = ..., succeeded: _Optional[int] = ..., failed: _Optional[int] = ..., cancelled: _Optional[int] = ..., retries_scheduled: _Optional[int] = ..., reassigned: _Optional[int] = ..., stale_rejected: _Optional[int] = ..., success_rate: _Optional[float] = ..., completed_per_second: _Optional[float] = ..., failed_per_second: _Optional[float] = ..., submitted_per_second: _Optional[float] = ..., completed_history: _Optional[_Iterable[float]] = ..., failed_history: _Optional[_Iterable[float]] = ..., submitted_history: _Optional[_Iterable[float]] = ..., counters: _Optional[_Mapping[str, int]] = ...) -> None: ...
+    waiting_by_signal: _containers.ScalarMap[str, int]
+    def __init__(self, submitted: _Optional[int] = ..., running: _Optional[int] = ..., succeeded: _Optional[int] = ..., failed: _Optional[int] = ..., cancelled: _Optional[int] = ..., retries_scheduled: _Optional[int] = ..., reassigned: _Optional[int] = ..., stale_rejected: _Optional[int] = ..., success_rate: _Optional[float] = ..., completed_per_second: _Optional[float] = ..., failed_per_second: _Optional[float] = ..., submitted_per_second: _Optional[float] = ..., completed_history: _Optional[_Iterable[float]] = ..., failed_history: _Optional[_Iterable[float]] = ..., submitted_history: _Optional[_Iterable[float]] = ..., counters: _Optional[_Mapping[str, int]] = ..., waiting_by_signal: _Optional[_Mapping[str, int]] = ...) -> None: ...
 
 class ChaosStats(_message.Message):
     __slots__ = ("available", "monkey_on", "monkey_profile", "active", "injections", "enabled")

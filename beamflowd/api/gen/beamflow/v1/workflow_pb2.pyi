@@ -18,6 +18,8 @@ class WorkflowStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     WORKFLOW_STATUS_FAILED: _ClassVar[WorkflowStatus]
     WORKFLOW_STATUS_CANCELLED: _ClassVar[WorkflowStatus]
     WORKFLOW_STATUS_PAUSED: _ClassVar[WorkflowStatus]
+    WORKFLOW_STATUS_COMPENSATED: _ClassVar[WorkflowStatus]
+    WORKFLOW_STATUS_COMPENSATION_FAILED: _ClassVar[WorkflowStatus]
 
 class StepStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -28,6 +30,7 @@ class StepStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     STEP_STATUS_SUCCEEDED: _ClassVar[StepStatus]
     STEP_STATUS_FAILED: _ClassVar[StepStatus]
     STEP_STATUS_CANCELLED: _ClassVar[StepStatus]
+    STEP_STATUS_SKIPPED: _ClassVar[StepStatus]
 
 class IdReusePolicy(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -55,6 +58,8 @@ WORKFLOW_STATUS_SUCCEEDED: WorkflowStatus
 WORKFLOW_STATUS_FAILED: WorkflowStatus
 WORKFLOW_STATUS_CANCELLED: WorkflowStatus
 WORKFLOW_STATUS_PAUSED: WorkflowStatus
+WORKFLOW_STATUS_COMPENSATED: WorkflowStatus
+WORKFLOW_STATUS_COMPENSATION_FAILED: WorkflowStatus
 STEP_STATUS_UNSPECIFIED: StepStatus
 STEP_STATUS_PENDING: StepStatus
 STEP_STATUS_RUNNING: StepStatus
@@ -62,6 +67,7 @@ STEP_STATUS_RETRY_WAIT: StepStatus
 STEP_STATUS_SUCCEEDED: StepStatus
 STEP_STATUS_FAILED: StepStatus
 STEP_STATUS_CANCELLED: StepStatus
+STEP_STATUS_SKIPPED: StepStatus
 ID_REUSE_POLICY_UNSPECIFIED: IdReusePolicy
 ID_REUSE_POLICY_ALLOW_DUPLICATE: IdReusePolicy
 ID_REUSE_POLICY_ALLOW_DUPLICATE_FAILED_ONLY: IdReusePolicy
@@ -76,7 +82,7 @@ BULK_ACTION_RESUME: BulkAction
 BULK_ACTION_RETRY: BulkAction
 
 class Step(_message.Message):
-    __slots__ = ("id", "kind", "status", "attempts", "output_json", "error", "error_class", "needs", "start_time", "end_time", "next_attempt_time")
+    __slots__ = ("id", "kind", "status", "attempts", "output_json", "error", "error_class", "needs", "start_time", "end_time", "next_attempt_time", "waiting_for")
     ID_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
@@ -88,6 +94,7 @@ class Step(_message.Message):
     START_TIME_FIELD_NUMBER: _ClassVar[int]
     END_TIME_FIELD_NUMBER: _ClassVar[int]
     NEXT_ATTEMPT_TIME_FIELD_NUMBER: _ClassVar[int]
+    WAITING_FOR_FIELD_NUMBER: _ClassVar[int]
     id: str
     kind: str
     status: StepStatus
@@ -99,10 +106,11 @@ class Step(_message.Message):
     start_time: _timestamp_pb2.Timestamp
     end_time: _timestamp_pb2.Timestamp
     next_attempt_time: _timestamp_pb2.Timestamp
-    def __init__(self, id: _Optional[str] = ..., kind: _Optional[str] = ..., status: _Optional[_Union[StepStatus, str]] = ..., attempts: _Optional[int] = ..., output_json: _Optional[str] = ..., error: _Optional[str] = ..., error_class: _Optional[str] = ..., needs: _Optional[_Iterable[str]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., next_attempt_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    waiting_for: str
+    def __init__(self, id: _Optional[str] = ..., kind: _Optional[str] = ..., status: _Optional[_Union[StepStatus, str]] = ..., attempts: _Optional[int] = ..., output_json: _Optional[str] = ..., error: _Optional[str] = ..., error_class: _Optional[str] = ..., needs: _Optional[_Iterable[str]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., next_attempt_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., waiting_for: _Optional[str] = ...) -> None: ...
 
 class Workflow(_message.Message):
-    __slots__ = ("id", "name", "status", "owner", "epoch", "create_time", "update_time", "input_json", "steps", "error", "definition_json", "description", "retries", "resubmitted_from", "dead_letter_id", "paused_reason", "labels")
+    __slots__ = ("id", "name", "status", "owner", "epoch", "create_time", "update_time", "input_json", "steps", "error", "definition_json", "description", "retries", "resubmitted_from", "dead_letter_id", "paused_reason", "labels", "signals_buffered")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -127,6 +135,7 @@ class Workflow(_message.Message):
     DEAD_LETTER_ID_FIELD_NUMBER: _ClassVar[int]
     PAUSED_REASON_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
+    SIGNALS_BUFFERED_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     status: WorkflowStatus
@@ -144,10 +153,11 @@ class Workflow(_message.Message):
     dead_letter_id: str
     paused_reason: str
     labels: _containers.ScalarMap[str, str]
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., status: _Optional[_Union[WorkflowStatus, str]] = ..., owner: _Optional[str] = ..., epoch: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., input_json: _Optional[str] = ..., steps: _Optional[_Iterable[_Union[Step, _Mapping]]] = ..., error: _Optional[str] = ..., definition_json: _Optional[str] = ..., description: _Optional[str] = ..., retries: _Optional[int] = ..., resubmitted_from: _Optional[str] = ..., dead_letter_id: _Optional[str] = ..., paused_reason: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    signals_buffered: int
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., status: _Optional[_Union[WorkflowStatus, str]] = ..., owner: _Optional[str] = ..., epoch: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., input_json: _Optional[str] = ..., steps: _Optional[_Iterable[_Union[Step, _Mapping]]] = ..., error: _Optional[str] = ..., definition_json: _Optional[str] = ..., description: _Optional[str] = ..., retries: _Optional[int] = ..., resubmitted_from: _Optional[str] = ..., dead_letter_id: _Optional[str] = ..., paused_reason: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., signals_buffered: _Optional[int] = ...) -> None: ...
 
 class WorkflowSummary(_message.Message):
-    __slots__ = ("id", "name", "status", "owner", "epoch", "create_time", "update_time", "steps_total", "steps_succeeded")
+    __slots__ = ("id", "name", "status", "owner", "epoch", "create_time", "update_time", "steps_total", "steps_succeeded", "waiting_for", "steps_skipped")
     ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
@@ -157,6 +167,8 @@ class WorkflowSummary(_message.Message):
     UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
     STEPS_TOTAL_FIELD_NUMBER: _ClassVar[int]
     STEPS_SUCCEEDED_FIELD_NUMBER: _ClassVar[int]
+    WAITING_FOR_FIELD_NUMBER: _ClassVar[int]
+    STEPS_SKIPPED_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     status: WorkflowStatus
@@ -166,7 +178,9 @@ class WorkflowSummary(_message.Message):
     update_time: _timestamp_pb2.Timestamp
     steps_total: int
     steps_succeeded: int
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., status: _Optional[_Union[WorkflowStatus, str]] = ..., owner: _Optional[str] = ..., epoch: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., steps_total: _Optional[int] = ..., steps_succeeded: _Optional[int] = ...) -> None: ...
+    waiting_for: _containers.RepeatedScalarFieldContainer[str]
+    steps_skipped: int
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., status: _Optional[_Union[WorkflowStatus, str]] = ..., owner: _Optional[str] = ..., epoch: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., steps_total: _Optional[int] = ..., steps_succeeded: _Optional[int] = ..., waiting_for: _Optional[_Iterable[str]] = ..., steps_skipped: _Optional[int] = ...) -> None: ...
 
 class WorkflowEvent(_message.Message):
     __slots__ = ("seq", "time", "type", "step_id", "attempt", "message", "node")
@@ -283,14 +297,16 @@ class ListWorkflowsResponse(_message.Message):
     def __init__(self, workflows: _Optional[_Iterable[_Union[WorkflowSummary, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., total_matching: _Optional[int] = ...) -> None: ...
 
 class CancelWorkflowRequest(_message.Message):
-    __slots__ = ("workflow_id", "reason", "request_id")
+    __slots__ = ("workflow_id", "reason", "request_id", "compensate")
     WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    COMPENSATE_FIELD_NUMBER: _ClassVar[int]
     workflow_id: str
     reason: str
     request_id: str
-    def __init__(self, workflow_id: _Optional[str] = ..., reason: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
+    compensate: bool
+    def __init__(self, workflow_id: _Optional[str] = ..., reason: _Optional[str] = ..., request_id: _Optional[str] = ..., compensate: _Optional[bool] = ...) -> None: ...
 
 class CancelWorkflowResponse(_message.Message):
     __slots__ = ("workflow", "cancelled")
@@ -433,3 +449,27 @@ class BulkWorkflowActionResponse(_message.Message):
     not_found: int
     errors: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, changed: _Optional[int] = ..., unchanged: _Optional[int] = ..., not_found: _Optional[int] = ..., errors: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class SignalWorkflowRequest(_message.Message):
+    __slots__ = ("workflow_id", "signal", "payload_json", "request_id")
+    WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
+    SIGNAL_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_JSON_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    workflow_id: str
+    signal: str
+    payload_json: str
+    request_id: str
+    def __init__(self, workflow_id: _Optional[str] = ..., signal: _Optional[str] = ..., payload_json: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class SignalWorkflowResponse(_message.Message):
+    __slots__ = ("delivered", "step_id", "duplicate", "request_id")
+    DELIVERED_FIELD_NUMBER: _ClassVar[int]
+    STEP_ID_FIELD_NUMBER: _ClassVar[int]
+    DUPLICATE_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    delivered: bool
+    step_id: str
+    duplicate: bool
+    request_id: str
+    def __init__(self, delivered: _Optional[bool] = ..., step_id: _Optional[str] = ..., duplicate: _Optional[bool] = ..., request_id: _Optional[str] = ...) -> None: ...

@@ -96,6 +96,11 @@ class WorkflowServiceStub:
                 request_serializer=beamflow_dot_v1_dot_workflow__pb2.BulkWorkflowActionRequest.SerializeToString,
                 response_deserializer=beamflow_dot_v1_dot_workflow__pb2.BulkWorkflowActionResponse.FromString,
                 _registered_method=True)
+        self.SignalWorkflow = channel.unary_unary(
+                '/beamflow.v1.WorkflowService/SignalWorkflow',
+                request_serializer=beamflow_dot_v1_dot_workflow__pb2.SignalWorkflowRequest.SerializeToString,
+                response_deserializer=beamflow_dot_v1_dot_workflow__pb2.SignalWorkflowResponse.FromString,
+                _registered_method=True)
 
 
 class WorkflowServiceServicer:
@@ -196,6 +201,17 @@ class WorkflowServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SignalWorkflow(self, request, context):
+        """SignalWorkflow delivers a signal to the workflow's running `wait` step for it (the payload becomes
+        the step's output), or buffers it until such a step starts. Idempotent by request_id.
+        NOT_FOUND: unknown workflow. FAILED_PRECONDITION: the workflow ended, or no step is or will be
+        waiting for it. INVALID_ARGUMENT: bad name or JSON, no step waits for that name, or the payload fails
+        the step's schema (nothing changes). RESOURCE_EXHAUSTED: payload over 64 KiB, or 16 signals buffered.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_WorkflowServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -258,6 +274,11 @@ def add_WorkflowServiceServicer_to_server(servicer, server):
                     servicer.BulkWorkflowAction,
                     request_deserializer=beamflow_dot_v1_dot_workflow__pb2.BulkWorkflowActionRequest.FromString,
                     response_serializer=beamflow_dot_v1_dot_workflow__pb2.BulkWorkflowActionResponse.SerializeToString,
+            ),
+            'SignalWorkflow': grpc.unary_unary_rpc_method_handler(
+                    servicer.SignalWorkflow,
+                    request_deserializer=beamflow_dot_v1_dot_workflow__pb2.SignalWorkflowRequest.FromString,
+                    response_serializer=beamflow_dot_v1_dot_workflow__pb2.SignalWorkflowResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -586,6 +607,33 @@ class WorkflowService:
             '/beamflow.v1.WorkflowService/BulkWorkflowAction',
             beamflow_dot_v1_dot_workflow__pb2.BulkWorkflowActionRequest.SerializeToString,
             beamflow_dot_v1_dot_workflow__pb2.BulkWorkflowActionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SignalWorkflow(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/beamflow.v1.WorkflowService/SignalWorkflow',
+            beamflow_dot_v1_dot_workflow__pb2.SignalWorkflowRequest.SerializeToString,
+            beamflow_dot_v1_dot_workflow__pb2.SignalWorkflowResponse.FromString,
             options,
             channel_credentials,
             insecure,
