@@ -6,7 +6,9 @@ killed by chaos) when this build has it, else as three ``beamflowd`` processes s
 live under ``.beamflow/demo``. Quitting ``top`` (q or Ctrl-C) stops the load and whatever this command
 started; a demo cluster that was already running is left running.
 
-Environment: ``DEMO_RATE`` (workflows/s, default 25), ``DEMO_BASE_PORT`` (default 7401; Raft ports +100).
+Claims routed to a manual review are answered by :mod:`beamctl.reviewer` (most approved, some denied, whose
+fee the saga refunds). Environment: ``DEMO_RATE`` (workflows/s, default 25), ``DEMO_BASE_PORT`` (default
+7401; Raft ports +100).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import time
 from pathlib import Path
 
 from beamctl.client import Settings, parse_endpoints, serving
+from beamctl.reviewer import Reviewer
 from beamctl.top import run_dashboard
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -116,17 +119,23 @@ def main() -> None:
     print(f"demo: starting a 3-node cluster in {DEMO_DIR} …", flush=True)
     endpoints, started = start_with_dev(base_port)
     load: subprocess.Popen[bytes] | None = None
+    reviewer: Reviewer | None = None
     try:
         print(
             f"demo: cluster ready at {','.join(endpoints)}; starting {rate:g} insurance claims/s", flush=True
         )
         load = start_load(endpoints, rate)
         settings = Settings(endpoints=parse_endpoints(",".join(endpoints)), timeout=5.0)
+        # Claims routed to a person wait for a `review` signal: a simulated reviewer answers them.
+        reviewer = Reviewer(settings)
+        reviewer.start()
         if sys.stdout.isatty():
             run_dashboard(settings, 1000, 20, "moderate")
         else:
             print("demo: stdout is not a terminal; not opening top", flush=True)
     finally:
+        if reviewer is not None:
+            reviewer.stop()
         if load is not None:
             stop_process_group(load)
         if started:

@@ -285,6 +285,15 @@ def workflows_panel(data: Mapping[str, Any]) -> Panel:
     )
     if overflow:
         grid.add_row(Text("DLQ FULL: not queued", style="bold red"), Text(count(overflow), style="bold red"))
+    # Sagas: failed for good, then undone (replicated counts, present once one happened).
+    compensated, undo_failed = dead.get("compensated", 0), dead.get("compensation_failed", 0)
+    if compensated or undo_failed:
+        grid.add_row(
+            Text("compensated"),
+            Text(count(compensated), style="yellow"),
+            Text("compensation failed"),
+            Text(count(undo_failed), style="bold red" if undo_failed else ""),
+        )
     waiting = w.get("waiting_by_signal") or {}
     if waiting:
         by_name = ", ".join(

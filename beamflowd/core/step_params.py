@@ -9,6 +9,7 @@ values are only known at run time) and ``resolved=True`` at run time (every valu
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
@@ -158,7 +159,9 @@ class Params:
 
 # --------------------------------------------------------------------------------------------- the kinds
 SLEEP_PARAMS = ("duration",)
-DEMO_PARAMS = ("min_latency", "max_latency", "failure_rate", "timeout_rate", "error_class", "output")
+DEMO_PARAMS = ("min_latency", "max_latency", "failure_rate", "timeout_rate", "error_class", "output", "score")
+#: Bounds of a demo step's simulated ``score`` (e.g. a credit score).
+DEMO_SCORE_MIN, DEMO_SCORE_MAX = 0, 1_000_000
 PYTHON_PARAMS = ("function", "args")
 EXEC_PARAMS = ("argv", "env", "cwd")
 HTTP_PARAMS = ("method", "url", "headers", "json", "expect_status")
@@ -185,6 +188,8 @@ class DemoParams:
     failure_rate: float | None
     timeout_rate: float | None
     error_class: str | None
+    #: ``[lo, hi]``: the output gets a uniformly random integer ``score`` in that range (None: no score).
+    score: tuple[int, int] | None = None
 
 
 def parse_demo(params: Mapping[str, Any], *, resolved: bool) -> DemoParams:
@@ -211,6 +216,13 @@ def parse_demo(params: Mapping[str, Any], *, resolved: bool) -> DemoParams:
             json.dumps(params["output"], allow_nan=False)
         except (TypeError, ValueError) as exc:
             raise ParamError("output", f"must be a JSON value: {exc}") from None
+        if "score" in params and not isinstance(params["output"], dict):
+            raise ParamError("output", "must be an object when score is set (the score is added to it)")
+    score = p.int_list("score", lo=DEMO_SCORE_MIN, hi=DEMO_SCORE_MAX)
+    if score is not None:
+        if len(score) != 2 or score[0] > score[1]:
+            raise ParamError("score", f"expected [lo, hi] with lo <= hi, got {params['score']!r}")
+        cfg = dataclasses.replace(cfg, score=(score[0], score[1]))
     return cfg
 
 

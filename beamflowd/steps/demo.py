@@ -35,6 +35,7 @@ class DemoStep:
             raise StepError(f"simulated timeout after {latency_ms}ms", error_class="timeout")
         if roll < cfg.timeout_rate + cfg.failure_rate:
             raise StepError(f"simulated failure after {latency_ms}ms", error_class=cfg.error_class)
-        if "output" in params:
-            return params["output"]
-        return {"ok": True, "latency_ms": latency_ms}
+        output: Any = params.get("output", {"ok": True, "latency_ms": latency_ms})
+        if cfg.score is not None:
+            output = {**output, "score": _rng.randint(*cfg.score)}
+        return output

@@ -165,6 +165,16 @@ def test_demo_success_default_and_custom_output() -> None:
     assert run("demo", {"failure_rate": 0, "timeout_rate": 0}) == {"ok": True, "latency_ms": 0}
 
 
+def test_demo_score_is_a_random_integer_in_its_range() -> None:
+    scores = {run("demo", {"score": [3, 5], "output": {"claim": "C-1"}})["score"] for _ in range(200)}
+    assert scores == {3, 4, 5}
+    out = run("demo", {"score": [7, 7]})
+    assert out["score"] == 7 and out["ok"] is True
+    for bad in ({"score": [5, 3]}, {"score": [1]}, {"score": "high"}, {"score": [1, 2], "output": [1]}):
+        with pytest.raises(PermanentError):
+            asyncio.run(STEP_KINDS["demo"].run(make_ctx(), bad))
+
+
 def test_demo_failure_and_timeout_rates() -> None:
     with pytest.raises(StepError) as info:
         run("demo", {"failure_rate": 1, "error_class": "flaky"})
