@@ -93,6 +93,8 @@ def check_invariants(sm: StateMachine) -> None:
                 _fail(f"{where} step {step.id}: {step.deliveries} deliveries after {step.attempts} attempts")
             if step.error_class == ERROR_POISONED and step.status != STEP_FAILED:
                 _fail(f"{where} step {step.id}: poisoned but {step.status}")
+            if step.first_ms and (not spec.deadline_ms or step.attempts <= step.base):
+                _fail(f"{where} step {step.id}: a deadline start without a deadline or an attempt")
         if len(wf.events) > MAX_EVENTS_PER_WORKFLOW:
             _fail(f"{where}: {len(wf.events)} events, at most {MAX_EVENTS_PER_WORKFLOW}")
         seqs = [e[0] for e in wf.events]

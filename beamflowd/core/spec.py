@@ -43,7 +43,7 @@ _STEP_ID = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
 JITTER_MODES = ("full", "equal", "none")
 
 _WORKFLOW_KEYS = ("name", "description", "timeout", "retry", "steps", "output")
-_STEP_KEYS = ("id", "run", "with", "needs", "retry", "timeout")
+_STEP_KEYS = ("id", "run", "with", "needs", "retry", "timeout", "deadline")
 _RETRY_KEYS = ("max_attempts", "initial_interval", "max_interval", "backoff_rate", "jitter", "non_retryable")
 
 
@@ -116,6 +116,9 @@ class StepSpec:
     needs: tuple[str, ...]
     retry: RetryPolicy
     timeout_ms: int | None
+    #: Bound on the step across all its attempts (and their retry waits), from its first attempt's start;
+    #: None: none. Distinct from ``timeout_ms``, which bounds one attempt.
+    deadline_ms: int | None = None
 
     def to_plain(self) -> dict[str, Any]:
         return {
@@ -125,7 +128,7 @@ class StepSpec:
             "needs": list(self.needs),
             "retry": self.retry.to_plain(),
             "timeout_ms": self.timeout_ms,
-        }
+        } | ({"deadline_ms": self.deadline_ms} if self.deadline_ms is not None else {})  # absent: same hash
 
     @classmethod
     def from_plain(cls, d: Mapping[str, Any]) -> StepSpec:
@@ -136,6 +139,7 @@ class StepSpec:
             needs=tuple(d["needs"]),
             retry=RetryPolicy.from_plain(d["retry"]),
             timeout_ms=None if d["timeout_ms"] is None else int(d["timeout_ms"]),
+            deadline_ms=None if d.get("deadline_ms") is None else int(d["deadline_ms"]),
         )
 
 
@@ -501,6 +505,11 @@ def _parse_step(index: int, raw: object, default_retry: RetryPolicy, err: _Error
                 None
                 if raw.get("timeout") is None
                 else _duration(raw["timeout"], err, step=step_id, field="timeout", positive=True)
+            ),
+            deadline_ms=(
+                None
+                if raw.get("deadline") is None
+                else _duration(raw["deadline"], err, step=step_id, field="deadline", positive=True)
             ),
         ),
         refs=refs,
