@@ -317,3 +317,55 @@ def test_bulk_pause_resume_cancel_and_retry_by_query(recorded_cluster: tuple[Clu
         cluster, "workflow", "count", "--status", "running", "--label", "batch=b1"
     ).stdout.strip() == str(BULK_COUNT)
     wait_converged(cluster)
+
+
+BOUNDED = """
+name: bounded
+steps:
+  - id: call
+    run: python
+    with: {function: "tests.fixtures.pysteps:flaky_until", args: {succeed_on: "${{ input.succeed_on }}"}}
+    timeout: 30s
+    deadline: 2s
+    retry: {max_attempts: 50, initial_interval: 300ms, backoff_rate: 1, jitter: none}
+  - id: after
+    run: python
+    needs: call
+    with: {function: "tests.fixtures.pysteps:record"}
+"""
+
+
+def test_a_step_deadline_ends_its_retries_and_dead_letters_the_workflow(
+    recorded_cluster: tuple[Cluster, Path],
+) -> None:
+    """``deadline`` bounds a step across its attempts (each far shorter than its 30s ``timeout``): the
+    owner commits the expiry, the step fails with deadline_exceeded long before its 50 attempts, the
+    workflow fails and is dead-lettered, and the downstream step never runs."""
+    cluster, record = recorded_cluster
+    stub = cluster.workflow_stub("n1")
+    doomed = submit(stub, BOUNDED, {"succeed_on": 1_000})
+    lucky = submit(stub, BOUNDED, {"succeed_on": 2})  # retried once, well within its deadline
+    done = wait_terminal(cluster, "n2", [doomed, lucky], timeout=60)
+    assert done[lucky].status == pb.WORKFLOW_STATUS_SUCCEEDED, done[lucky].error
+
+    failed = done[doomed]
+    assert failed.status == pb.WORKFLOW_STATUS_FAILED and "deadline_exceeded" in failed.error
+    call, after = steps_of(failed)["call"], steps_of(failed)["after"]
+    assert (call.status, call.error_class) == (pb.STEP_STATUS_FAILED, "deadline_exceeded")
+    assert 2 <= call.attempts < 50, call.attempts  # several attempts, cut by the deadline, not the policy
+    spent_s = call.end_time.ToMilliseconds() / 1000 - failed.create_time.ToMilliseconds() / 1000
+    assert 2 <= spent_s < 10, spent_s
+    assert after.status == pb.STEP_STATUS_CANCELLED
+    events = [e.type for e in stub.GetWorkflow(pb.GetWorkflowRequest(workflow_id=doomed), timeout=10).events]
+    assert "deadline_exceeded" in events and events[-1] == "failed"
+
+    listed = beamctl(cluster, "dlq", "list", "--state", "pending", "-o", "json")
+    assert listed.returncode == 0, listed.stderr
+    (entry,) = json.loads(listed.stdout)["dead_letters"]
+    assert (entry["workflow_id"], entry["step_id"], entry["error_class"]) == (
+        doomed,
+        "call",
+        "deadline_exceeded",
+    )
+    assert executions(record) == {f"{lucky}/after/1": 1}  # `after` of the doomed one never ran
+    wait_converged(cluster)
