@@ -20,6 +20,7 @@ from rich.text import Text
 
 from beamctl.client import settings_of
 from beamflowd.api.gen.beamflow.v1 import cluster_pb2, workflow_pb2
+from beamflowd.core.vocabulary import DLQ_PENDING, DLQ_RETRYING
 
 
 class OutputFormat(enum.StrEnum):
@@ -191,7 +192,15 @@ def node_to_dict(node: cluster_pb2.NodeStatus) -> Json:
 
 
 def cluster_to_dict(response: cluster_pb2.GetClusterStatusResponse) -> Json:
-    return {"leader_id": response.leader_id, "nodes": [node_to_dict(node) for node in response.nodes]}
+    return {
+        "leader_id": response.leader_id,
+        "nodes": [node_to_dict(node) for node in response.nodes],
+        "dead_letters": {
+            DLQ_PENDING: response.dlq_pending,
+            DLQ_RETRYING: response.dlq_retrying,
+            "overflow": response.dlq_overflow,
+        },
+    }
 
 
 def output_format(ctx: typer.Context, override: OutputFormat | None) -> str:
@@ -411,3 +420,7 @@ def render_cluster(data: Mapping[str, Any]) -> None:
         if node["error"]:
             out.print(Text(f"{node['id']}: {node['error']}", style="red"))
     out.print(Text(f"Leader: {data['leader_id'] or 'none (election in progress?)'}"))
+    dlq = data["dead_letters"]
+    out.print(Text(f"Dead letters: {dlq[DLQ_PENDING]} pending, {dlq[DLQ_RETRYING]} retrying"))
+    if dlq["overflow"]:
+        out.print(Text(f"Dead-letter queue full: {dlq['overflow']} failures not queued", style="red"))

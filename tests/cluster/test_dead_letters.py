@@ -368,4 +368,9 @@ def test_a_step_deadline_ends_its_retries_and_dead_letters_the_workflow(
         "deadline_exceeded",
     )
     assert executions(record) == {f"{lucky}/after/1": 1}  # `after` of the doomed one never ran
+    # `cluster status` counts the open entry (from any node's replicated state).
+    status = beamctl(cluster, "cluster", "status", "-o", "json")
+    assert status.returncode == 0, status.stderr
+    assert json.loads(status.stdout)["dead_letters"] == {"pending": 1, "retrying": 0, "overflow": 0}
+    assert "Dead letters: 1 pending, 0 retrying" in beamctl(cluster, "cluster", "status").stdout
     wait_converged(cluster)

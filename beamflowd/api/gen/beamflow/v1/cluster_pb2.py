@@ -24,45 +24,45 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x62\x65\x61mflow/v1/cluster.proto\x12\x0b\x62\x65\x61mflow.v1\"\xb3\x02\n\nNodeStatus\x12\n\n\x02id\x18\x01 \x01(\t\x12\x14\n\x0craft_address\x18\x02 \x01(\t\x12\x14\n\x0cgrpc_address\x18\x03 \x01(\t\x12#\n\x04role\x18\x04 \x01(\x0e\x32\x15.beamflow.v1.NodeRole\x12\x0c\n\x04term\x18\x05 \x01(\x04\x12\x14\n\x0c\x63ommit_index\x18\x06 \x01(\x04\x12\x15\n\rapplied_index\x18\x07 \x01(\x04\x12\x11\n\treachable\x18\x08 \x01(\x08\x12\x0e\n\x06\x64igest\x18\t \x01(\t\x12\x17\n\x0fowned_workflows\x18\n \x01(\r\x12\x11\n\tleader_id\x18\x0b \x01(\t\x12\x10\n\x08liveness\x18\x0c \x01(\t\x12\r\n\x05\x65rror\x18\r \x01(\t\x12\x1d\n\x15last_heartbeat_age_ms\x18\x0e \x01(\x04\"\x19\n\x17GetClusterStatusRequest\"U\n\x18GetClusterStatusResponse\x12&\n\x05nodes\x18\x01 \x03(\x0b\x32\x17.beamflow.v1.NodeStatus\x12\x11\n\tleader_id\x18\x02 \x01(\t\"\x16\n\x14GetNodeStatusRequest\"P\n\x0cPeerLiveness\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x10\n\x08liveness\x18\x02 \x01(\t\x12\x1d\n\x15last_heartbeat_age_ms\x18\x03 \x01(\x04\"h\n\x15GetNodeStatusResponse\x12%\n\x04node\x18\x01 \x01(\x0b\x32\x17.beamflow.v1.NodeStatus\x12(\n\x05peers\x18\x02 \x03(\x0b\x32\x19.beamflow.v1.PeerLiveness\"\x15\n\x13SaveSnapshotRequest\"\x93\x01\n\x14SaveSnapshotResponse\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x12\n\nraft_index\x18\x02 \x01(\x04\x12\x11\n\tworkflows\x18\x03 \x01(\x04\x12\x0e\n\x06sha256\x18\x04 \x01(\t\x12\x12\n\nsize_bytes\x18\x05 \x01(\x04\x12\x0f\n\x07trailer\x18\x06 \x01(\x0c\x12\x11\n\tleader_id\x18\x07 \x01(\t\"\x89\x01\n\x06Member\x12\n\n\x02id\x18\x01 \x01(\t\x12\x14\n\x0craft_address\x18\x02 \x01(\t\x12\x14\n\x0cgrpc_address\x18\x03 \x01(\t\x12\r\n\x05\x61live\x18\x04 \x01(\x08\x12\x0e\n\x06joined\x18\x05 \x01(\x08\x12\x17\n\x0fowned_workflows\x18\x06 \x01(\r\x12\x0f\n\x07in_raft\x18\x07 \x01(\x08\"O\n\x10\x41\x64\x64MemberRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x14\n\x0craft_address\x18\x02 \x01(\t\x12\x14\n\x0cgrpc_address\x18\x03 \x01(\t\"H\n\x11\x41\x64\x64MemberResponse\x12\r\n\x05\x61\x64\x64\x65\x64\x18\x01 \x01(\x08\x12$\n\x07members\x18\x02 \x03(\x0b\x32\x13.beamflow.v1.Member\"&\n\x13RemoveMemberRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\t\"f\n\x14RemoveMemberResponse\x12\x0f\n\x07removed\x18\x01 \x01(\x08\x12\x17\n\x0fmoved_workflows\x18\x02 \x01(\r\x12$\n\x07members\x18\x03 \x03(\x0b\x32\x13.beamflow.v1.Member\"\x14\n\x12ListMembersRequest\"N\n\x13ListMembersResponse\x12$\n\x07members\x18\x01 \x03(\x0b\x32\x13.beamflow.v1.Member\x12\x11\n\tleader_id\x18\x02 \x01(\t*l\n\x08NodeRole\x12\x19\n\x15NODE_ROLE_UNSPECIFIED\x10\x00\x12\x14\n\x10NODE_ROLE_LEADER\x10\x01\x12\x16\n\x12NODE_ROLE_FOLLOWER\x10\x02\x12\x17\n\x13NODE_ROLE_CANDIDATE\x10\x03\x32\x93\x04\n\x0e\x43lusterService\x12_\n\x10GetClusterStatus\x12$.beamflow.v1.GetClusterStatusRequest\x1a%.beamflow.v1.GetClusterStatusResponse\x12V\n\rGetNodeStatus\x12!.beamflow.v1.GetNodeStatusRequest\x1a\".beamflow.v1.GetNodeStatusResponse\x12U\n\x0cSaveSnapshot\x12 .beamflow.v1.SaveSnapshotRequest\x1a!.beamflow.v1.SaveSnapshotResponse0\x01\x12J\n\tAddMember\x12\x1d.beamflow.v1.AddMemberRequest\x1a\x1e.beamflow.v1.AddMemberResponse\x12S\n\x0cRemoveMember\x12 .beamflow.v1.RemoveMemberRequest\x1a!.beamflow.v1.RemoveMemberResponse\x12P\n\x0bListMembers\x12\x1f.beamflow.v1.ListMembersRequest\x1a .beamflow.v1.ListMembersResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x62\x65\x61mflow/v1/cluster.proto\x12\x0b\x62\x65\x61mflow.v1\"\xb3\x02\n\nNodeStatus\x12\n\n\x02id\x18\x01 \x01(\t\x12\x14\n\x0craft_address\x18\x02 \x01(\t\x12\x14\n\x0cgrpc_address\x18\x03 \x01(\t\x12#\n\x04role\x18\x04 \x01(\x0e\x32\x15.beamflow.v1.NodeRole\x12\x0c\n\x04term\x18\x05 \x01(\x04\x12\x14\n\x0c\x63ommit_index\x18\x06 \x01(\x04\x12\x15\n\rapplied_index\x18\x07 \x01(\x04\x12\x11\n\treachable\x18\x08 \x01(\x08\x12\x0e\n\x06\x64igest\x18\t \x01(\t\x12\x17\n\x0fowned_workflows\x18\n \x01(\r\x12\x11\n\tleader_id\x18\x0b \x01(\t\x12\x10\n\x08liveness\x18\x0c \x01(\t\x12\r\n\x05\x65rror\x18\r \x01(\t\x12\x1d\n\x15last_heartbeat_age_ms\x18\x0e \x01(\x04\"\x19\n\x17GetClusterStatusRequest\"\x96\x01\n\x18GetClusterStatusResponse\x12&\n\x05nodes\x18\x01 \x03(\x0b\x32\x17.beamflow.v1.NodeStatus\x12\x11\n\tleader_id\x18\x02 \x01(\t\x12\x13\n\x0b\x64lq_pending\x18\x03 \x01(\x04\x12\x14\n\x0c\x64lq_retrying\x18\x04 \x01(\x04\x12\x14\n\x0c\x64lq_overflow\x18\x05 \x01(\x04\"\x16\n\x14GetNodeStatusRequest\"P\n\x0cPeerLiveness\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x10\n\x08liveness\x18\x02 \x01(\t\x12\x1d\n\x15last_heartbeat_age_ms\x18\x03 \x01(\x04\"h\n\x15GetNodeStatusResponse\x12%\n\x04node\x18\x01 \x01(\x0b\x32\x17.beamflow.v1.NodeStatus\x12(\n\x05peers\x18\x02 \x03(\x0b\x32\x19.beamflow.v1.PeerLiveness\"\x15\n\x13SaveSnapshotRequest\"\x93\x01\n\x14SaveSnapshotResponse\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x12\n\nraft_index\x18\x02 \x01(\x04\x12\x11\n\tworkflows\x18\x03 \x01(\x04\x12\x0e\n\x06sha256\x18\x04 \x01(\t\x12\x12\n\nsize_bytes\x18\x05 \x01(\x04\x12\x0f\n\x07trailer\x18\x06 \x01(\x0c\x12\x11\n\tleader_id\x18\x07 \x01(\t\"\x89\x01\n\x06Member\x12\n\n\x02id\x18\x01 \x01(\t\x12\x14\n\x0craft_address\x18\x02 \x01(\t\x12\x14\n\x0cgrpc_address\x18\x03 \x01(\t\x12\r\n\x05\x61live\x18\x04 \x01(\x08\x12\x0e\n\x06joined\x18\x05 \x01(\x08\x12\x17\n\x0fowned_workflows\x18\x06 \x01(\r\x12\x0f\n\x07in_raft\x18\x07 \x01(\x08\"O\n\x10\x41\x64\x64MemberRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x14\n\x0craft_address\x18\x02 \x01(\t\x12\x14\n\x0cgrpc_address\x18\x03 \x01(\t\"H\n\x11\x41\x64\x64MemberResponse\x12\r\n\x05\x61\x64\x64\x65\x64\x18\x01 \x01(\x08\x12$\n\x07members\x18\x02 \x03(\x0b\x32\x13.beamflow.v1.Member\"&\n\x13RemoveMemberRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\t\"f\n\x14RemoveMemberResponse\x12\x0f\n\x07removed\x18\x01 \x01(\x08\x12\x17\n\x0fmoved_workflows\x18\x02 \x01(\r\x12$\n\x07members\x18\x03 \x03(\x0b\x32\x13.beamflow.v1.Member\"\x14\n\x12ListMembersRequest\"N\n\x13ListMembersResponse\x12$\n\x07members\x18\x01 \x03(\x0b\x32\x13.beamflow.v1.Member\x12\x11\n\tleader_id\x18\x02 \x01(\t*l\n\x08NodeRole\x12\x19\n\x15NODE_ROLE_UNSPECIFIED\x10\x00\x12\x14\n\x10NODE_ROLE_LEADER\x10\x01\x12\x16\n\x12NODE_ROLE_FOLLOWER\x10\x02\x12\x17\n\x13NODE_ROLE_CANDIDATE\x10\x03\x32\x93\x04\n\x0e\x43lusterService\x12_\n\x10GetClusterStatus\x12$.beamflow.v1.GetClusterStatusRequest\x1a%.beamflow.v1.GetClusterStatusResponse\x12V\n\rGetNodeStatus\x12!.beamflow.v1.GetNodeStatusRequest\x1a\".beamflow.v1.GetNodeStatusResponse\x12U\n\x0cSaveSnapshot\x12 .beamflow.v1.SaveSnapshotRequest\x1a!.beamflow.v1.SaveSnapshotResponse0\x01\x12J\n\tAddMember\x12\x1d.beamflow.v1.AddMemberRequest\x1a\x1e.beamflow.v1.AddMemberResponse\x12S\n\x0cRemoveMember\x12 .beamflow.v1.RemoveMemberRequest\x1a!.beamflow.v1.RemoveMemberResponse\x12P\n\x0bListMembers\x12\x1f.beamflow.v1.ListMembersRequest\x1a .beamflow.v1.ListMembersResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'beamflow.v1.cluster_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_NODEROLE']._serialized_start=1392
-  _globals['_NODEROLE']._serialized_end=1500
+  _globals['_NODEROLE']._serialized_start=1458
+  _globals['_NODEROLE']._serialized_end=1566
   _globals['_NODESTATUS']._serialized_start=43
   _globals['_NODESTATUS']._serialized_end=350
   _globals['_GETCLUSTERSTATUSREQUEST']._serialized_start=352
   _globals['_GETCLUSTERSTATUSREQUEST']._serialized_end=377
-  _globals['_GETCLUSTERSTATUSRESPONSE']._serialized_start=379
-  _globals['_GETCLUSTERSTATUSRESPONSE']._serialized_end=464
-  _globals['_GETNODESTATUSREQUEST']._serialized_start=466
-  _globals['_GETNODESTATUSREQUEST']._serialized_end=488
-  _globals['_PEERLIVENESS']._serialized_start=490
-  _globals['_PEERLIVENESS']._serialized_end=570
-  _globals['_GETNODESTATUSRESPONSE']._serialized_start=572
-  _globals['_GETNODESTATUSRESPONSE']._serialized_end=676
-  _globals['_SAVESNAPSHOTREQUEST']._serialized_start=678
-  _globals['_SAVESNAPSHOTREQUEST']._serialized_end=699
-  _globals['_SAVESNAPSHOTRESPONSE']._serialized_start=702
-  _globals['_SAVESNAPSHOTRESPONSE']._serialized_end=849
-  _globals['_MEMBER']._serialized_start=852
-  _globals['_MEMBER']._serialized_end=989
-  _globals['_ADDMEMBERREQUEST']._serialized_start=991
-  _globals['_ADDMEMBERREQUEST']._serialized_end=1070
-  _globals['_ADDMEMBERRESPONSE']._serialized_start=1072
-  _globals['_ADDMEMBERRESPONSE']._serialized_end=1144
-  _globals['_REMOVEMEMBERREQUEST']._serialized_start=1146
-  _globals['_REMOVEMEMBERREQUEST']._serialized_end=1184
-  _globals['_REMOVEMEMBERRESPONSE']._serialized_start=1186
-  _globals['_REMOVEMEMBERRESPONSE']._serialized_end=1288
-  _globals['_LISTMEMBERSREQUEST']._serialized_start=1290
-  _globals['_LISTMEMBERSREQUEST']._serialized_end=1310
-  _globals['_LISTMEMBERSRESPONSE']._serialized_start=1312
-  _globals['_LISTMEMBERSRESPONSE']._serialized_end=1390
-  _globals['_CLUSTERSERVICE']._serialized_start=1503
-  _globals['_CLUSTERSERVICE']._serialized_end=2034
+  _globals['_GETCLUSTERSTATUSRESPONSE']._serialized_start=380
+  _globals['_GETCLUSTERSTATUSRESPONSE']._serialized_end=530
+  _globals['_GETNODESTATUSREQUEST']._serialized_start=532
+  _globals['_GETNODESTATUSREQUEST']._serialized_end=554
+  _globals['_PEERLIVENESS']._serialized_start=556
+  _globals['_PEERLIVENESS']._serialized_end=636
+  _globals['_GETNODESTATUSRESPONSE']._serialized_start=638
+  _globals['_GETNODESTATUSRESPONSE']._serialized_end=742
+  _globals['_SAVESNAPSHOTREQUEST']._serialized_start=744
+  _globals['_SAVESNAPSHOTREQUEST']._serialized_end=765
+  _globals['_SAVESNAPSHOTRESPONSE']._serialized_start=768
+  _globals['_SAVESNAPSHOTRESPONSE']._serialized_end=915
+  _globals['_MEMBER']._serialized_start=918
+  _globals['_MEMBER']._serialized_end=1055
+  _globals['_ADDMEMBERREQUEST']._serialized_start=1057
+  _globals['_ADDMEMBERREQUEST']._serialized_end=1136
+  _globals['_ADDMEMBERRESPONSE']._serialized_start=1138
+  _globals['_ADDMEMBERRESPONSE']._serialized_end=1210
+  _globals['_REMOVEMEMBERREQUEST']._serialized_start=1212
+  _globals['_REMOVEMEMBERREQUEST']._serialized_end=1250
+  _globals['_REMOVEMEMBERRESPONSE']._serialized_start=1252
+  _globals['_REMOVEMEMBERRESPONSE']._serialized_end=1354
+  _globals['_LISTMEMBERSREQUEST']._serialized_start=1356
+  _globals['_LISTMEMBERSREQUEST']._serialized_end=1376
+  _globals['_LISTMEMBERSRESPONSE']._serialized_start=1378
+  _globals['_LISTMEMBERSRESPONSE']._serialized_end=1456
+  _globals['_CLUSTERSERVICE']._serialized_start=1569
+  _globals['_CLUSTERSERVICE']._serialized_end=2100
 # @@protoc_insertion_point(module_scope)
