@@ -56,7 +56,11 @@ def test_bulk_cancel_of_2000_by_query_shows_progress_in_a_terminal(cluster: Clus
     assert shutil.which("tmux"), "tmux is required for the terminal test (apt-get install tmux)"
     fill(cluster, BULK_TERMINAL_COUNT)
     assert count(cluster, "--status", "running", "--label", "batch=big") == BULK_TERMINAL_COUNT
+    t0 = time.monotonic()
     dry = beamctl(cluster, "-o", "json", "workflow", "cancel", "--query", QUERY, "--reason", "x")
+    print(
+        f"BULK-FIGURES dry run (listing {BULK_TERMINAL_COUNT} ids, in-process): {time.monotonic() - t0:.2f}s"
+    )
     assert dry.returncode == 0 and json.loads(dry.stdout)["matching"] == BULK_TERMINAL_COUNT, dry.stdout
 
     tmux = Tmux()
