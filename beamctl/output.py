@@ -131,6 +131,7 @@ def step_to_dict(step: workflow_pb2.Step) -> Json:
         "start_time": timestamp(step, "start_time"),
         "end_time": timestamp(step, "end_time"),
         "next_attempt_time": timestamp(step, "next_attempt_time"),
+        "deadline_time": timestamp(step, "deadline_time"),
     }
 
 
@@ -341,6 +342,9 @@ def render_workflow(data: Mapping[str, Any]) -> None:
         )
         if step["status"] == "retry_wait" and step["next_attempt_time"]:
             result = Text(f"next attempt {short_time(step['next_attempt_time'])}")
+        if step["status"] in ("running", "retry_wait") and step["deadline_time"]:
+            shown = f"{result.plain}, " if result.plain not in ("", "-") else ""
+            result = Text(f"{shown}deadline {short_time(step['deadline_time'])}")
         steps.add_row(
             _text(step["id"]),
             _text(step["kind"]),

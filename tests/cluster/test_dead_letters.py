@@ -7,6 +7,7 @@ key) proves that a retry never runs a succeeded step again, even when the owner 
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -345,6 +346,12 @@ def test_a_step_deadline_ends_its_retries_and_dead_letters_the_workflow(
     stub = cluster.workflow_stub("n1")
     doomed = submit(stub, BOUNDED, {"succeed_on": 1_000})
     lucky = submit(stub, BOUNDED, {"succeed_on": 2})  # retried once, well within its deadline
+
+    def deadline_shown() -> str | None:
+        shown = beamctl(cluster, "workflow", "get", doomed).stdout
+        return shown if re.search(r"deadline \d{4}-\d\d-\d\d ", shown) else None
+
+    cluster.wait_until(deadline_shown, 10, "`workflow get` to show the running step's deadline")
     done = wait_terminal(cluster, "n2", [doomed, lucky], timeout=60)
     assert done[lucky].status == pb.WORKFLOW_STATUS_SUCCEEDED, done[lucky].error
 
@@ -355,6 +362,9 @@ def test_a_step_deadline_ends_its_retries_and_dead_letters_the_workflow(
     assert 2 <= call.attempts < 50, call.attempts  # several attempts, cut by the deadline, not the policy
     spent_s = call.end_time.ToMilliseconds() / 1000 - failed.create_time.ToMilliseconds() / 1000
     assert 2 <= spent_s < 10, spent_s
+    deadline_ms = call.deadline_time.ToMilliseconds()  # its first attempt's start + 2s
+    assert 2_000 <= deadline_ms - failed.create_time.ToMilliseconds() < 4_000
+    assert call.end_time.ToMilliseconds() >= deadline_ms
     assert after.status == pb.STEP_STATUS_CANCELLED
     events = [e.type for e in stub.GetWorkflow(pb.GetWorkflowRequest(workflow_id=doomed), timeout=10).events]
     assert "deadline_exceeded" in events and events[-1] == "failed"
