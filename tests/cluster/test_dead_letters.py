@@ -384,3 +384,34 @@ def test_a_step_deadline_ends_its_retries_and_dead_letters_the_workflow(
     assert json.loads(status.stdout)["dead_letters"] == {"pending": 1, "retrying": 0, "overflow": 0}
     assert "Dead letters: 1 pending, 0 retrying" in beamctl(cluster, "cluster", "status").stdout
     wait_converged(cluster)
+
+
+def test_a_step_deadline_holds_across_an_owner_kill(recorded_cluster: tuple[Cluster, Path]) -> None:
+    """The step's deadline is committed (its first attempt's start), not kept by the owner: SIGKILL the
+    owner while the step retries, and the survivor that takes the workflow over expires it against the same
+    committed deadline (not one restarted from its own first attempt)."""
+    cluster, _ = recorded_cluster
+    definition = BOUNDED.replace("deadline: 2s", "deadline: 3s")
+    wf_id = submit(cluster.workflow_stub("n1"), definition, {"succeed_on": 1_000})
+
+    def retrying_owner() -> str | None:
+        wf = (
+            cluster.workflow_stub("n1")
+            .GetWorkflow(pb.GetWorkflowRequest(workflow_id=wf_id), timeout=10)
+            .workflow
+        )
+        return wf.owner if steps_of(wf)["call"].attempts >= 1 and wf.owner else None
+
+    owner = cluster.wait_until(retrying_owner, 10, "the step's first attempt")
+    before = cluster.workflow_stub("n1").GetWorkflow(pb.GetWorkflowRequest(workflow_id=wf_id), timeout=10)
+    deadline_ms = steps_of(before.workflow)["call"].deadline_time.ToMilliseconds()
+    cluster.kill_node(owner)
+    survivor = next(n for n in cluster.running_ids() if n != owner)
+    failed = wait_terminal(cluster, survivor, [wf_id], timeout=60)[wf_id]
+    assert failed.status == pb.WORKFLOW_STATUS_FAILED and failed.owner != owner
+    call = steps_of(failed)["call"]
+    assert (call.error_class, call.deadline_time.ToMilliseconds()) == ("deadline_exceeded", deadline_ms)
+    assert call.end_time.ToMilliseconds() >= deadline_ms
+    cluster.start_node(owner)
+    cluster.wait_ready()
+    wait_converged(cluster)
