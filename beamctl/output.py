@@ -20,6 +20,7 @@ from rich.text import Text
 
 from beamctl.client import settings_of
 from beamflowd.api.gen.beamflow.v1 import cluster_pb2, workflow_pb2
+from beamflowd.core.vocabulary import DLQ_PENDING, DLQ_RETRYING
 
 
 class OutputFormat(enum.StrEnum):
@@ -134,6 +135,7 @@ def step_to_dict(step: workflow_pb2.Step) -> Json:
         "end_time": timestamp(step, "end_time"),
         "next_attempt_time": timestamp(step, "next_attempt_time"),
         "waiting_for": step.waiting_for,
+        "deadline_time": timestamp(step, "deadline_time"),
     }
 
 
@@ -199,7 +201,15 @@ def node_to_dict(node: cluster_pb2.NodeStatus) -> Json:
 
 
 def cluster_to_dict(response: cluster_pb2.GetClusterStatusResponse) -> Json:
-    return {"leader_id": response.leader_id, "nodes": [node_to_dict(node) for node in response.nodes]}
+    return {
+        "leader_id": response.leader_id,
+        "nodes": [node_to_dict(node) for node in response.nodes],
+        "dead_letters": {
+            DLQ_PENDING: response.dlq_pending,
+            DLQ_RETRYING: response.dlq_retrying,
+            "overflow": response.dlq_overflow,
+        },
+    }
 
 
 def output_format(ctx: typer.Context, override: OutputFormat | None) -> str:
@@ -349,6 +359,9 @@ def render_workflow(data: Mapping[str, Any]) -> None:
             deadline = step["next_attempt_time"]
             until = f" until {short_time(deadline)}" if deadline else ""
             result = Text(f"waiting for signal {step['waiting_for']}{until}", style="cyan")
+        if step["status"] in ("running", "retry_wait") and step["deadline_time"]:
+            shown = f"{result.plain}, " if result.plain not in ("", "-") else ""
+            result = Text(f"{shown}deadline {short_time(step['deadline_time'])}")
         steps.add_row(
             _text(step["id"]),
             _text(step["kind"]),
@@ -432,3 +445,7 @@ def render_cluster(data: Mapping[str, Any]) -> None:
         if node["error"]:
             out.print(Text(f"{node['id']}: {node['error']}", style="red"))
     out.print(Text(f"Leader: {data['leader_id'] or 'none (election in progress?)'}"))
+    dlq = data["dead_letters"]
+    out.print(Text(f"Dead letters: {dlq[DLQ_PENDING]} pending, {dlq[DLQ_RETRYING]} retrying"))
+    if dlq["overflow"]:
+        out.print(Text(f"Dead-letter queue full: {dlq['overflow']} failures not queued", style="red"))

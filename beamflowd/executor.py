@@ -77,6 +77,8 @@ class StepView:
     base: int = 0
     #: A for_each step's instance outputs so far ("" while not done).
     items: tuple[str, ...] = ()
+    #: When the step's own ``deadline`` runs out (0: none, or not started): the actor proposes ``Expire``.
+    deadline_ms: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +112,14 @@ class WorkflowView:
             wf.input_json,
             {
                 s.id: StepView(
-                    s.status, s.attempts, s.next_ms, s.output_json, s.deliveries, s.base, tuple(s.items)
+                    s.status,
+                    s.attempts,
+                    s.next_ms,
+                    s.output_json,
+                    s.deliveries,
+                    s.base,
+                    tuple(s.items),
+                    wf.step_deadline_ms(s),
                 )
                 for s in wf.steps.values()
             },
@@ -171,6 +180,15 @@ class Actor:
                     self._keep(asyncio.create_task(self._expire(view)))
                 return None  # nothing new starts past the deadline; the committed Expire ends the actor
             next_due = view.deadline_ms
+        for step_id, st in view.steps.items():
+            if not st.deadline_ms or st.status not in (STEP_RUNNING, STEP_RETRY_WAIT):
+                continue
+            if now >= st.deadline_ms:
+                if self.expiring != view.epoch:
+                    self.expiring = view.epoch
+                    self._keep(asyncio.create_task(self._expire(view, step_id)))
+                return None  # the step (and so the workflow) fails: nothing new starts
+            next_due = st.deadline_ms if next_due is None else min(next_due, st.deadline_ms)
         for step in view.spec.steps:
             st = view.steps[step.id]
             if st.status == STEP_RUNNING and step.signal is not None:
@@ -374,10 +392,13 @@ class Actor:
             self.crash = task.exception()
             self.wake.set()
 
-    async def _expire(self, view: WorkflowView) -> None:
-        """Propose that the deadline passed (this node's clock in ``ts``; apply checks it)."""
+    async def _expire(self, view: WorkflowView, step: str | None = None) -> None:
+        """Propose that the workflow's deadline (or ``step``'s) passed (this node's clock in ``ts``; apply
+        checks it)."""
         ex = self.executor
-        cmd = Expire(wf=view.id, epoch=view.epoch, ts=now_ms(), node=ex.node_id, dlq_max=ex.dlq_max)
+        cmd = Expire(
+            wf=view.id, epoch=view.epoch, ts=now_ms(), node=ex.node_id, dlq_max=ex.dlq_max, step=step
+        )
         try:
             result = await ex.proposer.propose(cmd)
             if not result.ok:

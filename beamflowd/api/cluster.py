@@ -18,6 +18,7 @@ from beamflowd.breakers import Breakers
 from beamflowd.clock import now_ms
 from beamflowd.config import ConfigError, check_member
 from beamflowd.core.commands import MemberAdd, MemberRemove
+from beamflowd.core.vocabulary import DLQ_PENDING, DLQ_RETRYING
 from beamflowd.liveness import Liveness
 from beamflowd.proposer import ProposeError, Proposer
 from beamflowd.replication import Outcome, ReplicatedState
@@ -104,6 +105,7 @@ class ClusterServicer(pb_grpc.ClusterServiceServicer):  # type: ignore[misc]
         members = self.raft.member_grpc_addrs()
         with self.raft.read() as sm:
             removed = set(sm.removed)
+            dlq = sm.dlq_counts()  # O(entries), bounded by dlq_max
         # Members come and go: the replicated ones, and the configured ones unless they were removed.
         node_ids = sorted(set(members) | (set(self.initial_cluster) - removed))
         answers = await asyncio.gather(*(self._status_of(nid, members.get(nid, "")) for nid in node_ids))
@@ -118,7 +120,13 @@ class ClusterServicer(pb_grpc.ClusterServiceServicer):  # type: ignore[misc]
             elif not node.reachable:
                 node.liveness = "unknown"
             reports.append(node)
-        return pb.GetClusterStatusResponse(nodes=reports, leader_id=leader)
+        return pb.GetClusterStatusResponse(
+            nodes=reports,
+            leader_id=leader,
+            dlq_pending=dlq[f"dlq_{DLQ_PENDING}"],
+            dlq_retrying=dlq[f"dlq_{DLQ_RETRYING}"],
+            dlq_overflow=dlq["dlq_overflow"],
+        )
 
     async def _status_of(self, node_id: str, grpc_addr: str) -> tuple[pb.NodeStatus, list[pb.PeerLiveness]]:
         if node_id == self.node_id:

@@ -56,6 +56,7 @@ def step_message(wf: WorkflowState, step: StepState) -> pb.Step:
         ("start_time", step.started_ms),
         ("end_time", step.ended_ms),
         ("next_attempt_time", step.next_ms),
+        ("deadline_time", wf.step_deadline_ms(step)),
     ):
         ts = timestamp(ms)
         if ts is not None:

@@ -454,9 +454,10 @@ class Resume(_Command):
 
 @dataclass(frozen=True, slots=True)
 class Expire(_Command):
-    """The workflow's deadline (its ``timeout`` after submit, or after its latest retry) has passed: it fails
-    with ``deadline_exceeded``. Proposed by the owner with its clock in ``ts``; apply checks ``ts`` against
-    the committed deadline (the core has no clock). Fenced by epoch like a step result."""
+    """The workflow's deadline (its ``timeout`` after submit, or after its latest retry), or a step's
+    ``deadline`` (with :attr:`step`), has passed: it fails with ``deadline_exceeded``. Proposed by the
+    owner with its clock in ``ts``; apply checks ``ts`` against the committed deadline (the core has no
+    clock). Fenced by epoch like a step result."""
 
     OP: ClassVar[str] = "expire"
     wf: str
@@ -465,6 +466,10 @@ class Expire(_Command):
     node: str = ""
     #: As in :attr:`Fail.dlq_max`.
     dlq_max: int | None = None
+    #: Set: this step's own ``deadline`` (across all its attempts, from its first one's start) passed
+    #: instead; the step fails with ``deadline_exceeded`` (never retried), then the workflow. Absent: the
+    #: workflow's deadline.
+    step: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -128,6 +128,8 @@ def check_invariants(sm: StateMachine) -> None:
                     _fail(f"{where} step {step.id}: succeeded without every item's output, in order")
             if step.error_class == ERROR_POISONED and step.status != STEP_FAILED:
                 _fail(f"{where} step {step.id}: poisoned but {step.status}")
+            if step.first_ms and (not spec.deadline_ms or step.attempts <= step.base):
+                _fail(f"{where} step {step.id}: a deadline start without a deadline or an attempt")
         _check_compensations(wf, where)
         if len(wf.signals) > SIGNALS_BUFFERED_MAX or len(wf.signal_ids) > SIGNAL_IDS_MAX:
             _fail(f"{where}: {len(wf.signals)} buffered signals, {len(wf.signal_ids)} signal ids")

@@ -69,6 +69,7 @@ _STEP_KEYS = (
     "concurrency",
     "breaker",
     "compensate",
+    "deadline",
 )
 _COMPENSATE_KEYS = ("run", "with", "retry", "timeout")
 #: A breaker's name (``breaker: payments``).
@@ -197,6 +198,9 @@ class StepSpec:
     breaker: str | None = None
     #: What undoes it if the workflow fails for good after it succeeded (saga); None: nothing to undo.
     compensate: CompensateSpec | None = None
+    #: Bound on the step across all its attempts (and their retry waits), from its first attempt's start;
+    #: None: none. Distinct from ``timeout_ms``, which bounds one attempt.
+    deadline_ms: int | None = None
 
     def to_plain(self) -> dict[str, Any]:
         plain: dict[str, Any] = {
@@ -220,6 +224,8 @@ class StepSpec:
             plain["breaker"] = self.breaker
         if self.compensate is not None:
             plain["compensate"] = self.compensate.to_plain()
+        if self.deadline_ms is not None:
+            plain["deadline_ms"] = self.deadline_ms  # absent: the same content address as before
         return plain
 
     @classmethod
@@ -238,6 +244,7 @@ class StepSpec:
             concurrency=None if d.get("concurrency") is None else int(d["concurrency"]),
             breaker=None if d.get("breaker") is None else str(d["breaker"]),
             compensate=None if d.get("compensate") is None else CompensateSpec.from_plain(d["compensate"]),
+            deadline_ms=None if d.get("deadline_ms") is None else int(d["deadline_ms"]),
         )
 
     @cached_property
@@ -676,6 +683,11 @@ def _parse_step(index: int, raw: object, default_retry: RetryPolicy, err: _Error
             concurrency=concurrency,
             breaker=breaker,
             compensate=compensate,
+            deadline_ms=(
+                None
+                if raw.get("deadline") is None
+                else _duration(raw["deadline"], err, step=step_id, field="deadline", positive=True)
+            ),
         ),
         refs=refs,
     )

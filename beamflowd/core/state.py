@@ -181,6 +181,9 @@ class StepState:
     base: int = 0
     #: A for_each step's instance outputs (JSON text, "" while not done), kept across its attempts.
     items: list[str] = field(default_factory=list)
+    #: Start time of the first attempt since the latest retry, kept only for a step with a ``deadline``
+    #: (0 otherwise): the step's deadline counts from it.
+    first_ms: int = 0
 
     def to_plain(self) -> list[Any]:
         plain: list[Any] = [
@@ -194,12 +197,14 @@ class StepState:
             self.ended_ms,
             self.next_ms,
         ]
-        if self.deliveries or self.base or self.items:
+        if self.deliveries or self.base or self.items or self.first_ms:
             plain.append(self.deliveries)  # absent when 0: states from before the count encode as they did
-        if self.base or self.items:
+        if self.base or self.items or self.first_ms:
             plain.append(self.base)  # absent when 0: states from before retries encode as they did
-        if self.items:
-            plain.append(list(self.items))  # absent unless a for_each step
+        if self.items or self.first_ms:
+            plain.append(list(self.items))  # absent unless a for_each step (or a later field is set)
+        if self.first_ms:
+            plain.append(self.first_ms)  # absent when 0: states without step deadlines encode as they did
         return plain
 
     @classmethod
@@ -260,6 +265,14 @@ class WorkflowState:
         if not self.spec.timeout_ms:
             return 0
         return (self.retried_ms or self.created_ms) + self.spec.timeout_ms
+
+    def step_deadline_ms(self, step: StepState) -> int:
+        """When ``step``'s ``deadline`` runs out (counted from its first attempt since the latest retry);
+        0: it has none, or has not started since."""
+        deadline_ms = self.spec.step(step.id).deadline_ms
+        if not deadline_ms or step.attempts <= step.base:
+            return 0
+        return step.first_ms + deadline_ms
 
     def to_plain(self) -> dict[str, Any]:
         plain = {
@@ -653,6 +666,8 @@ class StateMachine:
     ) -> None:
         step.status, step.attempts = STEP_RUNNING, attempt
         step.started_ms, step.next_ms, step.error, step.error_class = ts, wake, "", ""
+        if attempt == step.base + 1 and wf.spec.step(step.id).deadline_ms:
+            step.first_ms = ts  # the step's deadline counts from here
         wf.updated_ms = ts
         self._event(wf, ts, "step_started", step.id, attempt, "", node)
         name = wf.spec.step(step.id).signal
@@ -1263,6 +1278,7 @@ class StateMachine:
         previous = wf.status
         self.reopened[previous] = self.reopened.get(previous, 0) + 1
         wf.status, wf.error, wf.updated_ms = WORKFLOW_RUNNING, "", cmd.ts
+        wf.compensations = []  # a saga cut short (cancelled, aborted) belongs to the run that ended
         wf.epoch += 1
         wf.retries += 1
         wf.retried_ms = cmd.ts
@@ -1271,7 +1287,7 @@ class StateMachine:
             if step.id in reset:
                 step.status, step.base, step.next_ms, step.deliveries = STEP_PENDING, step.attempts, 0, 0
                 step.output_json, step.error, step.error_class = "", "", ""
-                step.started_ms = step.ended_ms = 0
+                step.started_ms = step.ended_ms = step.first_ms = 0
         entry_id = self.dlq_open.get(wf.id)
         if entry_id is not None:
             entry = self.dlq[entry_id]
@@ -1337,6 +1353,8 @@ class StateMachine:
         if err is not None:
             return err
         assert wf is not None
+        if cmd.step is not None:
+            return self._expire_step(wf, cmd, cmd.step)
         deadline = wf.deadline_ms
         if not deadline:
             return Result("FAILED_PRECONDITION", f"workflow {wf.id} has no deadline (no timeout)")
@@ -1357,6 +1375,32 @@ class StateMachine:
         self._event(wf, cmd.ts, EVENT_DEADLINE_EXCEEDED, "", 0, message, cmd.node)
         self._finish(wf, WORKFLOW_FAILED, cmd.ts, message, cmd.node, cmd.dlq_max)
         return Result("OK", data={"stopped": stopped})
+
+    def _expire_step(self, wf: WorkflowState, cmd: Expire, step_id: str) -> Result:
+        """A step's ``deadline`` passed (by ``cmd.ts``) while it ran or waited to retry: it fails with
+        ``deadline_exceeded``, whatever its retry policy says, and so does the workflow (dead-lettered)."""
+        step = wf.steps.get(step_id)
+        if step is None:
+            return Result("NOT_FOUND", f"step {step_id!r} not found")
+        deadline = wf.step_deadline_ms(step)
+        if not deadline:
+            return Result("FAILED_PRECONDITION", f"step {step_id} has no deadline running")
+        if step.status not in (STEP_RUNNING, STEP_RETRY_WAIT):
+            return Result("FAILED_PRECONDITION", f"step {step_id} is {step.status}")
+        if cmd.ts < deadline:
+            return Result(
+                "FAILED_PRECONDITION", f"deadline of step {step_id} is {deadline}, not reached at {cmd.ts}"
+            )
+        deadline_s = (wf.spec.step(step_id).deadline_ms or 0) / 1000
+        attempts = step.attempts - step.base
+        message = f"step deadline {deadline_s:g}s passed after {attempts} attempt(s)"
+        step.status, step.next_ms, step.ended_ms = STEP_FAILED, 0, cmd.ts
+        step.error, step.error_class = message, ERROR_DEADLINE_EXCEEDED
+        self.counters["steps_failed"] += 1
+        self._event(wf, cmd.ts, EVENT_DEADLINE_EXCEEDED, step_id, step.attempts, message, cmd.node)
+        error = f"step {step_id} failed: [{ERROR_DEADLINE_EXCEEDED}] {message}"
+        self._finish(wf, WORKFLOW_FAILED, cmd.ts, error, cmd.node, cmd.dlq_max)
+        return Result("OK", data={"stopped": [step_id]})
 
     def _dlq_plain(self) -> dict[str, Any]:
         """The queue's part of :meth:`to_plain`, absent while unused (old logs keep their digests)."""

@@ -203,6 +203,7 @@ ENGINE_ERROR_CLASSES: Final = frozenset(
         ERROR_MEMORY,
         ERROR_POISONED,
         ERROR_CIRCUIT_OPEN,
+        ERROR_DEADLINE_EXCEEDED,
     }
 )
 #: Classes never retried, whatever the policy says.

@@ -197,6 +197,9 @@ def test_cluster_status(cluster: Cluster) -> None:
     assert [node["role"] for node in nodes].count("leader") == 1
     table = ok(beamctl(cluster, "cluster", "status"))
     assert f"Leader: {data['leader_id']}" in table.stdout
+    assert data["dead_letters"] == {"pending": 0, "retrying": 0, "overflow": 0}
+    assert "Dead letters: 0 pending, 0 retrying" in table.stdout
+    assert "queue full" not in table.stdout
 
 
 def test_fail_over_when_first_endpoint_is_down(cluster: Cluster) -> None:

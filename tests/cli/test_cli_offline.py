@@ -306,7 +306,9 @@ class FakeServer(workflow_pb2_grpc.WorkflowServiceServicer, cluster_pb2_grpc.Clu
             for i in (1, 2)
         ]
         nodes.append(cluster_pb2.NodeStatus(id="n3", reachable=False, error="connection refused"))
-        return cluster_pb2.GetClusterStatusResponse(nodes=nodes, leader_id="n1")
+        return cluster_pb2.GetClusterStatusResponse(
+            nodes=nodes, leader_id="n1", dlq_pending=3, dlq_retrying=1, dlq_overflow=2
+        )
 
 
 @pytest.fixture
@@ -456,3 +458,6 @@ def test_cluster_status(fake: tuple[FakeServer, str]) -> None:
     assert table.exit_code == 0
     assert "0123456789ab " in table.stdout and "0123456789abc" not in table.stdout
     assert "Leader: n1" in table.stdout and "connection refused" in table.stdout
+    assert data["dead_letters"] == {"pending": 3, "retrying": 1, "overflow": 2}
+    assert "Dead letters: 3 pending, 1 retrying" in table.stdout
+    assert "Dead-letter queue full: 2 failures not queued" in table.stdout

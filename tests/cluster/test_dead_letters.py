@@ -7,6 +7,7 @@ key) proves that a retry never runs a succeeded step again, even when the owner 
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -316,4 +317,101 @@ def test_bulk_pause_resume_cancel_and_retry_by_query(recorded_cluster: tuple[Clu
     assert beamctl(
         cluster, "workflow", "count", "--status", "running", "--label", "batch=b1"
     ).stdout.strip() == str(BULK_COUNT)
+    wait_converged(cluster)
+
+
+BOUNDED = """
+name: bounded
+steps:
+  - id: call
+    run: python
+    with: {function: "tests.fixtures.pysteps:flaky_until", args: {succeed_on: "${{ input.succeed_on }}"}}
+    timeout: 30s
+    deadline: 2s
+    retry: {max_attempts: 50, initial_interval: 300ms, backoff_rate: 1, jitter: none}
+  - id: after
+    run: python
+    needs: call
+    with: {function: "tests.fixtures.pysteps:record"}
+"""
+
+
+def test_a_step_deadline_ends_its_retries_and_dead_letters_the_workflow(
+    recorded_cluster: tuple[Cluster, Path],
+) -> None:
+    """``deadline`` bounds a step across its attempts (each far shorter than its 30s ``timeout``): the
+    owner commits the expiry, the step fails with deadline_exceeded long before its 50 attempts, the
+    workflow fails and is dead-lettered, and the downstream step never runs."""
+    cluster, record = recorded_cluster
+    stub = cluster.workflow_stub("n1")
+    doomed = submit(stub, BOUNDED, {"succeed_on": 1_000})
+    lucky = submit(stub, BOUNDED, {"succeed_on": 2})  # retried once, well within its deadline
+
+    def deadline_shown() -> str | None:
+        shown = beamctl(cluster, "workflow", "get", doomed).stdout
+        return shown if re.search(r"deadline \d{4}-\d\d-\d\d ", shown) else None
+
+    cluster.wait_until(deadline_shown, 10, "`workflow get` to show the running step's deadline")
+    done = wait_terminal(cluster, "n2", [doomed, lucky], timeout=60)
+    assert done[lucky].status == pb.WORKFLOW_STATUS_SUCCEEDED, done[lucky].error
+
+    failed = done[doomed]
+    assert failed.status == pb.WORKFLOW_STATUS_FAILED and "deadline_exceeded" in failed.error
+    call, after = steps_of(failed)["call"], steps_of(failed)["after"]
+    assert (call.status, call.error_class) == (pb.STEP_STATUS_FAILED, "deadline_exceeded")
+    assert 2 <= call.attempts < 50, call.attempts  # several attempts, cut by the deadline, not the policy
+    spent_s = call.end_time.ToMilliseconds() / 1000 - failed.create_time.ToMilliseconds() / 1000
+    assert 2 <= spent_s < 10, spent_s
+    deadline_ms = call.deadline_time.ToMilliseconds()  # its first attempt's start + 2s
+    assert 2_000 <= deadline_ms - failed.create_time.ToMilliseconds() < 4_000
+    assert call.end_time.ToMilliseconds() >= deadline_ms
+    assert after.status == pb.STEP_STATUS_CANCELLED
+    events = [e.type for e in stub.GetWorkflow(pb.GetWorkflowRequest(workflow_id=doomed), timeout=10).events]
+    assert "deadline_exceeded" in events and events[-1] == "failed"
+
+    listed = beamctl(cluster, "dlq", "list", "--state", "pending", "-o", "json")
+    assert listed.returncode == 0, listed.stderr
+    (entry,) = json.loads(listed.stdout)["dead_letters"]
+    assert (entry["workflow_id"], entry["step_id"], entry["error_class"]) == (
+        doomed,
+        "call",
+        "deadline_exceeded",
+    )
+    assert executions(record) == {f"{lucky}/after/1": 1}  # `after` of the doomed one never ran
+    # `cluster status` counts the open entry (from any node's replicated state).
+    status = beamctl(cluster, "cluster", "status", "-o", "json")
+    assert status.returncode == 0, status.stderr
+    assert json.loads(status.stdout)["dead_letters"] == {"pending": 1, "retrying": 0, "overflow": 0}
+    assert "Dead letters: 1 pending, 0 retrying" in beamctl(cluster, "cluster", "status").stdout
+    wait_converged(cluster)
+
+
+def test_a_step_deadline_holds_across_an_owner_kill(recorded_cluster: tuple[Cluster, Path]) -> None:
+    """The step's deadline is committed (its first attempt's start), not kept by the owner: SIGKILL the
+    owner while the step retries, and the survivor that takes the workflow over expires it against the same
+    committed deadline (not one restarted from its own first attempt)."""
+    cluster, _ = recorded_cluster
+    definition = BOUNDED.replace("deadline: 2s", "deadline: 3s")
+    wf_id = submit(cluster.workflow_stub("n1"), definition, {"succeed_on": 1_000})
+
+    def retrying_owner() -> str | None:
+        wf = (
+            cluster.workflow_stub("n1")
+            .GetWorkflow(pb.GetWorkflowRequest(workflow_id=wf_id), timeout=10)
+            .workflow
+        )
+        return wf.owner if steps_of(wf)["call"].attempts >= 1 and wf.owner else None
+
+    owner = cluster.wait_until(retrying_owner, 10, "the step's first attempt")
+    before = cluster.workflow_stub("n1").GetWorkflow(pb.GetWorkflowRequest(workflow_id=wf_id), timeout=10)
+    deadline_ms = steps_of(before.workflow)["call"].deadline_time.ToMilliseconds()
+    cluster.kill_node(owner)
+    survivor = next(n for n in cluster.running_ids() if n != owner)
+    failed = wait_terminal(cluster, survivor, [wf_id], timeout=60)[wf_id]
+    assert failed.status == pb.WORKFLOW_STATUS_FAILED and failed.owner != owner
+    call = steps_of(failed)["call"]
+    assert (call.error_class, call.deadline_time.ToMilliseconds()) == ("deadline_exceeded", deadline_ms)
+    assert call.end_time.ToMilliseconds() >= deadline_ms
+    cluster.start_node(owner)
+    cluster.wait_ready()
     wait_converged(cluster)

@@ -116,6 +116,17 @@ steps:
   - {id: ship, run: noop, needs: [charge], retry: {max_attempts: 1}}
 """
 
+BOUNDED_YAML = """
+name: bounded
+steps:
+  - id: call
+    run: noop
+    timeout: 1s
+    deadline: 2s
+    retry: {max_attempts: 4, initial_interval: 1s}
+  - {id: after, run: noop, needs: [call], deadline: 5s}
+"""
+
 SPECS: dict[str, dict[str, Any]] = {
     name: parse_workflow(text, source=name).to_plain()
     for name, text in (
@@ -127,6 +138,7 @@ SPECS: dict[str, dict[str, Any]] = {
         ("approval", APPROVAL_YAML),
         ("fanout", FANOUT_YAML),
         ("saga", SAGA_YAML),
+        ("bounded", BOUNDED_YAML),
     )
 }
 #: Outputs a succeed may carry: a choice's name one of its branches (or, wrongly, something else).
@@ -237,6 +249,13 @@ def running(wf: WorkflowState, step: StepState) -> bool:
 
 def live(wf: WorkflowState, step: StepState) -> bool:
     return not wf.terminal
+
+
+def bounded(wf: WorkflowState, step: StepState) -> bool:
+    """A step whose own deadline is running (it started, and has not finished)."""
+    return (
+        not wf.terminal and step.status in (STEP_RUNNING, STEP_RETRY_WAIT) and bool(wf.step_deadline_ms(step))
+    )
 
 
 def _target(draw: st.DrawFn, sm: StateMachine, useful: Callable[[WorkflowState, StepState], bool]) -> Target:
@@ -526,13 +545,26 @@ def _resume(draw: st.DrawFn, sm: StateMachine, ts: int) -> Plain:
 
 
 def _expire(draw: st.DrawFn, sm: StateMachine, ts: int) -> Plain:
-    """The owner's clock passed the deadline: mostly at or after it, sometimes (a fast clock) before."""
-    wf, epoch, _, _ = _target(draw, sm, live)
+    """The owner's clock passed the deadline (the workflow's, or half the time a step's): mostly at or after
+    it, sometimes (a fast clock) before."""
+    of_step = draw(st.booleans())
+    wf, epoch, step_id, _ = _target(draw, sm, bounded if of_step else live)
     workflow = sm.workflows.get(wf)
-    deadline = workflow.deadline_ms if workflow is not None else 0
+    step = workflow.steps.get(step_id) if workflow is not None else None
+    if workflow is None:
+        deadline = 0
+    elif of_step:
+        deadline = workflow.step_deadline_ms(step) if step is not None else 0
+    else:
+        deadline = workflow.deadline_ms
     when = max(ts, deadline + _pick(draw, [0, 0, 10, -10])) if deadline else ts
     return c.Expire(
-        wf=wf, epoch=_epoch(draw, epoch), ts=when, node=_pick(draw, NODES), dlq_max=_pick(draw, DLQ_MAXES)
+        wf=wf,
+        epoch=_epoch(draw, epoch),
+        ts=when,
+        node=_pick(draw, NODES),
+        dlq_max=_pick(draw, DLQ_MAXES),
+        step=step_id if of_step else None,
     ).to_plain()
 
 
@@ -556,7 +588,7 @@ OP_BUILDERS: dict[str, tuple[Builder, int]] = {
     "dlq_close": (_dlq_close, 1),
     "pause": (_pause, 1),
     "resume": (_resume, 1),
-    "expire": (_expire, 1),
+    "expire": (_expire, 3),
     "skip": (_skip, 3),
     "signal": (_signal, 3),
     "item_done": (_item_done, 4),

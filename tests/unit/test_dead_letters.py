@@ -216,3 +216,41 @@ def test_a_workflow_without_timeout_has_no_deadline() -> None:
     ok(sm, submit_cmd("r1", "w1", "sequential", 10))
     assert sm.workflows["w1"].deadline_ms == 0
     assert sm.apply(c.Expire(wf="w1", epoch=1, ts=10**12).to_plain()).code == "FAILED_PRECONDITION"
+
+
+def test_a_step_deadline_spans_its_attempts_and_fails_the_workflow() -> None:
+    """``deadline`` counts from the step's first attempt across retries; ``timeout`` bounds one attempt."""
+    sm = cluster()
+    ok(sm, submit_cmd("r1", "w1", "bounded", 1_000, start=(("call", 0),)))  # call: deadline 2s from 1_000
+    wf = sm.workflows["w1"]
+    call = wf.steps["call"]
+    assert wf.step_deadline_ms(call) == 3_000 and wf.step_deadline_ms(wf.steps["after"]) == 0
+    ok(sm, step_cmd("fail", "w1", 1, "call", 1, 1_500, error="x", error_class="transient", retry_at=2_500))
+    ok(sm, step_cmd("start", "w1", 1, "call", 2, 2_500))
+    assert wf.step_deadline_ms(call) == 3_000  # a retry does not move it
+    early = c.Expire(wf="w1", epoch=1, ts=2_999, step="call", dlq_max=DLQ_MAX).to_plain()
+    assert sm.apply(early).code == "FAILED_PRECONDITION"
+    assert sm.apply(dict(early, step="nope", ts=3_000)).code == "NOT_FOUND"
+    assert sm.apply(dict(early, step="after", ts=9_000)).code == "FAILED_PRECONDITION"  # not started
+    assert sm.apply(dict(early, ts=3_000, epoch=7)).code == "ABORTED"
+    assert ok(sm, dict(early, ts=3_000)) == {"stopped": ["call"]}
+    assert (call.status, call.error_class, call.attempts) == ("failed", "deadline_exceeded", 2)
+    assert wf.status == WORKFLOW_FAILED and "deadline_exceeded" in wf.error
+    assert wf.steps["after"].status == "cancelled"
+    entry = sm.dlq["dlq-1"]
+    assert (entry.step, entry.error_class, entry.attempts) == ("call", "deadline_exceeded", 2)
+    # The running attempt's late result is refused; a retry gives the step a fresh deadline.
+    assert sm.apply(step_cmd("succeed", "w1", 1, "call", 2, 3_001, output="1")).code == "FAILED_PRECONDITION"
+    retry(sm, "w1", ts=10_000)
+    assert wf.step_deadline_ms(call) == 0 and call.first_ms == 0
+    ok(sm, step_cmd("start", "w1", 2, "call", 3, 10_100))
+    assert wf.step_deadline_ms(call) == 12_100
+
+
+def test_a_workflow_without_step_deadlines_encodes_as_before() -> None:
+    """``first_ms`` is kept only for steps with a deadline, so old states keep their digests."""
+    sm = cluster()
+    ok(sm, submit_cmd("r1", "w1", "flaky", 1_000, start=(("call", 0),)))
+    assert sm.workflows["w1"].steps["call"].first_ms == 0
+    assert len(sm.workflows["w1"].steps["call"].to_plain()) == 9
+    assert "deadline_ms" not in sm.workflows["w1"].spec.to_plain()["steps"][0]

@@ -13,9 +13,17 @@ from hypothesis import strategies as st
 
 from beamflowd.core.commands import Gc, Heartbeat, NodeDown
 from beamflowd.core.invariants import check_invariants
-from beamflowd.core.state import MAX_EVENTS_PER_WORKFLOW, Query, Result, StateMachine, downstream_steps
+from beamflowd.core.state import (
+    MAX_EVENTS_PER_WORKFLOW,
+    Query,
+    Result,
+    StateMachine,
+    StepState,
+    downstream_steps,
+)
 from beamflowd.core.vocabulary import (
     DLQ_CLOSED,
+    ERROR_DEADLINE_EXCEEDED,
     STEP_CANCELLED,
     STEP_FAILED,
     STEP_PENDING,
@@ -70,6 +78,8 @@ class Before:
     #: Ids of paused workflows.
     paused: frozenset[str]
     skipped: frozenset[tuple[str, str]]
+    #: Failures the full dead-letter queue could not take.
+    dlq_overflow: int = 0
 
     @classmethod
     def of(cls, sm: StateMachine) -> Before:
@@ -86,6 +96,7 @@ class Before:
             skipped=frozenset(
                 (w.id, s.id) for w in sm.workflows.values() for s in w.steps.values() if s.status == "skipped"
             ),
+            dlq_overflow=sm.dlq_overflow,
         )
 
 
@@ -179,6 +190,7 @@ def check_transition(before: Before, sm: StateMachine, cmd: Plain, res: Result) 
             assert sm.digest() == before.digest, f"rejected {cmd} ({res}) changed the state"
 
     check_dead_letters_and_retries(before, sm, cmd, res)
+    check_step_deadlines(before, sm, cmd, res)
 
     if op == "submit":
         previous = before.request_ids.get(cmd["rid"])
@@ -234,6 +246,25 @@ def check_dead_letters_and_retries(before: Before, sm: StateMachine, cmd: Plain,
             assert step.to_plain() == old[step.id], f"succeeded {step.id} reset by {cmd}"
         else:
             assert step.status == STEP_PENDING and step.base == step.attempts == old[step.id][2]
+
+
+def check_step_deadlines(before: Before, sm: StateMachine, cmd: Plain, res: Result) -> None:
+    """A step's expiry applies only at or after its committed deadline, and ends the step (never retried)
+    and its workflow as failed with ``deadline_exceeded``, dead-lettered when the command asks for it."""
+    if cmd["op"] != "expire" or "step" not in cmd or not res.ok:
+        return
+    wf = sm.workflows[cmd["wf"]]
+    old = StepState.from_plain(next(sp for sp in before.plain[wf.id]["steps"] if sp[0] == cmd["step"]))
+    deadline_ms = wf.spec.step(cmd["step"]).deadline_ms
+    assert deadline_ms and old.attempts > old.base, f"{cmd} expired an unstarted step"
+    assert cmd["ts"] >= old.first_ms + deadline_ms, f"{cmd} expired before the deadline"
+    step = wf.steps[cmd["step"]]
+    assert (step.status, step.error_class) == (STEP_FAILED, ERROR_DEADLINE_EXCEEDED), step
+    assert step.attempts == old.attempts and wf.status == WORKFLOW_FAILED
+    if "dlq_max" in cmd:
+        entry = sm.dlq.get(sm.dlq_open.get(wf.id, ""))
+        overflowed = sm.dlq_overflow > before.dlq_overflow
+        assert overflowed or (entry is not None and entry.error_class == ERROR_DEADLINE_EXCEEDED), cmd
 
 
 # ------------------------------------------------------------------------------------------- properties

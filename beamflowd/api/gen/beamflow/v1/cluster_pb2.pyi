@@ -55,12 +55,18 @@ class GetClusterStatusRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class GetClusterStatusResponse(_message.Message):
-    __slots__ = ("nodes", "leader_id")
+    __slots__ = ("nodes", "leader_id", "dlq_pending", "dlq_retrying", "dlq_overflow")
     NODES_FIELD_NUMBER: _ClassVar[int]
     LEADER_ID_FIELD_NUMBER: _ClassVar[int]
+    DLQ_PENDING_FIELD_NUMBER: _ClassVar[int]
+    DLQ_RETRYING_FIELD_NUMBER: _ClassVar[int]
+    DLQ_OVERFLOW_FIELD_NUMBER: _ClassVar[int]
     nodes: _containers.RepeatedCompositeFieldContainer[NodeStatus]
     leader_id: str
-    def __init__(self, nodes: _Optional[_Iterable[_Union[NodeStatus, _Mapping]]] = ..., leader_id: _Optional[str] = ...) -> None: ...
+    dlq_pending: int
+    dlq_retrying: int
+    dlq_overflow: int
+    def __init__(self, nodes: _Optional[_Iterable[_Union[NodeStatus, _Mapping]]] = ..., leader_id: _Optional[str] = ..., dlq_pending: _Optional[int] = ..., dlq_retrying: _Optional[int] = ..., dlq_overflow: _Optional[int] = ...) -> None: ...
 
 class GetNodeStatusRequest(_message.Message):
     __slots__ = ()

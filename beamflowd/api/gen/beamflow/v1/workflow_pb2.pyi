@@ -82,7 +82,7 @@ BULK_ACTION_RESUME: BulkAction
 BULK_ACTION_RETRY: BulkAction
 
 class Step(_message.Message):
-    __slots__ = ("id", "kind", "status", "attempts", "output_json", "error", "error_class", "needs", "start_time", "end_time", "next_attempt_time", "waiting_for")
+    __slots__ = ("id", "kind", "status", "attempts", "output_json", "error", "error_class", "needs", "start_time", "end_time", "next_attempt_time", "waiting_for", "deadline_time")
     ID_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
@@ -95,6 +95,7 @@ class Step(_message.Message):
     END_TIME_FIELD_NUMBER: _ClassVar[int]
     NEXT_ATTEMPT_TIME_FIELD_NUMBER: _ClassVar[int]
     WAITING_FOR_FIELD_NUMBER: _ClassVar[int]
+    DEADLINE_TIME_FIELD_NUMBER: _ClassVar[int]
     id: str
     kind: str
     status: StepStatus
@@ -107,7 +108,8 @@ class Step(_message.Message):
     end_time: _timestamp_pb2.Timestamp
     next_attempt_time: _timestamp_pb2.Timestamp
     waiting_for: str
-    def __init__(self, id: _Optional[str] = ..., kind: _Optional[str] = ..., status: _Optional[_Union[StepStatus, str]] = ..., attempts: _Optional[int] = ..., output_json: _Optional[str] = ..., error: _Optional[str] = ..., error_class: _Optional[str] = ..., needs: _Optional[_Iterable[str]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., next_attempt_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., waiting_for: _Optional[str] = ...) -> None: ...
+    deadline_time: _timestamp_pb2.Timestamp
+    def __init__(self, id: _Optional[str] = ..., kind: _Optional[str] = ..., status: _Optional[_Union[StepStatus, str]] = ..., attempts: _Optional[int] = ..., output_json: _Optional[str] = ..., error: _Optional[str] = ..., error_class: _Optional[str] = ..., needs: _Optional[_Iterable[str]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., next_attempt_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., waiting_for: _Optional[str] = ..., deadline_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class Workflow(_message.Message):
     __slots__ = ("id", "name", "status", "owner", "epoch", "create_time", "update_time", "input_json", "steps", "error", "definition_json", "description", "retries", "resubmitted_from", "dead_letter_id", "paused_reason", "labels", "signals_buffered")
