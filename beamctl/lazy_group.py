@@ -10,13 +10,15 @@ subcommand imports its module and builds the real Click command, exactly as ``ad
 from __future__ import annotations
 
 import importlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 import typer
 import typer.main
 from typer import _click
 from typer.core import TyperCommand, TyperGroup
+
+from beamctl import fast_params
 
 
 class LazyCommand(NamedTuple):
@@ -28,7 +30,9 @@ class LazyCommand(NamedTuple):
     epilog: str | None = None
 
 
-def build(name: str, entry: LazyCommand, markup_mode: Any) -> _click.Command:
+def build(
+    name: str, entry: LazyCommand, markup_mode: Any, help_option_names: Sequence[str] = ()
+) -> _click.Command:
     """Import the module and build the Click command the way ``add_typer``/``app.command`` would."""
     target = getattr(importlib.import_module(entry.module), entry.attribute)
     if isinstance(target, typer.Typer):
@@ -39,6 +43,7 @@ def build(name: str, entry: LazyCommand, markup_mode: Any) -> _click.Command:
         command = typer.main.get_command(single)
     command.name = name
     _inherit_markup(command, markup_mode)
+    fast_params.install(command, help_option_names)
     return command
 
 
@@ -69,9 +74,14 @@ class LazyGroup(TyperGroup):
         entry = self.lazy[cmd_name]
         if self._summaries_only:  # a listing needs the name and the line of help, not the module
             return TyperCommand(name=cmd_name, help=entry.summary)
-        command = build(cmd_name, entry, self.rich_markup_mode)
+        command = build(cmd_name, entry, self.rich_markup_mode, ctx.help_option_names if ctx else ())
         self.commands[cmd_name] = command
         return command
+
+    def parse_args(self, ctx: _click.Context, args: list[str]) -> list[str]:
+        # Here, not in __init__: typer appends the completion options later.
+        fast_params.install(self, ctx.help_option_names)
+        return super().parse_args(ctx, args)
 
     def format_help(self, ctx: _click.Context, formatter: _click.HelpFormatter) -> None:
         self._summaries_only = True

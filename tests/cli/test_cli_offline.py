@@ -510,3 +510,15 @@ def test_completion_of_command_names_reads_the_table() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "workflow" in done.stdout.split()
+
+
+def test_a_plain_command_does_not_load_pydantic(closed_endpoint: str) -> None:
+    """typer coerces parameters through pydantic; values needing no work skip it (beamctl/fast_params.py)."""
+    script = (
+        "import sys; from beamctl.main import main\n"
+        f"sys.argv = ['beamctl', '-e', {closed_endpoint!r}, '-o', 'json', 'workflow', 'get', 'wf-x']\n"
+        "try:\n    main()\nexcept SystemExit as exit:\n    code = exit.code\n"
+        "sys.exit(3 if 'pydantic' in sys.modules else code)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 4, done.stderr  # unavailable, and pydantic never imported
