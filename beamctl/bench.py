@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, TextIO
 
+import grpc
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -29,7 +30,9 @@ from beamctl import output
 from beamctl.client import Client, Settings, settings_of
 from beamctl.errors import CliError, ExitCode, handle_errors
 from beamctl.output import OutputOption, output_format
-from beamflowd.api.gen.beamflow.v1 import workflow_pb2
+from beamctl.security import open_channel
+from beamflowd.api.gen.beamflow.v1 import stats_pb2, stats_pb2_grpc, workflow_pb2
+from beamflowd.core.channels import CHANNEL_OPTIONS
 from beamflowd.core.durations import parse_duration
 
 app = typer.Typer(name="bench", help="Generate load and measure it.", no_args_is_help=True)
@@ -41,6 +44,10 @@ POLL_S = 1.0
 LIST_PAGE = 1000
 #: Pages read per poll at most (10 million workflows / 1,000).
 MAX_PAGES = 10_000
+#: Members whose CPU is read at most (a cluster is 3-7 nodes; this only bounds the loop).
+CPU_NODES_MAX = 64
+#: Bytes of a --compare file read at most (a result is a few kB).
+COMPARE_BYTES_MAX = 1_000_000
 
 _TERMINAL = {
     workflow_pb2.WORKFLOW_STATUS_SUCCEEDED: "succeeded",
@@ -74,6 +81,8 @@ class Run:
     submit_ended: float = 0.0
     ended: float = 0.0
     lock: threading.Lock = field(default_factory=threading.Lock)
+    cpu_before: dict[str, float | None] = field(default_factory=dict)  # node id -> CPU s at the start
+    cpu_after: dict[str, float | None] = field(default_factory=dict)
 
     def summary(self, waited: bool) -> dict[str, Any]:
         statuses = [status for status, _ in self.finished.values()]
@@ -97,6 +106,29 @@ class Run:
                 [ms for status, ms in self.finished.values() if status == "succeeded"]
             ),
             "wall_seconds": round(wall_s, 2),
+            "cpu": self.cpu_summary(done if waited else 0),
+        }
+
+    def cpu_summary(self, finished: int) -> dict[str, Any]:
+        """The nodes' CPU seconds over the run, per node and per finished workflow (None if not measurable).
+
+        A node's figure is the delta of its own ``cpu_seconds`` (user + system of the node process) from
+        before the first submit to after the last workflow ended; it includes the background work of the
+        window (heartbeats, Raft ticks). A node missing at either end, or restarted in between (its counter
+        went back), is listed as unmeasured and left out of the total.
+        """
+        nodes: dict[str, float | None] = {}
+        for node_id in sorted(set(self.cpu_before) | set(self.cpu_after)):
+            before, after = self.cpu_before.get(node_id), self.cpu_after.get(node_id)
+            gone = before is None or after is None or after < before
+            nodes[node_id] = None if before is None or after is None or gone else round(after - before, 3)
+        measured = [v for v in nodes.values() if v is not None]
+        total = round(sum(measured), 3) if measured else None
+        return {
+            "seconds": total,
+            "ms_per_workflow": round(total * 1000 / finished, 3) if total is not None and finished else None,
+            "nodes": nodes,
+            "unmeasured_nodes": sorted(n for n, v in nodes.items() if v is None),
         }
 
 
@@ -222,8 +254,19 @@ def render_summary(data: dict[str, Any]) -> None:
             out.print(
                 f"{label:<24} p50 {p['p50']} ms  p95 {p['p95']} ms  p99 {p['p99']} ms  max {p['max']} ms"
             )
+    cpu = data["cpu"]
+    if cpu["seconds"] is not None:
+        per = f"{cpu['ms_per_workflow']} ms CPU per workflow, " if cpu["ms_per_workflow"] is not None else ""
+        nodes = "  ".join(f"{n} {v if v is not None else '?'} s" for n, v in cpu["nodes"].items())
+        out.print(f"{'cluster CPU':<24} {per}{cpu['seconds']} s in all ({nodes})")
+    if cpu["unmeasured_nodes"]:
+        out.print(f"CPU not measured on: {', '.join(cpu['unmeasured_nodes'])}")
     for error, n in data["errors"].items():
         out.print(f"error x{n}: {error}")
+    if "compare" in data:
+        ratios = data["compare"]["ratios"]
+        shown = "  ".join(f"{k} {v}x" for k, v in ratios.items() if v is not None)
+        out.print(f"vs {data['compare']['file']} (this / that): {shown or 'nothing comparable'}")
 
 
 @app.command("load")
@@ -250,9 +293,20 @@ def load(
             help="Write acknowledged ids as JSON lines (input of `beamctl chaos verify -f`).",
         ),
     ] = None,
+    compare: Annotated[
+        Path | None,
+        typer.Option(
+            "--compare",
+            metavar="FILE",
+            help="An earlier `-o json` result: print each figure's ratio to it (this run / that run).",
+        ),
+    ] = None,
     fmt: OutputOption = None,
 ) -> None:
     """Submit --total workflows at --rate per second, then wait for them and print the figures.
+
+    Figures: throughput, submit and end-to-end percentiles, the cluster's CPU per workflow (the node
+    processes' own CPU seconds over the run, from GetStats), and with --compare the ratios to an earlier run.
 
     Example: beamctl bench load --workflow deploy/workflows/insurance-claim.yaml --rate 50 --total 500
     """
@@ -266,7 +320,9 @@ def load(
     except ValueError as err:
         raise CliError(f"invalid option: {err}", ExitCode.USAGE) from None
     name = workflow_name(definition, str(workflow))
+    earlier = read_result(compare) if compare is not None else None
     run = Run(total=total, rate=rate)
+    run.cpu_before = nodes_cpu(settings)
     stderr = Console(stderr=True)
     columns = (TextColumn("{task.description:>10}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     record_file = open(record, "w", encoding="utf-8") if record else None  # noqa: SIM115 - closed below
@@ -280,7 +336,10 @@ def load(
     finally:
         if record_file is not None:
             record_file.close()
+    run.cpu_after = nodes_cpu(settings, list(run.cpu_before))
     data = run.summary(waited=wait)
+    if earlier is not None:
+        data["compare"] = {"file": str(compare), "ratios": ratios(data, earlier)}
     if (out := output_format(ctx, fmt)) in output.DATA_FORMATS:
         output.emit_data(data, out)
     else:
@@ -289,3 +348,99 @@ def load(
         raise CliError(
             f"no submit was acknowledged ({sum(run.errors.values())} errors)", ExitCode.UNAVAILABLE
         )
+
+
+# -- CPU of the nodes and comparison with an earlier result --------------------------------------------------
+
+
+def _stats(address: str, settings: Settings, scope: stats_pb2.StatsScope) -> stats_pb2.StatsSnapshot:
+    channel = open_channel(address, settings.security, CHANNEL_OPTIONS)
+    try:
+        stub = stats_pb2_grpc.StatsServiceStub(channel)
+        request = stats_pb2.GetStatsRequest(scope=scope, max_events=1)
+        response: stats_pb2.GetStatsResponse = stub.GetStats(request, timeout=settings.timeout)
+        return response.snapshot
+    finally:
+        channel.close()
+
+
+def nodes_cpu(settings: Settings, expected: Sequence[str] = ()) -> dict[str, float | None]:
+    """Each member's ``cpu_seconds``, asked of the node itself (scope NODE: no shared, cached snapshot).
+
+    The members come from the first endpoint that answers a cluster snapshot; ``expected`` (the ids seen
+    at the start) are reported as None if they are gone. Never raises: CPU is a figure, not a precondition.
+    """
+    members: dict[str, str] = {}
+    for endpoint in settings.endpoints:
+        try:
+            snapshot = _stats(endpoint, settings, stats_pb2.STATS_SCOPE_CLUSTER)
+        except grpc.RpcError:
+            continue
+        members = {n.id: n.grpc_address for n in snapshot.nodes[:CPU_NODES_MAX] if n.grpc_address}
+        break
+    cpu: dict[str, float | None] = dict.fromkeys(expected)
+    for node_id, address in members.items():
+        try:
+            own = _stats(address, settings, stats_pb2.STATS_SCOPE_NODE).nodes
+        except grpc.RpcError:
+            cpu[node_id] = None
+            continue
+        # 0 means a node too old to report the field (a live process has always used some CPU).
+        cpu[node_id] = own[0].cpu_seconds if own and own[0].cpu_seconds > 0 else None
+    return cpu
+
+
+#: Figures compared by --compare: (section, key) in the JSON result; None = top level.
+COMPARED: tuple[tuple[str | None, str], ...] = (
+    (None, "throughput_per_second"),
+    (None, "achieved_submit_rate"),
+    ("submit_ms", "p50"),
+    ("submit_ms", "p95"),
+    ("submit_ms", "p99"),
+    ("end_to_end_ms", "p50"),
+    ("end_to_end_ms", "p95"),
+    ("end_to_end_ms", "p99"),
+    ("cpu", "ms_per_workflow"),
+)
+
+
+def read_result(path: Path) -> dict[str, Any]:
+    """An earlier ``bench load -o json`` result, checked enough that a wrong file fails clearly (exit 2)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read(COMPARE_BYTES_MAX + 1)
+    except OSError as err:
+        raise CliError(f"--compare: cannot read {path}: {err.strerror or err}", ExitCode.USAGE) from None
+    if len(text) > COMPARE_BYTES_MAX:
+        raise CliError(f"--compare: {path} is larger than {COMPARE_BYTES_MAX} bytes", ExitCode.USAGE)
+    try:
+        data = json.loads(text)
+    except ValueError as err:
+        raise CliError(f"--compare: {path} is not JSON: {err}", ExitCode.USAGE) from None
+    if not isinstance(data, dict):
+        raise CliError(f"--compare: {path}: expected a JSON object (a `-o json` result)", ExitCode.USAGE)
+    for section, key in COMPARED:
+        holder = data if section is None else data.get(section)
+        name = key if section is None else f"{section}.{key}"
+        if section is not None and not isinstance(holder, dict):
+            raise CliError(f"--compare: {path}: field {section!r} missing or not an object", ExitCode.USAGE)
+        value = holder.get(key) if isinstance(holder, dict) else None
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise CliError(f"--compare: {path}: field {name!r} is not a number", ExitCode.USAGE)
+    return data
+
+
+def _figure(data: dict[str, Any], section: str | None, key: str) -> float | None:
+    holder = data if section is None else data.get(section)
+    value = holder.get(key) if isinstance(holder, dict) else None
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def ratios(now: dict[str, Any], earlier: dict[str, Any]) -> dict[str, float | None]:
+    """This run's figure / the earlier one's, per compared figure (None where either side has none)."""
+    out: dict[str, float | None] = {}
+    for section, key in COMPARED:
+        new, old = _figure(now, section, key), _figure(earlier, section, key)
+        name = key if section is None else f"{section}.{key}"
+        out[name] = round(new / old, 3) if new is not None and old else None
+    return out

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
 from beamctl import output
 from beamctl.client import Client
 from beamflowd.api.gen.beamflow.v1 import workflow_pb2
@@ -67,6 +65,9 @@ def run(
         return summary
     totals = {"changed": 0, "unchanged": 0, "not_found": 0}
     errors: list[str] = []
+    # Imported here: `workflow get` and friends load this module and should not pay for the progress bar.
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
     with Progress(
         TextColumn(f"{action}"),
         BarColumn(),

@@ -16,10 +16,17 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 import grpc
-import typer
 
 from beamctl.errors import CliError, ExitCode, one_line
 from beamctl.security import PLAINTEXT, Security, open_channel
+
+# Re-exported: the light definitions live in beamctl.settings (loaded by --help without grpc).
+from beamctl.settings import DEFAULT_ENDPOINTS as DEFAULT_ENDPOINTS
+from beamctl.settings import ENDPOINTS_ENV as ENDPOINTS_ENV
+from beamctl.settings import Settings as Settings
+from beamctl.settings import default_endpoints as default_endpoints
+from beamctl.settings import parse_endpoints as parse_endpoints
+from beamctl.settings import settings_of as settings_of
 from beamflowd.api.gen.beamflow.v1 import (
     cluster_pb2,
     cluster_pb2_grpc,
@@ -29,9 +36,6 @@ from beamflowd.api.gen.beamflow.v1 import (
 )
 from beamflowd.core.channels import CHANNEL_OPTIONS
 from beamflowd.core.vocabulary import CLOSING_EVENTS
-
-DEFAULT_ENDPOINTS = "127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003"
-ENDPOINTS_ENV = "BEAMFLOW_ENDPOINTS"
 
 #: Full passes over the endpoint list before giving up with exit 4; an election takes ~1 s (DESIGN 4a).
 ROUNDS = 3
@@ -73,41 +77,6 @@ _EXIT_BY_CODE: dict[Any, ExitCode] = {
 }
 
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class Settings:
-    """Global options of one invocation, carried in the Typer context object."""
-
-    endpoints: tuple[str, ...]
-    timeout: float
-    output: str = "table"
-    security: Security = PLAINTEXT
-
-
-def parse_endpoints(text: str) -> tuple[str, ...]:
-    """Split ``host:port,host:port``; refuse malformed entries early (exit 2) rather than as a gRPC error."""
-    endpoints = tuple(part.strip() for part in text.split(",") if part.strip())
-    if not endpoints:
-        raise CliError("no endpoints given: use --endpoints host:port[,host:port...]", ExitCode.USAGE)
-    for endpoint in endpoints:
-        host, sep, port = endpoint.rpartition(":")
-        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise CliError(f"invalid endpoint {endpoint!r}: expected host:port", ExitCode.USAGE)
-    return endpoints
-
-
-def default_endpoints() -> str:
-    """``BEAMFLOW_ENDPOINTS`` or the local 3-node default."""
-    return os.environ.get(ENDPOINTS_ENV) or DEFAULT_ENDPOINTS
-
-
-def settings_of(ctx: typer.Context) -> Settings:
-    """The global options set by the root callback; defaults when a sub-app is invoked on its own."""
-    settings = ctx.find_object(Settings)
-    if settings is None:
-        return Settings(endpoints=parse_endpoints(default_endpoints()), timeout=10.0)
-    return settings
 
 
 def error_from_rpc(err: grpc.RpcError, endpoint: str) -> CliError:

@@ -7,14 +7,20 @@ from typing import Annotated
 
 import typer
 
-import beamctl.breakers
-import beamctl.chaos
-import beamctl.dev
-from beamctl import bench, cluster, dlq, top, workflow
-from beamctl.client import ENDPOINTS_ENV, Settings, default_endpoints, parse_endpoints
 from beamctl.errors import CliError, ExitCode, fail
-from beamctl.output import OutputFormat
-from beamctl.security import CACERT_ENV, CERT_ENV, KEY_ENV, TOKEN_ENV, Security
+from beamctl.lazy_group import LazyCommand, LazyGroup
+from beamctl.settings import (
+    CACERT_ENV,
+    CERT_ENV,
+    ENDPOINTS_ENV,
+    KEY_ENV,
+    TOKEN_ENV,
+    OutputFormat,
+    Security,
+    Settings,
+    default_endpoints,
+    parse_endpoints,
+)
 
 EPILOG = (
     "Exit codes: 0 ok; 1 workflow failed or cancelled (--wait, watch); 2 usage error or invalid input; "
@@ -23,8 +29,53 @@ EPILOG = (
     "130 interrupted. See docs/cli.md."
 )
 
+#: The command tree, in the order of `beamctl --help`. Each module is imported only when its command runs
+#: (beamctl/lazy_group.py); tests/cli/test_cli_offline.py checks every summary against the command's help.
+COMMANDS = {
+    # The famous one gets a top-level alias, as `temporal workflow start` users expect `beamctl submit`.
+    "submit": LazyCommand(
+        "beamctl.workflow",
+        "submit",
+        "Submit a workflow file and print its id.",
+        epilog="Alias of `beamctl workflow submit`. " + EPILOG,
+    ),
+    "top": LazyCommand(
+        "beamctl.top",
+        "top",
+        "Live dashboard: nodes, throughput, success rate, latency percentiles, events, chaos.",
+        epilog=EPILOG,
+    ),
+    "workflow": LazyCommand("beamctl.workflow", "app", "Submit, inspect, list, watch and cancel workflows."),
+    "cluster": LazyCommand(
+        "beamctl.cluster", "app", "Inspect the cluster: nodes, roles, Raft indexes, liveness."
+    ),
+    "dlq": LazyCommand(
+        "beamctl.dlq",
+        "app",
+        "The dead-letter queue: workflows that failed for good, waiting for an operator.",
+    ),
+    "chaos": LazyCommand(
+        "beamctl.chaos",
+        "app",
+        "Inject faults on purpose (nodes need --enable-chaos) and verify that nothing was lost.",
+    ),
+    "dev": LazyCommand(
+        "beamctl.dev",
+        "app",
+        "Local tooling: a supervised cluster (loopback, chaos enabled), throwaway certificates and tokens.",
+    ),
+    "bench": LazyCommand("beamctl.bench", "app", "Generate load and measure it."),
+    "breakers": LazyCommand("beamctl.breakers", "app", "Circuit breakers of every node."),
+}
+
+
+class BeamctlGroup(LazyGroup):
+    lazy = COMMANDS
+
+
 app = typer.Typer(
     name="beamctl",
+    cls=BeamctlGroup,
     help="Control a BEAMFlow cluster: submit and watch workflows, inspect the cluster.\n\n"
     "Example: beamctl --endpoints 127.0.0.1:7001 workflow submit hello.yaml --wait",
     epilog=EPILOG,
@@ -34,16 +85,6 @@ app = typer.Typer(
     rich_markup_mode="markdown",
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-app.add_typer(workflow.app, name="workflow")
-app.add_typer(cluster.app, name="cluster")
-app.add_typer(dlq.app, name="dlq")
-app.add_typer(beamctl.chaos.app, name="chaos")
-app.add_typer(beamctl.dev.app, name="dev")
-# The famous one gets a top-level alias, as `temporal workflow start` users expect `beamctl submit`.
-app.command("submit", epilog="Alias of `beamctl workflow submit`. " + EPILOG)(workflow.submit)
-app.command("top", epilog=EPILOG)(top.top)
-app.add_typer(bench.app, name="bench")
-app.add_typer(beamctl.breakers.app, name="breakers")
 
 
 @app.callback()

@@ -5,7 +5,6 @@ Tables are drawn from the same dicts that ``-o json`` prints, so both views alwa
 
 from __future__ import annotations
 
-import enum
 import json
 import sys
 from collections.abc import Iterable, Mapping, Sequence
@@ -19,17 +18,9 @@ from rich.table import Table
 from rich.text import Text
 
 from beamctl.client import settings_of
+from beamctl.settings import OutputFormat as OutputFormat  # re-exported; defined where --help loads it
 from beamflowd.api.gen.beamflow.v1 import cluster_pb2, workflow_pb2
 from beamflowd.core.vocabulary import DLQ_PENDING, DLQ_RETRYING
-
-
-class OutputFormat(enum.StrEnum):
-    """Values of ``-o/--output``."""
-
-    table = "table"
-    json = "json"
-    yaml = "yaml"
-
 
 #: Formats for scripts: one document with every field, no decoration.
 DATA_FORMATS = frozenset({"json", "yaml"})

@@ -10,42 +10,19 @@ from __future__ import annotations
 import functools
 import ipaddress
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import grpc
 
 from beamctl.errors import CliError, ExitCode
 
-CACERT_ENV = "BEAMFLOW_CACERT"
-CERT_ENV = "BEAMFLOW_CERT"
-KEY_ENV = "BEAMFLOW_KEY"
-TOKEN_ENV = "BEAMFLOW_TOKEN"
-
-
-@dataclass(frozen=True)
-class Security:
-    """The credentials of one beamctl invocation; empty = plaintext without a token (loopback clusters)."""
-
-    cacert: str | None = None
-    cert: str | None = None
-    key: str | None = None
-    token: str | None = None
-
-    def __post_init__(self) -> None:
-        if bool(self.cert) != bool(self.key):
-            raise CliError("--cert and --key go together (a client certificate and its key)", ExitCode.USAGE)
-        if self.token is not None and (not self.token or any(c.isspace() for c in self.token)):
-            raise CliError("--token: empty or contains whitespace", ExitCode.USAGE)
-
-    @property
-    def tls(self) -> bool:
-        return bool(self.cacert or self.cert)
-
-    def __repr__(self) -> str:  # never print the token
-        return (
-            f"Security(cacert={self.cacert!r}, cert={self.cert!r}, token={'set' if self.token else 'none'})"
-        )
+# Re-exported: the light definitions live in beamctl.settings (loaded by --help without grpc).
+from beamctl.settings import CACERT_ENV as CACERT_ENV
+from beamctl.settings import CERT_ENV as CERT_ENV
+from beamctl.settings import KEY_ENV as KEY_ENV
+from beamctl.settings import PLAINTEXT as PLAINTEXT
+from beamctl.settings import TOKEN_ENV as TOKEN_ENV
+from beamctl.settings import Security as Security
 
 
 def _read(option: str, path: str) -> bytes:
@@ -124,7 +101,3 @@ def open_channel(endpoint: str, security: Security, options: Sequence[tuple[str,
     if security.token:
         return grpc.intercept_channel(channel, BearerInterceptor(security.token))
     return channel
-
-
-#: No TLS, no token: what a loopback dev cluster needs.
-PLAINTEXT = Security()

@@ -66,6 +66,12 @@ def rss_bytes() -> int:
         return 0
 
 
+def cpu_seconds() -> float:
+    """CPU time of this process, user + system over every thread (the cost ``beamctl bench`` reports)."""
+    times = os.times()
+    return times.user + times.system
+
+
 def _clamp(value: int, default: int, low: int, high: int) -> int:
     return default if value == 0 else max(low, min(high, value))
 
@@ -118,6 +124,7 @@ class StatsServicer(pb_grpc.StatsServiceServicer):  # type: ignore[misc, unused-
             reachable=True,
             last_heartbeat_age_ms=age,
             rss_bytes=rss_bytes(),
+            cpu_seconds=cpu_seconds(),
             actors=len(self.executor.actors) if self.executor is not None else 0,
             chaos_enabled=self.chaos_enabled,
         )

@@ -7,6 +7,9 @@ watch re-subscription with after_seq) without starting real nodes.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from concurrent import futures
@@ -18,7 +21,8 @@ import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 from typer.testing import CliRunner
 
-from beamctl.main import app
+from beamctl.lazy_group import build
+from beamctl.main import COMMANDS, app
 from beamflowd.api.gen.beamflow.v1 import cluster_pb2, cluster_pb2_grpc, workflow_pb2, workflow_pb2_grpc
 from tests.harness import free_ports
 
@@ -461,3 +465,65 @@ def test_cluster_status(fake: tuple[FakeServer, str]) -> None:
     assert data["dead_letters"] == {"pending": 3, "retrying": 1, "overflow": 2}
     assert "Dead letters: 3 pending, 1 retrying" in table.stdout
     assert "Dead-letter queue full: 2 failures not queued" in table.stdout
+
+
+# -- lazy command modules ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", list(COMMANDS))
+def test_root_listing_says_what_each_command_says(name: str) -> None:
+    """`beamctl --help` lists COMMANDS without importing them: each summary must match the command's help."""
+    command = build(name, COMMANDS[name], "markdown")
+    first_paragraph = (command.help or "").strip().split("\n\n")[0]
+    assert " ".join(first_paragraph.split()) == COMMANDS[name].summary
+
+
+def test_root_help_and_completion_import_no_command_module() -> None:
+    """Startup cost: the root (help, global options) must not load grpc, protobuf or any command module."""
+    script = (
+        "import sys; from beamctl.main import main; sys.argv = ['beamctl', '--help']\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "heavy = [m for m in sys.modules if m.split('.')[0] in ('grpc', 'google')\n"
+        "         or m in ('beamctl.client', 'beamctl.workflow', 'beamctl.chaos', 'beamctl.checker')]\n"
+        "print(heavy, file=sys.stderr)\nsys.exit(1 if heavy else 0)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "Usage:" in done.stdout
+
+
+def test_workflow_get_loads_neither_checker_chaos_nor_progress_bars() -> None:
+    script = (
+        "import sys, typer.main; from beamctl.main import app\n"
+        "typer.main.get_command(app).get_command(None, 'workflow')\n"
+        "heavy = [m for m in ('beamctl.checker', 'beamctl.chaos', 'beamctl.bench', 'rich.progress',\n"
+        "         'google.protobuf.json_format') if m in sys.modules]\n"
+        "print(heavy, file=sys.stderr)\nsys.exit(1 if heavy else 0)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+
+
+def test_completion_of_command_names_reads_the_table() -> None:
+    env = {**os.environ, "_BEAMCTL_COMPLETE": "complete_bash", "COMP_WORDS": "beamctl wor", "COMP_CWORD": "1"}
+    done = subprocess.run(
+        [sys.executable, "-c", "from beamctl.main import main; main()"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "workflow" in done.stdout.split()
+
+
+def test_a_plain_command_does_not_load_pydantic(closed_endpoint: str) -> None:
+    """typer coerces parameters through pydantic; values needing no work skip it (beamctl/fast_params.py)."""
+    script = (
+        "import sys; from beamctl.main import main\n"
+        f"sys.argv = ['beamctl', '-e', {closed_endpoint!r}, '-o', 'json', 'workflow', 'get', 'wf-x']\n"
+        "try:\n    main()\nexcept SystemExit as exit:\n    code = exit.code\n"
+        "sys.exit(3 if 'pydantic' in sys.modules else code)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 4, done.stderr  # unavailable, and pydantic never imported

@@ -20,7 +20,7 @@ STATS_SCOPE_CLUSTER: StatsScope
 STATS_SCOPE_NODE: StatsScope
 
 class NodeStats(_message.Message):
-    __slots__ = ("id", "grpc_address", "role", "term", "commit_index", "applied_index", "liveness", "owned_workflows", "partitioned", "paused", "reachable", "error", "last_heartbeat_age_ms", "rss_bytes", "actors", "chaos_enabled", "chaos_injections", "partition", "paused_until_ms", "open_breakers")
+    __slots__ = ("id", "grpc_address", "role", "term", "commit_index", "applied_index", "liveness", "owned_workflows", "partitioned", "paused", "reachable", "error", "last_heartbeat_age_ms", "rss_bytes", "actors", "chaos_enabled", "chaos_injections", "partition", "paused_until_ms", "open_breakers", "cpu_seconds")
     class ChaosInjectionsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -55,6 +55,7 @@ class NodeStats(_message.Message):
     PARTITION_FIELD_NUMBER: _ClassVar[int]
     PAUSED_UNTIL_MS_FIELD_NUMBER: _ClassVar[int]
     OPEN_BREAKERS_FIELD_NUMBER: _ClassVar[int]
+    CPU_SECONDS_FIELD_NUMBER: _ClassVar[int]
     id: str
     grpc_address: str
     role: str
@@ -75,7 +76,8 @@ class NodeStats(_message.Message):
     partition: str
     paused_until_ms: _containers.ScalarMap[str, int]
     open_breakers: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, id: _Optional[str] = ..., grpc_address: _Optional[str] = ..., role: _Optional[str] = ..., term: _Optional[int] = ..., commit_index: _Optional[int] = ..., applied_index: _Optional[int] = ..., liveness: _Optional[str] = ..., owned_workflows: _Optional[int] = ..., partitioned: _Optional[bool] = ..., paused: _Optional[bool] = ..., reachable: _Optional[bool] = ..., error: _Optional[str] = ..., last_heartbeat_age_ms: _Optional[int] = ..., rss_bytes: _Optional[int] = ..., actors: _Optional[int] = ..., chaos_enabled: _Optional[bool] = ..., chaos_injections: _Optional[_Mapping[str, int]] = ..., partition: _Optional[str] = ..., paused_until_ms: _Optional[_Mapping[str, int]] = ..., open_breakers: _Optional[_Iterable[str]] = ...) -> None: ...
+    cpu_seconds: float
+    def __init__(self, id: _Optional[str] = ..., grpc_address: _Optional[str] = ..., role: _Optional[str] = ..., term: _Optional[int] = ..., commit_index: _Optional[int] = ..., applied_index: _Optional[int] = ..., liveness: _Optional[str] = ..., owned_workflows: _Optional[int] = ..., partitioned: _Optional[bool] = ..., paused: _Optional[bool] = ..., reachable: _Optional[bool] = ..., error: _Optional[str] = ..., last_heartbeat_age_ms: _Optional[int] = ..., rss_bytes: _Optional[int] = ..., actors: _Optional[int] = ..., chaos_enabled: _Optional[bool] = ..., chaos_injections: _Optional[_Mapping[str, int]] = ..., partition: _Optional[str] = ..., paused_until_ms: _Optional[_Mapping[str, int]] = ..., open_breakers: _Optional[_Iterable[str]] = ..., cpu_seconds: _Optional[float] = ...) -> None: ...
 
 class PeerView(_message.Message):
     __slots__ = ("node_id", "liveness", "last_heartbeat_age_ms")
