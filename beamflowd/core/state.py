@@ -952,7 +952,9 @@ class StateMachine:
         assert wf is not None
         if not wf.compensations:
             return Result("FAILED_PRECONDITION", f"workflow {wf.id} is not compensating")
-        entry = next(c for c in wf.compensations if c[1] != COMPENSATION_SUCCEEDED)
+        entry = next((c for c in wf.compensations if c[1] != COMPENSATION_SUCCEEDED), None)
+        if entry is None:
+            return Result("FAILED_PRECONDITION", f"workflow {wf.id} has no compensation left to run")
         sid, status, attempts = entry[0], entry[1], entry[2]
         if cmd.step != sid:
             return Result("FAILED_PRECONDITION", f"compensations run newest first: the next one is {sid}'s")

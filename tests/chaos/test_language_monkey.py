@@ -19,9 +19,11 @@ from beamflowd.api.gen.beamflow.v1 import workflow_pb2 as pb
 from tests.chaos.support import DevCluster, Load
 from tests.chaos.test_monkey import _chaos_status, set_monkey
 
-pytestmark = [pytest.mark.cluster, pytest.mark.timeout(300), pytest.mark.restart_delay("3s")]
+pytestmark = [pytest.mark.cluster, pytest.mark.timeout(420), pytest.mark.restart_delay("3s")]
 TOTAL = 150
 RATE = 10.0  # submissions per second: 15 s of load
+#: After the load, how long the monkey may still take to kill or isolate a node.
+NODE_ACTION_WAIT_S = 90.0
 RETRY = "retry: {max_attempts: 25, initial_interval: 10ms, max_interval: 200ms}"
 
 ROUTING = f"""
@@ -98,6 +100,13 @@ class SignallingLoad(Load):
             self.signals_unacknowledged += 1
 
 
+def _node_actions(dev: DevCluster) -> int:
+    status = _chaos_status(dev)
+    if status is None:
+        return 0
+    return int(status.injections.get("node_kill", 0)) + int(status.injections.get("partition", 0))
+
+
 def workload(n: int) -> list[tuple[str, Any]]:
     items: list[tuple[str, Any]] = []
     for i in range(n):
@@ -120,11 +129,14 @@ def test_monkey_over_branches_signals_and_fan_outs_passes_the_checker(dev_cluste
         profile="aggressive",
         kill_nodes=True,
         partitions=True,
-        duration_ms=int((TOTAL / RATE + 90) * 1000),
+        duration_ms=int((TOTAL / RATE + NODE_ACTION_WAIT_S + 90) * 1000),
     )
     assert set_monkey(dev, on).monkey.enabled
     load = SignallingLoad(dev)
     load.run(workload(TOTAL), rate=RATE)
+    # The monkey acts on nodes only when the whole cluster answers and its leader is settled; on a loaded
+    # machine the load can end first. Keep it on (the workflows still run) until it has acted, bounded.
+    dev.wait_until(lambda: _node_actions(dev) >= 1, NODE_ACTION_WAIT_S, "a node kill or partition")
     set_monkey(dev, cpb.SetMonkeyRequest(enabled=False))
     verdict = dev.verify(load.acknowledged, wait_s=150)
     status = dev.wait_until(lambda: _chaos_status(dev), 30, "chaos status from every node")

@@ -412,7 +412,11 @@ def _item_done(draw: st.DrawFn, sm: StateMachine, ts: int) -> Plain:
 
 def _compensation(draw: st.DrawFn, sm: StateMachine, ts: int) -> Plain:
     """The next compensation of a compensating workflow (mostly), in a phase that fits it (mostly)."""
-    sagas = [wf for _, wf in sorted(sm.workflows.items()) if wf.compensations and not wf.terminal]
+    sagas = [
+        wf
+        for _, wf in sorted(sm.workflows.items())
+        if not wf.terminal and any(c[1] != "succeeded" for c in wf.compensations)
+    ]
     if sagas and _pick(draw, [True] * 6 + [False]):
         wf = _pick(draw, sagas)
         entry = next(c for c in wf.compensations if c[1] != "succeeded")
