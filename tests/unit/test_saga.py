@@ -112,6 +112,8 @@ def test_a_compensation_failing_for_good_ends_compensation_failed() -> None:
     wf = sm.workflows["w"]
     assert wf.status == "compensation_failed" and "compensation of charge failed" in wf.error
     assert [c[1] for c in wf.compensations] == ["failed", "pending"]
+    (entry,) = sm.dlq.values()  # failed for good twice over: an operator must look at it
+    assert (entry.kind, entry.state, entry.wf) == ("compensation_failed", "pending", "w")
     check_invariants(sm)
 
 
