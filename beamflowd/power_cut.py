@@ -60,12 +60,11 @@ class DiskModel:
             tmp = self.model_dir / f"{MANIFEST}.tmp"
             tmp.write_text(json.dumps(names))
             os.replace(tmp, self.model_dir / MANIFEST)
+            # Every inode a name points at now is also in ``names``: anything else is unreachable.
             keep = {str(i) for i in names.values()} | {MANIFEST}
             for shadow in self.model_dir.iterdir():
                 if shadow.name not in keep and not shadow.name.endswith(".tmp"):
-                    inode_alive = any(p.stat().st_ino == int(shadow.name) for p in self._files())
-                    if not inode_alive:
-                        shadow.unlink()  # an inode no name points at, now or durably
+                    shadow.unlink()  # an inode no name points at, now or durably
 
 
 _model: DiskModel | None = None

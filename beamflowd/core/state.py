@@ -1118,7 +1118,7 @@ class StateMachine:
     def _gc_by_completion(self, cmd: Gc) -> int:
         """O(collected): the oldest finished workflows first, stopping at the first one still kept."""
         finished = self.finished_heap
-        terminal = len(self.workflows) - sum(self.owned.values())
+        terminal = self._finished_count()
         collected = 0
         while finished and collected < cmd.limit:
             finished_ms, wf_id = finished[0]
@@ -1477,8 +1477,12 @@ class StateMachine:
 
     def gc_due(self, before: int, keep_max: int) -> bool:
         """Whether a ``gc`` by completion would forget anything (O(nodes); may say yes needlessly)."""
-        terminal = len(self.workflows) - sum(self.owned.values())
-        return terminal > keep_max or bool(self.finished_heap and self.finished_heap[0][0] < before)
+        due = self._finished_count() > keep_max
+        return due or bool(self.finished_heap and self.finished_heap[0][0] < before)
+
+    def _finished_count(self) -> int:
+        """Finished workflows in state: O(nodes), since ``owned`` counts every unfinished one."""
+        return len(self.workflows) - sum(self.owned.values())
 
     # ------------------------------------------------------ snapshot & digest
     def to_plain(self, bulk: bool = True) -> dict[str, Any]:
