@@ -111,7 +111,7 @@ def _workload(endpoints: str, total: int, concurrency: int, deadline: float) -> 
 
 
 async def beamflow_side(args: argparse.Namespace, nodes: int, sequential: bool = True) -> dict[str, Any]:
-    """A fresh ``nodes``-node loopback cluster with --fsync batch: warm-up, sequential run, 100-in-flight run."""
+    """A fresh ``nodes``-node loopback cluster, --fsync batch: warm-up, sequential run, in-flight run."""
     with (
         tempfile.TemporaryDirectory() as tmp,
         Cluster(Path(tmp), n=nodes, extra_args=["--fsync", "batch"], debug_invariants=False) as cluster,
@@ -249,7 +249,7 @@ async def main() -> int:
         if five is not None:
             t = five["throughput"]
             print(
-                f"5-node BEAMFlow: {t['workflows_per_s']} wf/s, ok={five['ok']}, digests_equal={t['digests_equal']}"
+                f"5-node BEAMFlow: {t['workflows_per_s']} wf/s, ok={five['ok']}, digests={t['digests_equal']}"
             )
     all_ok = all(r["beamflow_ok"] and r["dbos_ok"] for r in rows) and (five is None or five["ok"])
     return 0 if all_ok else 1

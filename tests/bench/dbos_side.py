@@ -1,6 +1,6 @@
 """DBOS side of tests/bench/dbos_compare.py: run by the DBOS venv's python, never imported by the suite.
 
-    /work/dbos-venv/bin/python tests/bench/dbos_side.py --database-url postgresql://... --sequential 300 --total 3000
+    /work/dbos-venv/bin/python tests/bench/dbos_side.py --database-url postgresql://... --total 3000
 
 Prints one JSON line of figures. The workload mirrors deploy/workflows/three-step-demo.yaml: a
 ``@DBOS.workflow()`` calling three trivial ``@DBOS.step()``s. DBOS runs with its default configuration apart
@@ -103,7 +103,7 @@ def throughput_all(total: int, t_end: float) -> dict[str, Any]:
 
 
 def throughput_window(total: int, in_flight: int, t_end: float) -> dict[str, Any]:
-    """At most ``in_flight`` started and unfinished, like BEAMFlow's 100 in flight (less thread contention)."""
+    """At most ``in_flight`` started and unfinished, as the BEAMFlow run has (fewer threads)."""
     t0 = time.perf_counter()
     window: deque[WorkflowHandle[int]] = deque()
     done = bad = 0
