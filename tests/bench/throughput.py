@@ -53,6 +53,7 @@ async def main() -> int:
         help="comma list (e.g. off,batch,always): start a fresh local 3-node cluster per mode and "
         "report each, with the ratio to the first",
     )
+    ap.add_argument("--nodes", type=int, default=3, help="cluster size for --fsync-modes (e.g. 5)")
     args = ap.parse_args()
     if args.fsync_modes:
         return await compare_fsync(args)
@@ -60,7 +61,7 @@ async def main() -> int:
 
 
 async def compare_fsync(args: argparse.Namespace) -> int:
-    """One fresh cluster per fsync mode, same workload; prints each report and the ratio to the first."""
+    """One fresh ``--nodes``-node cluster per fsync mode, same workload; prints each report and the ratio."""
     import tempfile
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
@@ -70,7 +71,7 @@ async def compare_fsync(args: argparse.Namespace) -> int:
     for mode in args.fsync_modes.split(","):
         with (
             tempfile.TemporaryDirectory() as tmp,
-            Cluster(Path(tmp), extra_args=["--fsync", mode], debug_invariants=False) as cluster,
+            Cluster(Path(tmp), n=args.nodes, extra_args=["--fsync", mode], debug_invariants=False) as cluster,
         ):
             cluster.start()
             cluster.wait_ready()
