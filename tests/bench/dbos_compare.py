@@ -98,7 +98,9 @@ def dbos_side(args: argparse.Namespace, url: str) -> dict[str, Any]:
     return report
 
 
-def _workload(endpoints: str, total: int, concurrency: int, deadline: float) -> argparse.Namespace:
+def _workload(
+    endpoints: str, total: int, concurrency: int, deadline: float, completion: str = "watch"
+) -> argparse.Namespace:
     return argparse.Namespace(
         endpoints=endpoints,
         workflow=str(WORKFLOW),
@@ -106,7 +108,7 @@ def _workload(endpoints: str, total: int, concurrency: int, deadline: float) -> 
         concurrency=concurrency,
         deadline=deadline,
         input="{}",
-        completion="watch",
+        completion=completion,
     )
 
 
@@ -129,6 +131,11 @@ async def beamflow_side(args: argparse.Namespace, nodes: int, sequential: bool =
         report["throughput"] = await throughput.run(
             _workload(ep, args.total, args.concurrency, args.deadline), quiet=True
         )
+        # Completion by polling the running count: the client no longer holds one stream per workflow, so
+        # less of the two shared cores goes to the benchmark's own Python (each workflow is still checked).
+        report["throughput_poll"] = await throughput.run(
+            _workload(ep, args.total, args.concurrency, args.deadline, "poll"), quiet=True
+        )
         return report
 
 
@@ -145,7 +152,7 @@ def ok(report: dict[str, Any], expected: int) -> bool:
 def pair_row(
     i: int, order: str, d: dict[str, Any], b: dict[str, Any], args: argparse.Namespace
 ) -> dict[str, Any]:
-    bs, bt = b["sequential"], b["throughput"]
+    bs, bt, bp = b["sequential"], b["throughput"], b["throughput_poll"]
     d_e2e = d["sequential"]["e2e_ms"]["p50"]
     d_tput_all = d["throughput_all"]["wf_per_s"]
     d_tput_best = max(d_tput_all, d["throughput_window"]["wf_per_s"])
@@ -159,11 +166,13 @@ def pair_row(
         "dbos_wf_per_s_all": d_tput_all,
         "dbos_wf_per_s_window": d["throughput_window"]["wf_per_s"],
         "beamflow_wf_per_s": bt["workflows_per_s"],
+        "beamflow_wf_per_s_poll": bp["workflows_per_s"],
         "e2e_ratio": round(bs["end_to_end_ms"]["p50"] / d_e2e, 3),
         "submit_ratio": round(bs["submit_ms"]["p50"] / d_e2e, 3),
         "throughput_ratio": round(bt["workflows_per_s"] / d_tput_all, 2),
+        "throughput_ratio_poll": round(bp["workflows_per_s"] / d_tput_all, 2),
         "throughput_ratio_vs_best": round(bt["workflows_per_s"] / d_tput_best, 2),
-        "beamflow_ok": ok(bs, args.sequential) and ok(bt, args.total),
+        "beamflow_ok": ok(bs, args.sequential) and ok(bt, args.total) and ok(bp, args.total),
         "dbos_ok": all(d[k]["bad"] == 0 for k in ("sequential", "sequential_handles", "throughput_all"))
         and d["throughput_all"]["finished"] == args.total
         and d["sequential"]["count"] == args.sequential,
@@ -181,7 +190,9 @@ COLUMNS = [
     ("dbos_wf_per_s_all", "DBOS wf/s"),
     ("dbos_wf_per_s_window", "DBOS wf/s (100)"),
     ("beamflow_wf_per_s", "BF wf/s"),
+    ("beamflow_wf_per_s_poll", "BF wf/s (poll)"),
     ("throughput_ratio", "tput ratio"),
+    ("throughput_ratio_poll", "(poll)"),
     ("beamflow_ok", "BF ok"),
     ("dbos_ok", "DBOS ok"),
 ]
@@ -231,12 +242,13 @@ async def main() -> int:
     five: dict[str, Any] | None = None
     if args.five_node:
         five = await beamflow_side(args, 5, sequential=False)
-        five["ok"] = ok(five["throughput"], args.total)
+        five["ok"] = ok(five["throughput"], args.total) and ok(five["throughput_poll"], args.total)
     load = os.getloadavg()
     summary = {
         "e2e_ratio": span(rows, "e2e_ratio"),
         "submit_ratio": span(rows, "submit_ratio"),
         "throughput_ratio": span(rows, "throughput_ratio"),
+        "throughput_ratio_poll": span(rows, "throughput_ratio_poll"),
         "throughput_ratio_vs_best": span(rows, "throughput_ratio_vs_best"),
         "targets": {"e2e_ratio_max": 0.5, "throughput_ratio_min": 12.0},
         "loadavg_at_end": [round(x, 2) for x in load],
@@ -247,10 +259,9 @@ async def main() -> int:
         print_table(rows)
         print(json.dumps(summary))
         if five is not None:
-            t = five["throughput"]
-            print(
-                f"5-node BEAMFlow: {t['workflows_per_s']} wf/s, ok={five['ok']}, digests={t['digests_equal']}"
-            )
+            t, tp = five["throughput"], five["throughput_poll"]
+            watch, poll = t["workflows_per_s"], tp["workflows_per_s"]
+            print(f"5-node BEAMFlow: {watch} wf/s (watch), {poll} wf/s (poll), ok={five['ok']}")
     all_ok = all(r["beamflow_ok"] and r["dbos_ok"] for r in rows) and (five is None or five["ok"])
     return 0 if all_ok else 1
 
