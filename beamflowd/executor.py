@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import json
 import logging
@@ -57,6 +58,7 @@ from beamflowd.core.vocabulary import (
     STEP_RETRY_WAIT,
     STEP_RUNNING,
     STEP_SUCCEEDED,
+    WORKFLOW_RUNNING,
 )
 from beamflowd.proposer import ProposeError, Proposer
 from beamflowd.replication import ReplicatedState
@@ -64,6 +66,9 @@ from beamflowd.steps import STEP_KINDS
 from beamflowd.steps.base import StepContext, StepError, encode_output
 
 log = logging.getLogger(__name__)
+
+#: Pipelined instant steps: how many results a chain may run ahead of its latest committed one.
+SPECULATION_DEPTH_MAX = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -439,8 +444,17 @@ class Actor:
             self.wake.set()
 
     async def _attempt(
-        self, view: WorkflowView, step: StepSpec, attempt: int, wake_ms: int, *, redelivery: str | None = None
+        self,
+        view: WorkflowView,
+        step: StepSpec,
+        attempt: int,
+        wake_ms: int,
+        *,
+        redelivery: str | None = None,
+        depth: int = 0,
     ) -> None:
+        """Run one attempt and propose its result. ``depth`` > 0: a speculative attempt (see
+        :meth:`_speculate`), whose ``view`` is the committed one plus the results proposed before it."""
         ex = self.executor
         if redelivery is not None and not await self._redeliver(view, step, attempt, redelivery):
             return
@@ -454,9 +468,59 @@ class Actor:
         await ex.quorum_ok.wait()
         async with ex.attempt_slots:
             cmd = await self._execute(view, step, attempt)
+        if isinstance(cmd, Succeed) and cmd.start and depth < SPECULATION_DEPTH_MAX:
+            # No await between this and the proposal below: the successors' tasks first run after this
+            # result is queued in the proposer, so their results are proposed after it.
+            self._speculate(view, cmd, depth + 1)
         if cmd is not None:
             await self._commit(cmd, view, step, attempt)
         self.wake.set()
+
+    def _speculate(self, view: WorkflowView, cmd: Succeed, depth: int) -> None:
+        """Pipelined instant steps: run the steps ``cmd`` starts now, before ``cmd`` commits.
+
+        Each runs as the attempt ``cmd`` will start (``attempts + 1``) on the view ``cmd`` will commit, in
+        ``self.attempts`` under its committed key, so the actor does not start it again once ``cmd``
+        applies. Its result is fenced like any other (epoch and running attempt): if ``cmd`` did not commit
+        first, the result is refused, the task ends, and the actor runs the attempt again (same key) once
+        the state shows it running. Only steps that start at once qualify (no timer, wait, fan-out,
+        deadline, pause or saga); docs/design.md "Pipelined instant steps" says why this is safe.
+        """
+        if view.paused or view.compensations or view.status != WORKFLOW_RUNNING:
+            return
+        now = now_ms()
+        if view.deadline_ms and now >= view.deadline_ms:
+            return
+        steps = dict(view.steps)
+        done = steps[cmd.step]
+        steps[cmd.step] = dataclasses.replace(done, status=STEP_SUCCEEDED, output_json=cmd.output, next_ms=0)
+        chosen: list[tuple[StepSpec, int]] = []
+        for step_id, wake in cmd.start:
+            st = steps.get(step_id)
+            if st is None or st.status != STEP_PENDING:
+                return  # the committed view disagrees with the proposal: let the normal path decide
+            steps[step_id] = dataclasses.replace(
+                st, status=STEP_RUNNING, attempts=st.attempts + 1, next_ms=wake
+            )
+            step = view.spec.step(step_id)
+            if (
+                wake == 0
+                and step.signal is None
+                and step.for_each is None
+                and not step.deadline_ms
+                and step.run in STEP_KINDS
+                and (view.epoch, step_id, st.attempts + 1) not in self.attempts
+            ):
+                chosen.append((step, st.attempts + 1))
+        if not chosen:
+            return
+        ahead = dataclasses.replace(view, steps=steps)
+        for step, attempt in chosen:
+            key = (view.epoch, step.id, attempt)
+            task = asyncio.create_task(self._attempt(ahead, step, attempt, 0, depth=depth))
+            task.add_done_callback(functools.partial(self._attempt_done, key))
+            self.attempts[key] = task
+            self.executor.speculated += 1
 
     async def _redeliver(self, view: WorkflowView, step: StepSpec, attempt: int, reason: str) -> bool:
         """Count this delivery in the committed state before running the attempt again; False: do not run
@@ -764,6 +828,8 @@ class Executor:
         self.restart_window = restart_window
         self.actors: dict[str, Actor] = {}
         self.restarts = 0
+        #: Attempts started ahead of the commit that starts them (pipelined instant steps).
+        self.speculated = 0
         #: Chaos hook: awaited before each step attempt runs; may sleep or raise StepError.
         self.step_faults: Callable[[str, str, int], Awaitable[None]] | None = None
         #: Metrics hook: (step kind, outcome ok|error|timeout, seconds) after each attempt's body ran.
