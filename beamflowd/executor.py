@@ -41,7 +41,7 @@ from beamflowd.core.scheduling import (
     wake_time,
 )
 from beamflowd.core.spec import FOR_EACH_CONCURRENCY_DEFAULT, FOR_EACH_ITEMS_MAX, StepSpec, WorkflowSpec
-from beamflowd.core.state import WorkflowState
+from beamflowd.core.state import Result, WorkflowState
 from beamflowd.core.vocabulary import (
     COMPENSATION_PENDING,
     COMPENSATION_RETRY_WAIT,
@@ -473,7 +473,9 @@ class Actor:
             # result is queued in the proposer, so their results are proposed after it.
             self._speculate(view, cmd, depth + 1)
         if cmd is not None:
-            await self._commit(cmd, view, step, attempt)
+            result = await self._commit(cmd, view, step, attempt)
+            if depth and (result is None or not result.ok):
+                ex.speculation_refused += 1  # the actor runs it again once committed state shows it running
         self.wake.set()
 
     def _speculate(self, view: WorkflowView, cmd: Succeed, depth: int) -> None:
@@ -703,13 +705,13 @@ class Actor:
 
     async def _commit(
         self, cmd: Succeed | Fail | ItemDone | Compensate, view: WorkflowView, step: StepSpec, attempt: int
-    ) -> None:
-        """Propose a result. Bounded: after ~50 failed proposals it is dropped; the step is still committed
-        as running, so the actor runs this attempt again (same idempotency key) once its task has ended."""
+    ) -> Result | None:
+        """Propose a result; its committed outcome, None if dropped. Bounded: after ~50 failed proposals it
+        is dropped; the step is still committed as running, so the actor runs this attempt again (same
+        idempotency key) once its task has ended."""
         for _ in range(50):
             try:
-                await self.executor.proposer.propose(cmd)
-                return
+                return await self.executor.proposer.propose(cmd)
             except ProposeError as exc:
                 log.warning(
                     "result of %s/%s#%d not committed yet: %s",
@@ -720,6 +722,7 @@ class Actor:
                     extra={"workflow": view.id, "step": step.id, "attempt": attempt},
                 )
                 await asyncio.sleep(0.5)
+        return None
 
     def _failure(
         self,
@@ -830,6 +833,8 @@ class Executor:
         self.restarts = 0
         #: Attempts started ahead of the commit that starts them (pipelined instant steps).
         self.speculated = 0
+        #: Speculative results the state machine refused (their step was not committed as running yet).
+        self.speculation_refused = 0
         #: Chaos hook: awaited before each step attempt runs; may sleep or raise StepError.
         self.step_faults: Callable[[str, str, int], Awaitable[None]] | None = None
         #: Metrics hook: (step kind, outcome ok|error|timeout, seconds) after each attempt's body ran.
