@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import json
 import logging
@@ -40,7 +41,7 @@ from beamflowd.core.scheduling import (
     wake_time,
 )
 from beamflowd.core.spec import FOR_EACH_CONCURRENCY_DEFAULT, FOR_EACH_ITEMS_MAX, StepSpec, WorkflowSpec
-from beamflowd.core.state import WorkflowState
+from beamflowd.core.state import Result, WorkflowState
 from beamflowd.core.vocabulary import (
     COMPENSATION_PENDING,
     COMPENSATION_RETRY_WAIT,
@@ -57,6 +58,7 @@ from beamflowd.core.vocabulary import (
     STEP_RETRY_WAIT,
     STEP_RUNNING,
     STEP_SUCCEEDED,
+    WORKFLOW_RUNNING,
 )
 from beamflowd.proposer import ProposeError, Proposer
 from beamflowd.replication import ReplicatedState
@@ -64,6 +66,16 @@ from beamflowd.steps import STEP_KINDS
 from beamflowd.steps.base import StepContext, StepError, encode_output
 
 log = logging.getLogger(__name__)
+
+#: Pipelined instant steps: how many results a chain may run ahead of its latest committed one.
+SPECULATION_DEPTH_MAX = 4
+#: How long a result waits for its speculative successors' results, to commit them in the same entry (a
+#: slower successor proposes alone, right after): a chain of instant steps then costs one commit.
+SPECULATION_HOLD_S = 0.002
+
+#: A speculative attempt's results (its own, then its successors'), handed to its parent, and the future
+#: through which the parent returns their committed outcomes (None: not committed in one go).
+Handoff = asyncio.Future[tuple[list["Succeed | Fail"], asyncio.Future[list["Result | None"]]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -439,24 +451,137 @@ class Actor:
             self.wake.set()
 
     async def _attempt(
-        self, view: WorkflowView, step: StepSpec, attempt: int, wake_ms: int, *, redelivery: str | None = None
+        self,
+        view: WorkflowView,
+        step: StepSpec,
+        attempt: int,
+        wake_ms: int,
+        *,
+        redelivery: str | None = None,
+        depth: int = 0,
+        handoff: Handoff | None = None,
     ) -> None:
+        """Run one attempt and propose its result. ``depth`` > 0: a speculative attempt (see
+        :meth:`_speculate`), whose ``view`` is the committed one plus the results proposed before it, and
+        which hands its result to its parent through ``handoff`` while the parent still holds its own."""
         ex = self.executor
-        if redelivery is not None and not await self._redeliver(view, step, attempt, redelivery):
-            return
-        ex.executed.setdefault(view.id, set()).add((view.epoch, step.id, attempt))
-        if wake_ms:
-            delay = (wake_ms - now_ms()) / 1000
-            if delay > 0:
-                await asyncio.sleep(delay)
-        # Self-fencing: without a quorum for a lease, no new side effects start on this node. This early
-        # wait keeps fenced attempts from taking slots; the decisive check is right before the body runs.
-        await ex.quorum_ok.wait()
-        async with ex.attempt_slots:
-            cmd = await self._execute(view, step, attempt)
-        if cmd is not None:
-            await self._commit(cmd, view, step, attempt)
-        self.wake.set()
+        try:
+            if redelivery is not None and not await self._redeliver(view, step, attempt, redelivery):
+                return
+            ex.executed.setdefault(view.id, set()).add((view.epoch, step.id, attempt))
+            if wake_ms:
+                delay = (wake_ms - now_ms()) / 1000
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            # Self-fencing: without a quorum for a lease, no new side effects start on this node. This early
+            # wait keeps fenced attempts from taking slots; the decisive check is right before the body runs.
+            await ex.quorum_ok.wait()
+            async with ex.attempt_slots:
+                cmd = await self._execute(view, step, attempt)
+            if cmd is None:
+                return
+            children: list[Handoff] = []
+            if isinstance(cmd, Succeed) and cmd.start and depth < SPECULATION_DEPTH_MAX:
+                children = self._speculate(view, cmd, depth + 1)
+            result = await self._propose_chain(cmd, children, handoff)
+            if result is None:  # not committed in one go: alone, with the bounded retries
+                result = await self._commit(cmd, view, step, attempt)
+            if depth and (result is None or not result.ok):
+                ex.speculation_refused += 1  # the actor runs it again once committed state shows it running
+        finally:
+            if handoff is not None and not handoff.done():
+                handoff.cancel()  # nothing to hand over: the parent stops holding its result for this one
+            self.wake.set()
+
+    async def _propose_chain(
+        self, cmd: Succeed | Fail, children: list[Handoff], handoff: Handoff | None
+    ) -> Result | None:
+        """Queue ``cmd`` and the results its speculative children hand over within
+        ``SPECULATION_HOLD_S``, in one go (so in log order, one Raft entry), or hand them all to this
+        attempt's own parent; ``cmd``'s result, None if its proposal failed (the caller retries it)."""
+        loop = asyncio.get_running_loop()
+        chain: list[Succeed | Fail] = [cmd]
+        backs: list[tuple[int, int, asyncio.Future[list[Result | None]]]] = []
+        results: list[Result | None] = []
+        try:
+            hold_until = loop.time() + SPECULATION_HOLD_S
+            for child in children:
+                remaining = hold_until - loop.time()
+                if not child.done() and remaining > 0:
+                    await asyncio.wait([child], timeout=remaining)
+                if not child.done():
+                    child.cancel()  # too slow: it proposes alone when done
+                if child.cancelled():
+                    continue
+                handed, back = child.result()
+                backs.append((len(chain), len(handed), back))
+                chain.extend(handed)
+            if handoff is not None and not handoff.done():
+                mine: asyncio.Future[list[Result | None]] = loop.create_future()
+                handoff.set_result((chain, mine))
+                results = await mine
+            else:
+                # No await between these: the proposer flushes them together, in this order.
+                pending = [self.executor.proposer.enqueue(c) for c in chain]
+                outcomes = await asyncio.gather(*pending, return_exceptions=True)
+                results = [o if isinstance(o, Result) else None for o in outcomes]
+        finally:
+            for child in children:
+                if not child.done():
+                    child.cancel()
+            for first, count, back in backs:
+                if not back.done():
+                    part = results[first : first + count]
+                    back.set_result(part if len(part) == count else [None] * count)
+        return results[0] if results else None
+
+    def _speculate(self, view: WorkflowView, cmd: Succeed, depth: int) -> list[Handoff]:
+        """Pipelined instant steps: run the steps ``cmd`` starts now, before ``cmd`` commits.
+
+        Each runs as the attempt ``cmd`` will start (``attempts + 1``) on the view ``cmd`` will commit, in
+        ``self.attempts`` under its committed key, so the actor does not start it again once ``cmd``
+        applies. Its result is fenced like any other (epoch and running attempt): if ``cmd`` did not commit
+        first, the result is refused, the task ends, and the actor runs the attempt again (same key) once
+        the state shows it running. Only steps that start at once qualify (no timer, wait, fan-out,
+        deadline, pause or saga); docs/design.md "Pipelined instant steps" says why this is safe.
+        """
+        if view.paused or view.compensations or view.status != WORKFLOW_RUNNING:
+            return []
+        now = now_ms()
+        if view.deadline_ms and now >= view.deadline_ms:
+            return []
+        steps = dict(view.steps)
+        done = steps[cmd.step]
+        steps[cmd.step] = dataclasses.replace(done, status=STEP_SUCCEEDED, output_json=cmd.output, next_ms=0)
+        chosen: list[tuple[StepSpec, int]] = []
+        for step_id, wake in cmd.start:
+            st = steps.get(step_id)
+            if st is None or st.status != STEP_PENDING:
+                return []  # the committed view disagrees with the proposal: let the normal path decide
+            steps[step_id] = dataclasses.replace(
+                st, status=STEP_RUNNING, attempts=st.attempts + 1, next_ms=wake
+            )
+            step = view.spec.step(step_id)
+            if (
+                wake == 0
+                and step.signal is None
+                and step.for_each is None
+                and not step.deadline_ms
+                and step.run in STEP_KINDS
+                and (view.epoch, step_id, st.attempts + 1) not in self.attempts
+            ):
+                chosen.append((step, st.attempts + 1))
+        ahead = dataclasses.replace(view, steps=steps)
+        handoffs: list[Handoff] = []
+        for step, attempt in chosen:
+            key = (view.epoch, step.id, attempt)
+            handoff: Handoff = asyncio.get_running_loop().create_future()
+            task = asyncio.create_task(self._attempt(ahead, step, attempt, 0, depth=depth, handoff=handoff))
+            task.add_done_callback(functools.partial(self._attempt_done, key))
+            self.attempts[key] = task
+            handoffs.append(handoff)
+            self.executor.speculated += 1
+        return handoffs
 
     async def _redeliver(self, view: WorkflowView, step: StepSpec, attempt: int, reason: str) -> bool:
         """Count this delivery in the committed state before running the attempt again; False: do not run
@@ -639,13 +764,13 @@ class Actor:
 
     async def _commit(
         self, cmd: Succeed | Fail | ItemDone | Compensate, view: WorkflowView, step: StepSpec, attempt: int
-    ) -> None:
-        """Propose a result. Bounded: after ~50 failed proposals it is dropped; the step is still committed
-        as running, so the actor runs this attempt again (same idempotency key) once its task has ended."""
+    ) -> Result | None:
+        """Propose a result; its committed outcome, None if dropped. Bounded: after ~50 failed proposals it
+        is dropped; the step is still committed as running, so the actor runs this attempt again (same
+        idempotency key) once its task has ended."""
         for _ in range(50):
             try:
-                await self.executor.proposer.propose(cmd)
-                return
+                return await self.executor.proposer.propose(cmd)
             except ProposeError as exc:
                 log.warning(
                     "result of %s/%s#%d not committed yet: %s",
@@ -656,6 +781,7 @@ class Actor:
                     extra={"workflow": view.id, "step": step.id, "attempt": attempt},
                 )
                 await asyncio.sleep(0.5)
+        return None
 
     def _failure(
         self,
@@ -764,6 +890,10 @@ class Executor:
         self.restart_window = restart_window
         self.actors: dict[str, Actor] = {}
         self.restarts = 0
+        #: Attempts started ahead of the commit that starts them (pipelined instant steps).
+        self.speculated = 0
+        #: Speculative results the state machine refused (their step was not committed as running yet).
+        self.speculation_refused = 0
         #: Chaos hook: awaited before each step attempt runs; may sleep or raise StepError.
         self.step_faults: Callable[[str, str, int], Awaitable[None]] | None = None
         #: Metrics hook: (step kind, outcome ok|error|timeout, seconds) after each attempt's body ran.

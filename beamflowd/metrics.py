@@ -61,8 +61,11 @@ class NodeMetrics:
         raft: ReplicatedState,
         proposer: Proposer,
         stats: StatsAggregator,
+        speculation: Callable[[], tuple[int, int]] | None = None,
     ) -> None:
         self.node_id = node_id
+        #: (attempts started ahead of their commit, of those whose result was refused); None: not counted.
+        self.speculation = speculation
         self.raft = raft
         self.proposer = proposer
         self.stats = stats
@@ -159,6 +162,18 @@ class _ScrapeCollector(Collector):
             "Commands this node proposed that did not commit (deadline, refusal, unserialisable, shutdown).",
             m.proposer.failed + m.proposer.rejected,
         )
+        if m.speculation is not None:
+            speculated, refused = m.speculation()
+            yield _counter(
+                "beamflow_speculative_attempts",
+                "Step attempts this node started before the commit that starts them (pipelined steps).",
+                speculated,
+            )
+            yield _counter(
+                "beamflow_speculative_results_refused",
+                "Speculative attempts whose result was refused (run again once committed as running).",
+                refused,
+            )
         counters = m.stats.counters()
         in_flight = counters["submitted"] - counters["succeeded"] - counters["failed"] - counters["cancelled"]
         yield _gauge("beamflow_workflows_in_flight", "Workflows not finished, cluster-wide.", in_flight)

@@ -155,7 +155,14 @@ class Node:
             config.chaos_enabled,
         )
         self.stats_api.chaos_view = self.chaos
-        self.metrics = NodeMetrics(config.node_id, self.raft, self.proposer, self.stats)
+        executor = self.executor
+        self.metrics = NodeMetrics(
+            config.node_id,
+            self.raft,
+            self.proposer,
+            self.stats,
+            speculation=lambda: (executor.speculated, executor.speculation_refused),
+        )
         self.metrics.attach(self._observe_steps)
         self.metrics_server = metrics_endpoint(config, self.metrics.render)
         #: systemd's notify socket (READY, STATUS, WATCHDOG, STOPPING); a no-op outside systemd.

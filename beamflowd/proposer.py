@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import pickle
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +34,14 @@ MAX_QUEUED_COMMANDS = 50_000
 ORPHANED_BATCH_GRACE_S = 1.0
 #: Pause before a batch that may not have committed is proposed again (an election takes a few 100 ms).
 RETRY_PAUSE_S = 0.05
+
+
+async def _done(result: Result) -> Result:
+    return result
+
+
+async def _failed(error: ProposeError) -> Result:
+    raise error
 
 
 class ProposeError(Exception):
@@ -101,12 +109,17 @@ class Proposer:
         A command that cannot be pickled, or is larger than a whole batch may be, is refused at once with
         an ``INVALID_ARGUMENT`` result.
         """
+        return await self.enqueue(command, timeout, urgent)
+
+    def enqueue(self, command: Command, timeout: float = 10.0, urgent: bool = False) -> Awaitable[Result]:
+        """:meth:`propose`, queued now: commands queued with no await between them are flushed in this
+        order, in one Raft entry when the caps allow (a chain of results then costs one commit)."""
         plain = command.to_plain()
         refused = self._check(plain)
         if isinstance(refused, Result):
-            return refused
+            return _done(refused)
         if len(self._queue) >= MAX_QUEUED_COMMANDS and not urgent:
-            raise ProposeError("RESOURCE_EXHAUSTED", "too many commands queued on this node")
+            return _failed(ProposeError("RESOURCE_EXHAUSTED", "too many commands queued on this node"))
         fut: asyncio.Future[Result] = self._loop.create_future()
         pending = _Pending(plain, fut, self._loop.time() + timeout, refused)
         if urgent:
@@ -114,6 +127,9 @@ class Proposer:
         else:
             self._queue.append(pending)
         self._wakeup.set()
+        return self._outcome(fut, timeout)
+
+    async def _outcome(self, fut: asyncio.Future[Result], timeout: float) -> Result:
         try:
             result = await asyncio.wait_for(asyncio.shield(fut), timeout + 0.5)
         except ProposeError:
