@@ -38,6 +38,13 @@ from pysyncobj.syncobj import _COMMAND_TYPE
 
 from beamflowd import gc_pauses, power_cut
 from beamflowd.core.state import FatalApplyError, Result, StateMachine, encode_plain
+from beamflowd.snapshot_loading import (
+    PENDING_ENTRIES_MAX,
+    DeferredResults,
+    PendingLoad,
+    pause_before_loading,
+    verify_finished_workflows,
+)
 from beamflowd.transport import BeamTransport
 
 log = logging.getLogger(__name__)
@@ -331,25 +338,39 @@ def write_snapshot_file(path: str, capture: _Capture, sync: bool) -> int:
     return size
 
 
-def read_snapshot_file(filename: str) -> tuple[StateMachine, dict[str, bytes] | None, Any]:
+def read_snapshot_file(
+    filename: str, check_finished: bool = True
+) -> tuple[StateMachine, dict[str, bytes] | None, Any]:
     """(state, per-workflow encodings if the format keeps them, raft metadata) from a v1 or v2 file."""
     with open(filename, "rb") as f:
-        return parse_snapshot(f.read(), filename)
+        return parse_snapshot(f.read(), filename, check_finished=check_finished)
+
+
+def snapshot_raft_meta(data: bytes) -> Any:
+    """pysyncobj's metadata of a v2 snapshot without decoding its state; None for any other format."""
+    if data[: len(SNAPSHOT_MAGIC_V2)] != SNAPSHOT_MAGIC_V2:
+        return None
+    offset = len(SNAPSHOT_MAGIC_V2)
+    meta_size = int.from_bytes(data[offset : offset + 8], "big")
+    return pickle.loads(data[offset + 8 : offset + 8 + meta_size])
 
 
 def parse_snapshot(
-    data: bytes, name: str, trust_meta: bool = True
+    data: bytes, name: str, trust_meta: bool = True, check_finished: bool = True
 ) -> tuple[StateMachine, dict[str, bytes] | None, Any]:
     """:func:`read_snapshot_file` of bytes already read; ``name`` says where they came from in errors.
 
     ``trust_meta=False``: v2 only, pysyncobj's pickled metadata is skipped (returned as None).
+    ``check_finished=False``: finished workflows' own invariants are left to the caller
+    (:func:`beamflowd.snapshot_loading.verify_finished_workflows`).
     """
     magic = data[: len(SNAPSHOT_MAGIC_V2)]
     offset = len(magic)
     if magic == SNAPSHOT_MAGIC_V1 and trust_meta:
         size = int.from_bytes(data[offset : offset + 8], "big")
         plain = json.loads(zlib.decompress(data[offset + 8 : offset + 8 + size]))
-        return StateMachine.from_plain(plain), None, pickle.loads(data[offset + 8 + size :])
+        restored = StateMachine.from_plain(plain, check_finished=check_finished)
+        return restored, None, pickle.loads(data[offset + 8 + size :])
     if magic != SNAPSHOT_MAGIC_V2:
         raise ValueError(f"{name}: not a BEAMFlow snapshot")
     meta_size = int.from_bytes(data[offset : offset + 8], "big")
@@ -362,7 +383,7 @@ def parse_snapshot(
     encoded = lines[2:-1]
     header["workflows"] = [json.loads(line) for line in encoded]
     fragments = {wp["id"]: line for wp, line in zip(header["workflows"], encoded, strict=True)}
-    return StateMachine.from_plain(header, fragments), fragments, raft_meta
+    return StateMachine.from_plain(header, fragments, check_finished=check_finished), fragments, raft_meta
 
 
 class ReplicatedState(SyncObj):  # type: ignore[misc]
@@ -405,6 +426,10 @@ class ReplicatedState(SyncObj):  # type: ignore[misc]
         #: Raft index of the last entry whose commands the state reflects (set under the state lock).
         self.applied_index = 0
         self._transfer_requested = False
+        #: False while pysyncobj's constructor runs (it loads the snapshot on disk synchronously then).
+        self._started = False
+        #: A received snapshot still decoding on the loader thread (entries committed meanwhile queue here).
+        self._pending_load: PendingLoad | None = None
         os.makedirs(data_dir, exist_ok=True)
         power_cut.install(data_dir)
         self._dump_path = os.path.join(data_dir, DUMP_FILE)
@@ -441,6 +466,7 @@ class ReplicatedState(SyncObj):  # type: ignore[misc]
             self._timed_journal_sync(self._SyncObj__raftLog)
             _fsync_dir_of(conf.journalFile)
         self.addOnTickCallback(self._on_tick)
+        self._started = True
         self.encoded.start()
         try:
             self.waitBinded()
@@ -505,7 +531,10 @@ class ReplicatedState(SyncObj):  # type: ignore[misc]
 
         def callback(result: Any, error: int) -> None:
             if error == FAIL_REASON.SUCCESS:
-                on_done(result, Outcome.COMMITTED, "")
+                if isinstance(result, DeferredResults):  # committed behind a snapshot still decoding
+                    result.then(lambda results: on_done(results, Outcome.COMMITTED, ""))
+                else:
+                    on_done(result, Outcome.COMMITTED, "")
             elif error in _RETRYABLE or error in _UNKNOWN:
                 on_done(None, Outcome.RETRY, str(error))
             else:
@@ -515,20 +544,25 @@ class ReplicatedState(SyncObj):  # type: ignore[misc]
 
     # ---------------------------------------------------------- tick thread
     @replicated  # type: ignore[untyped-decorator]
-    def apply_batch(self, commands: list[Mapping[str, Any]]) -> list[Result]:
+    def apply_batch(self, commands: list[Mapping[str, Any]]) -> list[Result] | DeferredResults:
+        index = self._SyncObj__raftLastApplied + 1  # pysyncobj counts it after we return
+        pending = self._pending_load
+        if pending is not None and len(pending.queued) >= PENDING_ENTRIES_MAX:
+            log.warning("%d entries wait for a snapshot still decoding: waiting for it", len(pending.queued))
+            pending.done.wait()
+        outcome: list[Result] | DeferredResults
         with self._lock:
-            try:
-                results = self.sm.apply_all(commands)
-            except FatalApplyError as exc:
-                # Fail-stop: a bug must not leave this replica running on a state the others may not share.
-                # Exit before anything is acknowledged; the supervisor restarts the node from its log.
-                log.critical("fatal error applying %s, stopping the node: %s", exc.op, exc, exc_info=exc)
-                os._exit(os.EX_SOFTWARE)  # 70
-            self.applied_index = self._SyncObj__raftLastApplied + 1  # pysyncobj counts it after we return
-            changed = self.sm.drain_changed()
             seen = time.monotonic()  # liveness is judged on the local clock, outside the state machine
-            if changed:
-                self.encoded.mark(changed, seen)
+            pending = self._pending_load
+            if pending is not None:
+                outcome = DeferredResults()
+                pending.queued.append((commands, outcome, index))
+                changed: set[str] = set()
+            else:
+                outcome = self._apply_locked(commands, index)
+                changed = self.sm.drain_changed()
+                if changed:
+                    self.encoded.mark(changed, seen)
         for cmd in commands:
             if cmd.get("op") in ("heartbeat", "join"):
                 self.heartbeat_seen[cmd["node"]] = seen
@@ -540,6 +574,18 @@ class ReplicatedState(SyncObj):  # type: ignore[misc]
                 self._on_applied(changed)
             except Exception:
                 log.exception("change notification failed")
+        return outcome
+
+    def _apply_locked(self, commands: list[Mapping[str, Any]], index: int) -> list[Result]:
+        """Apply one entry (the state lock held); ``index`` is its Raft index."""
+        try:
+            results = self.sm.apply_all(commands)
+        except FatalApplyError as exc:
+            # Fail-stop: a bug must not leave this replica running on a state the others may not share.
+            # Exit before anything is acknowledged; the supervisor restarts the node from its log.
+            log.critical("fatal error applying %s, stopping the node: %s", exc.op, exc, exc_info=exc)
+            os._exit(os.EX_SOFTWARE)  # 70
+        self.applied_index = index
         return results
 
     def _start_snapshot(self, tmp_filename: str, raft_data: Any) -> None:
@@ -552,6 +598,14 @@ class ReplicatedState(SyncObj):  # type: ignore[misc]
         started = time.monotonic()
         with suppress(FileNotFoundError):
             os.unlink(tmp_filename)
+        with self._lock:
+            pending = self._pending_load
+            if pending is not None:
+                # Our state is behind the index pysyncobj would cut the journal at: refuse, once the load
+                # is done (reporting FAILED at once would have pysyncobj ask again on every tick).
+                self._snapshot_state = SERIALIZER_STATE.SERIALIZING
+                pending.snapshot_refused = True
+                return
         raft_meta = pickle.dumps(raft_data)  # pysyncobj's own entries and node set, not our classes
         capture = self.encoded.capture(raft_meta)
         pause = time.monotonic() - started
@@ -610,17 +664,49 @@ class ReplicatedState(SyncObj):  # type: ignore[misc]
     def _read_snapshot(self, filename: str) -> Any:
         """pysyncobj's deserializer hook: at start, and when a snapshot arrives from the leader.
 
-        A received snapshot was renamed into place without a sync, and pysyncobj clears the journal right
-        after this returns: sync it (and its directory) first.
+        At start the state is decoded here, before the node serves. A received snapshot is decoded on a
+        loader thread (:mod:`beamflowd.snapshot_loading`): pysyncobj gets its metadata at once. It was
+        renamed into place without a sync, and pysyncobj clears the journal right after this returns:
+        sync it (and its directory) first.
         """
         if self.fsync != "off":
             _fsync_path(filename)
             _fsync_dir_of(filename)
+        with open(filename, "rb") as f:
+            data = f.read()
+        raft_data = snapshot_raft_meta(data) if self._started else None
+        if raft_data is None:  # at start, or a format whose metadata comes last
+            return self._load_snapshot(data, filename)
+        previous = self._pending_load
+        if previous is not None:  # a second snapshot before the first one decoded: rare, keep order
+            previous.done.wait()
+        pending = PendingLoad(index=int(raft_data[0][1]))
+        with self._lock:
+            self._pending_load = pending
+        threading.Thread(
+            target=self._load_snapshot, args=(data, filename, pending), name="snapshot-loader", daemon=True
+        ).start()
+        return raft_data
+
+    def _load_snapshot(self, data: bytes, name: str, pending: PendingLoad | None = None) -> Any:
+        """Decode ``data`` and put it in place of the state; with ``pending`` (loader thread), then apply
+        the entries queued behind it. Returns pysyncobj's metadata."""
+        if pending is not None:
+            pause_before_loading()
         started = time.monotonic()
-        # Decoding builds millions of objects: with the cyclic collector on, its passes over the growing
-        # heap cost 2-4x the decoding itself. The state holds no cycles to collect.
-        with gc_pauses.collector_off():
-            restored, fragments, raft_data = read_snapshot_file(filename)
+        try:
+            # Decoding builds millions of objects: with the cyclic collector on, its passes over the
+            # growing heap cost 2-4x the decoding itself. The state holds no cycles to collect.
+            with gc_pauses.collector_off():
+                restored, fragments, raft_data = parse_snapshot(data, name, check_finished=False)
+        except Exception as exc:
+            if pending is None:
+                raise  # at start: the node does not start
+            # pysyncobj already cut the journal for it: this node cannot go on. Its disk holds the file.
+            log.critical("cannot load the snapshot received from the leader: %s", exc, exc_info=exc)
+            os._exit(os.EX_SOFTWARE)
+        decoded = time.monotonic()
+        waiting: list[tuple[DeferredResults, list[Result]]] = []
         with self._lock:
             self.sm.load(restored)
             self.applied_index = int(raft_data[0][1])
@@ -630,20 +716,49 @@ class ReplicatedState(SyncObj):  # type: ignore[misc]
                 self.encoded.reset({}, changed)
             else:
                 self.encoded.reset(fragments, ())
+            refused = False
+            if pending is not None:
+                for commands, deferred, index in pending.queued:
+                    waiting.append((deferred, self._apply_locked(commands, index)))
+                queued_changed = self.sm.drain_changed()
+                if queued_changed:
+                    self.encoded.mark(queued_changed, time.monotonic())
+                changed |= queued_changed
+                self._pending_load = None
+                refused = pending.snapshot_refused
         del restored, fragments
+        if pending is not None:
+            pending.done.set()
+            if refused:
+                self._snapshot_state = SERIALIZER_STATE.FAILED
         gc_pauses.freeze_long_lived()
-        # A snapshot received from the leader loads on the tick thread, inside the append that carried it;
-        # pysyncobj checks the election deadline before it reads the next message, so a load longer than
-        # the election timeout would start an election against a healthy leader. Count the time from now.
-        self._SyncObj__raftElectionDeadline = time.monotonic() + self._SyncObj__generateRaftTimeout()
+        if pending is None:
+            # Loaded inside pysyncobj's constructor: count the election timeout from now.
+            self._SyncObj__raftElectionDeadline = time.monotonic() + self._SyncObj__generateRaftTimeout()
         log.info(
-            "loaded snapshot: %d workflows, applied index %s, in %.0f ms",
+            "loaded snapshot: %d workflows, applied index %s, in %.0f ms%s",
             len(self.sm.workflows),
             raft_data[0][1],
-            (time.monotonic() - started) * 1000,
+            (decoded - started) * 1000,
+            ""
+            if pending is None
+            else f" off the Raft thread, then {len(pending.queued)} queued entries applied",
         )
+        for deferred, results in waiting:
+            deferred.resolve(results)
         self._on_applied(changed)
+        threading.Thread(target=self._verify_finished, name="snapshot-verifier", daemon=True).start()
         return raft_data
+
+    def _verify_finished(self) -> None:
+        """Check each finished workflow's own invariants after a restore; stop the node if one breaks."""
+
+        def violated(exc: Exception) -> None:
+            log.critical("the restored state breaks an invariant, stopping the node: %s", exc)
+            os._exit(os.EX_SOFTWARE)
+
+        checked, took = verify_finished_workflows(self._lock, self.sm, violated)
+        log.info("checked %d finished workflows of the restored state in %.0f ms", checked, took * 1000)
 
     # ------------------------------------------------------------ durability
     def _hook_journal(self) -> None:
