@@ -426,6 +426,7 @@ class ReplicatedState(SyncObj):  # type: ignore[misc]
         #: Raft index of the last entry whose commands the state reflects (set under the state lock).
         self.applied_index = 0
         self._transfer_requested = False
+        self._seen_term_leader: tuple[int, Any] = (-1, None)
         #: False while pysyncobj's constructor runs (it loads the snapshot on disk synchronously then).
         self._started = False
         #: A received snapshot still decoding on the loader thread (entries committed meanwhile queue here).
@@ -494,7 +495,10 @@ class ReplicatedState(SyncObj):  # type: ignore[misc]
             role=_ROLES.get(raw.get("state", -1), "unknown"),
             term=int(raw.get("raft_term", 0)),
             commit_index=int(raw.get("commit_idx", 0)),
-            applied_index=int(raw.get("last_applied", 0)),
+            # pysyncobj counts entries queued behind a snapshot still decoding as applied; the state has not.
+            applied_index=self.applied_index
+            if self._pending_load is not None
+            else int(raw.get("last_applied", 0)),
             leader_id=self._node_ids.get(leader_addr, leader_addr),
             leader_address=leader_addr,
             has_quorum=bool(raw.get("has_quorum", False)),
@@ -893,6 +897,17 @@ class ReplicatedState(SyncObj):  # type: ignore[misc]
 
     def _on_tick(self) -> None:
         """Tick thread, every tick (pysyncobj holds its callback lock: never add or remove callbacks here)."""
+        term, leader = self._SyncObj__raftCurrentTerm, self._SyncObj__raftLeader
+        if (term, leader) != self._seen_term_leader:
+            # Elections are rare and each is worth a line: an operator asks "why did the leader change?".
+            address = "" if leader is None else str(getattr(leader, "address", leader))
+            log.info(
+                "raft term %d, leader %s, role %s",
+                term,
+                self._node_ids.get(address, address) or "(none)",
+                _ROLES.get(self._SyncObj__raftState, "unknown"),
+            )
+            self._seen_term_leader = (term, leader)
         if self._transfer_requested:
             self._transfer_requested = False
             if self._isLeader():

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import shutil
 import sys
 import tempfile
 import threading
@@ -40,6 +41,7 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--workflows", type=int, default=100_000)
     ap.add_argument("--deadline", type=float, default=3_600)
+    ap.add_argument("--logs", help="copy the nodes' logs into this directory at the end")
     args = ap.parse_args()
     definition = (REPO_ROOT / "deploy/workflows/three-step-demo.yaml").read_text()
     started = time.monotonic()
@@ -49,7 +51,13 @@ def main() -> int:
         config.write_text(f"retention_max_finished = {max(50_000, args.workflows)}\n")
         extra = ["--config", str(config), "--compaction-min-entries", "2000", "--compaction-min-time", "5"]
         with Cluster(Path(tmp) / "cluster", extra_args=extra, debug_invariants=False) as cluster:
-            return measure(cluster, args, definition, started)
+            try:
+                return measure(cluster, args, definition, started)
+            finally:
+                if args.logs:
+                    Path(args.logs).mkdir(parents=True, exist_ok=True)
+                    for node_id, node in cluster.nodes.items():
+                        shutil.copy(node.log_path, Path(args.logs) / f"{node_id}.log")
 
 
 def measure(cluster: Cluster, args: argparse.Namespace, definition: str, started: float) -> int:
