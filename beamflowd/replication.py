@@ -29,6 +29,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from pysyncobj import FAIL_REASON, SERIALIZER_STATE, SyncObj, SyncObjConf, SyncObjException, replicated
 from pysyncobj.journal import FileJournal
 from pysyncobj.node import TCPNode
@@ -355,6 +356,17 @@ def snapshot_raft_meta(data: bytes) -> Any:
     return pickle.loads(data[offset + 8 : offset + 8 + meta_size])
 
 
+def _decode_line(line: bytes) -> Any:
+    """One workflow's JSON line. orjson decodes it ~2x faster than the json module (half of a restore is
+    this); what it refuses (lone surrogates, NaN) the json module decodes as it always did. orjson reads an
+    integer beyond 64 bits as a float, but every integer in a workflow's line is one of ours (times,
+    counters, attempts), far below that: user data is kept as JSON text inside strings."""
+    try:
+        return orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return json.loads(line)
+
+
 def parse_snapshot(
     data: bytes, name: str, trust_meta: bool = True, check_finished: bool = True
 ) -> tuple[StateMachine, dict[str, bytes] | None, Any]:
@@ -381,7 +393,7 @@ def parse_snapshot(
     header = json.loads(lines[0])
     header["request_ids"] = json.loads(lines[1])
     encoded = lines[2:-1]
-    header["workflows"] = [json.loads(line) for line in encoded]
+    header["workflows"] = [_decode_line(line) for line in encoded]
     fragments = {wp["id"]: line for wp, line in zip(header["workflows"], encoded, strict=True)}
     return StateMachine.from_plain(header, fragments, check_finished=check_finished), fragments, raft_meta
 
