@@ -719,7 +719,12 @@ class ReplicatedState(SyncObj):  # type: ignore[misc]
             if pending is None:
                 raise  # at start: the node does not start
             # pysyncobj already cut the journal for it: this node cannot go on. Its disk holds the file.
-            log.critical("cannot load the snapshot received from the leader: %s", exc, exc_info=exc)
+            log.critical(
+                "cannot load the snapshot received from the leader (%s): stopping. Its journal is cut for"
+                " it: remove this node's data directory and start it again, it then fetches a fresh one",
+                exc,
+                exc_info=exc,
+            )
             os._exit(os.EX_SOFTWARE)
         decoded = time.monotonic()
         waiting: list[tuple[DeferredResults, list[Result]]] = []
@@ -824,11 +829,33 @@ class ReplicatedState(SyncObj):  # type: ignore[misc]
         journal.deleteEntriesTo = delete_entries_to
 
     def _hook_received_snapshot(self) -> None:
-        """Sync a snapshot arriving from the leader before pysyncobj renames it into place."""
+        """Sync a snapshot arriving from the leader before pysyncobj renames it into place, and never
+        assemble one from the pieces of two transfers.
+
+        pysyncobj writes each piece after the previous ones; only a transfer's first piece starts a new
+        file. A leader that lost and regained leadership resumes its old transfer mid-file (see
+        :meth:`_on_tick`), and pieces of a deposed leader's transfer may follow a new leader's first one:
+        either way the file would mix two snapshots (seen: a node that could not decode what it got). So a
+        piece is taken only in the term its transfer began in; otherwise the incoming file is dropped and
+        the next first piece starts again.
+        """
         serializer = self._SyncObj__serializer
         original = serializer.setTransmissionData
+        began_in_term = [-1]
 
         def set_transmission_data(data: Any) -> bool:
+            term = self._SyncObj__raftCurrentTerm
+            if data is not None and data[1]:  # data[1]: the transfer's first piece
+                began_in_term[0] = term
+            elif data is not None and term != began_in_term[0]:
+                incoming = serializer._Serializer__incomingTransmissionFile
+                if incoming is not None:
+                    log.warning(
+                        "dropping a snapshot transfer begun in term %d (now %d)", began_in_term[0], term
+                    )
+                    incoming.close()
+                    serializer._Serializer__incomingTransmissionFile = None
+                return False
             if data is None or not data[2]:  # data[2]: the last (empty) piece, after which it is renamed
                 return bool(original(data))
             incoming = serializer._Serializer__incomingTransmissionFile
@@ -911,6 +938,13 @@ class ReplicatedState(SyncObj):  # type: ignore[misc]
         """Tick thread, every tick (pysyncobj holds its callback lock: never add or remove callbacks here)."""
         term, leader = self._SyncObj__raftCurrentTerm, self._SyncObj__raftLeader
         if (term, leader) != self._seen_term_leader:
+            # pysyncobj keeps its outgoing snapshot transfers across terms: a node leading again would
+            # resume one mid-file, after the follower took another leader's first piece. Start them over.
+            transfers = self._SyncObj__serializer._Serializer__transmissions
+            for transfer in transfers.values():
+                with suppress(Exception):
+                    transfer["file"].close()
+            transfers.clear()
             # Elections are rare and each is worth a line: an operator asks "why did the leader change?".
             address = "" if leader is None else str(getattr(leader, "address", leader))
             log.info(
