@@ -25,7 +25,7 @@ import threading
 import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,6 +44,7 @@ from beamflowd.snapshot_loading import (
     DeferredResults,
     PendingLoad,
     pause_before_loading,
+    tick_thread_first,
     verify_finished_workflows,
 )
 from beamflowd.transport import BeamTransport
@@ -67,6 +68,8 @@ ENCODE_CHUNK = 200
 WRITE_CHUNK = 2000
 #: Attempts to copy pysyncobj's member set from another thread (it changes in place on the tick thread).
 MEMBERS_READ_TRIES = 5
+#: A snapshot transfer to a follower pauses while this much is still unsent in its connection.
+SNAPSHOT_SEND_BUFFERED_BYTES_MAX = 1 << 20
 #: pysyncobj's full dump (our snapshot) inside a node's data directory.
 DUMP_FILE = "raft.snapshot"
 
@@ -478,6 +481,13 @@ class ReplicatedState(SyncObj):  # type: ignore[misc]
             # are, a power cut may take the whole file, and with it entries this node acknowledged.
             self._timed_journal_sync(self._SyncObj__raftLog)
             _fsync_dir_of(conf.journalFile)
+        if self._SyncObj__raftCurrentTerm > 0:
+            # A restart: the cluster most likely has a leader, which reconnects within connection_retry.
+            # Standing for election before it could (pysyncobj has no pre-vote) bumps every member's
+            # term and deposes a healthy leader. A fresh node (term 0) is harmless: its first term is
+            # older than the cluster's, so its votes are refused.
+            grace_s = tuning.connection_retry + tuning.max_timeout
+            self._SyncObj__raftElectionDeadline = time.monotonic() + grace_s
         self.addOnTickCallback(self._on_tick)
         self._started = True
         self.encoded.start()
@@ -713,7 +723,7 @@ class ReplicatedState(SyncObj):  # type: ignore[misc]
         try:
             # Decoding builds millions of objects: with the cyclic collector on, its passes over the
             # growing heap cost 2-4x the decoding itself. The state holds no cycles to collect.
-            with gc_pauses.collector_off():
+            with gc_pauses.building_long_lived(), tick_thread_first() if pending else nullcontext():
                 restored, fragments, raft_data = parse_snapshot(data, name, check_finished=False)
         except Exception as exc:
             if pending is None:
@@ -933,6 +943,105 @@ class ReplicatedState(SyncObj):  # type: ignore[misc]
         it is refused when no follower is fully caught up; poll :meth:`status` to see whether it happened.
         """
         self._transfer_requested = True
+
+    def _SyncObj__sendAppendEntries(self) -> None:
+        """pysyncobj 0.3.17's ``__sendAppendEntries``, with one change: a snapshot transfer stops for this
+        call once more than ``SNAPSHOT_SEND_BUFFERED_BYTES_MAX`` wait in the connection's write buffer.
+
+        pysyncobj sends pieces for up to ``appendEntriesPeriod`` per call, and calls it for every command
+        (``appendEntriesUseBatch=False``): a follower that reads slower than the leader writes (a node just
+        started, decoding) had megabytes pile up in a buffer that pysyncobj grows and shrinks by copying,
+        and the leader's tick thread stalled for seconds (heartbeats uncommitted, elections). Now a transfer
+        goes at the follower's pace, with a bounded buffer.
+        """
+        self._SyncObj__newAppendEntriesTime = time.monotonic() + self._SyncObj__conf.appendEntriesPeriod
+
+        startTime = time.monotonic()
+
+        batchSizeBytes = self._SyncObj__conf.appendEntriesBatchSizeBytes
+
+        for node in self._SyncObj__otherNodes | self._SyncObj__readonlyNodes:
+            if node not in self._SyncObj__connectedNodes:
+                self._SyncObj__serializer.cancelTransmisstion(node)
+                continue
+
+            sendSingle = True
+            sendingSerialized = False
+            nextNodeIndex = self._SyncObj__raftNextIndex[node]
+
+            while nextNodeIndex <= self._SyncObj__getCurrentLogIndex() or sendSingle or sendingSerialized:
+                if nextNodeIndex > self._SyncObj__raftLog[0][1]:
+                    prevLogIdx, prevLogTerm = self._SyncObj__getPrevLogIndexTerm(nextNodeIndex)
+                    entries = []
+                    if nextNodeIndex <= self._SyncObj__getCurrentLogIndex():
+                        entries = self._SyncObj__getEntries(nextNodeIndex, None, batchSizeBytes)
+                        self._SyncObj__raftNextIndex[node] = entries[-1][1] + 1
+
+                    if len(entries) == 1 and len(entries[0][0]) >= batchSizeBytes:
+                        entry = pysyncobj_dumps(entries[0])
+                        for pos in range(0, len(entry), batchSizeBytes):
+                            currData = entry[pos : pos + batchSizeBytes]
+                            if pos == 0:
+                                transmission = "start"
+                            elif pos + batchSizeBytes >= len(entries[0][0]):
+                                transmission = "finish"
+                            else:
+                                transmission = "process"
+                            message = {
+                                "type": "append_entries",
+                                "transmission": transmission,
+                                "data": currData,
+                                "term": self._SyncObj__raftCurrentTerm,
+                                "commit_index": self._SyncObj__raftCommitIndex,
+                                "prevLogIdx": prevLogIdx,
+                                "prevLogTerm": prevLogTerm,
+                            }
+                            self._SyncObj__transport.send(node, message)
+                            if node not in self._SyncObj__connectedNodes:
+                                break
+                    else:
+                        message = {
+                            "type": "append_entries",
+                            "term": self._SyncObj__raftCurrentTerm,
+                            "commit_index": self._SyncObj__raftCommitIndex,
+                            "entries": entries,
+                            "prevLogIdx": prevLogIdx,
+                            "prevLogTerm": prevLogTerm,
+                        }
+                        self._SyncObj__transport.send(node, message)
+                        if node not in self._SyncObj__connectedNodes:
+                            break
+                else:
+                    if self.transport.buffered_bytes(node) > SNAPSHOT_SEND_BUFFERED_BYTES_MAX:
+                        break  # the follower reads slower than we send: go on at a later call
+                    transmissionData = self._SyncObj__serializer.getTransmissionData(node)
+                    message = {
+                        "type": "append_entries",
+                        "term": self._SyncObj__raftCurrentTerm,
+                        "commit_index": self._SyncObj__raftCommitIndex,
+                        "serialized": transmissionData,
+                    }
+                    self._SyncObj__transport.send(node, message)
+                    if node not in self._SyncObj__connectedNodes:
+                        break
+
+                    if transmissionData is not None:
+                        isLast = transmissionData[2]
+                        if isLast:
+                            self._SyncObj__raftNextIndex[node] = self._SyncObj__raftLog[1][1] + 1
+                            sendingSerialized = False
+                        else:
+                            sendingSerialized = True
+                    else:
+                        sendingSerialized = False
+
+                nextNodeIndex = self._SyncObj__raftNextIndex[node]
+
+                sendSingle = False
+
+                delta = time.monotonic() - startTime
+                if delta > self._SyncObj__conf.appendEntriesPeriod:
+                    break
 
     def _on_tick(self) -> None:
         """Tick thread, every tick (pysyncobj holds its callback lock: never add or remove callbacks here)."""

@@ -14,11 +14,13 @@ workflow before that but reads and GC. A violation stops the node, as one found 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +35,8 @@ PENDING_ENTRIES_MAX = 100_000
 #: Tests only: seconds the loader thread waits before decoding a received snapshot, so that a test can
 #: have entries queue behind it. Unset (0) in production.
 LOAD_DELAY_ENV = "BEAMFLOW_TEST_SNAPSHOT_LOAD_DELAY_S"
+#: The interpreter's thread switch interval while a loader decodes (the default is 5 ms).
+LOADING_SWITCH_INTERVAL_S = 0.0005
 #: Finished workflows checked per hold of the state lock (a few ms: applies wait for the lock).
 VERIFY_CHUNK = 500
 
@@ -73,6 +77,23 @@ class PendingLoad:
     done: threading.Event = field(default_factory=threading.Event)
     #: pysyncobj asked for a snapshot of ours meanwhile (refused: the state is behind its index).
     snapshot_refused: bool = False
+
+
+@contextlib.contextmanager
+def tick_thread_first() -> Iterator[None]:
+    """While a loader thread decodes, keep the Raft tick thread's waits for the GIL short.
+
+    The tick thread gives the GIL up and takes it back many times per message (every socket call, every
+    poll); behind a thread that computes, each take waits out the switch interval (5 ms by default), so
+    a node decoding a snapshot answered its leader too slowly and called elections. 0.5 ms keeps those
+    waits short for a small cost to the decoder.
+    """
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(LOADING_SWITCH_INTERVAL_S)
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(previous)
 
 
 def pause_before_loading() -> None:
