@@ -25,10 +25,11 @@ import threading
 import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from pysyncobj import FAIL_REASON, SERIALIZER_STATE, SyncObj, SyncObjConf, SyncObjException, replicated
 from pysyncobj.journal import FileJournal
 from pysyncobj.node import TCPNode
@@ -38,6 +39,14 @@ from pysyncobj.syncobj import _COMMAND_TYPE
 
 from beamflowd import gc_pauses, power_cut
 from beamflowd.core.state import FatalApplyError, Result, StateMachine, encode_plain
+from beamflowd.snapshot_loading import (
+    PENDING_ENTRIES_MAX,
+    DeferredResults,
+    PendingLoad,
+    pause_before_loading,
+    tick_thread_first,
+    verify_finished_workflows,
+)
 from beamflowd.transport import BeamTransport
 
 log = logging.getLogger(__name__)
@@ -59,6 +68,8 @@ ENCODE_CHUNK = 200
 WRITE_CHUNK = 2000
 #: Attempts to copy pysyncobj's member set from another thread (it changes in place on the tick thread).
 MEMBERS_READ_TRIES = 5
+#: A snapshot transfer to a follower pauses while this much is still unsent in its connection.
+SNAPSHOT_SEND_BUFFERED_BYTES_MAX = 1 << 20
 #: pysyncobj's full dump (our snapshot) inside a node's data directory.
 DUMP_FILE = "raft.snapshot"
 
@@ -331,25 +342,50 @@ def write_snapshot_file(path: str, capture: _Capture, sync: bool) -> int:
     return size
 
 
-def read_snapshot_file(filename: str) -> tuple[StateMachine, dict[str, bytes] | None, Any]:
+def read_snapshot_file(
+    filename: str, check_finished: bool = True
+) -> tuple[StateMachine, dict[str, bytes] | None, Any]:
     """(state, per-workflow encodings if the format keeps them, raft metadata) from a v1 or v2 file."""
     with open(filename, "rb") as f:
-        return parse_snapshot(f.read(), filename)
+        return parse_snapshot(f.read(), filename, check_finished=check_finished)
+
+
+def snapshot_raft_meta(data: bytes) -> Any:
+    """pysyncobj's metadata of a v2 snapshot without decoding its state; None for any other format."""
+    if data[: len(SNAPSHOT_MAGIC_V2)] != SNAPSHOT_MAGIC_V2:
+        return None
+    offset = len(SNAPSHOT_MAGIC_V2)
+    meta_size = int.from_bytes(data[offset : offset + 8], "big")
+    return pickle.loads(data[offset + 8 : offset + 8 + meta_size])
+
+
+def _decode_line(line: bytes) -> Any:
+    """One workflow's JSON line. orjson decodes it ~2x faster than the json module (half of a restore is
+    this); what it refuses (lone surrogates, NaN) the json module decodes as it always did. orjson reads an
+    integer beyond 64 bits as a float, but every integer in a workflow's line is one of ours (times,
+    counters, attempts), far below that: user data is kept as JSON text inside strings."""
+    try:
+        return orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return json.loads(line)
 
 
 def parse_snapshot(
-    data: bytes, name: str, trust_meta: bool = True
+    data: bytes, name: str, trust_meta: bool = True, check_finished: bool = True
 ) -> tuple[StateMachine, dict[str, bytes] | None, Any]:
     """:func:`read_snapshot_file` of bytes already read; ``name`` says where they came from in errors.
 
     ``trust_meta=False``: v2 only, pysyncobj's pickled metadata is skipped (returned as None).
+    ``check_finished=False``: finished workflows' own invariants are left to the caller
+    (:func:`beamflowd.snapshot_loading.verify_finished_workflows`).
     """
     magic = data[: len(SNAPSHOT_MAGIC_V2)]
     offset = len(magic)
     if magic == SNAPSHOT_MAGIC_V1 and trust_meta:
         size = int.from_bytes(data[offset : offset + 8], "big")
         plain = json.loads(zlib.decompress(data[offset + 8 : offset + 8 + size]))
-        return StateMachine.from_plain(plain), None, pickle.loads(data[offset + 8 + size :])
+        restored = StateMachine.from_plain(plain, check_finished=check_finished)
+        return restored, None, pickle.loads(data[offset + 8 + size :])
     if magic != SNAPSHOT_MAGIC_V2:
         raise ValueError(f"{name}: not a BEAMFlow snapshot")
     meta_size = int.from_bytes(data[offset : offset + 8], "big")
@@ -360,9 +396,9 @@ def parse_snapshot(
     header = json.loads(lines[0])
     header["request_ids"] = json.loads(lines[1])
     encoded = lines[2:-1]
-    header["workflows"] = [json.loads(line) for line in encoded]
+    header["workflows"] = [_decode_line(line) for line in encoded]
     fragments = {wp["id"]: line for wp, line in zip(header["workflows"], encoded, strict=True)}
-    return StateMachine.from_plain(header, fragments), fragments, raft_meta
+    return StateMachine.from_plain(header, fragments, check_finished=check_finished), fragments, raft_meta
 
 
 class ReplicatedState(SyncObj):  # type: ignore[misc]
@@ -405,6 +441,11 @@ class ReplicatedState(SyncObj):  # type: ignore[misc]
         #: Raft index of the last entry whose commands the state reflects (set under the state lock).
         self.applied_index = 0
         self._transfer_requested = False
+        self._seen_term_leader: tuple[int, Any] = (-1, None)
+        #: False while pysyncobj's constructor runs (it loads the snapshot on disk synchronously then).
+        self._started = False
+        #: A received snapshot still decoding on the loader thread (entries committed meanwhile queue here).
+        self._pending_load: PendingLoad | None = None
         os.makedirs(data_dir, exist_ok=True)
         power_cut.install(data_dir)
         self._dump_path = os.path.join(data_dir, DUMP_FILE)
@@ -440,7 +481,15 @@ class ReplicatedState(SyncObj):  # type: ignore[misc]
             # are, a power cut may take the whole file, and with it entries this node acknowledged.
             self._timed_journal_sync(self._SyncObj__raftLog)
             _fsync_dir_of(conf.journalFile)
+        if self._SyncObj__raftCurrentTerm > 0:
+            # A restart: the cluster most likely has a leader, which reconnects within connection_retry.
+            # Standing for election before it could (pysyncobj has no pre-vote) bumps every member's
+            # term and deposes a healthy leader. A fresh node (term 0) is harmless: its first term is
+            # older than the cluster's, so its votes are refused.
+            grace_s = tuning.connection_retry + tuning.max_timeout
+            self._SyncObj__raftElectionDeadline = time.monotonic() + grace_s
         self.addOnTickCallback(self._on_tick)
+        self._started = True
         self.encoded.start()
         try:
             self.waitBinded()
@@ -468,7 +517,10 @@ class ReplicatedState(SyncObj):  # type: ignore[misc]
             role=_ROLES.get(raw.get("state", -1), "unknown"),
             term=int(raw.get("raft_term", 0)),
             commit_index=int(raw.get("commit_idx", 0)),
-            applied_index=int(raw.get("last_applied", 0)),
+            # pysyncobj counts entries queued behind a snapshot still decoding as applied; the state has not.
+            applied_index=self.applied_index
+            if self._pending_load is not None
+            else int(raw.get("last_applied", 0)),
             leader_id=self._node_ids.get(leader_addr, leader_addr),
             leader_address=leader_addr,
             has_quorum=bool(raw.get("has_quorum", False)),
@@ -505,7 +557,10 @@ class ReplicatedState(SyncObj):  # type: ignore[misc]
 
         def callback(result: Any, error: int) -> None:
             if error == FAIL_REASON.SUCCESS:
-                on_done(result, Outcome.COMMITTED, "")
+                if isinstance(result, DeferredResults):  # committed behind a snapshot still decoding
+                    result.then(lambda results: on_done(results, Outcome.COMMITTED, ""))
+                else:
+                    on_done(result, Outcome.COMMITTED, "")
             elif error in _RETRYABLE or error in _UNKNOWN:
                 on_done(None, Outcome.RETRY, str(error))
             else:
@@ -515,20 +570,25 @@ class ReplicatedState(SyncObj):  # type: ignore[misc]
 
     # ---------------------------------------------------------- tick thread
     @replicated  # type: ignore[untyped-decorator]
-    def apply_batch(self, commands: list[Mapping[str, Any]]) -> list[Result]:
+    def apply_batch(self, commands: list[Mapping[str, Any]]) -> list[Result] | DeferredResults:
+        index = self._SyncObj__raftLastApplied + 1  # pysyncobj counts it after we return
+        pending = self._pending_load
+        if pending is not None and len(pending.queued) >= PENDING_ENTRIES_MAX:
+            log.warning("%d entries wait for a snapshot still decoding: waiting for it", len(pending.queued))
+            pending.done.wait()
+        outcome: list[Result] | DeferredResults
         with self._lock:
-            try:
-                results = self.sm.apply_all(commands)
-            except FatalApplyError as exc:
-                # Fail-stop: a bug must not leave this replica running on a state the others may not share.
-                # Exit before anything is acknowledged; the supervisor restarts the node from its log.
-                log.critical("fatal error applying %s, stopping the node: %s", exc.op, exc, exc_info=exc)
-                os._exit(os.EX_SOFTWARE)  # 70
-            self.applied_index = self._SyncObj__raftLastApplied + 1  # pysyncobj counts it after we return
-            changed = self.sm.drain_changed()
             seen = time.monotonic()  # liveness is judged on the local clock, outside the state machine
-            if changed:
-                self.encoded.mark(changed, seen)
+            pending = self._pending_load
+            if pending is not None:
+                outcome = DeferredResults()
+                pending.queued.append((commands, outcome, index))
+                changed: set[str] = set()
+            else:
+                outcome = self._apply_locked(commands, index)
+                changed = self.sm.drain_changed()
+                if changed:
+                    self.encoded.mark(changed, seen)
         for cmd in commands:
             if cmd.get("op") in ("heartbeat", "join"):
                 self.heartbeat_seen[cmd["node"]] = seen
@@ -540,6 +600,18 @@ class ReplicatedState(SyncObj):  # type: ignore[misc]
                 self._on_applied(changed)
             except Exception:
                 log.exception("change notification failed")
+        return outcome
+
+    def _apply_locked(self, commands: list[Mapping[str, Any]], index: int) -> list[Result]:
+        """Apply one entry (the state lock held); ``index`` is its Raft index."""
+        try:
+            results = self.sm.apply_all(commands)
+        except FatalApplyError as exc:
+            # Fail-stop: a bug must not leave this replica running on a state the others may not share.
+            # Exit before anything is acknowledged; the supervisor restarts the node from its log.
+            log.critical("fatal error applying %s, stopping the node: %s", exc.op, exc, exc_info=exc)
+            os._exit(os.EX_SOFTWARE)  # 70
+        self.applied_index = index
         return results
 
     def _start_snapshot(self, tmp_filename: str, raft_data: Any) -> None:
@@ -552,6 +624,14 @@ class ReplicatedState(SyncObj):  # type: ignore[misc]
         started = time.monotonic()
         with suppress(FileNotFoundError):
             os.unlink(tmp_filename)
+        with self._lock:
+            pending = self._pending_load
+            if pending is not None:
+                # Our state is behind the index pysyncobj would cut the journal at: refuse, once the load
+                # is done (reporting FAILED at once would have pysyncobj ask again on every tick).
+                self._snapshot_state = SERIALIZER_STATE.SERIALIZING
+                pending.snapshot_refused = True
+                return
         raft_meta = pickle.dumps(raft_data)  # pysyncobj's own entries and node set, not our classes
         capture = self.encoded.capture(raft_meta)
         pause = time.monotonic() - started
@@ -610,17 +690,54 @@ class ReplicatedState(SyncObj):  # type: ignore[misc]
     def _read_snapshot(self, filename: str) -> Any:
         """pysyncobj's deserializer hook: at start, and when a snapshot arrives from the leader.
 
-        A received snapshot was renamed into place without a sync, and pysyncobj clears the journal right
-        after this returns: sync it (and its directory) first.
+        At start the state is decoded here, before the node serves. A received snapshot is decoded on a
+        loader thread (:mod:`beamflowd.snapshot_loading`): pysyncobj gets its metadata at once. It was
+        renamed into place without a sync, and pysyncobj clears the journal right after this returns:
+        sync it (and its directory) first.
         """
         if self.fsync != "off":
             _fsync_path(filename)
             _fsync_dir_of(filename)
+        with open(filename, "rb") as f:
+            data = f.read()
+        raft_data = snapshot_raft_meta(data) if self._started else None
+        if raft_data is None:  # at start, or a format whose metadata comes last
+            return self._load_snapshot(data, filename)
+        previous = self._pending_load
+        if previous is not None:  # a second snapshot before the first one decoded: rare, keep order
+            previous.done.wait()
+        pending = PendingLoad(index=int(raft_data[0][1]))
+        with self._lock:
+            self._pending_load = pending
+        threading.Thread(
+            target=self._load_snapshot, args=(data, filename, pending), name="snapshot-loader", daemon=True
+        ).start()
+        return raft_data
+
+    def _load_snapshot(self, data: bytes, name: str, pending: PendingLoad | None = None) -> Any:
+        """Decode ``data`` and put it in place of the state; with ``pending`` (loader thread), then apply
+        the entries queued behind it. Returns pysyncobj's metadata."""
+        if pending is not None:
+            pause_before_loading()
         started = time.monotonic()
-        # Decoding builds millions of objects: with the cyclic collector on, its passes over the growing
-        # heap cost 2-4x the decoding itself. The state holds no cycles to collect.
-        with gc_pauses.collector_off():
-            restored, fragments, raft_data = read_snapshot_file(filename)
+        try:
+            # Decoding builds millions of objects: with the cyclic collector on, its passes over the
+            # growing heap cost 2-4x the decoding itself. The state holds no cycles to collect.
+            with gc_pauses.building_long_lived(), tick_thread_first() if pending else nullcontext():
+                restored, fragments, raft_data = parse_snapshot(data, name, check_finished=False)
+        except Exception as exc:
+            if pending is None:
+                raise  # at start: the node does not start
+            # pysyncobj already cut the journal for it: this node cannot go on. Its disk holds the file.
+            log.critical(
+                "cannot load the snapshot received from the leader (%s): stopping. Its journal is cut for"
+                " it: remove this node's data directory and start it again, it then fetches a fresh one",
+                exc,
+                exc_info=exc,
+            )
+            os._exit(os.EX_SOFTWARE)
+        decoded = time.monotonic()
+        waiting: list[tuple[DeferredResults, list[Result]]] = []
         with self._lock:
             self.sm.load(restored)
             self.applied_index = int(raft_data[0][1])
@@ -630,20 +747,49 @@ class ReplicatedState(SyncObj):  # type: ignore[misc]
                 self.encoded.reset({}, changed)
             else:
                 self.encoded.reset(fragments, ())
+            refused = False
+            if pending is not None:
+                for commands, deferred, index in pending.queued:
+                    waiting.append((deferred, self._apply_locked(commands, index)))
+                queued_changed = self.sm.drain_changed()
+                if queued_changed:
+                    self.encoded.mark(queued_changed, time.monotonic())
+                changed |= queued_changed
+                self._pending_load = None
+                refused = pending.snapshot_refused
         del restored, fragments
+        if pending is not None:
+            pending.done.set()
+            if refused:
+                self._snapshot_state = SERIALIZER_STATE.FAILED
         gc_pauses.freeze_long_lived()
-        # A snapshot received from the leader loads on the tick thread, inside the append that carried it;
-        # pysyncobj checks the election deadline before it reads the next message, so a load longer than
-        # the election timeout would start an election against a healthy leader. Count the time from now.
-        self._SyncObj__raftElectionDeadline = time.monotonic() + self._SyncObj__generateRaftTimeout()
+        if pending is None:
+            # Loaded inside pysyncobj's constructor: count the election timeout from now.
+            self._SyncObj__raftElectionDeadline = time.monotonic() + self._SyncObj__generateRaftTimeout()
         log.info(
-            "loaded snapshot: %d workflows, applied index %s, in %.0f ms",
+            "loaded snapshot: %d workflows, applied index %s, in %.0f ms%s",
             len(self.sm.workflows),
             raft_data[0][1],
-            (time.monotonic() - started) * 1000,
+            (decoded - started) * 1000,
+            ""
+            if pending is None
+            else f" off the Raft thread, then {len(pending.queued)} queued entries applied",
         )
+        for deferred, results in waiting:
+            deferred.resolve(results)
         self._on_applied(changed)
+        threading.Thread(target=self._verify_finished, name="snapshot-verifier", daemon=True).start()
         return raft_data
+
+    def _verify_finished(self) -> None:
+        """Check each finished workflow's own invariants after a restore; stop the node if one breaks."""
+
+        def violated(exc: Exception) -> None:
+            log.critical("the restored state breaks an invariant, stopping the node: %s", exc)
+            os._exit(os.EX_SOFTWARE)
+
+        checked, took = verify_finished_workflows(self._lock, self.sm, violated)
+        log.info("checked %d finished workflows of the restored state in %.0f ms", checked, took * 1000)
 
     # ------------------------------------------------------------ durability
     def _hook_journal(self) -> None:
@@ -693,11 +839,33 @@ class ReplicatedState(SyncObj):  # type: ignore[misc]
         journal.deleteEntriesTo = delete_entries_to
 
     def _hook_received_snapshot(self) -> None:
-        """Sync a snapshot arriving from the leader before pysyncobj renames it into place."""
+        """Sync a snapshot arriving from the leader before pysyncobj renames it into place, and never
+        assemble one from the pieces of two transfers.
+
+        pysyncobj writes each piece after the previous ones; only a transfer's first piece starts a new
+        file. A leader that lost and regained leadership resumes its old transfer mid-file (see
+        :meth:`_on_tick`), and pieces of a deposed leader's transfer may follow a new leader's first one:
+        either way the file would mix two snapshots (seen: a node that could not decode what it got). So a
+        piece is taken only in the term its transfer began in; otherwise the incoming file is dropped and
+        the next first piece starts again.
+        """
         serializer = self._SyncObj__serializer
         original = serializer.setTransmissionData
+        began_in_term = [-1]
 
         def set_transmission_data(data: Any) -> bool:
+            term = self._SyncObj__raftCurrentTerm
+            if data is not None and data[1]:  # data[1]: the transfer's first piece
+                began_in_term[0] = term
+            elif data is not None and term != began_in_term[0]:
+                incoming = serializer._Serializer__incomingTransmissionFile
+                if incoming is not None:
+                    log.warning(
+                        "dropping a snapshot transfer begun in term %d (now %d)", began_in_term[0], term
+                    )
+                    incoming.close()
+                    serializer._Serializer__incomingTransmissionFile = None
+                return False
             if data is None or not data[2]:  # data[2]: the last (empty) piece, after which it is renamed
                 return bool(original(data))
             incoming = serializer._Serializer__incomingTransmissionFile
@@ -776,8 +944,125 @@ class ReplicatedState(SyncObj):  # type: ignore[misc]
         """
         self._transfer_requested = True
 
+    def _SyncObj__sendAppendEntries(self) -> None:
+        """pysyncobj 0.3.17's ``__sendAppendEntries``, with one change: a snapshot transfer stops for this
+        call once more than ``SNAPSHOT_SEND_BUFFERED_BYTES_MAX`` wait in the connection's write buffer.
+
+        pysyncobj sends pieces for up to ``appendEntriesPeriod`` per call, and calls it for every command
+        (``appendEntriesUseBatch=False``): a follower that reads slower than the leader writes (a node just
+        started, decoding) had megabytes pile up in a buffer that pysyncobj grows and shrinks by copying,
+        and the leader's tick thread stalled for seconds (heartbeats uncommitted, elections). Now a transfer
+        goes at the follower's pace, with a bounded buffer.
+        """
+        self._SyncObj__newAppendEntriesTime = time.monotonic() + self._SyncObj__conf.appendEntriesPeriod
+
+        startTime = time.monotonic()
+
+        batchSizeBytes = self._SyncObj__conf.appendEntriesBatchSizeBytes
+
+        for node in self._SyncObj__otherNodes | self._SyncObj__readonlyNodes:
+            if node not in self._SyncObj__connectedNodes:
+                self._SyncObj__serializer.cancelTransmisstion(node)
+                continue
+
+            sendSingle = True
+            sendingSerialized = False
+            nextNodeIndex = self._SyncObj__raftNextIndex[node]
+
+            while nextNodeIndex <= self._SyncObj__getCurrentLogIndex() or sendSingle or sendingSerialized:
+                if nextNodeIndex > self._SyncObj__raftLog[0][1]:
+                    prevLogIdx, prevLogTerm = self._SyncObj__getPrevLogIndexTerm(nextNodeIndex)
+                    entries = []
+                    if nextNodeIndex <= self._SyncObj__getCurrentLogIndex():
+                        entries = self._SyncObj__getEntries(nextNodeIndex, None, batchSizeBytes)
+                        self._SyncObj__raftNextIndex[node] = entries[-1][1] + 1
+
+                    if len(entries) == 1 and len(entries[0][0]) >= batchSizeBytes:
+                        entry = pysyncobj_dumps(entries[0])
+                        for pos in range(0, len(entry), batchSizeBytes):
+                            currData = entry[pos : pos + batchSizeBytes]
+                            if pos == 0:
+                                transmission = "start"
+                            elif pos + batchSizeBytes >= len(entries[0][0]):
+                                transmission = "finish"
+                            else:
+                                transmission = "process"
+                            message = {
+                                "type": "append_entries",
+                                "transmission": transmission,
+                                "data": currData,
+                                "term": self._SyncObj__raftCurrentTerm,
+                                "commit_index": self._SyncObj__raftCommitIndex,
+                                "prevLogIdx": prevLogIdx,
+                                "prevLogTerm": prevLogTerm,
+                            }
+                            self._SyncObj__transport.send(node, message)
+                            if node not in self._SyncObj__connectedNodes:
+                                break
+                    else:
+                        message = {
+                            "type": "append_entries",
+                            "term": self._SyncObj__raftCurrentTerm,
+                            "commit_index": self._SyncObj__raftCommitIndex,
+                            "entries": entries,
+                            "prevLogIdx": prevLogIdx,
+                            "prevLogTerm": prevLogTerm,
+                        }
+                        self._SyncObj__transport.send(node, message)
+                        if node not in self._SyncObj__connectedNodes:
+                            break
+                else:
+                    if self.transport.buffered_bytes(node) > SNAPSHOT_SEND_BUFFERED_BYTES_MAX:
+                        break  # the follower reads slower than we send: go on at a later call
+                    transmissionData = self._SyncObj__serializer.getTransmissionData(node)
+                    message = {
+                        "type": "append_entries",
+                        "term": self._SyncObj__raftCurrentTerm,
+                        "commit_index": self._SyncObj__raftCommitIndex,
+                        "serialized": transmissionData,
+                    }
+                    self._SyncObj__transport.send(node, message)
+                    if node not in self._SyncObj__connectedNodes:
+                        break
+
+                    if transmissionData is not None:
+                        isLast = transmissionData[2]
+                        if isLast:
+                            self._SyncObj__raftNextIndex[node] = self._SyncObj__raftLog[1][1] + 1
+                            sendingSerialized = False
+                        else:
+                            sendingSerialized = True
+                    else:
+                        sendingSerialized = False
+
+                nextNodeIndex = self._SyncObj__raftNextIndex[node]
+
+                sendSingle = False
+
+                delta = time.monotonic() - startTime
+                if delta > self._SyncObj__conf.appendEntriesPeriod:
+                    break
+
     def _on_tick(self) -> None:
         """Tick thread, every tick (pysyncobj holds its callback lock: never add or remove callbacks here)."""
+        term, leader = self._SyncObj__raftCurrentTerm, self._SyncObj__raftLeader
+        if (term, leader) != self._seen_term_leader:
+            # pysyncobj keeps its outgoing snapshot transfers across terms: a node leading again would
+            # resume one mid-file, after the follower took another leader's first piece. Start them over.
+            transfers = self._SyncObj__serializer._Serializer__transmissions
+            for transfer in transfers.values():
+                with suppress(Exception):
+                    transfer["file"].close()
+            transfers.clear()
+            # Elections are rare and each is worth a line: an operator asks "why did the leader change?".
+            address = "" if leader is None else str(getattr(leader, "address", leader))
+            log.info(
+                "raft term %d, leader %s, role %s",
+                term,
+                self._node_ids.get(address, address) or "(none)",
+                _ROLES.get(self._SyncObj__raftState, "unknown"),
+            )
+            self._seen_term_leader = (term, leader)
         if self._transfer_requested:
             self._transfer_requested = False
             if self._isLeader():

@@ -77,6 +77,11 @@ class BeamTransport(TCPTransport):  # type: ignore[misc]
             return False
         return bool(super()._connectIfNecessarySingle(node))
 
+    def buffered_bytes(self, node: Any) -> int:
+        """Bytes queued for ``node`` and not yet sent (0 without a connection)."""
+        conn = self._connections.get(node)
+        return 0 if conn is None else int(conn.getSendBufferSize())
+
     def set_blocked(self, addresses: set[str]) -> None:
         """Block exactly ``addresses`` (tick thread only): drop their traffic and close connections."""
         self.blocked = set(addresses)

@@ -59,93 +59,111 @@ class InvariantViolation(AssertionError):
     """The state breaks a property that every reachable state has: a bug, never a user error."""
 
 
-def check_invariants(sm: StateMachine) -> None:
-    """Raise :class:`InvariantViolation` naming the first broken property of ``sm``."""
+def check_invariants(sm: StateMachine, *, finished_workflows: bool = True) -> None:
+    """Raise :class:`InvariantViolation` naming the first broken property of ``sm``.
+
+    ``finished_workflows=False`` checks every property of the state as a whole and of each running
+    workflow, but leaves each finished workflow's own properties to :func:`check_workflow` later: after a
+    restore they are most of the cost and nothing acts on them but reads and GC.
+    """
     live_members = {n for n, m in sm.members.items() if m.alive}
     owners: Counter[str] = Counter()
     by_status: Counter[str] = Counter()
     for wf in sm.workflows.values():
         by_status[wf.status] += 1
-        where = f"workflow {wf.id}"
-        if list(wf.steps) != [s.id for s in wf.spec.steps]:
-            _fail(f"{where}: steps {list(wf.steps)} differ from its definition's")
-        statuses = {s.status for s in wf.steps.values()}
         if not wf.terminal:
-            if wf.status != WORKFLOW_RUNNING:
-                _fail(f"{where}: unknown status {wf.status!r}")
-            if wf.owner not in sm.members:
-                _fail(f"{where}: owned by non-member {wf.owner!r}")
-            if live_members and wf.owner not in live_members:
-                _fail(f"{where}: owned by dead {wf.owner} while {sorted(live_members)} are alive")
             owners[wf.owner] += 1
-            if statuses & {STEP_FAILED, STEP_CANCELLED} and not wf.compensations:
-                _fail(f"{where}: running with failed or cancelled steps {sorted(statuses)}")
-        elif wf.paused:
-            _fail(f"{where}: {wf.status} but paused")
-        elif not statuses <= TERMINAL_STEP:
-            _fail(f"{where}: {wf.status} with unfinished steps {sorted(statuses)}")
-        if (wf.status == WORKFLOW_SUCCEEDED) != (statuses <= DONE_STEP):
-            _fail(f"{where}: status {wf.status} with steps {sorted(statuses)}")
-        for step in wf.steps.values():
-            spec = wf.spec.step(step.id)
-            if not 0 <= step.base <= step.attempts <= step.base + spec.retry.max_attempts:
-                _fail(
-                    f"{where} step {step.id}: {step.attempts} attempts ({step.base} before a retry),"
-                    f" at most {spec.retry.max_attempts} since"
-                )
-            if step.status in RAN:
-                if step.attempts < 1:
-                    _fail(f"{where} step {step.id}: {step.status} without an attempt")
-                if step_verdict(wf, step.id) != RUN:
-                    _fail(
-                        f"{where} step {step.id}: {step.status} but its needs {spec.needs} do not let it run"
-                    )
-            if step.status == STEP_PENDING and step.attempts != step.base:
-                _fail(f"{where} step {step.id}: pending after {step.attempts} attempts ({step.base} before)")
-            if step.deliveries < 0 or (step.deliveries and step.attempts < 1):
-                _fail(f"{where} step {step.id}: {step.deliveries} deliveries after {step.attempts} attempts")
-            if step.status == STEP_SKIPPED:
-                # A skipped step never ran, and was skipped only once its needs were done: by its needs, or
-                # (when they let it run) by its own false condition.
-                if step.attempts or step.output_json:
-                    _fail(f"{where} step {step.id}: skipped after {step.attempts} attempts")
-                decided = step_verdict(wf, step.id)
-                if decided == WAIT or (decided == RUN and spec.when is None):
-                    _fail(f"{where} step {step.id}: skipped, its needs say {decided}, it has no condition")
-            if spec.branches and step.status == STEP_SUCCEEDED:
-                taken = branch_in_output(step.output_json)
-                if taken not in spec.branches:
-                    _fail(f"{where} choice {step.id}: output names {taken!r}, not one of {spec.branches}")
-                for branch in spec.branches:  # exactly one branch may run
-                    if branch != taken and wf.steps[branch].status in RAN:
-                        _fail(f"{where} choice {step.id} took {taken} but branch {branch} ran")
-            if step.items:
-                if spec.for_each is None or len(step.items) > FOR_EACH_ITEMS_MAX or step.attempts < 1:
-                    _fail(f"{where} step {step.id}: {len(step.items)} items recorded")
-                if step.status == STEP_SUCCEEDED and (
-                    not all(step.items) or step.output_json != "[" + ",".join(step.items) + "]"
-                ):
-                    _fail(f"{where} step {step.id}: succeeded without every item's output, in order")
-            if step.error_class == ERROR_POISONED and step.status != STEP_FAILED:
-                _fail(f"{where} step {step.id}: poisoned but {step.status}")
-            if step.first_ms and (not spec.deadline_ms or step.attempts <= step.base):
-                _fail(f"{where} step {step.id}: a deadline start without a deadline or an attempt")
-        _check_compensations(wf, where)
-        if len(wf.signals) > SIGNALS_BUFFERED_MAX or len(wf.signal_ids) > SIGNAL_IDS_MAX:
-            _fail(f"{where}: {len(wf.signals)} buffered signals, {len(wf.signal_ids)} signal ids")
-        waiting_for = {
-            s.signal for s in wf.spec.steps if s.signal is not None and wf.steps[s.id].status == STEP_RUNNING
-        }
-        for sid, name, _, _ in wf.signals:
-            if name in waiting_for:
-                _fail(f"{where}: signal {sid} ({name}) is buffered while a step waits for it")
-            if not any(s.signal == name for s in wf.spec.steps):
-                _fail(f"{where}: signal {sid} ({name}) is buffered but no step waits for it")
-        if len(wf.events) > MAX_EVENTS_PER_WORKFLOW:
-            _fail(f"{where}: {len(wf.events)} events, at most {MAX_EVENTS_PER_WORKFLOW}")
-        seqs = [e[0] for e in wf.events]
-        if not all(a < b for a, b in itertools.pairwise(seqs)) or (seqs and seqs[-1] != wf.next_seq - 1):
-            _fail(f"{where}: event sequence numbers out of order (next {wf.next_seq})")
+        if finished_workflows or not wf.terminal:
+            check_workflow(sm, wf, live_members)
+    _check_whole(sm, owners, by_status)
+
+
+def check_workflow(sm: StateMachine, wf: WorkflowState, live_members: set[str] | None = None) -> None:
+    """Raise :class:`InvariantViolation` naming the first broken property of one workflow of ``sm``."""
+    if live_members is None:
+        live_members = {n for n, m in sm.members.items() if m.alive}
+    where = f"workflow {wf.id}"
+    if list(wf.steps) != [s.id for s in wf.spec.steps]:
+        _fail(f"{where}: steps {list(wf.steps)} differ from its definition's")
+    statuses = {s.status for s in wf.steps.values()}
+    if not wf.terminal:
+        if wf.status != WORKFLOW_RUNNING:
+            _fail(f"{where}: unknown status {wf.status!r}")
+        if wf.owner not in sm.members:
+            _fail(f"{where}: owned by non-member {wf.owner!r}")
+        if live_members and wf.owner not in live_members:
+            _fail(f"{where}: owned by dead {wf.owner} while {sorted(live_members)} are alive")
+        if statuses & {STEP_FAILED, STEP_CANCELLED} and not wf.compensations:
+            _fail(f"{where}: running with failed or cancelled steps {sorted(statuses)}")
+    elif wf.paused:
+        _fail(f"{where}: {wf.status} but paused")
+    elif not statuses <= TERMINAL_STEP:
+        _fail(f"{where}: {wf.status} with unfinished steps {sorted(statuses)}")
+    if (wf.status == WORKFLOW_SUCCEEDED) != (statuses <= DONE_STEP):
+        _fail(f"{where}: status {wf.status} with steps {sorted(statuses)}")
+    for step in wf.steps.values():
+        spec = wf.spec.step(step.id)
+        if not 0 <= step.base <= step.attempts <= step.base + spec.retry.max_attempts:
+            _fail(
+                f"{where} step {step.id}: {step.attempts} attempts ({step.base} before a retry),"
+                f" at most {spec.retry.max_attempts} since"
+            )
+        if step.status in RAN:
+            if step.attempts < 1:
+                _fail(f"{where} step {step.id}: {step.status} without an attempt")
+            if step_verdict(wf, step.id) != RUN:
+                _fail(f"{where} step {step.id}: {step.status} but its needs {spec.needs} do not let it run")
+        if step.status == STEP_PENDING and step.attempts != step.base:
+            _fail(f"{where} step {step.id}: pending after {step.attempts} attempts ({step.base} before)")
+        if step.deliveries < 0 or (step.deliveries and step.attempts < 1):
+            _fail(f"{where} step {step.id}: {step.deliveries} deliveries after {step.attempts} attempts")
+        if step.status == STEP_SKIPPED:
+            # A skipped step never ran, and was skipped only once its needs were done: by its needs, or
+            # (when they let it run) by its own false condition.
+            if step.attempts or step.output_json:
+                _fail(f"{where} step {step.id}: skipped after {step.attempts} attempts")
+            decided = step_verdict(wf, step.id)
+            if decided == WAIT or (decided == RUN and spec.when is None):
+                _fail(f"{where} step {step.id}: skipped, its needs say {decided}, it has no condition")
+        if spec.branches and step.status == STEP_SUCCEEDED:
+            taken = branch_in_output(step.output_json)
+            if taken not in spec.branches:
+                _fail(f"{where} choice {step.id}: output names {taken!r}, not one of {spec.branches}")
+            for branch in spec.branches:  # exactly one branch may run
+                if branch != taken and wf.steps[branch].status in RAN:
+                    _fail(f"{where} choice {step.id} took {taken} but branch {branch} ran")
+        if step.items:
+            if spec.for_each is None or len(step.items) > FOR_EACH_ITEMS_MAX or step.attempts < 1:
+                _fail(f"{where} step {step.id}: {len(step.items)} items recorded")
+            if step.status == STEP_SUCCEEDED and (
+                not all(step.items) or step.output_json != "[" + ",".join(step.items) + "]"
+            ):
+                _fail(f"{where} step {step.id}: succeeded without every item's output, in order")
+        if step.error_class == ERROR_POISONED and step.status != STEP_FAILED:
+            _fail(f"{where} step {step.id}: poisoned but {step.status}")
+        if step.first_ms and (not spec.deadline_ms or step.attempts <= step.base):
+            _fail(f"{where} step {step.id}: a deadline start without a deadline or an attempt")
+    _check_compensations(wf, where)
+    if len(wf.signals) > SIGNALS_BUFFERED_MAX or len(wf.signal_ids) > SIGNAL_IDS_MAX:
+        _fail(f"{where}: {len(wf.signals)} buffered signals, {len(wf.signal_ids)} signal ids")
+    waiting_for = {
+        s.signal for s in wf.spec.steps if s.signal is not None and wf.steps[s.id].status == STEP_RUNNING
+    }
+    for sid, name, _, _ in wf.signals:
+        if name in waiting_for:
+            _fail(f"{where}: signal {sid} ({name}) is buffered while a step waits for it")
+        if not any(s.signal == name for s in wf.spec.steps):
+            _fail(f"{where}: signal {sid} ({name}) is buffered but no step waits for it")
+    if len(wf.events) > MAX_EVENTS_PER_WORKFLOW:
+        _fail(f"{where}: {len(wf.events)} events, at most {MAX_EVENTS_PER_WORKFLOW}")
+    seqs = [e[0] for e in wf.events]
+    if not all(a < b for a, b in itertools.pairwise(seqs)) or (seqs and seqs[-1] != wf.next_seq - 1):
+        _fail(f"{where}: event sequence numbers out of order (next {wf.next_seq})")
+
+
+def _check_whole(sm: StateMachine, owners: Counter[str], by_status: Counter[str]) -> None:
+    """The properties of the state as a whole, given the running workflows per owner and the count of
+    workflows per status."""
     if {n: c for n, c in sm.owned.items() if c} != dict(owners):
         _fail(f"owned counts {sm.owned} differ from the workflows' owners {dict(owners)}")
     if any(c < 0 for c in sm.owned.values()):

@@ -332,7 +332,7 @@ class WorkflowState:
         for sp in p["steps"]:
             step = StepState.from_plain(sp)
             wf.steps[step.id] = step
-        wf.events = [(e[0], e[1], e[2], e[3], e[4], e[5], e[6]) for e in p["events"]]
+        wf.events = list(map(tuple, p["events"]))  # 7-tuples, as encoded
         wf.signals = [(x[0], x[1], x[2], x[3]) for x in p.get("signals", ())]
         wf.signal_ids = list(p.get("signal_ids", ()))
         wf.compensations = [list(c) for c in p.get("compensations", ())]
@@ -1507,9 +1507,15 @@ class StateMachine:
         } | self._dlq_plain()
 
     @classmethod
-    def from_plain(cls, p: Mapping[str, Any], encoded: Mapping[str, bytes] | None = None) -> StateMachine:
+    def from_plain(
+        cls, p: Mapping[str, Any], encoded: Mapping[str, bytes] | None = None, *, check_finished: bool = True
+    ) -> StateMachine:
         """The state :meth:`to_plain` gave; ``encoded`` may hold each workflow's canonical encoding (as a
-        snapshot file keeps them), which spares hashing them again for the digest."""
+        snapshot file keeps them), which spares hashing them again for the digest.
+
+        ``check_finished=False``: each finished workflow's own invariants are left to the caller, who
+        checks them later (:func:`~beamflowd.core.invariants.check_workflow`); the rest is checked here.
+        """
         if p.get("v") != SNAPSHOT_VERSION:
             raise ValueError(f"snapshot schema {p.get('v')!r} is not {SNAPSHOT_VERSION}")
         sm = cls()
@@ -1543,7 +1549,7 @@ class StateMachine:
         # A snapshot that breaks an invariant (corrupt, or mis-migrated) must not start a node.
         from beamflowd.core.invariants import check_invariants  # circular at module level
 
-        check_invariants(sm)
+        check_invariants(sm, finished_workflows=check_finished)
         return sm
 
     def load(self, other: StateMachine) -> None:

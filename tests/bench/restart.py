@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import shutil
 import sys
 import tempfile
 import threading
@@ -40,98 +41,110 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--workflows", type=int, default=100_000)
     ap.add_argument("--deadline", type=float, default=3_600)
+    ap.add_argument("--logs", help="copy the nodes' logs into this directory at the end")
     args = ap.parse_args()
     definition = (REPO_ROOT / "deploy/workflows/three-step-demo.yaml").read_text()
-    extra = ["--compaction-min-entries", "2000", "--compaction-min-time", "5"]
     started = time.monotonic()
-    with (
-        tempfile.TemporaryDirectory() as tmp,
-        Cluster(Path(tmp), extra_args=extra, debug_invariants=False) as cluster,
-    ):
-        cluster.start()
-        cluster.wait_ready()
-        cluster.stop_node("n3")
-        first = cluster.cluster_status("n1")
-        term_before, leader_before = max(n.term for n in first.nodes), first.leader_id
-        up = ["n1", "n2"]
+    with tempfile.TemporaryDirectory() as tmp:
+        # Keep every workflow (the default keeps the newest 50,000 finished ones).
+        config = Path(tmp) / "retention.toml"
+        config.write_text(f"retention_max_finished = {max(50_000, args.workflows)}\n")
+        extra = ["--config", str(config), "--compaction-min-entries", "2000", "--compaction-min-time", "5"]
+        with Cluster(Path(tmp) / "cluster", extra_args=extra, debug_invariants=False) as cluster:
+            try:
+                return measure(cluster, args, definition, started)
+            finally:
+                if args.logs:
+                    Path(args.logs).mkdir(parents=True, exist_ok=True)
+                    for node_id, node in cluster.nodes.items():
+                        shutil.copy(node.log_path, Path(args.logs) / f"{node_id}.log")
 
-        def submit(i: int) -> None:
-            cluster.workflow_stub(up[i % 2]).SubmitWorkflow(
-                pb.SubmitWorkflowRequest(definition=definition), timeout=60
-            )
 
-        t0 = time.monotonic()
-        with ThreadPoolExecutor(SUBMITTERS) as pool:
-            list(pool.map(submit, range(args.workflows)))
-        fill_s = time.monotonic() - t0
+def measure(cluster: Cluster, args: argparse.Namespace, definition: str, started: float) -> int:
+    cluster.start()
+    cluster.wait_ready()
+    cluster.stop_node("n3")
+    first = cluster.cluster_status("n1")
+    term_before, leader_before = max(n.term for n in first.nodes), first.leader_id
+    up = ["n1", "n2"]
 
-        def all_finished() -> bool:
-            listed = cluster.workflow_stub("n1").ListWorkflows(
-                pb.ListWorkflowsRequest(status=pb.WORKFLOW_STATUS_RUNNING, page_size=1), timeout=30
-            )
-            return listed.total_matching == 0
+    def submit(i: int) -> None:
+        cluster.workflow_stub(up[i % 2]).SubmitWorkflow(
+            pb.SubmitWorkflowRequest(definition=definition), timeout=60
+        )
 
-        cluster.wait_until(all_finished, args.deadline - (time.monotonic() - started), "the load to finish")
+    t0 = time.monotonic()
+    with ThreadPoolExecutor(SUBMITTERS) as pool:
+        list(pool.map(submit, range(args.workflows)))
+    fill_s = time.monotonic() - t0
 
-        seen_terms: set[int] = set()
-        seen_leaders: set[str] = set()
-        stop = threading.Event()
+    def all_finished() -> bool:
+        listed = cluster.workflow_stub("n1").ListWorkflows(
+            pb.ListWorkflowsRequest(status=pb.WORKFLOW_STATUS_RUNNING, page_size=1), timeout=30
+        )
+        return listed.total_matching == 0
 
-        def monitor() -> None:
-            while not stop.wait(1.0) and time.monotonic() - started < args.deadline:
-                try:
-                    status = cluster.cluster_status("n1", timeout=5)
-                except Exception:
-                    seen_leaders.add("(no answer)")
-                    continue
-                seen_leaders.add(status.leader_id)
-                seen_terms.update(n.term for n in status.nodes if n.reachable)
+    cluster.wait_until(all_finished, args.deadline - (time.monotonic() - started), "the load to finish")
 
-        watcher = threading.Thread(target=monitor, daemon=True)
-        watcher.start()
+    seen_terms: set[int] = set()
+    seen_leaders: set[str] = set()
+    stop = threading.Event()
 
-        def caught_up(node_id: str) -> bool:
-            if not cluster.is_serving(node_id):
-                return False
-            leader = cluster.cluster_status("n1", timeout=10)
-            mine = cluster.cluster_status(node_id, timeout=10)
-            target = max(n.commit_index for n in leader.nodes if n.id == leader.leader_id)
-            return any(n.id == node_id and n.applied_index >= target for n in mine.nodes)
+    def monitor() -> None:
+        while not stop.wait(1.0) and time.monotonic() - started < args.deadline:
+            try:
+                status = cluster.cluster_status("n1", timeout=5)
+            except Exception:
+                seen_leaders.add("(no answer)")
+                continue
+            seen_leaders.add(status.leader_id)
+            seen_terms.update(n.term for n in status.nodes if n.reachable)
 
-        remaining = args.deadline - (time.monotonic() - started)
-        t0 = time.monotonic()
-        cluster.start_node("n3")
-        cluster.wait_until(lambda: cluster.is_serving("n3"), remaining, "n3 to serve")
-        n3_serving_s = time.monotonic() - t0
-        cluster.wait_until(lambda: caught_up("n3"), remaining, "n3 to catch up")
-        n3_caught_up_s = time.monotonic() - t0
-        stop.set()
-        watcher.join(timeout=5)
+    watcher = threading.Thread(target=monitor, daemon=True)
+    watcher.start()
 
-        cluster.stop_node("n1")
-        t0 = time.monotonic()
-        cluster.start_node("n1")
-        cluster.wait_until(lambda: cluster.is_serving("n1"), remaining, "n1 to serve after a restart")
-        n1_serving_s = time.monotonic() - t0
+    def caught_up(node_id: str) -> bool:
+        if not cluster.is_serving(node_id):
+            return False
+        leader = cluster.cluster_status("n1", timeout=10)
+        mine = cluster.cluster_status(node_id, timeout=10)
+        target = max(n.commit_index for n in leader.nodes if n.id == leader.leader_id)
+        return any(n.id == node_id and n.applied_index >= target for n in mine.nodes)
 
-        loads = {
-            node_id: [(int(m[1]), int(m[2])) for m in LOADED.finditer(node.log_path.read_text())]
-            for node_id, node in cluster.nodes.items()
-        }
-        report = {
-            "workflows": args.workflows,
-            "fill_s": round(fill_s, 1),
-            "catch_up_from_snapshot": {
-                "serving_s": round(n3_serving_s, 2),
-                "applied_leader_commit_s": round(n3_caught_up_s, 2),
-            },
-            "restart": {"serving_s": round(n1_serving_s, 2)},
-            "snapshot_loads_workflows_ms": loads,
-            "term_before": term_before,
-            "terms_seen_during_catch_up": sorted(seen_terms),
-            "leader_before": leader_before,
-            "leaders_seen_during_catch_up": sorted(seen_leaders),
-        }
+    remaining = args.deadline - (time.monotonic() - started)
+    t0 = time.monotonic()
+    cluster.start_node("n3")
+    cluster.wait_until(lambda: cluster.is_serving("n3"), remaining, "n3 to serve")
+    n3_serving_s = time.monotonic() - t0
+    cluster.wait_until(lambda: caught_up("n3"), remaining, "n3 to catch up")
+    n3_caught_up_s = time.monotonic() - t0
+    stop.set()
+    watcher.join(timeout=5)
+
+    cluster.stop_node("n1")
+    t0 = time.monotonic()
+    cluster.start_node("n1")
+    cluster.wait_until(lambda: cluster.is_serving("n1"), remaining, "n1 to serve after a restart")
+    n1_serving_s = time.monotonic() - t0
+
+    loads = {
+        node_id: [(int(m[1]), int(m[2])) for m in LOADED.finditer(node.log_path.read_text())]
+        for node_id, node in cluster.nodes.items()
+    }
+    report = {
+        "workflows": args.workflows,
+        "fill_s": round(fill_s, 1),
+        "catch_up_from_snapshot": {
+            "serving_s": round(n3_serving_s, 2),
+            "applied_leader_commit_s": round(n3_caught_up_s, 2),
+        },
+        "restart": {"serving_s": round(n1_serving_s, 2)},
+        "snapshot_loads_workflows_ms": loads,
+        "term_before": term_before,
+        "terms_seen_during_catch_up": sorted(seen_terms),
+        "leader_before": leader_before,
+        "leaders_seen_during_catch_up": sorted(seen_leaders),
+    }
     print(json.dumps(report, indent=2))
     return 0
 
