@@ -465,15 +465,6 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):  # type: ignore[misc]
                 ]
             )
         if wf is None:
-            if not self.raft.status().leader_id:
-                # Cut off from the leader, this node may simply not have applied the submission yet: only a
-                # node that follows a leader may say "not found". The signal is not proposed either way.
-                await abort(
-                    context,
-                    "UNAVAILABLE",
-                    f"workflow {request.workflow_id!r} is not known to this node, which has no leader now:"
-                    " retry, or ask another node",
-                )
             await abort(context, "NOT_FOUND", f"workflow {request.workflow_id!r} not found")
         # An ended workflow: the state machine answers (a retried signal it took is a duplicate, OK; any other
         # is FAILED_PRECONDITION), whatever the payload.
