@@ -15,6 +15,7 @@ import logging
 import sys
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from dbos import DBOS, DBOSConfig, WorkflowHandle
@@ -55,29 +56,15 @@ def ms(values: list[float]) -> dict[str, float]:
     return {"p50": round(pct(values, 50) * 1e3, 2), "p99": round(pct(values, 99) * 1e3, 2)}
 
 
-def sequential(count: int, t_end: float) -> dict[str, Any]:
-    """One caller, one workflow after another: the direct call (DBOS's own way to run a workflow inline)."""
+def sequential(count: int, t_end: float, run: Callable[[], int]) -> dict[str, Any]:
+    """One caller, one workflow after another, each run by ``run``."""
     lat: list[float] = []
     bad = 0
     for _ in range(count):
         if time.monotonic() > t_end:
             break
         t0 = time.perf_counter()
-        r = three_step()
-        lat.append(time.perf_counter() - t0)
-        bad += r != EXPECTED
-    return {"count": len(lat), "bad": bad, "e2e_ms": ms(lat)}
-
-
-def sequential_handles(count: int, t_end: float) -> dict[str, Any]:
-    """Same, through DBOS.start_workflow + get_result (the background path the throughput run uses)."""
-    lat: list[float] = []
-    bad = 0
-    for _ in range(count):
-        if time.monotonic() > t_end:
-            break
-        t0 = time.perf_counter()
-        r = DBOS.start_workflow(three_step).get_result()
+        r = run()
         lat.append(time.perf_counter() - t0)
         bad += r != EXPECTED
     return {"count": len(lat), "bad": bad, "e2e_ms": ms(lat)}
@@ -152,8 +139,12 @@ def main() -> int:
         report: dict[str, Any] = {
             "dbos_version": getattr(dbos, "__version__", None) or _version(),
             "launch_s": round(launch_s, 2),
-            "sequential": sequential(args.sequential, t_end),
-            "sequential_handles": sequential_handles(args.sequential, t_end),
+            # The direct call (DBOS's own way to run a workflow inline), then start_workflow + get_result
+            # (the background path the throughput run uses).
+            "sequential": sequential(args.sequential, t_end, three_step),
+            "sequential_handles": sequential(
+                args.sequential, t_end, lambda: DBOS.start_workflow(three_step).get_result()
+            ),
             "throughput_all": throughput_all(args.total, t_end),
             "throughput_window": throughput_window(args.total, args.in_flight, t_end),
         }

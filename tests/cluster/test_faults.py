@@ -5,6 +5,7 @@ Each test is bounded in time and count; waits poll with deadlines and fail with 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -237,7 +238,10 @@ def test_full_cluster_sigkill_and_restart_keeps_everything(cluster: Cluster) -> 
     wait_converged(cluster)
 
 
-def test_long_absence_catches_up_through_a_snapshot(tmp_path: Path) -> None:
+@contextlib.contextmanager
+def n3_left_behind(tmp_path: Path, count: int) -> Iterator[tuple[Cluster, list[str]]]:
+    """A cluster compacting often, whose n3 was down while ``count`` workflows ran and the live nodes'
+    logs were compacted past it: n3 can only catch up from a snapshot the leader sends."""
     with Cluster(
         tmp_path, extra_args=["--compaction-min-entries", "300", "--compaction-min-time", "1"]
     ) as cluster:
@@ -245,10 +249,15 @@ def test_long_absence_catches_up_through_a_snapshot(tmp_path: Path) -> None:
         cluster.wait_ready()
         cluster.kill_node("n3")
         stub = cluster.workflow_stub("n1")
-        ids = [submit(stub, QUICK, {"nap": "1ms"}) for _ in range(600)]  # ~2,400 log entries
+        ids = [submit(stub, QUICK, {"nap": "1ms"}) for _ in range(count)]  # ~4 log entries each
         wait_terminal(cluster, "n1", ids, timeout=120)
         snapshots = [cluster.nodes[n].data_dir / "raft.snapshot" for n in ("n1", "n2")]
         cluster.wait_until(lambda: all(p.exists() for p in snapshots), 30, "log compaction on the live nodes")
+        yield cluster, ids
+
+
+def test_long_absence_catches_up_through_a_snapshot(tmp_path: Path) -> None:
+    with n3_left_behind(tmp_path, 600) as (cluster, ids):
         cluster.start_node("n3")
         cluster.wait_ready(nodes=["n3"])
         digest = wait_converged(cluster, timeout=60)
@@ -259,20 +268,11 @@ def test_long_absence_catches_up_through_a_snapshot(tmp_path: Path) -> None:
 
 
 def test_a_received_snapshot_decodes_off_the_raft_thread_while_entries_queue(tmp_path: Path) -> None:
-    """n3 decodes the leader's snapshot on a loader thread (held back 3 s here): meanwhile it keeps
+    """n3 decodes the leader's snapshot on a loader thread (held back 4 s here): meanwhile it keeps
     answering Raft, so the leader and term stay put; entries committed meanwhile, among them submissions
     sent to n3 itself, wait for it and are applied on top, in order; their callers get their results."""
-    with Cluster(
-        tmp_path, extra_args=["--compaction-min-entries", "300", "--compaction-min-time", "1"]
-    ) as cluster:
-        cluster.start()
-        cluster.wait_ready()
-        cluster.kill_node("n3")
+    with n3_left_behind(tmp_path, 400) as (cluster, ids):
         stub = cluster.workflow_stub("n1")
-        ids = [submit(stub, QUICK, {"nap": "1ms"}) for _ in range(400)]
-        wait_terminal(cluster, "n1", ids, timeout=120)
-        snapshots = [cluster.nodes[n].data_dir / "raft.snapshot" for n in ("n1", "n2")]
-        cluster.wait_until(lambda: all(p.exists() for p in snapshots), 30, "log compaction on the live nodes")
         before = cluster.cluster_status("n1")
         term, leader = max(n.term for n in before.nodes), before.leader_id
         cluster.env["BEAMFLOW_TEST_SNAPSHOT_LOAD_DELAY_S"] = "4"
