@@ -116,6 +116,10 @@ def test_replace_a_dead_member_under_load(tmp_path: Path) -> None:
             n4 = next(m for m in added["members"] if m["id"] == "n4")
             assert n4["status"] == "added, not started" and n4["in_raft"] and n4["owned_workflows"] == 0
             cluster.initial_cluster = ",".join(f"{n}={nodes[n].raft_addr}" for n in ("n1", "n2", "n4"))
+            # Once both live nodes compacted their logs, the first entries are gone: n4 can only start
+            # from a snapshot (without this wait, n4 sometimes joined early and replayed the whole log).
+            snapshots = [nodes[n].data_dir / "raft.snapshot" for n in ("n1", "n2")]
+            cluster.wait_until(lambda: all(p.exists() for p in snapshots), 30, "log compaction on n1 and n2")
             cluster.start_node("n4")
             cluster.wait_ready(timeout=60, nodes=["n4"])
 
