@@ -175,7 +175,10 @@ class EncodedWorkflows:
     change, oldest first. The encoder thread encodes the ones that have settled, in small chunks under the
     state lock, and stays idle while a snapshot is being written (``frozen``): the writer then reads
     ``fragments`` without a copy, and the tick thread only takes the plain form of the few dirty workflows.
-    Workflows deleted by GC leave no change mark; their fragments are pruned when they pile up.
+    Workflows deleted by GC leave no change mark; their fragments are pruned when they pile up. Each line
+    encoded also settles that workflow's share of the state digest, so a status call under the lock hashes
+    only what changed in the last ``ENCODE_SETTLE_S`` (after a load of 100,000 it would otherwise encode
+    them all there, and the tick thread, waiting for the lock to apply, would miss its heartbeats).
     """
 
     def __init__(self, lock: threading.Lock, sm: StateMachine) -> None:
@@ -265,7 +268,8 @@ class EncodedWorkflows:
                     if wf is None:
                         self.fragments.pop(wf_id, None)
                     else:
-                        self.fragments[wf_id] = encode_plain(wf.to_plain())
+                        self.fragments[wf_id] = line = encode_plain(wf.to_plain())
+                        self.sm.settle_digest(wf_id, line)
                 self.encoded += len(chunk)
             if len(chunk) < ENCODE_CHUNK:
                 return

@@ -1608,6 +1608,20 @@ class StateMachine:
         self._digest_stale = set()
         return self._digest_of(self._wf_sum, self._rid_sum, self._spec_sum)
 
+    def settle_digest(self, wf_id: str, encoded: bytes) -> None:
+        """``encoded`` is ``encode_plain(wf.to_plain())`` of workflow ``wf_id`` as it is now: take its
+        digest contribution from it, so :meth:`digest` (called under the state lock, on the status path)
+        does not encode the workflow again. Whoever encodes workflows anyway (the snapshot encoder) keeps
+        the work :meth:`digest` has left to the few changed since."""
+        if wf_id not in self._digest_stale:
+            return
+        self._digest_stale.discard(wf_id)
+        old = self._wf_hash.pop(wf_id, None)
+        if old is not None:
+            self._wf_sum.remove(old)
+        self._wf_hash[wf_id] = new = element_hash(encoded)
+        self._wf_sum.add(new)
+
     def full_digest(self) -> str:
         """:meth:`digest` computed from the whole state (O(state)): what the running digest must equal."""
         workflows, rids, specs = MultisetHash(), MultisetHash(), MultisetHash()
