@@ -99,6 +99,9 @@ class DeadLetterServicer(pb_grpc.DeadLetterServiceServicer):  # type: ignore[mis
         )
 
     async def _entry(self, context: grpc.aio.ServicerContext, entry_id: str) -> pb.DeadLetter:
+        await self.workflows.caught_up(
+            context, lambda sm: entry_id in sm.dlq, f"dead-letter entry {entry_id!r}"
+        )
         with self.raft.read():
             entry = self.raft.sm.dlq.get(entry_id)
             message = entry_message(entry) if entry is not None else None

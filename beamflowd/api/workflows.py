@@ -8,7 +8,7 @@ import json
 import re
 import secrets
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import grpc
 
@@ -19,11 +19,11 @@ from beamflowd.api.gen.beamflow.v1 import workflow_pb2_grpc as pb_grpc
 from beamflowd.api.status import abort
 from beamflowd.changes import ChangeHub
 from beamflowd.clock import now_ms
-from beamflowd.core.commands import Cancel, Command, Pause, Resume, Retry, Signal, Submit
+from beamflowd.core.commands import Cancel, Command, Heartbeat, Pause, Resume, Retry, Signal, Submit
 from beamflowd.core.scheduling import first_starts
 from beamflowd.core.signals import SIGNAL_ID, SIGNAL_NAME, SIGNAL_PAYLOAD_BYTES_MAX, payload_problem
 from beamflowd.core.spec import MAX_DEFINITION_BYTES, SpecError, WorkflowSpec, parse_input, workflow_result
-from beamflowd.core.state import Query, Result
+from beamflowd.core.state import Query, Result, StateMachine
 from beamflowd.core.step_params import parse_wait
 from beamflowd.core.vocabulary import (
     ID_CONFLICT_FAIL,
@@ -58,9 +58,13 @@ _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
 MAX_PAGE_SIZE = 1000
 DEFAULT_PAGE_SIZE = 100
 MAX_REASON = 1000
-#: How a signal for a workflow this node has not applied yet waits for it: 20 polls of 50 ms (1 s at most).
-CATCH_UP_POLLS_MAX = 20
-CATCH_UP_POLL_S = 0.05
+#: Before answering NOT_FOUND, a node commits a read barrier (its own heartbeat) and applies up to it; if that
+#: takes longer than this, it answers UNAVAILABLE instead (it may be cut off from the leader: ask another).
+READ_BARRIER_TIMEOUT_S = 2.0
+#: At most this share of the time left before the client's deadline goes to the barrier, so UNAVAILABLE
+#: reaches the client in time to ask another node (the proposer may report a proposal that never committed
+#: up to 0.5 s after its timeout).
+READ_BARRIER_DEADLINE_SHARE = 0.5
 #: A watch stream re-checks state at least this often even without notifications.
 WATCH_RECHECK_SECONDS = 5.0
 
@@ -155,6 +159,7 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):  # type: ignore[misc]
     async def GetWorkflow(
         self, request: pb.GetWorkflowRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetWorkflowResponse:
+        await self.caught_up_with(context, request.workflow_id)
         with self.raft.read():
             wf = self.raft.sm.workflows.get(request.workflow_id)
             if wf is not None:
@@ -284,6 +289,7 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):  # type: ignore[misc]
             await abort(context, "RESOURCE_EXHAUSTED", str(exc))
             return
         try:
+            await self.caught_up_with(context, wf_id)
             last = request.after_seq
             while True:
                 changed.clear()
@@ -328,6 +334,7 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):  # type: ignore[misc]
         """
         if len(reason) > MAX_REASON:
             await abort(context, "INVALID_ARGUMENT", f"reason: longer than {MAX_REASON} characters")
+        await self.caught_up_with(context, wf_id)
         with self.raft.read():
             wf = self.raft.sm.workflows.get(wf_id)
             seen = wf.retries if wf is not None else 0
@@ -358,6 +365,7 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):  # type: ignore[misc]
             )
         if len(request.request_id) > 128:
             await abort(context, "INVALID_ARGUMENT", "request_id: longer than 128 characters")
+        await self.caught_up_with(context, request.workflow_id)
         with self.raft.read():
             wf = self.raft.sm.workflows.get(request.workflow_id)
             if wf is not None:
@@ -411,6 +419,7 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):  # type: ignore[misc]
     async def GetWorkflowResult(
         self, request: pb.GetWorkflowResultRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetWorkflowResultResponse:
+        await self.caught_up_with(context, request.workflow_id)
         with self.raft.read():
             wf = self.raft.sm.workflows.get(request.workflow_id)
             if wf is not None:
@@ -451,7 +460,7 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):  # type: ignore[misc]
             payload = parse_input(request.payload_json or "null", source="payload_json")
         except SpecError as exc:
             await abort(context, "INVALID_ARGUMENT", str(exc))
-        await self._caught_up_with(request.workflow_id)
+        await self.caught_up_with(context, request.workflow_id)
         with self.raft.read():
             wf = self.raft.sm.workflows.get(request.workflow_id)
             ended = "" if wf is None or not wf.terminal else wf.status
@@ -495,14 +504,36 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):  # type: ignore[misc]
             request_id=sid,
         )
 
-    async def _caught_up_with(self, workflow_id: str) -> None:
-        """A workflow just submitted through another node may not be applied here yet: before answering
-        NOT_FOUND, give this node a moment (bounded) to apply it. An unknown id costs that moment."""
-        for _ in range(CATCH_UP_POLLS_MAX):
-            with self.raft.read():
-                if workflow_id in self.raft.sm.workflows:
-                    return
-            await asyncio.sleep(CATCH_UP_POLL_S)
+    async def caught_up_with(self, context: grpc.aio.ServicerContext, workflow_id: str) -> None:
+        """:meth:`caught_up`: return once this node knows ``workflow_id`` or has applied everything committed
+        before the call (so that not knowing it means NOT_FOUND); abort UNAVAILABLE if it cannot tell."""
+        await self.caught_up(context, lambda sm: workflow_id in sm.workflows, f"workflow {workflow_id!r}")
+
+    async def caught_up(
+        self, context: grpc.aio.ServicerContext, known: Callable[[StateMachine], bool], what: str
+    ) -> None:
+        """A read barrier before any NOT_FOUND, as linearizable reads do: a workflow submitted through another
+        node (acknowledged there) may not be applied here yet, and a node cut off from the leader may never
+        apply it. Unless ``known(state)`` already holds here, commit this node's heartbeat (it changes nothing
+        for a live node) and wait until it is applied here: it follows every entry committed before it, so
+        the state then reflects them all. No commit within the bound: abort UNAVAILABLE (retryable)."""
+        with self.raft.read() as sm:
+            if known(sm):
+                return
+        remaining = context.time_remaining()
+        timeout_s = READ_BARRIER_TIMEOUT_S
+        if remaining is not None:
+            timeout_s = max(0.0, min(timeout_s, remaining * READ_BARRIER_DEADLINE_SHARE))
+        try:
+            # The proposer's callback runs once the entry is applied on this node, follower or leader.
+            await self.proposer.propose(Heartbeat(node=self.node_id, ts=now_ms()), timeout=timeout_s)
+        except ProposeError as exc:
+            await abort(
+                context,
+                "UNAVAILABLE",
+                f"{what} is not known to node {self.node_id}, which cannot reach a quorum to check that it"
+                f" has applied everything committed ({exc.message}): retry, or ask another node",
+            )
 
 
 def check_python_functions(spec: WorkflowSpec, modules: ModulePolicy, source: str) -> None:
