@@ -47,6 +47,7 @@ from beamflowd.snapshot_loading import (
     tick_thread_first,
     verify_finished_workflows,
 )
+from beamflowd.tick_watch import TickWatch
 from beamflowd.transport import BeamTransport
 
 log = logging.getLogger(__name__)
@@ -492,9 +493,11 @@ class ReplicatedState(SyncObj):  # type: ignore[misc]
             # older than the cluster's, so its votes are refused.
             grace_s = tuning.connection_retry + tuning.max_timeout
             self._SyncObj__raftElectionDeadline = time.monotonic() + grace_s
+        self.tick_watch = TickWatch()
         self.addOnTickCallback(self._on_tick)
         self._started = True
         self.encoded.start()
+        self.tick_watch.start()
         try:
             self.waitBinded()
         except SyncObjException:
@@ -503,6 +506,7 @@ class ReplicatedState(SyncObj):  # type: ignore[misc]
 
     def destroy(self) -> None:
         self.encoded.stop()
+        self.tick_watch.stop()
         super().destroy()
 
     # ------------------------------------------------------------ reading
@@ -1049,6 +1053,7 @@ class ReplicatedState(SyncObj):  # type: ignore[misc]
 
     def _on_tick(self) -> None:
         """Tick thread, every tick (pysyncobj holds its callback lock: never add or remove callbacks here)."""
+        self.tick_watch.beat()
         term, leader = self._SyncObj__raftCurrentTerm, self._SyncObj__raftLeader
         if (term, leader) != self._seen_term_leader:
             # pysyncobj keeps its outgoing snapshot transfers across terms: a node leading again would

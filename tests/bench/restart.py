@@ -75,8 +75,11 @@ def measure(cluster: Cluster, args: argparse.Namespace, definition: str, started
     cluster.stop_node("n3")
     up = ["n1", "n2"]
     # n3 may have led: count terms from the leader n1 and n2 agree on once it is gone.
-    cluster.wait_until(lambda: leader_term("n1") is not None, 30, "a leader among n1 and n2")
-    term_before_fill, _ = leader_term("n1") or (0, "")
+    def led_by_one_of_up() -> tuple[int, str] | None:
+        seen = leader_term("n1")
+        return seen if seen is not None and seen[1] in up else None
+
+    term_before_fill, _ = cluster.wait_until(led_by_one_of_up, 30, "a leader among n1 and n2")
 
     def submit(i: int) -> None:
         cluster.workflow_stub(up[i % 2]).SubmitWorkflow(
