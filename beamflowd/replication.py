@@ -47,6 +47,7 @@ from beamflowd.snapshot_loading import (
     tick_thread_first,
     verify_finished_workflows,
 )
+from beamflowd.state_lock import StateLock
 from beamflowd.tick_watch import TickWatch
 from beamflowd.transport import BeamTransport
 
@@ -182,7 +183,7 @@ class EncodedWorkflows:
     them all there, and the tick thread, waiting for the lock to apply, would miss its heartbeats).
     """
 
-    def __init__(self, lock: threading.Lock, sm: StateMachine) -> None:
+    def __init__(self, lock: StateLock, sm: StateMachine) -> None:
         self.lock = lock
         self.sm = sm
         self.fragments: dict[str, bytes] = {}
@@ -252,7 +253,7 @@ class EncodedWorkflows:
     def encode_settled(self, changed_before: float) -> None:
         """Encode every dirty workflow last changed before ``changed_before`` (any thread)."""
         while not self.frozen and not self._stop.is_set():
-            with self.lock:
+            with self.lock.chunk():
                 if self.frozen:
                     return
                 chunk = [
@@ -281,7 +282,7 @@ class EncodedWorkflows:
             return
         keys = list(self.fragments)
         for start in range(0, len(keys), ENCODE_CHUNK * 25):
-            with self.lock:
+            with self.lock.chunk():
                 if self.frozen:
                     return
                 workflows = self.sm.workflows
@@ -429,7 +430,7 @@ class ReplicatedState(SyncObj):  # type: ignore[misc]
         #: node id -> time.monotonic() when this node last applied a heartbeat/join from it.
         self.heartbeat_seen: dict[str, float] = {}
         self.sm = StateMachine()
-        self._lock = threading.Lock()
+        self._lock = StateLock()
         self._digest_cache: tuple[int, str] = (-1, "")  # (state revision, digest)
         #: Raft address -> node id, to name the leader.
         self._node_ids = dict(node_ids or {})

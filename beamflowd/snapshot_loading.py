@@ -26,6 +26,7 @@ from typing import Any
 
 from beamflowd.core.invariants import check_workflow
 from beamflowd.core.state import Result, StateMachine
+from beamflowd.state_lock import StateLock
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +105,7 @@ def pause_before_loading() -> None:
 
 
 def verify_finished_workflows(
-    lock: threading.Lock, sm: StateMachine, on_violation: Callable[[Exception], None]
+    lock: StateLock, sm: StateMachine, on_violation: Callable[[Exception], None]
 ) -> tuple[int, float]:
     """Check the invariants of each workflow finished when called, a chunk per hold of ``lock``;
     (workflows checked, seconds). Workflows collected or changed meanwhile are checked as they are now."""
@@ -113,7 +114,7 @@ def verify_finished_workflows(
         ids = [wf.id for wf in sm.workflows.values() if wf.terminal]
     checked = 0
     for first in range(0, len(ids), VERIFY_CHUNK):
-        with lock:
+        with lock.chunk():
             live = {n for n, m in sm.members.items() if m.alive}
             for wf_id in ids[first : first + VERIFY_CHUNK]:
                 wf = sm.workflows.get(wf_id)

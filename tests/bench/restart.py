@@ -74,6 +74,7 @@ def measure(cluster: Cluster, args: argparse.Namespace, definition: str, started
     cluster.wait_ready()
     cluster.stop_node("n3")
     up = ["n1", "n2"]
+
     # n3 may have led: count terms from the leader n1 and n2 agree on once it is gone.
     def led_by_one_of_up() -> tuple[int, str] | None:
         seen = leader_term("n1")

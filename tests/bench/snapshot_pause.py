@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from beamflowd.core.state import StateMachine, encode_plain
 from beamflowd.replication import EncodedWorkflows, write_snapshot_file
+from beamflowd.state_lock import StateLock
 from tests.unit.state_strategies import join_cmd, step_cmd, submit_cmd
 
 
@@ -45,7 +46,7 @@ def build(n: int) -> StateMachine:
 
 
 def measure(sm: StateMachine, dirty: int, directory: str) -> dict[str, float]:
-    lock = threading.Lock()
+    lock = StateLock()
     encoded = EncodedWorkflows(lock, sm)
     encoded.mark(sm.workflows, 0.0)
     started = time.perf_counter()

@@ -31,6 +31,7 @@ from beamflowd.replication import (
     read_snapshot_file,
     write_snapshot_file,
 )
+from beamflowd.state_lock import StateLock
 from tests.harness import free_ports
 from tests.unit.state_strategies import join_cmd, submit_cmd
 from tests.unit.test_state import PROPERTY_SETTINGS, histories
@@ -42,7 +43,7 @@ Command = dict[str, Any]
 @given(histories(), st.data())
 def test_snapshot_from_encoding_cache_restores_the_state(log: list[Command], data: st.DataObject) -> None:
     sm = StateMachine()
-    encoded = EncodedWorkflows(threading.Lock(), sm)
+    encoded = EncodedWorkflows(StateLock(), sm)
     cut = data.draw(st.integers(0, len(log)), label="encoded up to")
     for i, cmd in enumerate(log):
         sm.apply(cmd)
