@@ -494,7 +494,7 @@ class ReplicatedState(SyncObj):  # type: ignore[misc]
             # older than the cluster's, so its votes are refused.
             grace_s = tuning.connection_retry + tuning.max_timeout
             self._SyncObj__raftElectionDeadline = time.monotonic() + grace_s
-        self.tick_watch = TickWatch()
+        self.tick_watch = TickWatch(blocker=lambda: self._lock.holder)
         self.addOnTickCallback(self._on_tick)
         self._started = True
         self.encoded.start()
@@ -770,6 +770,8 @@ class ReplicatedState(SyncObj):  # type: ignore[misc]
         if pending is not None:
             pending.done.set()
             if refused:
+                # pysyncobj logs "Failed to store full dump" for this and asks again at its next turn.
+                log.info("our snapshot was put off while the received one decoded; pysyncobj retries it")
                 self._snapshot_state = SERIALIZER_STATE.FAILED
         gc_pauses.freeze_long_lived()
         if pending is None:

@@ -30,21 +30,24 @@ class StateLock:
         self._lock = threading.Lock()
         self._guard = threading.Lock()  # for the count: ``+=`` is not atomic across threads
         self._waiting = 0
+        #: The thread holding the lock (for the tick watch: who keeps the tick thread waiting).
+        self.holder: int | None = None
 
     def __enter__(self) -> None:
-        if self._lock.acquire(blocking=False):
-            return
-        with self._guard:
-            self._waiting += 1
-        try:
-            self._lock.acquire()
-        finally:
+        if not self._lock.acquire(blocking=False):
             with self._guard:
-                self._waiting -= 1
+                self._waiting += 1
+            try:
+                self._lock.acquire()
+            finally:
+                with self._guard:
+                    self._waiting -= 1
+        self.holder = threading.get_ident()
 
     def __exit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
+        self.holder = None
         self._lock.release()
 
     @property

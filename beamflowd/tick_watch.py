@@ -16,6 +16,8 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable
+from types import FrameType
 
 #: A stall this long is reported (the shortest election timeout is 300 ms).
 STALL_WARN_S = 0.25
@@ -30,8 +32,12 @@ log = logging.getLogger(__name__)
 class TickWatch:
     """:meth:`beat` on every tick (cheap); a daemon thread reports the silences between beats."""
 
-    def __init__(self, stall_warn_s: float = STALL_WARN_S) -> None:
+    def __init__(
+        self, stall_warn_s: float = STALL_WARN_S, blocker: Callable[[], int | None] = lambda: None
+    ) -> None:
+        """``blocker()`` names the thread holding what the tick thread may wait for (the state lock)."""
         self.stall_warn_s = stall_warn_s
+        self._blocker = blocker
         self.stalls = 0
         self.longest_stall_s = 0.0
         self._last_beat = time.monotonic()
@@ -66,10 +72,25 @@ class TickWatch:
                 continue
             self._reported_at = last
             self.stalls += 1
-            frame = sys._current_frames().get(self._thread_id or -1)
-            stack = "".join(traceback.format_stack(frame, limit=STACK_FRAMES_MAX)) if frame else "(unknown)\n"
+            frames = sys._current_frames()
+            blocker = self._blocker()
+            held = ""
+            if blocker is not None and blocker != self._thread_id and blocker in frames:
+                stack = _stack(frames[blocker])
+                held = f"\nthe thread holding the state lock ({_name(blocker)}) is at:\n{stack}"
             log.warning(
-                "the raft tick thread has not ticked for %.0f ms (peers may call an election); it is at:\n%s",
+                "the raft tick thread has not ticked for %.0f ms (a peer may call an election), at:\n%s%s",
                 (time.monotonic() - last) * 1000,
-                stack.rstrip(),
+                _stack(frames.get(self._thread_id or -1)),
+                held,
             )
+
+
+def _stack(frame: FrameType | None) -> str:
+    if frame is None:
+        return "(unknown)"
+    return "".join(traceback.format_stack(frame, limit=STACK_FRAMES_MAX)).rstrip()
+
+
+def _name(thread_id: int) -> str:
+    return next((t.name for t in threading.enumerate() if t.ident == thread_id), str(thread_id))
