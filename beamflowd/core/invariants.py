@@ -118,10 +118,11 @@ def check_workflow(sm: StateMachine, wf: WorkflowState, live_members: set[str] |
         if step.deliveries < 0 or (step.deliveries and step.attempts < 1):
             _fail(f"{where} step {step.id}: {step.deliveries} deliveries after {step.attempts} attempts")
         if step.status == STEP_SKIPPED:
-            # A skipped step never ran, and was skipped only once its needs were done: by its needs, or
-            # (when they let it run) by its own false condition.
-            if step.attempts or step.output_json:
-                _fail(f"{where} step {step.id}: skipped after {step.attempts} attempts")
+            # A skipped step never ran since it was last reset (a retry keeps the attempts of earlier runs
+            # as its base), and was skipped only once its needs were done: by its needs, or (when they let
+            # it run) by its own false condition.
+            if step.attempts != step.base or step.output_json:
+                _fail(f"{where} step {step.id}: skipped after {step.attempts} attempts ({step.base} before)")
             decided = step_verdict(wf, step.id)
             if decided == WAIT or (decided == RUN and spec.when is None):
                 _fail(f"{where} step {step.id}: skipped, its needs say {decided}, it has no condition")

@@ -1,8 +1,10 @@
 """Which workflows have a given status, name or label, newest first, so a page costs O(log n + page).
 
-Derived from the state (never encoded, rebuilt after a restore) and kept current lazily: ``apply`` marks the
-workflows it touched, and the next query re-files only those. Any handler that changes a workflow's status
-therefore keeps the index right without knowing about it.
+Derived from the state (never encoded; built in bulk after a restore, off the state lock) and kept current
+lazily: ``apply`` marks the workflows it touched, and the next query re-files only those. Any handler that
+changes a workflow's status therefore keeps the index right without knowing about it. Between queries the
+node re-files the touched ones in bounded chunks in the background (``refresh(limit=...)``), so a query
+after a burst of 100,000 changes does not re-file them all at once under the lock (1.3 s, measured).
 
 Order is by creation time (the proposer's clock), then id: the order Temporal lists executions in, and the
 same on every replica.
@@ -62,34 +64,54 @@ class WorkflowIndex:
         self._stale.add(wf_id)
 
     def rebuild(self, workflows: Mapping[str, Indexed]) -> None:
-        self._lists, self._filed, self._stale = {}, {}, set(workflows)
+        """File every workflow at once: one sort per list, ~10x faster than filing them one by one."""
+        members: dict[ListKey, list[Key]] = {}
+        self._filed, self._stale = {}, set()
+        for wf_id, wf in workflows.items():
+            filed = self._filed[wf_id] = (
+                lists_for(wf.listed_status, wf.name, wf.labels),
+                (wf.created_ms, wf.id),
+            )
+            for key in filed[0]:
+                members.setdefault(key, []).append(filed[1])
+        self._lists = {key: SortedList(keys) for key, keys in members.items()}
 
-    def refresh(self, workflows: Mapping[str, Indexed]) -> None:
-        """Re-file the touched workflows: O(touched * log n)."""
-        for wf_id in self._stale:
-            filed = self._filed.pop(wf_id, None)
-            wf = workflows.get(wf_id)
-            now = None
-            if wf is not None:
-                now = (lists_for(wf.listed_status, wf.name, wf.labels), (wf.created_ms, wf.id))
-            if filed == now:
-                if now is not None:
-                    self._filed[wf_id] = now
-                continue
-            if filed is not None:
-                for key in filed[0]:
-                    lst = self._lists[key]
-                    lst.remove(filed[1])
-                    if not lst:
-                        del self._lists[key]  # e.g. a name no workflow has any more
+    @property
+    def stale(self) -> int:
+        """Workflows touched and not re-filed yet."""
+        return len(self._stale)
+
+    def refresh(self, workflows: Mapping[str, Indexed], limit: int | None = None) -> int:
+        """Re-file the touched workflows, at most ``limit`` of them: O(touched * log n). Returns how many
+        are left (a query needs 0: it calls this without a limit)."""
+        stale = self._stale
+        for _ in range(len(stale) if limit is None else min(limit, len(stale))):
+            self._refile(stale.pop(), workflows)
+        return len(stale)
+
+    def _refile(self, wf_id: str, workflows: Mapping[str, Indexed]) -> None:
+        filed = self._filed.pop(wf_id, None)
+        wf = workflows.get(wf_id)
+        now = None
+        if wf is not None:
+            now = (lists_for(wf.listed_status, wf.name, wf.labels), (wf.created_ms, wf.id))
+        if filed == now:
             if now is not None:
                 self._filed[wf_id] = now
-                for key in now[0]:
-                    lst = self._lists.get(key)
-                    if lst is None:
-                        lst = self._lists[key] = SortedList()
-                    lst.add(now[1])
-        self._stale = set()
+            return
+        if filed is not None:
+            for key in filed[0]:
+                lst = self._lists[key]
+                lst.remove(filed[1])
+                if not lst:
+                    del self._lists[key]  # e.g. a name no workflow has any more
+        if now is not None:
+            self._filed[wf_id] = now
+            for key in now[0]:
+                lst = self._lists.get(key)
+                if lst is None:
+                    lst = self._lists[key] = SortedList()
+                lst.add(now[1])
 
     def size(self, key: ListKey) -> int:
         lst = self._lists.get(key)
