@@ -464,6 +464,7 @@ class ReplicatedState(SyncObj):  # type: ignore[misc]
         self._started = False
         #: A received snapshot still decoding on the loader thread (entries committed meanwhile queue here).
         self._pending_load: PendingLoad | None = None
+        self._verifying = False  # the snapshot-verifier thread checks a restored state
         os.makedirs(data_dir, exist_ok=True)
         power_cut.install(data_dir)
         self._dump_path = os.path.join(data_dir, DUMP_FILE)
@@ -724,20 +725,33 @@ class ReplicatedState(SyncObj):  # type: ignore[misc]
         raft_data = snapshot_raft_meta(data) if self._started else None
         if raft_data is None:  # at start, or a format whose metadata comes last
             return self._load_snapshot(data, filename)
-        previous = self._pending_load
-        if previous is not None:  # a second snapshot before the first one decoded: rare, keep order
-            previous.done.wait()
         pending = PendingLoad(index=int(raft_data[0][1]))
         with self._lock:
-            self._pending_load = pending
+            # A second snapshot before the first one decoded (the leader changed and sent its own): its
+            # loader waits for the first one, on its own thread; the tick thread waiting here went silent
+            # for as long as the first decode took (3.4 s seen, and an election).
+            previous, self._pending_load = self._pending_load, pending
+        log.info(
+            "snapshot at index %d to load (%d bytes): decoding it on a loader thread",
+            pending.index,
+            len(data),
+        )
         threading.Thread(
-            target=self._load_snapshot, args=(data, filename, pending), name="snapshot-loader", daemon=True
+            target=self._load_snapshot,
+            args=(data, filename, pending, previous),
+            name="snapshot-loader",
+            daemon=True,
         ).start()
         return raft_data
 
-    def _load_snapshot(self, data: bytes, name: str, pending: PendingLoad | None = None) -> Any:
+    def _load_snapshot(
+        self, data: bytes, name: str, pending: PendingLoad | None = None, previous: PendingLoad | None = None
+    ) -> Any:
         """Decode ``data`` and put it in place of the state; with ``pending`` (loader thread), then apply
-        the entries queued behind it. Returns pysyncobj's metadata."""
+        the entries queued behind it, once the ``previous`` load (if any) is done. Returns pysyncobj's
+        metadata."""
+        if previous is not None:
+            previous.done.wait()
         if pending is not None:
             pause_before_loading()
         started = time.monotonic()
@@ -776,7 +790,8 @@ class ReplicatedState(SyncObj):  # type: ignore[misc]
                 if queued_changed:
                     self.encoded.mark(queued_changed, time.monotonic())
                 changed |= queued_changed
-                self._pending_load = None
+                if self._pending_load is pending:  # else a newer snapshot is queued behind this one
+                    self._pending_load = None
                 refused = pending.snapshot_refused
         del restored, fragments
         if pending is not None:
@@ -801,6 +816,7 @@ class ReplicatedState(SyncObj):  # type: ignore[misc]
         for deferred, results in waiting:
             deferred.resolve(results)
         self._on_applied(changed)
+        self._verifying = True
         threading.Thread(target=self._verify_finished, name="snapshot-verifier", daemon=True).start()
         return raft_data
 
@@ -811,7 +827,11 @@ class ReplicatedState(SyncObj):  # type: ignore[misc]
             log.critical("the restored state breaks an invariant, stopping the node: %s", exc)
             os._exit(os.EX_SOFTWARE)
 
-        checked, took = verify_finished_workflows(self._lock, self.sm, violated)
+        try:
+            with tick_thread_first():
+                checked, took = verify_finished_workflows(self._lock, self.sm, violated)
+        finally:
+            self._verifying = False
         log.info("checked %d finished workflows of the restored state in %.0f ms", checked, took * 1000)
 
     # ------------------------------------------------------------ durability
@@ -1091,6 +1111,19 @@ class ReplicatedState(SyncObj):  # type: ignore[misc]
             self._transfer_requested = False
             if self._isLeader():
                 self.transferLeadership()
+
+    def _SyncObj__connectedToAnyone(self) -> bool:
+        """pysyncobj asks this only when a follower's election timer has run out: stand for election?
+
+        Not while catching up from a snapshot (decoding it, then checking it): this node's tick thread then
+        shares two cores with seconds of decoding and hears its leader late, and without pre-vote in
+        pysyncobj its candidacy deposes a healthy leader (seen: 2-3 elections per catch-up at 100,000
+        workflows; resetting the timer is not enough, pysyncobj rewinds it on every message). The other
+        nodes still elect a leader if the real one dies meanwhile.
+        """
+        if self._pending_load is not None or self._verifying:
+            return False
+        return bool(super()._SyncObj__connectedToAnyone())
 
 
 def _raft_meta(index: int, raft_addrs: Iterable[str]) -> bytes:

@@ -82,19 +82,33 @@ class PendingLoad:
 
 @contextlib.contextmanager
 def tick_thread_first() -> Iterator[None]:
-    """While a loader thread decodes, keep the Raft tick thread's waits for the GIL short.
+    """While a loader decodes (or a verifier checks), keep the Raft tick thread's waits for the GIL short.
 
     The tick thread gives the GIL up and takes it back many times per message (every socket call, every
     poll); behind a thread that computes, each take waits out the switch interval (5 ms by default), so
     a node decoding a snapshot answered its leader too slowly and called elections. 0.5 ms keeps those
     waits short for a small cost to the decoder.
     """
-    previous = sys.getswitchinterval()
-    sys.setswitchinterval(LOADING_SWITCH_INTERVAL_S)
+    global _switch_users, _switch_default
+    with (
+        _switch_lock
+    ):  # loader and verifier threads may overlap: the first one in saves, the last one out restores
+        if _switch_users == 0:
+            _switch_default = sys.getswitchinterval()
+            sys.setswitchinterval(LOADING_SWITCH_INTERVAL_S)
+        _switch_users += 1
     try:
         yield
     finally:
-        sys.setswitchinterval(previous)
+        with _switch_lock:
+            _switch_users -= 1
+            if _switch_users == 0:
+                sys.setswitchinterval(_switch_default)
+
+
+_switch_lock = threading.Lock()
+_switch_users = 0
+_switch_default = 0.005
 
 
 def pause_before_loading() -> None:

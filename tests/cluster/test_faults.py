@@ -294,3 +294,42 @@ def test_a_received_snapshot_decodes_off_the_raft_thread_while_entries_queue(tmp
         assert digest
         for wf_id in (ids[0], *during):
             assert get(cluster, wf_id, "n3").workflow.status == pb.WORKFLOW_STATUS_SUCCEEDED
+
+
+#: n3 is frozen this many times, this long each, while its snapshot waits to decode: each time past the
+#: longest election timeout (0.9 s), the first past the restart grace (1.9 s from start), all within the 8 s
+#: its load is held back. Where the freeze catches the tick thread decides whether it checks its timer or
+#: reads the leader's queued messages first on waking: several freezes make the check come first.
+FREEZES = 4
+FROZEN_S = 1.5
+
+
+def test_a_node_catching_up_from_a_snapshot_does_not_stand_for_election(tmp_path: Path) -> None:
+    """A node decoding a snapshot shares the cores with its decoder; its tick thread may not hear the leader
+    for longer than an election timeout. Frozen (SIGSTOP) that long, again and again while its load is
+    pending, it must not stand for election on waking: pysyncobj has no pre-vote, so it would depose the
+    healthy leader. (Without the gate this fails in about a third of runs: only a freeze that catches the
+    tick thread outside its poll has it check its timer before reading the leader's queued messages.)"""
+    with n3_left_behind(tmp_path, 400) as (cluster, _ids):
+        before = cluster.cluster_status("n1")
+        term, leader = max(n.term for n in before.nodes), before.leader_id
+        cluster.env["BEAMFLOW_TEST_SNAPSHOT_LOAD_DELAY_S"] = "8"
+        cluster.start_node("n3")
+        log_path = cluster.nodes["n3"].log_path
+        cluster.wait_until(lambda: "decoding it on a loader thread" in log_path.read_text(), 30, "n3's load")
+        proc = cluster.nodes["n3"].proc
+        assert proc is not None
+        for _ in range(FREEZES):
+            os.kill(proc.pid, signal.SIGSTOP)
+            try:
+                time.sleep(FROZEN_S)  # the fault itself: a tick thread silent for this long
+            finally:
+                os.kill(proc.pid, signal.SIGCONT)
+            time.sleep(0.1)  # let it tick
+        assert "loaded snapshot" not in log_path.read_text(), "the freezes ended before the load"
+        cluster.wait_ready(nodes=["n3"])
+        assert wait_converged(cluster, timeout=60)
+        after = cluster.cluster_status("n1")
+        assert (max(n.term for n in after.nodes), after.leader_id) == (term, leader), log_path.read_text()[
+            -3000:
+        ]

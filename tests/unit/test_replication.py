@@ -31,6 +31,7 @@ from beamflowd.replication import (
     read_snapshot_file,
     write_snapshot_file,
 )
+from beamflowd.snapshot_loading import PendingLoad
 from beamflowd.state_lock import StateLock
 from tests.harness import free_ports
 from tests.unit.state_strategies import join_cmd, submit_cmd
@@ -192,6 +193,23 @@ def test_status_names_the_leader(tmp_path: Path) -> None:
         status = raft.status()
         assert status.leader_id == "n1" and status.leader_address == addr and status.term >= 1
         assert status.partners == {} and not status.blocked
+    finally:
+        raft.destroy()
+
+
+def test_a_node_catching_up_from_a_snapshot_never_stands_for_election(tmp_path: Path) -> None:
+    """pysyncobj asks ``__connectedToAnyone`` when a follower's election timer runs out: while a snapshot
+    decodes or is being checked, the answer is no (a one-node cluster otherwise always says yes)."""
+    raft = one_node(tmp_path)
+    try:
+        stand = raft._SyncObj__connectedToAnyone
+        assert stand()
+        raft._pending_load = PendingLoad(index=1)
+        assert not stand(), "decoding a snapshot"
+        raft._pending_load, raft._verifying = None, True
+        assert not stand(), "checking a restored state"
+        raft._verifying = False
+        assert stand()
     finally:
         raft.destroy()
 
