@@ -72,6 +72,8 @@ SPECULATION_DEPTH_MAX = 4
 #: How long a result waits for its speculative successors' results, to commit them in the same entry (a
 #: slower successor proposes alone, right after): a chain of instant steps then costs one commit.
 SPECULATION_HOLD_S = 0.002
+#: Changed workflows looked up per hold of the state lock when deciding which need an actor here.
+CHANGED_CHUNK = 1_000
 
 #: A speculative attempt's results (its own, then its successors'), handed to its parent, and the future
 #: through which the parent returns their committed outcomes (None: not committed in one go).
@@ -962,15 +964,27 @@ class Executor:
         """Called on the event loop after each applied batch with the workflows it touched."""
         if self._closed:
             return
+        unowned: list[str] = []
         for wf_id in workflow_ids:
             actor = self.actors.get(wf_id)
             if actor is not None:
                 actor.wake.set()
-                continue
+            else:
+                unowned.append(wf_id)
+        # One hold of the state lock per chunk, not per workflow: after a restore every workflow changed,
+        # and 100,000 separate holds, each behind the restore verifier's chunks, kept the event loop (and the
+        # node's join) busy for over a second.
+        for first in range(0, len(unowned), CHANGED_CHUNK):
             with self.raft.read():
-                wf = self.raft.sm.workflows.get(wf_id)
-                mine = wf is not None and wf.owner == self.node_id and not wf.terminal
-            if mine:
+                workflows = self.raft.sm.workflows
+                mine = [
+                    wf_id
+                    for wf_id in unowned[first : first + CHANGED_CHUNK]
+                    if (wf := workflows.get(wf_id)) is not None
+                    and wf.owner == self.node_id
+                    and not wf.terminal
+                ]
+            for wf_id in mine:
                 self._spawn(wf_id)
 
     def _spawn(self, wf_id: str) -> None:
