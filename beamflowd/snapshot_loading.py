@@ -90,9 +90,8 @@ def tick_thread_first() -> Iterator[None]:
     waits short for a small cost to the decoder.
     """
     global _switch_users, _switch_default
-    with (
-        _switch_lock
-    ):  # loader and verifier threads may overlap: the first one in saves, the last one out restores
+    # Loader and verifier threads may overlap: the first one in saves the interval, the last out restores it.
+    with _switch_lock:
         if _switch_users == 0:
             _switch_default = sys.getswitchinterval()
             sys.setswitchinterval(LOADING_SWITCH_INTERVAL_S)
@@ -107,8 +106,8 @@ def tick_thread_first() -> Iterator[None]:
 
 
 _switch_lock = threading.Lock()
-_switch_users = 0
-_switch_default = 0.005
+_switch_users = 0  # threads inside tick_thread_first()
+_switch_default = 0.005  # the interval to restore (CPython's default until the first one saves it)
 
 
 def pause_before_loading() -> None:

@@ -16,6 +16,7 @@ from beamflowd.api import convert
 from beamflowd.api.definitions import DefinitionBusy, DefinitionCompiler
 from beamflowd.api.gen.beamflow.v1 import workflow_pb2 as pb
 from beamflowd.api.gen.beamflow.v1 import workflow_pb2_grpc as pb_grpc
+from beamflowd.api.read_barrier import ReadBarrier
 from beamflowd.api.status import abort
 from beamflowd.changes import ChangeHub
 from beamflowd.clock import now_ms
@@ -91,6 +92,11 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):  # type: ignore[misc]
         self.proposer = proposer
         self.hub = hub
         self.definitions = DefinitionCompiler()
+        self.read_barrier = ReadBarrier(
+            lambda: self.proposer.propose(
+                Heartbeat(node=self.node_id, ts=now_ms()), timeout=READ_BARRIER_TIMEOUT_S
+            )
+        )
 
     async def propose(self, context: grpc.aio.ServicerContext, cmd: Command) -> Result:
         try:
@@ -514,9 +520,10 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):  # type: ignore[misc]
     ) -> None:
         """A read barrier before any NOT_FOUND, as linearizable reads do: a workflow submitted through another
         node (acknowledged there) may not be applied here yet, and a node cut off from the leader may never
-        apply it. Unless ``known(state)`` already holds here, commit this node's heartbeat (it changes nothing
-        for a live node) and wait until it is applied here: it follows every entry committed before it, so
-        the state then reflects them all. No commit within the bound: abort UNAVAILABLE (retryable)."""
+        apply it. Unless ``known(state)`` already holds here, wait for a read barrier (this node's heartbeat,
+        committed and applied here, shared with the reads that arrived meanwhile: :mod:`read_barrier`): it
+        follows every entry committed before it, so the state then reflects them all. No commit within the
+        bound: abort UNAVAILABLE (retryable)."""
         with self.raft.read() as sm:
             if known(sm):
                 return
@@ -526,13 +533,14 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):  # type: ignore[misc]
             timeout_s = max(0.0, min(timeout_s, remaining * READ_BARRIER_DEADLINE_SHARE))
         try:
             # The proposer's callback runs once the entry is applied on this node, follower or leader.
-            await self.proposer.propose(Heartbeat(node=self.node_id, ts=now_ms()), timeout=timeout_s)
-        except ProposeError as exc:
+            await self.read_barrier.wait(timeout_s)
+        except (ProposeError, TimeoutError) as exc:
+            reason = exc.message if isinstance(exc, ProposeError) else f"no commit within {timeout_s:.1f} s"
             await abort(
                 context,
                 "UNAVAILABLE",
                 f"{what} is not known to node {self.node_id}, which cannot reach a quorum to check that it"
-                f" has applied everything committed ({exc.message}): retry, or ask another node",
+                f" has applied everything committed ({reason}): retry, or ask another node",
             )
 
 
