@@ -17,6 +17,7 @@ import grpc
 import pytest
 
 from beamflowd.api.gen.beamflow.v1 import chaos_pb2 as cpb
+from beamflowd.api.gen.beamflow.v1 import workflow_pb2 as pb
 from tests.chaos.support import DevCluster, Load, definition
 
 LONG = os.environ.get("BEAMFLOW_CHAOS_LONG") == "1"
@@ -107,7 +108,8 @@ def test_aggressive_monkey_with_node_kills_and_partitions_loses_nothing(dev_clus
     assert load.unacknowledged <= TOTAL // 100, f"{load.unacknowledged} submissions never acknowledged"
     assert verdict.running == 0
     assert verdict.success_rate == reference.success_rate, (
-        f"success rate {verdict.success_rate} != reference {reference.success_rate}"
+        f"success rate {verdict.success_rate} != reference {reference.success_rate}; failed workflows that"
+        f" were not designed to fail: {_unexpected_failures(dev, load.acknowledged)}"
     )
     # The monkey really did things of every kind.
     for kind in ("actor_crash", "step_error", "step_timeout", "step_latency"):
@@ -126,3 +128,17 @@ def _chaos_status(dev: DevCluster) -> cpb.GetChaosStatusResponse | None:
         if all(n.reachable for n in status.nodes):
             return status
     return None
+
+
+def _unexpected_failures(dev: DevCluster, acknowledged: list[str]) -> list[str]:
+    """Each failed `chaos-ok` workflow with its error and last events: what a rate mismatch needs."""
+    found = []
+    for wf_id in acknowledged:
+        response = dev.get(wf_id)
+        if response is None:
+            continue
+        wf = response.workflow
+        if wf.name == "chaos-ok" and wf.status != pb.WORKFLOW_STATUS_SUCCEEDED:
+            events = [f"{e.type} {e.step_id}#{e.attempt} {e.message[:80]}" for e in response.events[-6:]]
+            found.append(f"{wf_id} ({pb.WorkflowStatus.Name(wf.status)}: {wf.error[:160]}) events {events}")
+    return found[:10]
