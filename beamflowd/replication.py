@@ -464,7 +464,7 @@ class ReplicatedState(SyncObj):  # type: ignore[misc]
         self._started = False
         #: A received snapshot still decoding on the loader thread (entries committed meanwhile queue here).
         self._pending_load: PendingLoad | None = None
-        self._verifying = False  # the snapshot-verifier thread checks a restored state
+        self._verifiers = 0  # snapshot-verifier threads checking a restored state (two loads may overlap)
         os.makedirs(data_dir, exist_ok=True)
         power_cut.install(data_dir)
         self._dump_path = os.path.join(data_dir, DUMP_FILE)
@@ -816,7 +816,8 @@ class ReplicatedState(SyncObj):  # type: ignore[misc]
         for deferred, results in waiting:
             deferred.resolve(results)
         self._on_applied(changed)
-        self._verifying = True
+        with self._lock:
+            self._verifiers += 1
         threading.Thread(target=self._verify_finished, name="snapshot-verifier", daemon=True).start()
         return raft_data
 
@@ -831,7 +832,8 @@ class ReplicatedState(SyncObj):  # type: ignore[misc]
             with tick_thread_first():
                 checked, took = verify_finished_workflows(self._lock, self.sm, violated)
         finally:
-            self._verifying = False
+            with self._lock:
+                self._verifiers -= 1
         log.info("checked %d finished workflows of the restored state in %.0f ms", checked, took * 1000)
 
     # ------------------------------------------------------------ durability
@@ -1121,7 +1123,7 @@ class ReplicatedState(SyncObj):  # type: ignore[misc]
         workflows; resetting the timer is not enough, pysyncobj rewinds it on every message). The other
         nodes still elect a leader if the real one dies meanwhile.
         """
-        if self._pending_load is not None or self._verifying:
+        if self._pending_load is not None or self._verifiers:
             return False
         return bool(super()._SyncObj__connectedToAnyone())
 

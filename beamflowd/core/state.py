@@ -1579,8 +1579,7 @@ class StateMachine:
             if line is None:
                 self._digest_stale.add(wf_id)
             else:
-                self._wf_hash[wf_id] = contribution = element_hash(line)
-                self._wf_sum.add(contribution)
+                self._set_digest_element(wf_id, element_hash(line))
         self._rid_sum, self._spec_sum = MultisetHash(), MultisetHash()
         for rid, wf_id in self.request_ids.items():
             self._rid_sum.add(_request_element(rid, wf_id))
@@ -1598,13 +1597,8 @@ class StateMachine:
         scratch; tests prove the two agree.
         """
         for wf_id in self._digest_stale:
-            old = self._wf_hash.pop(wf_id, None)
-            if old is not None:
-                self._wf_sum.remove(old)
             wf = self.workflows.get(wf_id)
-            if wf is not None:
-                self._wf_hash[wf_id] = new = _workflow_element(wf)
-                self._wf_sum.add(new)
+            self._set_digest_element(wf_id, None if wf is None else _workflow_element(wf))
         self._digest_stale = set()
         return self._digest_of(self._wf_sum, self._rid_sum, self._spec_sum)
 
@@ -1616,11 +1610,16 @@ class StateMachine:
         if wf_id not in self._digest_stale:
             return
         self._digest_stale.discard(wf_id)
+        self._set_digest_element(wf_id, element_hash(encoded))
+
+    def _set_digest_element(self, wf_id: str, element: int | None) -> None:
+        """Replace workflow ``wf_id``'s share of the running digest (``None``: it is gone)."""
         old = self._wf_hash.pop(wf_id, None)
         if old is not None:
             self._wf_sum.remove(old)
-        self._wf_hash[wf_id] = new = element_hash(encoded)
-        self._wf_sum.add(new)
+        if element is not None:
+            self._wf_hash[wf_id] = element
+            self._wf_sum.add(element)
 
     def full_digest(self) -> str:
         """:meth:`digest` computed from the whole state (O(state)): what the running digest must equal."""

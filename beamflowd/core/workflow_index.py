@@ -50,6 +50,11 @@ def lists_for(status: str, name: str, labels: Mapping[str, str]) -> tuple[ListKe
     )
 
 
+def _placement(wf: Indexed) -> tuple[tuple[ListKey, ...], Key]:
+    """The lists a workflow is filed in, and its key in them."""
+    return lists_for(wf.listed_status, wf.name, wf.labels), (wf.created_ms, wf.id)
+
+
 class WorkflowIndex:
     """A sorted list of workflow keys per status, name, status and name, and label."""
 
@@ -68,10 +73,7 @@ class WorkflowIndex:
         members: dict[ListKey, list[Key]] = {}
         self._filed, self._stale = {}, set()
         for wf_id, wf in workflows.items():
-            filed = self._filed[wf_id] = (
-                lists_for(wf.listed_status, wf.name, wf.labels),
-                (wf.created_ms, wf.id),
-            )
+            filed = self._filed[wf_id] = _placement(wf)
             for key in filed[0]:
                 members.setdefault(key, []).append(filed[1])
         self._lists = {key: SortedList(keys) for key, keys in members.items()}
@@ -92,9 +94,7 @@ class WorkflowIndex:
     def _refile(self, wf_id: str, workflows: Mapping[str, Indexed]) -> None:
         filed = self._filed.pop(wf_id, None)
         wf = workflows.get(wf_id)
-        now = None
-        if wf is not None:
-            now = (lists_for(wf.listed_status, wf.name, wf.labels), (wf.created_ms, wf.id))
+        now = None if wf is None else _placement(wf)
         if filed == now:
             if now is not None:
                 self._filed[wf_id] = now

@@ -297,11 +297,15 @@ def test_a_received_snapshot_decodes_off_the_raft_thread_while_entries_queue(tmp
 
 
 #: n3 is frozen this many times, this long each, while its snapshot waits to decode: each time past the
-#: longest election timeout (0.9 s), the first past the restart grace (1.9 s from start), all within the 8 s
-#: its load is held back. Where the freeze catches the tick thread decides whether it checks its timer or
-#: reads the leader's queued messages first on waking: several freezes make the check come first.
+#: longest election timeout (0.9 s), the first past the restart grace (1.9 s from start), all within the
+#: LOAD_HELD_S its load is held back. Where the freeze catches the tick thread decides whether it checks
+#: its timer or reads the leader's queued messages first on waking: several freezes make the check come first.
 FREEZES = 4
 FROZEN_S = 1.5
+#: Between freezes: long enough for a few ticks (50 ms each) to run.
+THAWED_S = 0.1
+#: How long n3's loader is held back before decoding (the whole train of freezes fits in it).
+LOAD_HELD_S = 8
 
 
 def test_a_node_catching_up_from_a_snapshot_does_not_stand_for_election(tmp_path: Path) -> None:
@@ -313,7 +317,7 @@ def test_a_node_catching_up_from_a_snapshot_does_not_stand_for_election(tmp_path
     with n3_left_behind(tmp_path, 400) as (cluster, _ids):
         before = cluster.cluster_status("n1")
         term, leader = max(n.term for n in before.nodes), before.leader_id
-        cluster.env["BEAMFLOW_TEST_SNAPSHOT_LOAD_DELAY_S"] = "8"
+        cluster.env["BEAMFLOW_TEST_SNAPSHOT_LOAD_DELAY_S"] = str(LOAD_HELD_S)
         cluster.start_node("n3")
         log_path = cluster.nodes["n3"].log_path
         cluster.wait_until(lambda: "decoding it on a loader thread" in log_path.read_text(), 30, "n3's load")
@@ -325,7 +329,7 @@ def test_a_node_catching_up_from_a_snapshot_does_not_stand_for_election(tmp_path
                 time.sleep(FROZEN_S)  # the fault itself: a tick thread silent for this long
             finally:
                 os.kill(proc.pid, signal.SIGCONT)
-            time.sleep(0.1)  # let it tick
+            time.sleep(THAWED_S)  # part of the fault pattern: awake just long enough to tick
         assert "loaded snapshot" not in log_path.read_text(), "the freezes ended before the load"
         cluster.wait_ready(nodes=["n3"])
         assert wait_converged(cluster, timeout=60)

@@ -206,9 +206,9 @@ def test_a_node_catching_up_from_a_snapshot_never_stands_for_election(tmp_path: 
         assert stand()
         raft._pending_load = PendingLoad(index=1)
         assert not stand(), "decoding a snapshot"
-        raft._pending_load, raft._verifying = None, True
+        raft._pending_load, raft._verifiers = None, 1
         assert not stand(), "checking a restored state"
-        raft._verifying = False
+        raft._verifiers = 0
         assert stand()
     finally:
         raft.destroy()
