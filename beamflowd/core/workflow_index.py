@@ -69,13 +69,27 @@ class WorkflowIndex:
         self._stale.add(wf_id)
 
     def rebuild(self, workflows: Mapping[str, Indexed]) -> None:
-        """File every workflow at once: one sort per list, ~10x faster than filing them one by one."""
-        members: dict[ListKey, list[Key]] = {}
-        self._filed, self._stale = {}, set()
+        """File every workflow at once, ~10x faster than filing them one by one: workflows are grouped by
+        status, name and labels (a state of 100,000 has a few dozen such groups), each group's lists are
+        worked out once and shared by its members, and each list is sorted once."""
+        placements: dict[tuple[str, str, tuple[tuple[str, str], ...]], tuple[ListKey, ...]] = {}
+        grouped: dict[tuple[ListKey, ...], list[Key]] = {}
+        filed: dict[str, tuple[tuple[ListKey, ...], Key]] = {}
         for wf_id, wf in workflows.items():
-            filed = self._filed[wf_id] = _placement(wf)
-            for key in filed[0]:
-                members.setdefault(key, []).append(filed[1])
+            labels = wf.labels
+            group = (wf.listed_status, wf.name, tuple(sorted(labels.items())) if labels else ())
+            lists = placements.get(group)
+            if lists is None:
+                lists = placements[group] = lists_for(group[0], group[1], labels)
+                grouped[lists] = []
+            key = (wf.created_ms, wf_id)
+            filed[wf_id] = (lists, key)
+            grouped[lists].append(key)
+        members: dict[ListKey, list[Key]] = {}
+        for lists, keys in grouped.items():
+            for list_key in lists:
+                members.setdefault(list_key, []).extend(keys)
+        self._filed, self._stale = filed, set()
         self._lists = {key: SortedList(keys) for key, keys in members.items()}
 
     @property

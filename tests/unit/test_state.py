@@ -13,12 +13,14 @@ from hypothesis import strategies as st
 
 from beamflowd.core.commands import Gc, Heartbeat, NodeDown
 from beamflowd.core.invariants import check_invariants
+from beamflowd.core.spec import WorkflowSpec
 from beamflowd.core.state import (
     MAX_EVENTS_PER_WORKFLOW,
     Query,
     Result,
     StateMachine,
     StepState,
+    WorkflowState,
     downstream_steps,
 )
 from beamflowd.core.vocabulary import (
@@ -38,6 +40,7 @@ from beamflowd.core.vocabulary import (
 from beamflowd.core.workflow_index import WorkflowIndex
 from tests.unit.state_strategies import (
     NODES,
+    SPECS,
     History,
     Plain,
     cancel_cmd,
@@ -628,3 +631,36 @@ def test_gc_by_completion_is_bounded_by_its_limit() -> None:
     restored = roundtrip(sm)
     res = restored.apply(Gc(before=10_000, keep_max=0, ts=600, by_completion=True).to_plain())
     assert res.data == {"collected": 2} and not restored.workflows
+
+
+def test_a_workflow_with_every_field_set_round_trips_through_its_plain_form() -> None:
+    # from_plain builds workflows positionally (a restore builds 100,000): a field added or moved in the
+    # dataclass without from_plain following would land in the wrong slot, and this would differ.
+    spec = WorkflowSpec.from_plain(SPECS["sequential"])
+    wf = WorkflowState(
+        id="w1",
+        name="seq",
+        spec=spec,
+        spec_hash="h",
+        input_json='{"x":1}',
+        owner="n2",
+        created_ms=10,
+        updated_ms=20,
+        request_id="r1",
+        status="failed",
+        epoch=3,
+        error="boom",
+        steps={"a": StepState("a", "failed", 4, "", "e", "ValueError", 11, 12, 13, 1, 2, ['"i"'], 9)},
+        events=[(1, 10, "submitted", "", 0, "", "n1")],
+        next_seq=2,
+        retries=5,
+        origin="w0",
+        paused="why",
+        retried_ms=15,
+        labels={"team": "a"},
+        signals=[("s1", "go", "{}", 14)],
+        signal_ids=["s1"],
+        compensations=[["a", "pending", 0, 0, ""]],
+    )
+    plain = json.loads(json.dumps(wf.to_plain()))
+    assert WorkflowState.from_plain(plain, spec) == wf
