@@ -70,7 +70,7 @@ class WorkflowIndex:
 
     def rebuild(self, workflows: Mapping[str, Indexed]) -> None:
         """File every workflow at once, ~10x faster than filing them one by one: workflows are grouped by
-        status, name and labels (a state of 100,000 has a few dozen such groups), each group's lists are
+        status, name and labels (usually a few dozen groups, whatever the count), each group's lists are
         worked out once and shared by its members, and each list is sorted once."""
         placements: dict[tuple[str, str, tuple[tuple[str, str], ...]], tuple[ListKey, ...]] = {}
         grouped: dict[tuple[ListKey, ...], list[Key]] = {}
