@@ -160,7 +160,7 @@ def restore(path: str, data_dir: str, node_id: str, initial_cluster: str) -> Res
         )
     body, info = read_backup(path)
     try:
-        state, _, _ = parse_snapshot(body, path, trust_meta=False)
+        state = parse_snapshot(body, path, trust_meta=False).state
     except Exception as exc:  # any decoding failure or broken invariant: the file is unusable
         raise BackupError(f"{path}: the snapshot does not decode: {exc}") from None
     if len(state.workflows) != info.workflows:

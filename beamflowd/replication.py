@@ -27,9 +27,8 @@ import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
-import orjson
 from pysyncobj import FAIL_REASON, SERIALIZER_STATE, SyncObj, SyncObjConf, SyncObjException, replicated
 from pysyncobj.journal import FileJournal
 from pysyncobj.node import TCPNode
@@ -38,6 +37,7 @@ from pysyncobj.pickle import to_bytes as pysyncobj_to_bytes
 from pysyncobj.syncobj import _COMMAND_TYPE
 
 from beamflowd import gc_pauses, power_cut
+from beamflowd.core.packed_workflows import decode_json_line, summary_of
 from beamflowd.core.state import FatalApplyError, Result, StateMachine, encode_plain
 from beamflowd.snapshot_loading import (
     PENDING_ENTRIES_MAX,
@@ -59,6 +59,13 @@ SNAPSHOT_MAGIC_V1 = b"BEAMFLOW-SNAPSHOT-1\n"
 #: v2: raft metadata first, then one zlib stream of JSON lines: the state without workflows, the request
 #: ids, then one workflow per line (so a restore can keep each line as that workflow's encoding).
 SNAPSHOT_MAGIC_V2 = b"BEAMFLOW-SNAPSHOT-2\n"
+#: v3 (written): as v2, with one more line before the workflows' lines: every workflow's summary, in the
+#: same order (:mod:`beamflowd.core.packed_workflows`), so a restore builds finished workflows from their
+#: summaries and decodes their lines only when first read.
+SNAPSHOT_MAGIC_V3 = b"BEAMFLOW-SNAPSHOT-3\n"
+#: Formats that start with pysyncobj's metadata and go on with a zlib stream of JSON lines.
+_LINE_FORMATS = (SNAPSHOT_MAGIC_V2, SNAPSHOT_MAGIC_V3)
+_MAGIC_BYTES = len(SNAPSHOT_MAGIC_V3)
 
 #: A workflow is re-encoded in the background once it has not changed for this long: a workflow that is
 #: still running would be encoded again and again for nothing.
@@ -68,6 +75,8 @@ ENCODE_PERIOD_S = 0.25
 ENCODE_CHUNK = 200
 #: Workflows re-filed in the list index per hold of the state lock (~13 us each: ~4 ms a hold).
 INDEX_CHUNK = 300
+#: Restored digest shares hashed per hold of the state lock (~3 us each: ~3 ms a hold).
+SETTLE_CHUNK = 1000
 #: Items per zlib/JSON call in the snapshot writer: each call holds the GIL, so keep it short.
 WRITE_CHUNK = 2000
 #: Attempts to copy pysyncobj's member set from another thread (it changes in place on the tick thread).
@@ -183,13 +192,16 @@ class EncodedWorkflows:
     encoded also settles that workflow's share of the state digest, so a status call under the lock hashes
     only what changed in the last ``ENCODE_SETTLE_S`` (after a load of 100,000 it would otherwise encode
     them all there, and the tick thread, waiting for the lock to apply, would miss its heartbeats). The same
-    thread keeps the list index filed (:meth:`refile_index`), for the same reason.
+    thread keeps the list index filed (:meth:`refile_index`) and adds the digest shares a restore left out
+    (:meth:`settle_restored`), for the same reason.
     """
 
     def __init__(self, lock: StateLock, sm: StateMachine) -> None:
         self.lock = lock
         self.sm = sm
         self.fragments: dict[str, bytes] = {}
+        #: Each encoded workflow's summary, taken from the same plain form as its fragment.
+        self.summaries: dict[str, list[Any]] = {}
         self.dirty: dict[str, float] = {}
         #: Readers of ``fragments`` outside the lock (snapshot writer, backup stream): the encoder waits.
         self.frozen = 0
@@ -210,9 +222,11 @@ class EncodedWorkflows:
             dirty.pop(wf_id, None)
             dirty[wf_id] = now
 
-    def reset(self, fragments: dict[str, bytes], dirty: Iterable[str]) -> None:
+    def reset(
+        self, fragments: dict[str, bytes], summaries: dict[str, list[Any]], dirty: Iterable[str]
+    ) -> None:
         """Under the state lock, after a restore."""
-        self.fragments = fragments
+        self.fragments, self.summaries = fragments, summaries
         self.dirty = {}
         self.mark(dirty, time.monotonic())
 
@@ -238,7 +252,7 @@ class EncodedWorkflows:
             for wf_id in ids:
                 if wf_id not in fragments and wf_id not in dirty_plain:
                     dirty_plain[wf_id] = workflows[wf_id].to_plain()
-        return _Capture(header, request_ids, ids, fragments, dirty_plain, raft_meta)
+        return _Capture(header, request_ids, ids, fragments, self.summaries, dirty_plain, raft_meta)
 
     def thaw(self) -> None:
         """The writer is done with ``fragments``: the encoder may change them again (once all are done)."""
@@ -248,6 +262,7 @@ class EncodedWorkflows:
     def _run(self) -> None:
         while not self._stop.wait(ENCODE_PERIOD_S):
             try:
+                self.settle_restored()
                 self.encode_settled(time.monotonic() - ENCODE_SETTLE_S)
                 self.refile_index()
                 self._prune()
@@ -273,12 +288,23 @@ class EncodedWorkflows:
                     wf = workflows.get(wf_id)
                     if wf is None:
                         self.fragments.pop(wf_id, None)
+                        self.summaries.pop(wf_id, None)
                     else:
-                        self.fragments[wf_id] = line = encode_plain(wf.to_plain())
+                        plain = wf.to_plain()
+                        self.fragments[wf_id] = line = encode_plain(plain)
+                        self.summaries[wf_id] = summary_of(plain)
                         self.sm.settle_digest(wf_id, line)
                 self.encoded += len(chunk)
             if len(chunk) < ENCODE_CHUNK:
                 return
+
+    def settle_restored(self) -> None:
+        """Add the digest shares a restore left out (:meth:`StateMachine.settle_restored`), a chunk per
+        hold of the lock, so the first status call after a restore does not hash them all under it."""
+        while not self._stop.is_set():
+            with self.lock.chunk():
+                if not self.sm.settle_restored(SETTLE_CHUNK):
+                    return
 
     def refile_index(self) -> None:
         """Re-file the workflows touched since the last query in the list index, a chunk per hold of the
@@ -301,6 +327,7 @@ class EncodedWorkflows:
                 for wf_id in keys[start : start + ENCODE_CHUNK * 25]:
                     if wf_id not in workflows:
                         self.fragments.pop(wf_id, None)
+                        self.summaries.pop(wf_id, None)
 
 
 @dataclass
@@ -311,21 +338,25 @@ class _Capture:
     request_ids: dict[str, str]
     ids: list[str]
     fragments: dict[str, bytes]
+    summaries: dict[str, list[Any]]
     dirty_plain: dict[str, dict[str, Any]]
     raft_meta: bytes
 
 
 def snapshot_lines(capture: _Capture) -> Iterator[bytes]:
-    """The v2 snapshot body in pieces of at most WRITE_CHUNK items (each piece is one short GIL hold)."""
-    yield encode_plain(capture.header) + b"\n["
-    items = iter(capture.request_ids.items())
-    first = True
-    while chunk := list(itertools.islice(items, WRITE_CHUNK)):  # short-lived: never promoted by the GC
-        piece = encode_plain({"r": chunk})[6:-2]  # strip {"r":[ and ]}
-        yield piece if first else b"," + piece
-        first = False
-    yield b"]\n"
-    ids, fragments, dirty = capture.ids, capture.fragments, capture.dirty_plain
+    """The v3 snapshot body in pieces of at most WRITE_CHUNK items (each piece is one short GIL hold)."""
+    yield encode_plain(capture.header) + b"\n"
+    yield from _json_array(capture.request_ids.items())
+    ids, fragments, summaries, dirty = capture.ids, capture.fragments, capture.summaries, capture.dirty_plain
+
+    def summary(wf_id: str) -> list[Any]:
+        plain = dirty.get(wf_id)
+        if plain is not None:
+            return summary_of(plain)
+        found = summaries.get(wf_id)
+        return summary_of(decode_json_line(fragments[wf_id])) if found is None else found
+
+    yield from _json_array(map(summary, ids))
     for start in range(0, len(ids), WRITE_CHUNK):
         parts = []
         for wf_id in ids[start : start + WRITE_CHUNK]:
@@ -335,10 +366,22 @@ def snapshot_lines(capture: _Capture) -> Iterator[bytes]:
         yield b"\n".join(parts)
 
 
+def _json_array(items: Iterable[Any]) -> Iterator[bytes]:
+    """One line holding a JSON array of ``items``, in pieces of WRITE_CHUNK items."""
+    yield b"["
+    rows = iter(items)
+    first = True
+    while chunk := list(itertools.islice(rows, WRITE_CHUNK)):  # short-lived: never promoted by the GC
+        piece = json.dumps(chunk, sort_keys=True, separators=(",", ":")).encode()[1:-1]
+        yield piece if first else b"," + piece
+        first = False
+    yield b"]\n"
+
+
 def snapshot_file_pieces(capture: _Capture) -> Iterator[bytes]:
-    """The bytes of a v2 snapshot file, in pieces (any thread, no lock needed): the one snapshot codec."""
+    """The bytes of a v3 snapshot file, in pieces (any thread, no lock needed): the one snapshot codec."""
     compressor = zlib.compressobj(1)
-    yield SNAPSHOT_MAGIC_V2 + len(capture.raft_meta).to_bytes(8, "big") + capture.raft_meta
+    yield SNAPSHOT_MAGIC_V3 + len(capture.raft_meta).to_bytes(8, "big") + capture.raft_meta
     for piece in snapshot_lines(capture):
         out = compressor.compress(piece)
         if out:
@@ -347,7 +390,7 @@ def snapshot_file_pieces(capture: _Capture) -> Iterator[bytes]:
 
 
 def write_snapshot_file(path: str, capture: _Capture, sync: bool) -> int:
-    """Write a v2 snapshot (any thread, no lock needed); returns its compressed size in bytes."""
+    """Write a v3 snapshot (any thread, no lock needed); returns its compressed size in bytes."""
     size = 0
     with open(path, "wb") as f:
         for index, piece in enumerate(snapshot_file_pieces(capture)):
@@ -360,51 +403,47 @@ def write_snapshot_file(path: str, capture: _Capture, sync: bool) -> int:
     return size
 
 
-def read_snapshot_file(
-    filename: str, check_finished: bool = True
-) -> tuple[StateMachine, dict[str, bytes] | None, Any]:
-    """(state, per-workflow encodings if the format keeps them, raft metadata) from a v1 or v2 file."""
+class Restored(NamedTuple):
+    """A decoded snapshot."""
+
+    state: StateMachine
+    #: Each workflow's canonical line, if the format keeps them (v2 and v3).
+    fragments: dict[str, bytes] | None
+    #: Each workflow's summary, taken from the same plain form as its line (empty without lines).
+    summaries: dict[str, list[Any]]
+    #: pysyncobj's metadata (None when not trusted).
+    raft_meta: Any
+
+
+def read_snapshot_file(filename: str, check_finished: bool = True) -> Restored:
+    """The snapshot in a v1, v2 or v3 file."""
     with open(filename, "rb") as f:
         return parse_snapshot(f.read(), filename, check_finished=check_finished)
 
 
 def snapshot_raft_meta(data: bytes) -> Any:
-    """pysyncobj's metadata of a v2 snapshot without decoding its state; None for any other format."""
-    if data[: len(SNAPSHOT_MAGIC_V2)] != SNAPSHOT_MAGIC_V2:
+    """pysyncobj's metadata of a v2 or v3 snapshot without decoding its state; None for any other format."""
+    if data[:_MAGIC_BYTES] not in _LINE_FORMATS:
         return None
-    offset = len(SNAPSHOT_MAGIC_V2)
-    meta_size = int.from_bytes(data[offset : offset + 8], "big")
-    return pickle.loads(data[offset + 8 : offset + 8 + meta_size])
+    meta_size = int.from_bytes(data[_MAGIC_BYTES : _MAGIC_BYTES + 8], "big")
+    return pickle.loads(data[_MAGIC_BYTES + 8 : _MAGIC_BYTES + 8 + meta_size])
 
 
-def _decode_line(line: bytes) -> Any:
-    """One workflow's JSON line. orjson decodes it ~2x faster than the json module (half of a restore is
-    this); what it refuses (lone surrogates, NaN) the json module decodes as it always did. orjson reads an
-    integer beyond 64 bits as a float, but every integer in a workflow's line is one of ours (times,
-    counters, attempts), far below that: user data is kept as JSON text inside strings."""
-    try:
-        return orjson.loads(line)
-    except orjson.JSONDecodeError:
-        return json.loads(line)
-
-
-def parse_snapshot(
-    data: bytes, name: str, trust_meta: bool = True, check_finished: bool = True
-) -> tuple[StateMachine, dict[str, bytes] | None, Any]:
+def parse_snapshot(data: bytes, name: str, trust_meta: bool = True, check_finished: bool = True) -> Restored:
     """:func:`read_snapshot_file` of bytes already read; ``name`` says where they came from in errors.
 
-    ``trust_meta=False``: v2 only, pysyncobj's pickled metadata is skipped (returned as None).
+    ``trust_meta=False``: v2 and v3 only, pysyncobj's pickled metadata is skipped (returned as None).
     ``check_finished=False``: finished workflows' own invariants are left to the caller
     (:func:`beamflowd.snapshot_loading.verify_finished_workflows`).
     """
-    magic = data[: len(SNAPSHOT_MAGIC_V2)]
+    magic = data[:_MAGIC_BYTES]
     offset = len(magic)
     if magic == SNAPSHOT_MAGIC_V1 and trust_meta:
         size = int.from_bytes(data[offset : offset + 8], "big")
         plain = json.loads(zlib.decompress(data[offset + 8 : offset + 8 + size]))
         restored = StateMachine.from_plain(plain, check_finished=check_finished)
-        return restored, None, pickle.loads(data[offset + 8 + size :])
-    if magic != SNAPSHOT_MAGIC_V2:
+        return Restored(restored, None, {}, pickle.loads(data[offset + 8 + size :]))
+    if magic not in _LINE_FORMATS:
         raise ValueError(f"{name}: not a BEAMFlow snapshot")
     meta_size = int.from_bytes(data[offset : offset + 8], "big")
     # A backup may come from anywhere: restore never unpickles it (it writes its own raft metadata).
@@ -413,10 +452,24 @@ def parse_snapshot(
     lines = body.split(b"\n")
     header = json.loads(lines[0])
     header["request_ids"] = json.loads(lines[1])
-    encoded = lines[2:-1]
-    header["workflows"] = [_decode_line(line) for line in encoded]
-    fragments = {wp["id"]: line for wp, line in zip(header["workflows"], encoded, strict=True)}
-    return StateMachine.from_plain(header, fragments, check_finished=check_finished), fragments, raft_meta
+    if magic == SNAPSHOT_MAGIC_V2:
+        encoded = lines[2:-1]
+        header["workflows"] = [decode_json_line(line) for line in encoded]
+        summaries = {wp["id"]: summary_of(wp) for wp in header["workflows"]}
+        fragments = {wp["id"]: line for wp, line in zip(header["workflows"], encoded, strict=True)}
+        state = StateMachine.from_plain(header, fragments, check_finished=check_finished)
+        return Restored(state, fragments, summaries, raft_meta)
+    summary_list = decode_json_line(lines[2])
+    encoded = lines[3:-1]
+    if not isinstance(summary_list, list) or len(summary_list) != len(encoded):
+        raise ValueError(f"{name}: the summaries do not match the {len(encoded)} workflow lines")
+    header["workflows"] = []
+    summaries = {summary[0]: summary for summary in summary_list}
+    fragments = {summary[0]: line for summary, line in zip(summary_list, encoded, strict=True)}
+    state = StateMachine.from_plain(
+        header, fragments, check_finished=check_finished, packed=zip(summary_list, encoded, strict=True)
+    )
+    return Restored(state, fragments, summaries, raft_meta)
 
 
 class ReplicatedState(SyncObj):  # type: ignore[misc]
@@ -759,7 +812,7 @@ class ReplicatedState(SyncObj):  # type: ignore[misc]
             # Decoding builds millions of objects: with the cyclic collector on, its passes over the
             # growing heap cost 2-4x the decoding itself. The state holds no cycles to collect.
             with gc_pauses.building_long_lived(), tick_thread_first() if pending else nullcontext():
-                restored, fragments, raft_data = parse_snapshot(data, name, check_finished=False)
+                restored, fragments, summaries, raft_data = parse_snapshot(data, name, check_finished=False)
         except Exception as exc:
             if pending is None:
                 raise  # at start: the node does not start
@@ -779,9 +832,9 @@ class ReplicatedState(SyncObj):  # type: ignore[misc]
             self._node_ids.update({m.raft_addr: m.id for m in restored.members.values()})
             changed = self.sm.drain_changed()
             if fragments is None:
-                self.encoded.reset({}, changed)
+                self.encoded.reset({}, {}, changed)
             else:
-                self.encoded.reset(fragments, ())
+                self.encoded.reset(fragments, summaries, ())
             refused = False
             if pending is not None:
                 for commands, deferred, index in pending.queued:
@@ -793,7 +846,7 @@ class ReplicatedState(SyncObj):  # type: ignore[misc]
                 if self._pending_load is pending:  # else a newer snapshot is queued behind this one
                     self._pending_load = None
                 refused = pending.snapshot_refused
-        del restored, fragments
+        del restored, fragments, summaries
         if pending is not None:
             pending.done.set()
             if refused:
@@ -1139,21 +1192,22 @@ def _raft_meta(index: int, raft_addrs: Iterable[str]) -> bytes:
 
 
 def seed_data_dir(snapshot: bytes, index: int, raft_addrs: Iterable[str], data_dir: str) -> str:
-    """Write a v2 ``snapshot`` (already checked) as the first dump of a new node of ``raft_addrs``.
+    """Write a v2 or v3 ``snapshot`` (already checked) as the first dump of a new node of ``raft_addrs``.
 
     Its body is kept byte for byte; its raft metadata is replaced (no journal, the state at ``index``).
     Written beside, fsynced, renamed, directory fsynced. Returns the dump's path.
     """
-    if snapshot[: len(SNAPSHOT_MAGIC_V2)] != SNAPSHOT_MAGIC_V2:
-        raise ValueError("not a v2 snapshot")
-    offset = len(SNAPSHOT_MAGIC_V2)
+    magic = snapshot[:_MAGIC_BYTES]
+    if magic not in _LINE_FORMATS:
+        raise ValueError("not a v2 or v3 snapshot")
+    offset = _MAGIC_BYTES
     meta_size = int.from_bytes(snapshot[offset : offset + 8], "big")
     body = memoryview(snapshot)[offset + 8 + meta_size :]
     meta = _raft_meta(index, raft_addrs)
     path = os.path.join(data_dir, DUMP_FILE)
     writing = path + ".writing"
     with open(writing, "wb") as f:
-        f.write(SNAPSHOT_MAGIC_V2 + len(meta).to_bytes(8, "big") + meta)
+        f.write(magic + len(meta).to_bytes(8, "big") + meta)
         f.write(body)
         f.flush()
         os.fsync(f.fileno())

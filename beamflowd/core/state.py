@@ -409,6 +409,11 @@ class StateMachine:
         self._spec_sum = MultisetHash()
         #: Workflows whose entry in ``_wf_sum`` is stale until the next :meth:`digest`.
         self._digest_stale: set[str] = set()
+        #: After a restore, the restored lines of workflows unchanged since whose share is not in
+        #: ``_wf_sum`` yet, and request ids whose share is not in ``_rid_sum`` yet: hashing them all took a
+        #: second before the node served, so :meth:`settle_restored` adds them later (:meth:`digest` first).
+        self._unsettled_lines: dict[str, bytes] = {}
+        self._unsettled_requests: dict[str, str] = {}
         #: Workflows by status and name, for lists and counts that cost O(page), not O(state).
         self.index = WorkflowIndex()
         #: ``(finished_ms, id)`` of finished workflows, a heap: GC by completion takes from its front.
@@ -609,7 +614,9 @@ class StateMachine:
             self._forget_request(next(iter(self.request_ids)))
 
     def _forget_request(self, rid: str) -> None:
-        self._rid_sum.remove(_request_element(rid, self.request_ids.pop(rid)))
+        wf_id = self.request_ids.pop(rid)
+        if self._unsettled_requests.pop(rid, None) is None:  # else its share was never added
+            self._rid_sum.remove(_request_element(rid, wf_id))
 
     def _fenced_workflow(
         self,
@@ -1156,6 +1163,7 @@ class StateMachine:
     def _touch(self, wf_id: str) -> None:
         """``wf_id`` changed, appeared or went: what is derived from it must be brought up to date."""
         self._digest_stale.add(wf_id)
+        self._unsettled_lines.pop(wf_id, None)  # its share is now the digest's to work out
         self.index.touch(wf_id)
 
     def _event(
@@ -1516,14 +1524,24 @@ class StateMachine:
 
     @classmethod
     def from_plain(
-        cls, p: Mapping[str, Any], encoded: Mapping[str, bytes] | None = None, *, check_finished: bool = True
+        cls,
+        p: Mapping[str, Any],
+        encoded: Mapping[str, bytes] | None = None,
+        *,
+        check_finished: bool = True,
+        packed: Iterable[tuple[list[Any], bytes]] = (),
     ) -> StateMachine:
         """The state :meth:`to_plain` gave; ``encoded`` may hold each workflow's canonical encoding (as a
         snapshot file keeps them), which spares hashing them again for the digest.
 
+        ``packed``: more workflows, each as its summary and canonical line
+        (:mod:`beamflowd.core.packed_workflows`); finished ones are decoded in full only when first read.
+
         ``check_finished=False``: each finished workflow's own invariants are left to the caller, who
         checks them later (:func:`~beamflowd.core.invariants.check_workflow`); the rest is checked here.
         """
+        from beamflowd.core.packed_workflows import restore_workflow  # circular at module level
+
         if p.get("v") != SNAPSHOT_VERSION:
             raise ValueError(f"snapshot schema {p.get('v')!r} is not {SNAPSHOT_VERSION}")
         sm = cls()
@@ -1536,6 +1554,13 @@ class StateMachine:
             entry = sm.specs[wp["spec"]]
             entry.refs += 1
             wf = WorkflowState.from_plain(wp, entry.spec)
+            sm.workflows[wf.id] = wf
+            if not wf.terminal:
+                sm._own(wf, wf.owner)
+        for summary, line in packed:
+            entry = sm.specs[summary[2]]
+            entry.refs += 1
+            wf = restore_workflow(summary, line, entry.spec)
             sm.workflows[wf.id] = wf
             if not wf.terminal:
                 sm._own(wf, wf.owner)
@@ -1571,6 +1596,7 @@ class StateMachine:
         self._wf_hash, self._wf_sum = other._wf_hash, other._wf_sum
         self._rid_sum, self._spec_sum = other._rid_sum, other._spec_sum
         self._digest_stale, self.finished_heap = other._digest_stale, other.finished_heap
+        self._unsettled_lines, self._unsettled_requests = other._unsettled_lines, other._unsettled_requests
         self.index = other.index
         self.removed = other.removed
         self.dlq, self.dlq_open = other.dlq, other.dlq_open
@@ -1581,16 +1607,10 @@ class StateMachine:
     def _rebuild_derived(self, encoded: Mapping[str, bytes]) -> None:
         """Recompute what is derived from the state (after a restore): O(state), once."""
         self._wf_hash, self._wf_sum = {}, MultisetHash()
-        self._digest_stale = set()
-        for wf_id in self.workflows:
-            line = encoded.get(wf_id)
-            if line is None:
-                self._digest_stale.add(wf_id)
-            else:
-                self._set_digest_element(wf_id, element_hash(line))
+        self._digest_stale = {wf_id for wf_id in self.workflows if wf_id not in encoded}
+        self._unsettled_lines = {wf_id: line for wf_id, line in encoded.items() if wf_id in self.workflows}
         self._rid_sum, self._spec_sum = MultisetHash(), MultisetHash()
-        for rid, wf_id in self.request_ids.items():
-            self._rid_sum.add(_request_element(rid, wf_id))
+        self._unsettled_requests = dict(self.request_ids)
         for spec_hash in self.specs:
             self._spec_sum.add(_spec_element(spec_hash))
         self.finished_heap = [(wf.updated_ms, wf.id) for wf in self.workflows.values() if wf.terminal]
@@ -1604,11 +1624,27 @@ class StateMachine:
         request ids, definitions), each kept current by ``apply``. :meth:`full_digest` recomputes it from
         scratch; tests prove the two agree.
         """
+        self.settle_restored()
         for wf_id in self._digest_stale:
             wf = self.workflows.get(wf_id)
             self._set_digest_element(wf_id, None if wf is None else _workflow_element(wf))
         self._digest_stale = set()
         return self._digest_of(self._wf_sum, self._rid_sum, self._spec_sum)
+
+    def settle_restored(self, limit: int | None = None) -> int:
+        """Add the digest shares of at most ``limit`` (None: all) restored workflows and request ids not
+        added yet; returns how many are left. A background thread calls it a chunk per hold of the lock."""
+        lines, requests = self._unsettled_lines, self._unsettled_requests
+        budget = len(lines) + len(requests) if limit is None else limit
+        while lines and budget > 0:
+            wf_id, line = lines.popitem()
+            self._set_digest_element(wf_id, element_hash(line))
+            budget -= 1
+        while requests and budget > 0:
+            rid, wf_id = requests.popitem()
+            self._rid_sum.add(_request_element(rid, wf_id))
+            budget -= 1
+        return len(lines) + len(requests)
 
     def settle_digest(self, wf_id: str, encoded: bytes) -> None:
         """``encoded`` is ``encode_plain(wf.to_plain())`` of workflow ``wf_id`` as it is now: take its

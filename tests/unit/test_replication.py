@@ -22,6 +22,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from beamflowd.core import commands as c
+from beamflowd.core.packed_workflows import PackedWorkflow, summary_of
 from beamflowd.core.state import StateMachine, encode_plain
 from beamflowd.proposer import Proposer
 from beamflowd.replication import (
@@ -57,13 +58,17 @@ def test_snapshot_from_encoding_cache_restores_the_state(log: list[Command], dat
         capture = encoded.capture(pickle.dumps(("raft", "meta")))
         write_snapshot_file(str(path), capture, sync=False)
         encoded.thaw()
-        restored, fragments, meta = read_snapshot_file(str(path))
+        restored, fragments, summaries, meta = read_snapshot_file(str(path))
     finally:
         path.unlink(missing_ok=True)
     assert meta == ("raft", "meta")
     assert restored.digest() == sm.digest() == restored.full_digest()
     assert list(restored.workflows) == list(sm.workflows), "insertion order (newest-first lists) is kept"
     assert fragments == {wf_id: encode_plain(wf.to_plain()) for wf_id, wf in sm.workflows.items()}
+    assert summaries == {wf_id: summary_of(wf.to_plain()) for wf_id, wf in sm.workflows.items()}
+    finished = [wf for wf in restored.workflows.values() if wf.terminal]
+    assert all(isinstance(wf, PackedWorkflow) for wf in finished), "finished ones are restored packed"
+    assert restored.to_plain() == sm.to_plain()
     # The encoder's thread also keeps the list index filed, so a query finds nothing left to re-file.
     encoded.refile_index()
     assert sm.index.stale == 0
