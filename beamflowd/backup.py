@@ -1,6 +1,6 @@
 """Backups: the file ``beamctl cluster snapshot save`` writes and ``beamflowd restore`` reads (etcd's model).
 
-A backup is a v2 snapshot (the codec of :mod:`beamflowd.replication`, the same bytes a node keeps as its
+A backup is a v3 snapshot (the codec of :mod:`beamflowd.replication`, the same bytes a node keeps as its
 ``raft.snapshot``) followed by a trailer::
 
     <snapshot: body_bytes bytes> <trailer JSON> <len(trailer JSON): 8 bytes big-endian> BEAMFLOW-BACKUP-1\\n

@@ -513,7 +513,9 @@ class ReplicatedState(SyncObj):  # type: ignore[misc]
         self.applied_index = 0
         self._transfer_requested = False
         self._seen_term_leader: tuple[int, Any] = (-1, None)
-        #: False while pysyncobj's constructor runs (it loads the snapshot on disk synchronously then).
+        #: False until our constructor is done. pysyncobj loads the snapshot on disk at its first tick, which
+        #: its thread takes 0.1 s after starting, normally after this is set: the at-start load then takes
+        #: the loader thread too. A tick before it loads synchronously on the tick thread.
         self._started = False
         #: A received snapshot still decoding on the loader thread (entries committed meanwhile queue here).
         self._pending_load: PendingLoad | None = None
@@ -765,8 +767,8 @@ class ReplicatedState(SyncObj):  # type: ignore[misc]
     def _read_snapshot(self, filename: str) -> Any:
         """pysyncobj's deserializer hook: at start, and when a snapshot arrives from the leader.
 
-        At start the state is decoded here, before the node serves. A received snapshot is decoded on a
-        loader thread (:mod:`beamflowd.snapshot_loading`): pysyncobj gets its metadata at once. It was
+        A snapshot (received, or on disk at start) is decoded on a loader thread
+        (:mod:`beamflowd.snapshot_loading`): pysyncobj gets its metadata at once. A received one was
         renamed into place without a sync, and pysyncobj clears the journal right after this returns:
         sync it (and its directory) first.
         """
@@ -776,7 +778,7 @@ class ReplicatedState(SyncObj):  # type: ignore[misc]
         with open(filename, "rb") as f:
             data = f.read()
         raft_data = snapshot_raft_meta(data) if self._started else None
-        if raft_data is None:  # at start, or a format whose metadata comes last
+        if raft_data is None:  # a tick before our constructor was done, or a format with its metadata last
             return self._load_snapshot(data, filename)
         pending = PendingLoad(index=int(raft_data[0][1]))
         with self._lock:
@@ -855,7 +857,7 @@ class ReplicatedState(SyncObj):  # type: ignore[misc]
                 self._snapshot_state = SERIALIZER_STATE.FAILED
         gc_pauses.freeze_long_lived()
         if pending is None:
-            # Loaded inside pysyncobj's constructor: count the election timeout from now.
+            # Loaded on the tick thread (before our constructor was done): count the election timeout anew.
             self._SyncObj__raftElectionDeadline = time.monotonic() + self._SyncObj__generateRaftTimeout()
         log.info(
             "loaded snapshot: %d workflows, applied index %s, in %.0f ms%s",

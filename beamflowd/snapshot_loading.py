@@ -10,6 +10,8 @@ queued entries are :class:`DeferredResults`: a caller waiting for one gets it on
 After any restore, each finished workflow's own invariants are checked in the background
 (:func:`verify_finished_workflows`): they are most of a restore's cost, and nothing acts on a finished
 workflow before that but reads and GC. A violation stops the node, as one found during a restore would.
+Checking a finished workflow reads all of it, so this is also what decodes the workflows a restore left
+packed (:mod:`beamflowd.core.packed_workflows`).
 """
 
 from __future__ import annotations
@@ -38,8 +40,9 @@ PENDING_ENTRIES_MAX = 100_000
 LOAD_DELAY_ENV = "BEAMFLOW_TEST_SNAPSHOT_LOAD_DELAY_S"
 #: The interpreter's thread switch interval while a loader decodes (the default is 5 ms).
 LOADING_SWITCH_INTERVAL_S = 0.0005
-#: Finished workflows checked per hold of the state lock (a few ms: applies wait for the lock).
-VERIFY_CHUNK = 500
+#: Finished workflows checked per hold of the state lock (a few ms: applies wait for the lock). A
+#: workflow restored packed is decoded by its check (~20 us at 100,000 workflows).
+VERIFY_CHUNK = 250
 
 
 class DeferredResults:
