@@ -39,6 +39,8 @@ SUMMARY_FIELDS = (
     "labels",
 )
 _FIELDS = tuple(f.name for f in fields(WorkflowState))
+#: The fields a packed workflow gets from its line (the summary's and ``spec`` are set at restore).
+_LINE_FIELDS = tuple(name for name in _FIELDS if name not in SUMMARY_FIELDS and name != "spec")
 _UNSET = object()
 
 
@@ -125,7 +127,7 @@ class PackedWorkflow(WorkflowState):
         was restored with is a corrupt snapshot (:class:`InvariantViolation`: fail-stop)."""
         plain = _decoded(*object.__getattribute__(self, "_packed"))
         full = WorkflowState.from_plain(plain, object.__getattribute__(self, "spec"))
-        for name in _FIELDS:
+        for name in _LINE_FIELDS:
             if _get(self, name) is _UNSET:
                 setattr(self, name, getattr(full, name))
         del self._packed
