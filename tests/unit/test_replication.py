@@ -13,6 +13,7 @@ import dataclasses
 import pickle
 import threading
 import time
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -26,16 +27,20 @@ from beamflowd.core.packed_workflows import PackedWorkflow, summary_of
 from beamflowd.core.state import StateMachine, encode_plain
 from beamflowd.proposer import Proposer
 from beamflowd.replication import (
+    SNAPSHOT_MAGIC_V2,
+    SNAPSHOT_MAGIC_V3,
     EncodedWorkflows,
     RaftTuning,
     ReplicatedState,
+    parse_snapshot,
     read_snapshot_file,
+    snapshot_file_pieces,
     write_snapshot_file,
 )
 from beamflowd.snapshot_loading import PendingLoad
 from beamflowd.state_lock import StateLock
 from tests.harness import free_ports
-from tests.unit.state_strategies import join_cmd, submit_cmd
+from tests.unit.state_strategies import cancel_cmd, join_cmd, submit_cmd
 from tests.unit.test_state import PROPERTY_SETTINGS, histories
 
 Command = dict[str, Any]
@@ -72,6 +77,31 @@ def test_snapshot_from_encoding_cache_restores_the_state(log: list[Command], dat
     # The encoder's thread also keeps the list index filed, so a query finds nothing left to re-file.
     encoded.refile_index()
     assert sm.index.stale == 0
+
+
+def test_a_v2_snapshot_of_an_earlier_version_still_restores() -> None:
+    """A node upgraded in place finds a v2 file (no summaries line): it restores in full, with summaries."""
+    sm = StateMachine()
+    sm.apply(join_cmd("n1", 1))
+    for i in range(5):
+        sm.apply(submit_cmd(f"r{i}", f"w{i}", "sequential", 10 + i))
+    sm.apply(cancel_cmd("w1", 50))  # one finished, the rest running
+    encoded = EncodedWorkflows(StateLock(), sm)
+    encoded.mark(sm.workflows, 0.0)
+    v3 = b"".join(snapshot_file_pieces(encoded.capture(pickle.dumps(("raft", "meta")))))
+    assert v3.startswith(SNAPSHOT_MAGIC_V3)
+    meta_end = (
+        len(SNAPSHOT_MAGIC_V3) + 8 + int.from_bytes(v3[len(SNAPSHOT_MAGIC_V3) : len(SNAPSHOT_MAGIC_V3) + 8])
+    )
+    lines = zlib.decompress(v3[meta_end:]).split(b"\n")
+    v2_body = b"\n".join(lines[:2] + lines[3:])  # without the summaries line
+    v2 = SNAPSHOT_MAGIC_V2 + v3[len(SNAPSHOT_MAGIC_V3) : meta_end] + zlib.compress(v2_body)
+    restored, fragments, summaries, meta = parse_snapshot(v2, "v2 file")
+    assert meta == ("raft", "meta")
+    assert restored.to_plain() == sm.to_plain() and restored.digest() == sm.digest()
+    assert not any(isinstance(wf, PackedWorkflow) for wf in restored.workflows.values())
+    assert summaries == {wf_id: summary_of(wf.to_plain()) for wf_id, wf in sm.workflows.items()}
+    assert fragments == {wf_id: encode_plain(wf.to_plain()) for wf_id, wf in sm.workflows.items()}
 
 
 # ------------------------------------------------------------------------------ one real Raft node
