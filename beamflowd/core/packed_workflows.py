@@ -38,6 +38,7 @@ SUMMARY_FIELDS = (
     "paused",
     "labels",
 )
+_STATUS_AT = SUMMARY_FIELDS.index("status")
 _FIELDS = tuple(f.name for f in fields(WorkflowState))
 #: The fields a packed workflow gets from its line (the summary's and ``spec`` are set at restore).
 _LINE_FIELDS = tuple(name for name in _FIELDS if name not in SUMMARY_FIELDS and name != "spec")
@@ -152,7 +153,7 @@ def _get(wf: PackedWorkflow, name: str) -> Any:
 def restore_workflow(summary: list[Any], line: bytes, spec: WorkflowSpec) -> WorkflowState:
     """A workflow from its snapshot summary and line: packed if finished, else decoded at once (the
     executor and the checks read all of a running workflow)."""
-    if summary[SUMMARY_FIELDS.index("status")] in TERMINAL_WORKFLOW:
+    if summary[_STATUS_AT] in TERMINAL_WORKFLOW:
         return PackedWorkflow.of(summary, line, spec)
     return WorkflowState.from_plain(_decoded(summary, line), spec)
 
