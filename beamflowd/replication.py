@@ -372,7 +372,7 @@ def _json_array(items: Iterable[Any]) -> Iterator[bytes]:
     rows = iter(items)
     first = True
     while chunk := list(itertools.islice(rows, WRITE_CHUNK)):  # short-lived: never promoted by the GC
-        piece = json.dumps(chunk, sort_keys=True, separators=(",", ":")).encode()[1:-1]
+        piece = encode_plain(chunk)[1:-1]  # strip [ and ]
         yield piece if first else b"," + piece
         first = False
     yield b"]\n"

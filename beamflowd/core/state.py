@@ -1851,7 +1851,7 @@ def _spec_element(spec_hash: str) -> int:
     return element_hash(spec_hash.encode())
 
 
-def encode_plain(plain: Mapping[str, Any]) -> bytes:
+def encode_plain(plain: Any) -> bytes:
     """Canonical JSON: sorted keys, no whitespace. Used for the digest and for snapshots."""
     return json.dumps(plain, sort_keys=True, separators=(",", ":")).encode()
 
