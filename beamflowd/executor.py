@@ -907,7 +907,9 @@ class Executor:
         started = time.monotonic()
         outcome = "error"
         try:
-            output = await asyncio.wait_for(body, timeout)
+            # In this task (wait_for would wrap the body in a task of its own: a loop round trip per step).
+            async with asyncio.timeout(timeout):
+                output = await body
             outcome = "ok"
             return output
         except TimeoutError:

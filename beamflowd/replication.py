@@ -609,6 +609,14 @@ class ReplicatedState(SyncObj):  # type: ignore[misc]
     def is_leader(self) -> bool:
         return bool(self._isLeader())
 
+    def leader_node_id(self) -> str | None:
+        """The node id of the leader this node knows (None: none known); cheaper than :meth:`status`."""
+        leader = self._getLeader()
+        if leader is None:
+            return None
+        address = str(getattr(leader, "address", leader))
+        return self._node_ids.get(address)
+
     @property
     def transport(self) -> BeamTransport:
         transport: BeamTransport = self._SyncObj__transport

@@ -142,6 +142,7 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):  # type: ignore[misc]
             # Root steps start in the same entry: one round trip less per workflow.
             start=first_starts(spec, lambda _: "pending", {"input": workflow_input, "steps": {}}, now),
             labels=dict(request.labels) or None,
+            prefer=self.raft.leader_node_id(),
             id_reuse=_ID_REUSE.get(request.id_reuse_policy),
             id_conflict=_ID_CONFLICT.get(request.id_conflict_policy),
         )
@@ -392,6 +393,7 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):  # type: ignore[misc]
             start=first_starts(spec, lambda _: "pending", {"input": workflow_input, "steps": {}}, now),
             origin=request.workflow_id,
             labels=labels or None,
+            prefer=self.raft.leader_node_id(),
         )
         result = await self.propose(context, cmd)
         if not result.ok:

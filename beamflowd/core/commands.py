@@ -145,6 +145,10 @@ class Submit(_Command):
     #: Labels ``{key: value}`` stored on the workflow, for finding it (``list --label k=v``); bounded by
     #: :data:`LABELS_MAX`, :data:`LABEL_KEY_CHARS_MAX`, :data:`LABEL_VALUE_CHARS_MAX`. Absent: none.
     labels: dict[str, Any] | None = field(default=None, hash=False)
+    #: A node to own the workflow if it is among the least loaded live members: the proposer names the Raft
+    #: leader it knows, whose actor then learns each commit first and proposes without a forwarding hop.
+    #: Absent, unknown or more loaded than another live member: least loaded, ties broken by id.
+    prefer: str | None = None
 
     def _check(self) -> None:
         if self.labels is not None:

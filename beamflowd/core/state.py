@@ -500,16 +500,17 @@ class StateMachine:
         self._adopt_orphans(cmd.ts, cmd.node)
         return Result("OK")
 
-    def _place(self) -> str | None:
-        """Least-loaded live member, ties broken by id: deterministic and spreads new work."""
-        best: tuple[int, str] | None = None
+    def _place(self, prefer: str | None = None) -> str | None:
+        """Least-loaded live member, ties broken by ``prefer`` and then by id: deterministic (``prefer``
+        comes from the command) and spreads new work, since ``prefer`` wins only a tie."""
+        best: tuple[int, bool, str] | None = None
         for node_id in sorted(self.members):
             if not self.members[node_id].alive:
                 continue
-            key = (self.owned.get(node_id, 0), node_id)
+            key = (self.owned.get(node_id, 0), node_id != prefer, node_id)
             if best is None or key < best:
                 best = key
-        return None if best is None else best[1]
+        return None if best is None else best[2]
 
     def _submit(self, cmd: Submit) -> Result:
         rid, wf_id = cmd.rid, cmd.wf
@@ -522,7 +523,7 @@ class StateMachine:
             refusal = self._id_taken(cmd, old)
             if refusal is not None:
                 return refusal
-        placed = self._place()
+        placed = self._place(cmd.prefer)
         if placed is None:
             return Result("UNAVAILABLE", "no live node to own the workflow")
         if old is not None:

@@ -298,6 +298,10 @@ def _submit(draw: st.DrawFn, sm: StateMachine, ts: int) -> Plain:
         plain["id_reuse"] = reuse
     if conflict is not None:
         plain["id_conflict"] = conflict
+    # The leader the proposer knew: usually a member, sometimes none or a node that is not (any more).
+    prefer = _pick(draw, [None, *NODES, "gone"])
+    if prefer is not None:
+        plain["prefer"] = prefer
     labels = _pick(draw, [None, None, {"team": "a"}, {"team": "b", "env": "prod"}])
     if labels is not None:
         plain["labels"] = labels

@@ -533,6 +533,23 @@ def test_placement_spreads_submits_evenly() -> None:
     check_invariants(sm)
 
 
+def test_placement_prefers_the_named_node_only_among_the_least_loaded() -> None:
+    sm = cluster()
+    lone = submit_cmd("r0", "w0", "sequential", 10) | {"prefer": "n3"}
+    assert sm.apply(lone).data["owner"] == "n3"  # all idle: the leader the proposer named
+    # n3 now owns one more than the others: the least loaded win, the preference only breaks ties.
+    second = submit_cmd("r1", "w1", "sequential", 11) | {"prefer": "n3"}
+    assert sm.apply(second).data["owner"] == "n1"
+    third = submit_cmd("r2", "w2", "sequential", 12) | {"prefer": "n2"}
+    assert sm.apply(third).data["owner"] == "n2"
+    for i, prefer in enumerate(["n3", "gone", "n2"]):
+        cmd = submit_cmd(f"s{i}", f"x{i}", "sequential", 20 + i) | {"prefer": prefer}
+        sm.apply(cmd)
+    counts = [sm.owned_by(n) for n in NODES]
+    assert max(counts) - min(counts) <= 1, counts
+    check_invariants(sm)
+
+
 def test_events_are_bounded() -> None:
     sm = cluster()
     assert sm.apply(submit_cmd("r1", "w1", "sequential", 10)).ok
