@@ -68,6 +68,9 @@ READ_BARRIER_TIMEOUT_S = 2.0
 READ_BARRIER_DEADLINE_SHARE = 0.5
 #: A watch stream re-checks state at least this often even without notifications.
 WATCH_RECHECK_SECONDS = 5.0
+#: ``GetWorkflowResult(wait=true)`` answers DEADLINE_EXCEEDED after this long without a finish (bounds how
+#: long a call without a deadline of its own holds a subscription; the client calls again).
+RESULT_WAIT_S_MAX = 300.0
 
 
 def new_workflow_id() -> str:
@@ -428,6 +431,8 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):  # type: ignore[misc]
         self, request: pb.GetWorkflowResultRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetWorkflowResultResponse:
         await self.caught_up_with(context, request.workflow_id)
+        if request.wait:
+            await self.finished(context, request.workflow_id)
         with self.raft.read():
             wf = self.raft.sm.workflows.get(request.workflow_id)
             if wf is not None:
@@ -448,6 +453,34 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):  # type: ignore[misc]
         return pb.GetWorkflowResultResponse(
             result_json=json.dumps(result, sort_keys=True), status=convert.WORKFLOW_STATUS[status]
         )
+
+    async def finished(self, context: grpc.aio.ServicerContext, wf_id: str) -> None:
+        """Return once ``wf_id`` is finished or gone from this node's state (the caller reads which);
+        DEADLINE_EXCEEDED after :data:`RESULT_WAIT_S_MAX` or the call's own deadline."""
+        try:
+            changed = self.hub.subscribe(wf_id)
+        except OverflowError as exc:
+            await abort(context, "RESOURCE_EXHAUSTED", str(exc))
+        loop = asyncio.get_running_loop()
+        remaining = context.time_remaining()
+        limit = RESULT_WAIT_S_MAX if remaining is None else min(RESULT_WAIT_S_MAX, remaining)
+        give_up = loop.time() + limit
+        try:
+            while True:
+                changed.clear()  # before reading: a change applied after the read sets it again
+                with self.raft.read():
+                    wf = self.raft.sm.workflows.get(wf_id)
+                    if wf is None or wf.terminal:
+                        return
+                left = give_up - loop.time()
+                if left <= 0:
+                    await abort(
+                        context, "DEADLINE_EXCEEDED", f"workflow {wf_id} still running after {limit:.0f} s"
+                    )
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(changed.wait(), min(left, WATCH_RECHECK_SECONDS))
+        finally:
+            self.hub.unsubscribe(wf_id, changed)
 
     async def SignalWorkflow(
         self, request: pb.SignalWorkflowRequest, context: grpc.aio.ServicerContext

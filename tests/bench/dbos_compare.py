@@ -99,7 +99,12 @@ def dbos_side(args: argparse.Namespace, url: str) -> dict[str, Any]:
 
 
 def _workload(
-    endpoints: str, total: int, concurrency: int, deadline: float, completion: str = "watch"
+    endpoints: str,
+    total: int,
+    concurrency: int,
+    deadline: float,
+    completion: str = "watch",
+    to: str = "any",
 ) -> argparse.Namespace:
     return argparse.Namespace(
         endpoints=endpoints,
@@ -109,6 +114,7 @@ def _workload(
         deadline=deadline,
         input="{}",
         completion=completion,
+        to=to,
     )
 
 
@@ -127,6 +133,10 @@ async def beamflow_side(args: argparse.Namespace, nodes: int, sequential: bool =
         if sequential:
             report["sequential"] = await throughput.run(
                 _workload(ep, args.sequential, 1, args.deadline), quiet=True
+            )
+            # What a leader-aware client that asks for the result sees (DBOS's caller gets the result).
+            report["sequential_leader"] = await throughput.run(
+                _workload(ep, args.sequential, 1, args.deadline, "result", "leader"), quiet=True
             )
         report["throughput"] = await throughput.run(
             _workload(ep, args.total, args.concurrency, args.deadline), quiet=True
@@ -153,6 +163,7 @@ def pair_row(
     i: int, order: str, d: dict[str, Any], b: dict[str, Any], args: argparse.Namespace
 ) -> dict[str, Any]:
     bs, bt, bp = b["sequential"], b["throughput"], b["throughput_poll"]
+    bl = b["sequential_leader"]
     d_e2e = d["sequential"]["e2e_ms"]["p50"]
     d_tput_all = d["throughput_all"]["wf_per_s"]
     d_tput_best = max(d_tput_all, d["throughput_window"]["wf_per_s"])
@@ -163,16 +174,23 @@ def pair_row(
         "dbos_handle_e2e_p50_ms": d["sequential_handles"]["e2e_ms"]["p50"],
         "beamflow_e2e_p50_ms": bs["end_to_end_ms"]["p50"],
         "beamflow_submit_p50_ms": bs["submit_ms"]["p50"],
+        "beamflow_leader_e2e_p50_ms": bl["end_to_end_ms"]["p50"],
+        "beamflow_leader_submit_p50_ms": bl["submit_ms"]["p50"],
         "dbos_wf_per_s_all": d_tput_all,
         "dbos_wf_per_s_window": d["throughput_window"]["wf_per_s"],
         "beamflow_wf_per_s": bt["workflows_per_s"],
         "beamflow_wf_per_s_poll": bp["workflows_per_s"],
         "e2e_ratio": round(bs["end_to_end_ms"]["p50"] / d_e2e, 3),
         "submit_ratio": round(bs["submit_ms"]["p50"] / d_e2e, 3),
+        "e2e_ratio_leader": round(bl["end_to_end_ms"]["p50"] / d_e2e, 3),
+        "submit_ratio_leader": round(bl["submit_ms"]["p50"] / d_e2e, 3),
         "throughput_ratio": round(bt["workflows_per_s"] / d_tput_all, 2),
         "throughput_ratio_poll": round(bp["workflows_per_s"] / d_tput_all, 2),
         "throughput_ratio_vs_best": round(bt["workflows_per_s"] / d_tput_best, 2),
-        "beamflow_ok": ok(bs, args.sequential) and ok(bt, args.total) and ok(bp, args.total),
+        "beamflow_ok": ok(bs, args.sequential)
+        and ok(bl, args.sequential)
+        and ok(bt, args.total)
+        and ok(bp, args.total),
         "dbos_ok": all(d[k]["bad"] == 0 for k in ("sequential", "sequential_handles", "throughput_all"))
         and d["throughput_all"]["finished"] == args.total
         and d["sequential"]["count"] == args.sequential,
@@ -187,6 +205,10 @@ COLUMNS = [
     ("beamflow_submit_p50_ms", "BF submit p50"),
     ("e2e_ratio", "e2e ratio"),
     ("submit_ratio", "submit/DBOS"),
+    ("beamflow_leader_e2e_p50_ms", "BF leader e2e"),
+    ("beamflow_leader_submit_p50_ms", "BF leader submit"),
+    ("e2e_ratio_leader", "ratio"),
+    ("submit_ratio_leader", "submit/DBOS"),
     ("dbos_wf_per_s_all", "DBOS wf/s"),
     ("dbos_wf_per_s_window", "DBOS wf/s (100)"),
     ("beamflow_wf_per_s", "BF wf/s"),
@@ -247,6 +269,8 @@ async def main() -> int:
     summary = {
         "e2e_ratio": span(rows, "e2e_ratio"),
         "submit_ratio": span(rows, "submit_ratio"),
+        "e2e_ratio_leader": span(rows, "e2e_ratio_leader"),
+        "submit_ratio_leader": span(rows, "submit_ratio_leader"),
         "throughput_ratio": span(rows, "throughput_ratio"),
         "throughput_ratio_poll": span(rows, "throughput_ratio_poll"),
         "throughput_ratio_vs_best": span(rows, "throughput_ratio_vs_best"),

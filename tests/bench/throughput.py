@@ -42,10 +42,18 @@ async def main() -> int:
     ap.add_argument("--input", default="{}")
     ap.add_argument(
         "--completion",
-        choices=["watch", "poll"],
+        choices=["watch", "result", "poll"],
         default="watch",
-        help="watch: one WatchWorkflow stream per workflow (a waiting client); poll: count running "
+        help="watch: one WatchWorkflow stream per workflow (a waiting client); result: one "
+        "GetWorkflowResult(wait) call per workflow (run it, get its result); poll: count running "
         "workflows, latency from server timestamps (least client CPU)",
+    )
+    ap.add_argument(
+        "--to",
+        choices=["any", "leader"],
+        default="any",
+        help="any: spread the calls over every endpoint in turn; leader: send all to the Raft leader's "
+        "(a leader-aware client; a follower forwards each command to it)",
     )
     ap.add_argument(
         "--fsync-modes",
@@ -84,9 +92,24 @@ async def compare_fsync(args: argparse.Namespace) -> int:
     return 0
 
 
+async def leader_endpoint(endpoint: str) -> str:
+    """The gRPC address of the Raft leader, as ``endpoint``'s node reports it (bounded: 50 tries)."""
+    async with grpc.aio.insecure_channel(endpoint) as channel:
+        stub = cluster_pb2_grpc.ClusterServiceStub(channel)
+        for _ in range(50):
+            st = await stub.GetClusterStatus(cluster_pb2.GetClusterStatusRequest(), timeout=5)
+            for node in st.nodes:
+                if node.id == st.leader_id and node.grpc_address:
+                    return str(node.grpc_address)
+            await asyncio.sleep(0.1)
+    raise SystemExit(f"no leader reported by {endpoint}")
+
+
 async def run(args: argparse.Namespace, quiet: bool = False) -> Any:
     definition = Path(args.workflow).read_text()
     endpoints = args.endpoints.split(",")
+    if getattr(args, "to", "any") == "leader":
+        endpoints = [await leader_endpoint(endpoints[0])]
     channels = [grpc.aio.insecure_channel(e) for e in endpoints]
     stubs = [pb_grpc.WorkflowServiceStub(c) for c in channels]
     submit_lat: list[float] = []
@@ -113,6 +136,21 @@ async def run(args: argparse.Namespace, quiet: bool = False) -> Any:
             if args.completion == "poll":
                 return
             status = pb.WORKFLOW_STATUS_UNSPECIFIED
+            if args.completion == "result":
+                try:
+                    done = await stub.GetWorkflowResult(
+                        pb.GetWorkflowResultRequest(workflow_id=r.workflow_id, wait=True),
+                        timeout=max(1.0, t_end - time.monotonic()),
+                    )
+                    status = done.status
+                except grpc.aio.AioRpcError as err:  # FAILED_PRECONDITION: it did not succeed
+                    if err.code() != grpc.StatusCode.FAILED_PRECONDITION:
+                        raise
+                    status = pb.WORKFLOW_STATUS_FAILED
+                e2e_lat.append(time.perf_counter() - t0)
+                name = pb.WorkflowStatus.Name(status)
+                statuses[name] = statuses.get(name, 0) + 1
+                return
             async for ev in stub.WatchWorkflow(
                 pb.WatchWorkflowRequest(workflow_id=r.workflow_id), timeout=max(1.0, t_end - time.monotonic())
             ):

@@ -212,6 +212,40 @@ def test_workflow_result_and_submit_wait_include_the_output(
     assert beamctl(cluster, "workflow", "result", failing, "--wait").returncode == 1
 
 
+def test_workflow_result_wait_answers_once_the_workflow_finishes(
+    recorded_cluster: tuple[Cluster, Path], tmp_path: Path
+) -> None:
+    cluster, _ = recorded_cluster
+    stub = cluster.workflow_stub("n2")
+    napping = RESULT.replace(
+        "  - {id: quote, run: demo,",
+        "  - {id: nap, run: sleep, with: {duration: 300ms}}\n  - {id: quote, run: demo, needs: nap,",
+    )
+    wf_id = submit(stub, napping, {"n": 7})
+    with pytest.raises(grpc.RpcError) as running:
+        stub.GetWorkflowResult(pb.GetWorkflowResultRequest(workflow_id=wf_id), timeout=10)
+    assert running.value.code() == grpc.StatusCode.FAILED_PRECONDITION, running.value.details()
+    done = stub.GetWorkflowResult(pb.GetWorkflowResultRequest(workflow_id=wf_id, wait=True), timeout=30)
+    assert json.loads(done.result_json) == {"receipt": "rcpt-c-7", "total": 12}
+    assert done.status == pb.WORKFLOW_STATUS_SUCCEEDED
+    # Still running at the call's deadline: DEADLINE_EXCEEDED, and the workflow runs on.
+    long_id = submit(stub, "name: nap\nsteps:\n  - {id: z, run: sleep, with: {duration: 10m}}\n", {})
+    with pytest.raises(grpc.RpcError) as late:
+        stub.GetWorkflowResult(pb.GetWorkflowResultRequest(workflow_id=long_id, wait=True), timeout=1.0)
+    assert late.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    got = stub.GetWorkflow(pb.GetWorkflowRequest(workflow_id=long_id), timeout=10).workflow
+    assert got.status == pb.WORKFLOW_STATUS_RUNNING
+    # A workflow that fails: the wait ends with its status, as for a finished one.
+    failing = submit(stub, GATED, {"gate": str(tmp_path / "closed"), "nap": "1ms"})
+    with pytest.raises(grpc.RpcError) as failed:
+        stub.GetWorkflowResult(pb.GetWorkflowResultRequest(workflow_id=failing, wait=True), timeout=60)
+    assert failed.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "failed" in (failed.value.details() or ""), failed.value.details()
+    with pytest.raises(grpc.RpcError) as unknown:
+        stub.GetWorkflowResult(pb.GetWorkflowResultRequest(workflow_id="wf-none", wait=True), timeout=10)
+    assert unknown.value.code() == grpc.StatusCode.NOT_FOUND
+
+
 def test_submit_id_reuse_and_conflict_policies(
     recorded_cluster: tuple[Cluster, Path], tmp_path: Path
 ) -> None:

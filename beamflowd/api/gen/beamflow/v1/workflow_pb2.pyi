@@ -401,10 +401,12 @@ class ResumeWorkflowResponse(_message.Message):
     def __init__(self, workflow: _Optional[_Union[Workflow, _Mapping]] = ..., changed: _Optional[bool] = ...) -> None: ...
 
 class GetWorkflowResultRequest(_message.Message):
-    __slots__ = ("workflow_id",)
+    __slots__ = ("workflow_id", "wait")
     WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
+    WAIT_FIELD_NUMBER: _ClassVar[int]
     workflow_id: str
-    def __init__(self, workflow_id: _Optional[str] = ...) -> None: ...
+    wait: bool
+    def __init__(self, workflow_id: _Optional[str] = ..., wait: _Optional[bool] = ...) -> None: ...
 
 class GetWorkflowResultResponse(_message.Message):
     __slots__ = ("result_json", "status")

@@ -179,7 +179,7 @@ class WorkflowServiceServicer:
     def GetWorkflowResult(self, request, context):
         """GetWorkflowResult returns a workflow's result: its `output` template resolved over its input and
         step outputs, or (without one) the outputs of its sink steps by step id. FAILED_PRECONDITION while it
-        runs or when it did not succeed (the message says its status and error).
+        runs (unless `wait`) or when it did not succeed (the message says its status and error).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
