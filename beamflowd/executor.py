@@ -28,7 +28,18 @@ from beamflowd.breakers import Breakers
 from beamflowd.clock import now_ms
 from beamflowd.config import MAX_DELIVERIES_DEFAULT
 from beamflowd.core.backoff import retry_delay_ms
-from beamflowd.core.commands import Abort, Compensate, Expire, Fail, ItemDone, Redeliver, Skip, Start, Succeed
+from beamflowd.core.commands import (
+    Abort,
+    Compensate,
+    Expire,
+    Fail,
+    ItemDone,
+    Redeliver,
+    Skip,
+    Start,
+    Submit,
+    Succeed,
+)
 from beamflowd.core.expressions import resolve
 from beamflowd.core.scheduling import (
     RUN,
@@ -72,6 +83,9 @@ SPECULATION_DEPTH_MAX = 4
 #: How long a result waits for its speculative successors' results, to commit them in the same entry (a
 #: slower successor proposes alone, right after): a chain of instant steps then costs one commit.
 SPECULATION_HOLD_S = 0.002
+#: A run-ahead actor (see :meth:`Executor.run_ahead`) waits this long for its submit to apply (the
+#: proposer's own deadline), then leaves; a submit that applies later gets an actor of its own then.
+RUN_AHEAD_WAIT_S = 10.0
 
 #: A speculative attempt's results (its own, then its successors'), handed to its parent, and the future
 #: through which the parent returns their committed outcomes (None: not committed in one go).
@@ -141,12 +155,21 @@ class WorkflowView:
         )
 
 
+def runs_at_once(step: StepSpec) -> bool:
+    """Whether an attempt of ``step`` may run ahead of the commit that starts it: a body that runs as soon
+    as it starts (no signal to wait for, no fan-out, no deadline to watch)."""
+    return step.signal is None and step.for_each is None and not step.deadline_ms and step.run in STEP_KINDS
+
+
 class Actor:
     """Drives one workflow. Restarted by the executor from committed state if it crashes."""
 
-    def __init__(self, executor: Executor, workflow_id: str) -> None:
+    def __init__(self, executor: Executor, workflow_id: str, ahead_until: float = 0.0) -> None:
         self.executor = executor
         self.workflow_id = workflow_id
+        #: Loop time until which the workflow may not be committed yet (a run-ahead actor): until then,
+        #: finding no workflow means "wait for the submit", not "gone".
+        self.ahead_until = ahead_until
         self.wake = asyncio.Event()
         #: Running attempt tasks by (epoch, step, attempt). A finished task leaves the map: if committed state
         #: still shows that attempt running (its result never committed), the next pass runs it again.
@@ -161,12 +184,18 @@ class Actor:
 
     async def run(self) -> None:
         ex = self.executor
+        loop = asyncio.get_running_loop()
         try:
             while True:
                 self.wake.clear()
                 if self.crash is not None:
                     raise self.crash
                 view = ex.view(self.workflow_id)
+                if view is None and loop.time() < self.ahead_until:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self.wake.wait(), self.ahead_until - loop.time())
+                    continue
+                self.ahead_until = 0.0  # committed (or given up on): from now on, no workflow means gone
                 if view is None or view.terminal or view.owner != ex.node_id:
                     return
                 next_due = self._advance(view)
@@ -483,7 +512,7 @@ class Actor:
             children: list[Handoff] = []
             if isinstance(cmd, Succeed) and cmd.start and depth < SPECULATION_DEPTH_MAX:
                 children = self._speculate(view, cmd, depth + 1)
-            result = await self._propose_chain(cmd, children, handoff)
+            result = await self.propose_chain(cmd, children, handoff)
             if result is None:  # not committed in one go: alone, with the bounded retries
                 result = await self._commit(cmd, view, step, attempt)
             if depth and (result is None or not result.ok):
@@ -493,16 +522,22 @@ class Actor:
                 handoff.cancel()  # nothing to hand over: the parent stops holding its result for this one
             self.wake.set()
 
-    async def _propose_chain(
-        self, cmd: Succeed | Fail, children: list[Handoff], handoff: Handoff | None
+    async def propose_chain(
+        self,
+        cmd: Submit | Succeed | Fail,
+        children: list[Handoff],
+        handoff: Handoff | None,
+        raise_head: bool = False,
     ) -> Result | None:
         """Queue ``cmd`` and the results its speculative children hand over within
         ``SPECULATION_HOLD_S``, in one go (so in log order, one Raft entry), or hand them all to this
-        attempt's own parent; ``cmd``'s result, None if its proposal failed (the caller retries it)."""
+        attempt's own parent; ``cmd``'s result, None if its proposal failed (the caller retries it) or,
+        with ``raise_head``, the ProposeError it failed with."""
         loop = asyncio.get_running_loop()
-        chain: list[Succeed | Fail] = [cmd]
+        chain: list[Submit | Succeed | Fail] = [cmd]
         backs: list[tuple[int, int, asyncio.Future[list[Result | None]]]] = []
         results: list[Result | None] = []
+        head_error: BaseException | None = None
         try:
             hold_until = loop.time() + SPECULATION_HOLD_S
             for child in children:
@@ -517,14 +552,17 @@ class Actor:
                 backs.append((len(chain), len(handed), back))
                 chain.extend(handed)
             if handoff is not None and not handoff.done():
+                assert not isinstance(cmd, Submit)  # a submit heads its chain: nobody to hand it to
                 mine: asyncio.Future[list[Result | None]] = loop.create_future()
-                handoff.set_result((chain, mine))
+                handoff.set_result(([c for c in chain if not isinstance(c, Submit)], mine))
                 results = await mine
             else:
                 # No await between these: the proposer flushes them together, in this order.
                 pending = [self.executor.proposer.enqueue(c) for c in chain]
                 outcomes = await asyncio.gather(*pending, return_exceptions=True)
                 results = [o if isinstance(o, Result) else None for o in outcomes]
+                if raise_head and isinstance(outcomes[0], BaseException):
+                    head_error = outcomes[0]
         finally:
             for child in children:
                 if not child.done():
@@ -533,6 +571,8 @@ class Actor:
                 if not back.done():
                     part = results[first : first + count]
                     back.set_result(part if len(part) == count else [None] * count)
+        if head_error is not None:
+            raise head_error
         return results[0] if results else None
 
     def _speculate(self, view: WorkflowView, cmd: Succeed, depth: int) -> list[Handoff]:
@@ -564,24 +604,34 @@ class Actor:
             step = view.spec.step(step_id)
             if (
                 wake == 0
-                and step.signal is None
-                and step.for_each is None
-                and not step.deadline_ms
-                and step.run in STEP_KINDS
+                and runs_at_once(step)
                 and (view.epoch, step_id, st.attempts + 1) not in self.attempts
             ):
                 chosen.append((step, st.attempts + 1))
         ahead = dataclasses.replace(view, steps=steps)
         handoffs: list[Handoff] = []
         for step, attempt in chosen:
-            key = (view.epoch, step.id, attempt)
             handoff: Handoff = asyncio.get_running_loop().create_future()
-            task = asyncio.create_task(self._attempt(ahead, step, attempt, 0, depth=depth, handoff=handoff))
-            task.add_done_callback(functools.partial(self._attempt_done, key))
-            self.attempts[key] = task
+            self.run_attempt(ahead, step, attempt, depth=depth, handoff=handoff)
             handoffs.append(handoff)
-            self.executor.speculated += 1
         return handoffs
+
+    def run_attempt(
+        self,
+        view: WorkflowView,
+        step: StepSpec,
+        attempt: int,
+        *,
+        depth: int = 0,
+        handoff: Handoff | None = None,
+    ) -> None:
+        """Run ``attempt`` of ``step`` ahead of the commit that starts it, in ``self.attempts`` under its
+        committed key (so the actor does not start it again once that commit applies)."""
+        key = (view.epoch, step.id, attempt)
+        task = asyncio.create_task(self._attempt(view, step, attempt, 0, depth=depth, handoff=handoff))
+        task.add_done_callback(functools.partial(self._attempt_done, key))
+        self.attempts[key] = task
+        self.executor.speculated += 1
 
     async def _redeliver(self, view: WorkflowView, step: StepSpec, attempt: int, reason: str) -> bool:
         """Count this delivery in the committed state before running the attempt again; False: do not run
@@ -981,11 +1031,62 @@ class Executor:
             for wf_id in mine:
                 self._spawn(wf_id)
 
-    def _spawn(self, wf_id: str) -> None:
-        actor = Actor(self, wf_id)
+    def _spawn(self, wf_id: str, ahead_until: float = 0.0) -> Actor:
+        actor = Actor(self, wf_id, ahead_until)
         self.actors[wf_id] = actor
         actor.task = asyncio.create_task(actor.run(), name=f"actor:{wf_id}")
         actor.task.add_done_callback(lambda t: self._on_actor_exit(wf_id, actor, t))
+        return actor
+
+    async def propose_submit(self, cmd: Submit, spec: WorkflowSpec) -> Result | None:
+        """Commit ``cmd`` with its new workflow's instant root steps run ahead of it, their results in the
+        same Raft entry as the submit (or right behind it, if slower than ``SPECULATION_HOLD_S``): a lone
+        workflow of instant steps then costs one commit instead of two. None: nothing ran ahead (the
+        caller proposes the submit itself); raises ProposeError as the proposer would.
+
+        Only when this node proposes it as the leader it knows and is among the least loaded (so the
+        submit places it here), and only for an id this node just generated (no other workflow can hold
+        it). Safe as pipelined steps are (docs/design.md "Running ahead of the submit"): the attempts are
+        the ones the submit starts (epoch 1, attempt 1), a result is fenced by epoch and running attempt,
+        and one for a submit that did not commit first is refused (NOT_FOUND) and changes nothing; the
+        actor then runs the attempt again once the committed state shows it running.
+        """
+        started = self._run_ahead(cmd, spec)
+        if started is None:
+            return None
+        actor, handoffs = started
+        return await actor.propose_chain(cmd, handoffs, None, raise_head=True)
+
+    def _run_ahead(self, cmd: Submit, spec: WorkflowSpec) -> tuple[Actor, list[Handoff]] | None:
+        """Start the root attempts ``cmd`` starts, in an actor that waits for ``cmd`` to apply."""
+        if self._closed or cmd.wf in self.actors or cmd.prefer != self.node_id or spec.timeout_ms:
+            return None
+        with self.raft.read():
+            sm = self.raft.sm
+            if cmd.wf in sm.workflows or cmd.rid in sm.request_ids:
+                return None  # a repeated request answers with its first workflow: nothing to run here
+            loads = [sm.owned.get(n, 0) for n, member in sm.members.items() if member.alive]
+            member = sm.members.get(self.node_id)
+            if member is None or not member.alive or sm.owned.get(self.node_id, 0) > min(loads):
+                return None
+        steps = {step.id: StepView(STEP_PENDING, 0, 0, "") for step in spec.steps}
+        chosen: list[StepSpec] = []
+        for step_id, wake in cmd.start:
+            steps[step_id] = StepView(STEP_RUNNING, 1, wake, "")
+            step = spec.step(step_id)
+            if wake == 0 and runs_at_once(step):
+                chosen.append(step)
+        if not chosen:
+            return None
+        loop = asyncio.get_running_loop()
+        view = WorkflowView(cmd.wf, WORKFLOW_RUNNING, self.node_id, 1, False, spec, cmd.input, steps)
+        actor = self._spawn(cmd.wf, ahead_until=loop.time() + RUN_AHEAD_WAIT_S)
+        handoffs: list[Handoff] = []
+        for step in chosen:
+            handoff: Handoff = loop.create_future()
+            actor.run_attempt(view, step, 1, depth=1, handoff=handoff)
+            handoffs.append(handoff)
+        return actor, handoffs
 
     def _on_actor_exit(self, wf_id: str, actor: Actor, task: asyncio.Task[None]) -> None:
         if self.actors.get(wf_id) is actor:

@@ -179,7 +179,12 @@ class Node:
             breakers=self.executor.breakers,
         )
         self.workflows_api = WorkflowServicer(
-            config.node_id, self.raft, self.proposer, self.hub, modules=self.modules
+            config.node_id,
+            self.raft,
+            self.proposer,
+            self.hub,
+            modules=self.modules,
+            run_ahead=None if self.executor is None else self.executor.propose_submit,
         )
         self.server = grpc.aio.server(
             interceptors=server_interceptors,

@@ -8,7 +8,7 @@ import json
 import re
 import secrets
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import grpc
 
@@ -87,8 +87,11 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):  # type: ignore[misc]
         hub: ChangeHub,
         *,
         modules: ModulePolicy | None = None,
+        run_ahead: Callable[[Submit, WorkflowSpec], Awaitable[Result | None]] | None = None,
     ) -> None:
         self.node_id = node_id
+        #: The executor's ``propose_submit``: commits a submit with its instant first steps run ahead.
+        self.run_ahead = run_ahead
         #: What python steps may call on this node: a definition calling anything else is refused at submit.
         self.modules = modules or ModulePolicy()
         self.raft = raft
@@ -157,7 +160,13 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):  # type: ignore[misc]
             await abort(
                 context, "INVALID_ARGUMENT", f"id_conflict_policy: unknown value {request.id_conflict_policy}"
             )
-        result = await self.propose(context, cmd)
+        ahead: Result | None = None
+        if self.run_ahead is not None and not request.workflow_id:  # an id generated here: nobody has it
+            try:
+                ahead = await self.run_ahead(cmd, spec)
+            except ProposeError as exc:
+                await abort(context, exc.code, exc.message)
+        result = ahead if ahead is not None else await self.propose(context, cmd)
         if not result.ok:
             await abort(context, result.code, result.message)
         return pb.SubmitWorkflowResponse(

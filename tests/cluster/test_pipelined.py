@@ -1,5 +1,6 @@
 """Pipelined instant steps with real processes: a chain runs each next step before the previous result
-commits, yet every step still runs with its predecessors' committed outputs, and a leader killed mid-chain
+commits (and the first before its submit commits, through the leader), yet every step still runs with its
+predecessors' committed outputs, and a leader killed mid-chain
 leaves every workflow succeeded with each step's attempt executed under one idempotency key.
 
 Bounded in time and count; waits poll with deadlines.
@@ -90,6 +91,36 @@ def test_speculative_chain_runs_each_step_once_with_committed_inputs(
     speculated, refused = speculation(cluster)
     # Steps two, three and four of every chain ran ahead of the commit that started them.
     assert speculated >= 3 * QUIET_WORKFLOWS, speculated
+    assert refused == 0, refused
+    wait_converged(cluster)
+
+
+def test_first_step_runs_ahead_of_a_submit_through_the_leader(cluster: Cluster, tmp_path: Path) -> None:
+    record = tmp_path / "record.txt"
+    leader = cluster.leader_id()
+    stub = cluster.workflow_stub(leader)
+    before, _ = speculation(cluster)
+    done: dict[str, pb.Workflow] = {}
+    for _ in range(QUIET_WORKFLOWS):  # one at a time: every load is 0, and the leader wins the tie
+        wf_id = submit(stub, CHAIN, {"file": str(record)})
+        done |= wait_terminal(cluster, leader, [wf_id], timeout=60)
+    ids = list(done)
+    for wf in done.values():
+        assert_chain_output(wf)
+        assert wf.owner == leader, (wf.id, wf.owner)
+        assert all(s.attempts == 1 for s in wf.steps), wf
+    keys = executions(record)
+    for wf_id in ids:
+        for step_id in RECORDING:
+            # Once: the actor spawned by the committed submit found the run-ahead attempt in place.
+            assert keys[(wf_id, step_id)] == [f"{wf_id}/{step_id}/1"], (
+                wf_id,
+                step_id,
+                keys[(wf_id, step_id)],
+            )
+    speculated, refused = speculation(cluster)
+    # All four steps of every chain ran ahead, the first one while its submit committed.
+    assert speculated - before >= 4 * QUIET_WORKFLOWS, (before, speculated)
     assert refused == 0, refused
     wait_converged(cluster)
 
