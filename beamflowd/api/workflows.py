@@ -71,6 +71,8 @@ WATCH_RECHECK_SECONDS = 5.0
 #: ``GetWorkflowResult(wait=true)`` answers DEADLINE_EXCEEDED after this long without a finish (bounds how
 #: long a call without a deadline of its own holds a subscription; the client calls again).
 RESULT_WAIT_S_MAX = 300.0
+#: ``SubmitWorkflow(wait=true)`` answers (RUNNING) at least this long before the call's deadline.
+SUBMIT_WAIT_MARGIN_S = 0.25
 
 
 def new_workflow_id() -> str:
@@ -169,11 +171,32 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):  # type: ignore[misc]
         result = ahead if ahead is not None else await self.propose(context, cmd)
         if not result.ok:
             await abort(context, result.code, result.message)
-        return pb.SubmitWorkflowResponse(
+        response = pb.SubmitWorkflowResponse(
             workflow_id=str(result.data["wf"]),
             owner=str(result.data["owner"]),
             existing=bool(result.data["existing"]),
         )
+        if request.wait:
+            await self.wait_outcome(context, response)
+        return response
+
+    async def wait_outcome(
+        self, context: grpc.aio.ServicerContext, response: pb.SubmitWorkflowResponse
+    ) -> None:
+        """Fill in the submitted workflow's outcome once it has finished, or RUNNING when the wait ends (in
+        time for the answer, with the id the client may not know otherwise, to beat the call's deadline)."""
+        remaining = context.time_remaining()
+        limit = RESULT_WAIT_S_MAX
+        if remaining is not None:
+            limit = max(0.0, min(limit, remaining - max(SUBMIT_WAIT_MARGIN_S, remaining * 0.1)))
+        await self.finished(context, response.workflow_id, limit)
+        outcome = self.outcome(response.workflow_id)
+        if outcome is None:  # collected already (a tiny retention): only the status event could tell
+            return
+        status, result_json, error = outcome
+        response.status = convert.WORKFLOW_STATUS[status]
+        response.result_json = result_json or ""
+        response.error = error
 
     async def GetWorkflow(
         self, request: pb.GetWorkflowRequest, context: grpc.aio.ServicerContext
@@ -439,53 +462,64 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):  # type: ignore[misc]
     async def GetWorkflowResult(
         self, request: pb.GetWorkflowResultRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetWorkflowResultResponse:
-        await self.caught_up_with(context, request.workflow_id)
+        wf_id = request.workflow_id
+        await self.caught_up_with(context, wf_id)
         if request.wait:
-            await self.finished(context, request.workflow_id)
-        with self.raft.read():
-            wf = self.raft.sm.workflows.get(request.workflow_id)
-            if wf is not None:
-                status, error, spec = convert.shown_status(wf), wf.error, wf.spec
-                scope = {
-                    "input": json.loads(wf.input_json or "{}"),
-                    "steps": {s.id: json.loads(s.output_json) for s in wf.steps.values() if s.output_json},
-                }
-        if wf is None:
-            await abort(context, "NOT_FOUND", f"workflow {request.workflow_id!r} not found")
+            remaining = context.time_remaining()
+            limit = RESULT_WAIT_S_MAX if remaining is None else min(RESULT_WAIT_S_MAX, remaining)
+            if not await self.finished(context, wf_id, limit):
+                await abort(
+                    context, "DEADLINE_EXCEEDED", f"workflow {wf_id} still running after {limit:.0f} s"
+                )
+        outcome = self.outcome(wf_id)
+        if outcome is None:
+            await abort(context, "NOT_FOUND", f"workflow {wf_id!r} not found")
+            raise AssertionError("unreachable")
+        status, result_json, error = outcome
         if status != WORKFLOW_SUCCEEDED:
             why = f": {error}" if error else ""
-            await abort(context, "FAILED_PRECONDITION", f"workflow {request.workflow_id} is {status}{why}")
-        try:
-            result = workflow_result(spec, scope)
-        except ValueError as exc:  # an expression that fails on these outputs: the definition's fault
-            await abort(context, "FAILED_PRECONDITION", f"output: {exc}")
-        return pb.GetWorkflowResultResponse(
-            result_json=json.dumps(result, sort_keys=True), status=convert.WORKFLOW_STATUS[status]
-        )
+            await abort(context, "FAILED_PRECONDITION", f"workflow {wf_id} is {status}{why}")
+        if result_json is None:  # an output expression that fails on these outputs: the definition's fault
+            await abort(context, "FAILED_PRECONDITION", error)
+        return pb.GetWorkflowResultResponse(result_json=result_json, status=convert.WORKFLOW_STATUS[status])
 
-    async def finished(self, context: grpc.aio.ServicerContext, wf_id: str) -> None:
-        """Return once ``wf_id`` is finished or gone from this node's state (the caller reads which);
-        DEADLINE_EXCEEDED after :data:`RESULT_WAIT_S_MAX` or the call's own deadline."""
+    def outcome(self, wf_id: str) -> tuple[str, str | None, str] | None:
+        """(status as shown, result JSON if it succeeded, error) of ``wf_id``; None if unknown here. A result
+        that cannot be built (its ``output`` expression fails) is None, with ``output: <why>`` as error."""
+        with self.raft.read():
+            wf = self.raft.sm.workflows.get(wf_id)
+            if wf is None:
+                return None
+            status, error, spec = convert.shown_status(wf), wf.error, wf.spec
+            if status != WORKFLOW_SUCCEEDED:
+                return status, None, error
+            scope = {
+                "input": json.loads(wf.input_json or "{}"),
+                "steps": {s.id: json.loads(s.output_json) for s in wf.steps.values() if s.output_json},
+            }
+        try:
+            return status, json.dumps(workflow_result(spec, scope), sort_keys=True), ""
+        except ValueError as exc:
+            return status, None, f"output: {exc}"
+
+    async def finished(self, context: grpc.aio.ServicerContext, wf_id: str, limit_s: float) -> bool:
+        """Whether ``wf_id`` finished (or left this node's state) within ``limit_s`` seconds."""
         try:
             changed = self.hub.subscribe(wf_id)
         except OverflowError as exc:
             await abort(context, "RESOURCE_EXHAUSTED", str(exc))
         loop = asyncio.get_running_loop()
-        remaining = context.time_remaining()
-        limit = RESULT_WAIT_S_MAX if remaining is None else min(RESULT_WAIT_S_MAX, remaining)
-        give_up = loop.time() + limit
+        give_up = loop.time() + limit_s
         try:
             while True:
                 changed.clear()  # before reading: a change applied after the read sets it again
                 with self.raft.read():
                     wf = self.raft.sm.workflows.get(wf_id)
                     if wf is None or wf.terminal:
-                        return
+                        return True
                 left = give_up - loop.time()
                 if left <= 0:
-                    await abort(
-                        context, "DEADLINE_EXCEEDED", f"workflow {wf_id} still running after {limit:.0f} s"
-                    )
+                    return False
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(changed.wait(), min(left, WATCH_RECHECK_SECONDS))
         finally:

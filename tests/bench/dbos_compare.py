@@ -134,9 +134,9 @@ async def beamflow_side(args: argparse.Namespace, nodes: int, sequential: bool =
             report["sequential"] = await throughput.run(
                 _workload(ep, args.sequential, 1, args.deadline), quiet=True
             )
-            # What a leader-aware client that asks for the result sees (DBOS's caller gets the result).
+            # A leader-aware client that submits and waits in one call (DBOS's caller gets the result).
             report["sequential_leader"] = await throughput.run(
-                _workload(ep, args.sequential, 1, args.deadline, "result", "leader"), quiet=True
+                _workload(ep, args.sequential, 1, args.deadline, "wait", "leader"), quiet=True
             )
         report["throughput"] = await throughput.run(
             _workload(ep, args.total, args.concurrency, args.deadline), quiet=True

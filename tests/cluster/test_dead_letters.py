@@ -246,6 +246,36 @@ def test_workflow_result_wait_answers_once_the_workflow_finishes(
     assert unknown.value.code() == grpc.StatusCode.NOT_FOUND
 
 
+def test_submit_wait_answers_with_the_outcome_in_one_call(
+    recorded_cluster: tuple[Cluster, Path], tmp_path: Path
+) -> None:
+    cluster, _ = recorded_cluster
+    stub = cluster.workflow_stub("n3")
+
+    def submit_wait(definition: str, payload: object, timeout: float) -> pb.SubmitWorkflowResponse:
+        request = pb.SubmitWorkflowRequest(definition=definition, input_json=json.dumps(payload), wait=True)
+        return stub.SubmitWorkflow(request, timeout=timeout)
+
+    done = submit_wait(RESULT, {"n": 3}, 30)
+    assert done.status == pb.WORKFLOW_STATUS_SUCCEEDED, done
+    assert json.loads(done.result_json) == {"receipt": "rcpt-c-3", "total": 12}
+    assert done.workflow_id and not done.error
+    failed = submit_wait(GATED, {"gate": str(tmp_path / "closed"), "nap": "1ms"}, 60)
+    assert failed.status == pb.WORKFLOW_STATUS_FAILED and failed.error and not failed.result_json, failed
+    # Still running near the call's deadline: answered in time, RUNNING, with the id to wait on.
+    started = time.monotonic()
+    running = submit_wait("name: nap\nsteps:\n  - {id: z, run: sleep, with: {duration: 10m}}\n", {}, 2.0)
+    assert running.status == pb.WORKFLOW_STATUS_RUNNING and running.workflow_id, running
+    assert time.monotonic() - started < 2.0
+    shown = stub.GetWorkflow(pb.GetWorkflowRequest(workflow_id=running.workflow_id), timeout=10).workflow
+    assert shown.status == pb.WORKFLOW_STATUS_RUNNING
+    # Without wait, nothing of the outcome is set.
+    plain = stub.SubmitWorkflow(
+        pb.SubmitWorkflowRequest(definition=RESULT, input_json='{"n": 1}'), timeout=30
+    )
+    assert plain.status == pb.WORKFLOW_STATUS_UNSPECIFIED and not plain.result_json
+
+
 def test_submit_id_reuse_and_conflict_policies(
     recorded_cluster: tuple[Cluster, Path], tmp_path: Path
 ) -> None:

@@ -203,7 +203,7 @@ class WorkflowEvent(_message.Message):
     def __init__(self, seq: _Optional[int] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., type: _Optional[str] = ..., step_id: _Optional[str] = ..., attempt: _Optional[int] = ..., message: _Optional[str] = ..., node: _Optional[str] = ...) -> None: ...
 
 class SubmitWorkflowRequest(_message.Message):
-    __slots__ = ("definition", "definition_source", "input_json", "workflow_id", "request_id", "labels", "id_reuse_policy", "id_conflict_policy")
+    __slots__ = ("definition", "definition_source", "input_json", "workflow_id", "request_id", "labels", "id_reuse_policy", "id_conflict_policy", "wait")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -219,6 +219,7 @@ class SubmitWorkflowRequest(_message.Message):
     LABELS_FIELD_NUMBER: _ClassVar[int]
     ID_REUSE_POLICY_FIELD_NUMBER: _ClassVar[int]
     ID_CONFLICT_POLICY_FIELD_NUMBER: _ClassVar[int]
+    WAIT_FIELD_NUMBER: _ClassVar[int]
     definition: str
     definition_source: str
     input_json: str
@@ -227,17 +228,24 @@ class SubmitWorkflowRequest(_message.Message):
     labels: _containers.ScalarMap[str, str]
     id_reuse_policy: IdReusePolicy
     id_conflict_policy: IdConflictPolicy
-    def __init__(self, definition: _Optional[str] = ..., definition_source: _Optional[str] = ..., input_json: _Optional[str] = ..., workflow_id: _Optional[str] = ..., request_id: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., id_reuse_policy: _Optional[_Union[IdReusePolicy, str]] = ..., id_conflict_policy: _Optional[_Union[IdConflictPolicy, str]] = ...) -> None: ...
+    wait: bool
+    def __init__(self, definition: _Optional[str] = ..., definition_source: _Optional[str] = ..., input_json: _Optional[str] = ..., workflow_id: _Optional[str] = ..., request_id: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., id_reuse_policy: _Optional[_Union[IdReusePolicy, str]] = ..., id_conflict_policy: _Optional[_Union[IdConflictPolicy, str]] = ..., wait: _Optional[bool] = ...) -> None: ...
 
 class SubmitWorkflowResponse(_message.Message):
-    __slots__ = ("workflow_id", "owner", "existing")
+    __slots__ = ("workflow_id", "owner", "existing", "status", "result_json", "error")
     WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
     OWNER_FIELD_NUMBER: _ClassVar[int]
     EXISTING_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    RESULT_JSON_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
     workflow_id: str
     owner: str
     existing: bool
-    def __init__(self, workflow_id: _Optional[str] = ..., owner: _Optional[str] = ..., existing: _Optional[bool] = ...) -> None: ...
+    status: WorkflowStatus
+    result_json: str
+    error: str
+    def __init__(self, workflow_id: _Optional[str] = ..., owner: _Optional[str] = ..., existing: _Optional[bool] = ..., status: _Optional[_Union[WorkflowStatus, str]] = ..., result_json: _Optional[str] = ..., error: _Optional[str] = ...) -> None: ...
 
 class GetWorkflowRequest(_message.Message):
     __slots__ = ("workflow_id",)

@@ -110,7 +110,8 @@ class WorkflowServiceServicer:
 
     def SubmitWorkflow(self, request, context):
         """SubmitWorkflow validates a definition (YAML or JSON text) and starts a workflow.
-        INVALID_ARGUMENT names the file, step and field; nothing is written then.
+        INVALID_ARGUMENT names the file, step and field; nothing is written then. With `wait` it also
+        answers with the outcome (as Step Functions' StartSyncExecution does): one call for a short workflow.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
