@@ -83,7 +83,7 @@ SPECULATION_DEPTH_MAX = 4
 #: How long a result waits for its speculative successors' results, to commit them in the same entry (a
 #: slower successor proposes alone, right after): a chain of instant steps then costs one commit.
 SPECULATION_HOLD_S = 0.002
-#: A run-ahead actor (see :meth:`Executor.run_ahead`) waits this long for its submit to apply (the
+#: A run-ahead actor (see :meth:`Executor.propose_submit`) waits this long for its submit to apply (the
 #: proposer's own deadline), then leaves; a submit that applies later gets an actor of its own then.
 RUN_AHEAD_WAIT_S = 10.0
 
