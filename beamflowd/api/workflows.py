@@ -189,7 +189,11 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):  # type: ignore[misc]
         limit = RESULT_WAIT_S_MAX
         if remaining is not None:
             limit = max(0.0, min(limit, remaining - max(SUBMIT_WAIT_MARGIN_S, remaining * 0.1)))
-        await self.finished(context, response.workflow_id, limit)
+        try:
+            await self.finished(response.workflow_id, limit)
+        except OverflowError:  # committed already: answer with the id (RUNNING), never with an error
+            response.status = pb.WORKFLOW_STATUS_RUNNING
+            return
         outcome = self.outcome(response.workflow_id)
         if outcome is None:  # collected already (a tiny retention): only the status event could tell
             return
@@ -467,7 +471,11 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):  # type: ignore[misc]
         if request.wait:
             remaining = context.time_remaining()
             limit = RESULT_WAIT_S_MAX if remaining is None else min(RESULT_WAIT_S_MAX, remaining)
-            if not await self.finished(context, wf_id, limit):
+            try:
+                done = await self.finished(wf_id, limit)
+            except OverflowError as exc:
+                await abort(context, "RESOURCE_EXHAUSTED", str(exc))
+            if not done:
                 await abort(
                     context, "DEADLINE_EXCEEDED", f"workflow {wf_id} still running after {limit:.0f} s"
                 )
@@ -502,12 +510,10 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):  # type: ignore[misc]
         except ValueError as exc:
             return status, None, f"output: {exc}"
 
-    async def finished(self, context: grpc.aio.ServicerContext, wf_id: str, limit_s: float) -> bool:
-        """Whether ``wf_id`` finished (or left this node's state) within ``limit_s`` seconds."""
-        try:
-            changed = self.hub.subscribe(wf_id)
-        except OverflowError as exc:
-            await abort(context, "RESOURCE_EXHAUSTED", str(exc))
+    async def finished(self, wf_id: str, limit_s: float) -> bool:
+        """Whether ``wf_id`` finished (or left this node's state) within ``limit_s`` seconds; OverflowError
+        when this node has too many watchers already."""
+        changed = self.hub.subscribe(wf_id)
         loop = asyncio.get_running_loop()
         give_up = loop.time() + limit_s
         try:
