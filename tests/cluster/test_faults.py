@@ -132,7 +132,9 @@ def test_owner_death_resumes_without_repeating_completed_steps(
     # The dead node comes back, learns it owns nothing of the old, and takes new work again.
     cluster.start_node(victim)
     cluster.wait_ready(nodes=[victim])
-    fresh = [submit(cluster.workflow_stub(victim), QUICK, {"nap": "10ms"}) for _ in range(9)]
+    # Running side by side (a 2 s nap), so placement by load must use every live node: lone quick workflows
+    # would all go to the leader, which wins ties for least loaded.
+    fresh = [submit(cluster.workflow_stub(victim), QUICK, {"nap": "2s"}) for _ in range(9)]
     assert victim in {w.owner for w in wait_terminal(cluster, victim, fresh).values()}
     wait_converged(cluster)
 
