@@ -939,6 +939,8 @@ class Executor:
         self.executed: dict[str, set[tuple[int, str, int]]] = {}
         self.restart_window = restart_window
         self.actors: dict[str, Actor] = {}
+        #: Workflows whose submit this node proposes with their root steps run ahead, until it answers.
+        self._ahead: set[str] = set()
         self.restarts = 0
         #: Attempts started ahead of the commit that starts them (pipelined instant steps).
         self.speculated = 0
@@ -1051,11 +1053,16 @@ class Executor:
         and one for a submit that did not commit first is refused (NOT_FOUND) and changes nothing; the
         actor then runs the attempt again once the committed state shows it running.
         """
-        started = self._run_ahead(cmd, spec)
+        pinned = dataclasses.replace(cmd, owner=self.node_id)
+        started = self._run_ahead(pinned, spec)
         if started is None:
             return None
         actor, handoffs = started
-        return await actor.propose_chain(cmd, handoffs, None, raise_head=True)
+        self._ahead.add(cmd.wf)
+        try:
+            return await actor.propose_chain(pinned, handoffs, None, raise_head=True)
+        finally:
+            self._ahead.discard(cmd.wf)
 
     def _run_ahead(self, cmd: Submit, spec: WorkflowSpec) -> tuple[Actor, list[Handoff]] | None:
         """Start the root attempts ``cmd`` starts, in an actor that waits for ``cmd`` to apply."""
@@ -1065,9 +1072,13 @@ class Executor:
             sm = self.raft.sm
             if cmd.wf in sm.workflows or cmd.rid in sm.request_ids:
                 return None  # a repeated request answers with its first workflow: nothing to run here
-            loads = [sm.owned.get(n, 0) for n, member in sm.members.items() if member.alive]
+            # The submit pins the workflow here (``Submit.owner``): run ahead only while this node,
+            # counting the submits it has in flight, stays among the least loaded, so pinning keeps the
+            # spread that placement would give.
+            others = [sm.owned.get(n, 0) for n, m in sm.members.items() if m.alive and n != self.node_id]
             member = sm.members.get(self.node_id)
-            if member is None or not member.alive or sm.owned.get(self.node_id, 0) > min(loads):
+            load = sm.owned.get(self.node_id, 0) + len(self._ahead)
+            if member is None or not member.alive or (others and load > min(others)):
                 return None
         steps = {step.id: StepView(STEP_PENDING, 0, 0, "") for step in spec.steps}
         chosen: list[StepSpec] = []

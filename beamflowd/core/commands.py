@@ -149,6 +149,10 @@ class Submit(_Command):
     #: leader it knows, whose actor then learns each commit first and proposes without a forwarding hop.
     #: Absent, unknown or more loaded than another live member: least loaded, ties broken by id.
     prefer: str | None = None
+    #: The proposer, when it ran the root steps ahead of this submit (their results ride in the same
+    #: entry): it owns the workflow whatever the loads, if a live member, so a race with other submits
+    #: cannot make those attempts run twice. Absent or not a live member: placed as ``prefer`` says.
+    owner: str | None = None
 
     def _check(self) -> None:
         if self.labels is not None:

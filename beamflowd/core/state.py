@@ -523,7 +523,8 @@ class StateMachine:
             refusal = self._id_taken(cmd, old)
             if refusal is not None:
                 return refusal
-        placed = self._place(cmd.prefer)
+        pinned = self.members.get(cmd.owner) if cmd.owner is not None else None
+        placed = pinned.id if pinned is not None and pinned.alive else self._place(cmd.prefer)
         if placed is None:
             return Result("UNAVAILABLE", "no live node to own the workflow")
         if old is not None:

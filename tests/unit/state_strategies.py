@@ -302,6 +302,10 @@ def _submit(draw: st.DrawFn, sm: StateMachine, ts: int) -> Plain:
     prefer = _pick(draw, [None, *NODES, "gone"])
     if prefer is not None:
         plain["prefer"] = prefer
+    # A proposer that ran the root steps ahead pins the workflow to itself, live member or not (any more).
+    owner = _pick(draw, [None, None, None, *NODES, "gone"])
+    if owner is not None:
+        plain["owner"] = owner
     labels = _pick(draw, [None, None, {"team": "a"}, {"team": "b", "env": "prod"}])
     if labels is not None:
         plain["labels"] = labels

@@ -550,6 +550,20 @@ def test_placement_prefers_the_named_node_only_among_the_least_loaded() -> None:
     check_invariants(sm)
 
 
+def test_a_submit_run_ahead_is_owned_by_its_proposer_whatever_the_loads() -> None:
+    sm = cluster()
+    for i in range(3):  # n3 ends up owning the most
+        assert sm.apply(
+            submit_cmd(f"r{i}", f"w{i}", "sequential", 10 + i) | {"prefer": "n3", "owner": "n3"}
+        ).ok
+    assert [sm.owned_by(n) for n in NODES] == [0, 0, 3]
+    # Not a member, or not alive: placed as if unpinned (the results that ran ahead are then refused).
+    assert sm.apply(submit_cmd("r3", "w3", "sequential", 20) | {"owner": "gone"}).data["owner"] == "n1"
+    assert sm.apply(NodeDown(node="n3", ts=30, by="n1").to_plain()).ok
+    assert sm.apply(submit_cmd("r4", "w4", "sequential", 40) | {"owner": "n3"}).data["owner"] != "n3"
+    check_invariants(sm)
+
+
 def test_events_are_bounded() -> None:
     sm = cluster()
     assert sm.apply(submit_cmd("r1", "w1", "sequential", 10)).ok
