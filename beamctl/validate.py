@@ -15,9 +15,9 @@ import typer
 
 from beamctl import output
 from beamctl.output import OutputOption, output_format
-from beamflowd.core.audit import audit
-from beamflowd.core.format_schema import workflow_schema
-from beamflowd.core.spec import MAX_DEFINITION_BYTES, SpecError, parse_workflow
+
+# The parser, the audit and the schema (jsonschema, yaml: ~80 ms of start-up) are imported by the functions
+# that use them: the `workflow` module registers these commands, and `workflow get` must not pay for them.
 
 EXIT_VALID = 0
 EXIT_WARNINGS = 1
@@ -26,6 +26,9 @@ EXIT_ERRORS = 2
 
 def check_file(path: str) -> dict[str, Any]:
     """One file's verdict: ``{"file", "valid", "errors": [...], "warnings": [...]}``."""
+    from beamflowd.core.audit import audit
+    from beamflowd.core.spec import MAX_DEFINITION_BYTES, SpecError, parse_workflow
+
     errors: list[dict[str, Any]] = []
     warnings: list[dict[str, Any]] = []
     try:
@@ -86,6 +89,8 @@ def schema(
     Shapes only: the graph rules (cycles, upstream references, choice branches) are validate's.
     Example: beamctl workflow schema > workflow.schema.json
     """
+    from beamflowd.core.format_schema import workflow_schema
+
     out = output_format(ctx, fmt)
     if out in output.DATA_FORMATS and out != "json":
         output.emit_data(workflow_schema(), out)

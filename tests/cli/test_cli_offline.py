@@ -492,12 +492,13 @@ def test_root_help_and_completion_import_no_command_module() -> None:
     assert "Usage:" in done.stdout
 
 
-def test_workflow_get_loads_neither_checker_chaos_nor_progress_bars() -> None:
+def test_workflow_get_loads_neither_checker_chaos_progress_bars_nor_the_parser() -> None:
     script = (
         "import sys, typer.main; from beamctl.main import app\n"
         "typer.main.get_command(app).get_command(None, 'workflow')\n"
         "heavy = [m for m in ('beamctl.checker', 'beamctl.chaos', 'beamctl.bench', 'rich.progress',\n"
-        "         'google.protobuf.json_format') if m in sys.modules]\n"
+        "         'google.protobuf.json_format', 'beamflowd.core.spec', 'jsonschema', 'yaml')\n"
+        "         if m in sys.modules]\n"
         "print(heavy, file=sys.stderr)\nsys.exit(1 if heavy else 0)\n"
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
