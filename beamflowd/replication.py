@@ -36,7 +36,7 @@ from pysyncobj.pickle import dumps as pysyncobj_dumps
 from pysyncobj.pickle import to_bytes as pysyncobj_to_bytes
 from pysyncobj.syncobj import _COMMAND_TYPE
 
-from beamflowd import gc_pauses, power_cut
+from beamflowd import gc_pauses, power_cut, sync_delay
 from beamflowd.core.packed_workflows import decode_json_line, summary_of
 from beamflowd.core.state import FatalApplyError, Result, StateMachine, encode_plain
 from beamflowd.snapshot_loading import (
@@ -522,6 +522,7 @@ class ReplicatedState(SyncObj):  # type: ignore[misc]
         self._verifiers = 0  # snapshot-verifier threads checking a restored state (two loads may overlap)
         os.makedirs(data_dir, exist_ok=True)
         power_cut.install(data_dir)
+        self._sync_delay = sync_delay.from_env(data_dir)
         self._dump_path = os.path.join(data_dir, DUMP_FILE)
         conf = SyncObjConf(
             autoTick=True,
@@ -993,6 +994,8 @@ class ReplicatedState(SyncObj):  # type: ignore[misc]
 
     def _timed_journal_sync(self, journal: Any) -> None:
         started = time.monotonic()
+        if self._sync_delay is not None:
+            self._sync_delay.before_sync()
         journal.flush()
         power_cut.file_synced(self._SyncObj__conf.journalFile)
         self.journal_syncs += 1
@@ -1188,7 +1191,25 @@ class ReplicatedState(SyncObj):  # type: ignore[misc]
         """
         if self._pending_load is not None or self._verifiers:
             return False
+        if not self._still_unheard():
+            return False
         return bool(super()._SyncObj__connectedToAnyone())
+
+    def _still_unheard(self) -> bool:
+        """Read what has arrived before standing: did nothing reset the election timer meanwhile?
+
+        pysyncobj checks the timer before it reads its sockets, once per tick. A tick held up past the
+        timeout (a journal sync on a stalled disk, a process not scheduled on shared cores) would count the
+        leader silent while its heartbeats wait unread, and depose a healthy leader. Reading them first is
+        what the next tick would have done anyway; a heartbeat, a granted vote or a new leader resets the
+        timer, and this tick does not stand.
+        """
+        deadline = self._SyncObj__raftElectionDeadline
+        self._poller.poll(0)
+        return self._SyncObj__raftElectionDeadline == deadline and _ROLES.get(self._SyncObj__raftState) in (
+            "follower",
+            "candidate",
+        )
 
 
 def _raft_meta(index: int, raft_addrs: Iterable[str]) -> bytes:

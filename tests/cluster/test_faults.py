@@ -20,6 +20,7 @@ from pathlib import Path
 import grpc
 import pytest
 
+from beamflowd import sync_delay
 from beamflowd.api.gen.beamflow.v1 import workflow_pb2 as pb
 from tests.cluster.test_engine import submit, wait_converged, wait_terminal
 from tests.harness import Cluster
@@ -267,6 +268,35 @@ def test_long_absence_catches_up_through_a_snapshot(tmp_path: Path) -> None:
         assert "loaded snapshot" in cluster.nodes["n3"].log_path.read_text()
         assert digest
         assert get(cluster, ids[0], "n3").workflow.status == pb.WORKFLOW_STATUS_SUCCEEDED
+
+
+def test_a_follower_held_up_by_a_slow_sync_reads_heartbeats_before_standing(tmp_path: Path) -> None:
+    """A follower's journal sync stalls for longer than any election timeout (0.9 s at most) while the
+    leader's heartbeats queue on its socket: it reads them before standing, so it deposes nobody."""
+    with Cluster(tmp_path, env={sync_delay.ENV_VAR: "1.5"}) as cluster:
+        cluster.start()
+        cluster.wait_ready()
+
+        def views() -> set[tuple[int, str]]:
+            statuses = [cluster.cluster_status(node_id) for node_id in cluster.nodes]
+            return {(max(n.term for n in status.nodes), status.leader_id) for status in statuses}
+
+        def agreed() -> tuple[int, str] | None:
+            seen = views()
+            return next(iter(seen)) if len(seen) == 1 and next(iter(seen))[1] else None
+
+        # Past the start-up election: every node knows the same leader (the view the stall must not move).
+        term, leader = cluster.wait_until(agreed, 30, "one leader every node knows")
+        follower = next(n for n in cluster.nodes if n != leader)
+        trigger = cluster.nodes[follower].data_dir / sync_delay.TRIGGER_FILE
+        trigger.touch()
+        ids = [submit(cluster.workflow_stub(leader), QUICK, {"nap": "1ms"})]  # entries: the follower syncs
+        cluster.wait_until(lambda: not trigger.exists(), 30, f"the held-up sync on {follower}")
+        ids += [submit(cluster.workflow_stub(leader), QUICK, {"nap": "1ms"}) for _ in range(3)]
+        wait_terminal(cluster, leader, ids, timeout=60)
+        wait_converged(cluster, timeout=60)  # the follower has ticked on well past its stall
+        assert "holding this journal sync up" in cluster.nodes[follower].log_path.read_text()
+        assert views() == {(term, leader)}
 
 
 def test_a_received_snapshot_decodes_off_the_raft_thread_while_entries_queue(tmp_path: Path) -> None:
