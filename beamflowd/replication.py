@@ -31,6 +31,7 @@ from typing import Any, NamedTuple
 
 from pysyncobj import FAIL_REASON, SERIALIZER_STATE, SyncObj, SyncObjConf, SyncObjException, replicated
 from pysyncobj.journal import FileJournal
+from pysyncobj.monotonic import monotonic as raft_clock  # every time we set in pysyncobj's state: below
 from pysyncobj.node import TCPNode
 from pysyncobj.pickle import dumps as pysyncobj_dumps
 from pysyncobj.pickle import to_bytes as pysyncobj_to_bytes
@@ -52,6 +53,11 @@ from beamflowd.tick_watch import TickWatch
 from beamflowd.transport import BeamTransport
 
 log = logging.getLogger(__name__)
+
+# pysyncobj keeps its deadlines on its own clock, CLOCK_MONOTONIC_RAW (``raft_clock``); time.monotonic() is
+# CLOCK_MONOTONIC, which NTP slews, so the two drift apart (0.25 s after an hour of uptime here, more on a
+# machine up for days). Every time we put into pysyncobj's state is on its clock: a heartbeat time set on
+# the other made an idle leader heartbeat every 0.3 s instead of every 0.05 s (elections on a quiet day).
 
 FSYNC_MODES = ("always", "batch", "off")
 #: v1: canonical JSON of the whole state in one zlib block, then the raft metadata (read, no longer written).
@@ -562,7 +568,7 @@ class ReplicatedState(SyncObj):  # type: ignore[misc]
             # term and deposes a healthy leader. A fresh node (term 0) is harmless: its first term is
             # older than the cluster's, so its votes are refused.
             grace_s = tuning.connection_retry + tuning.max_timeout
-            self._SyncObj__raftElectionDeadline = time.monotonic() + grace_s
+            self._SyncObj__raftElectionDeadline = raft_clock() + grace_s
         self.tick_watch = TickWatch(blocker=lambda: self._lock.holder)
         self.addOnTickCallback(self._on_tick)
         self._started = True
@@ -867,7 +873,7 @@ class ReplicatedState(SyncObj):  # type: ignore[misc]
         gc_pauses.freeze_long_lived()
         if pending is None:
             # Loaded on the tick thread (before our constructor was done): count the election timeout anew.
-            self._SyncObj__raftElectionDeadline = time.monotonic() + self._SyncObj__generateRaftTimeout()
+            self._SyncObj__raftElectionDeadline = raft_clock() + self._SyncObj__generateRaftTimeout()
         log.info(
             "loaded snapshot: %d workflows, applied index %s, in %.0f ms%s",
             len(self.sm.workflows),
@@ -1065,9 +1071,9 @@ class ReplicatedState(SyncObj):  # type: ignore[misc]
         and the leader's tick thread stalled for seconds (heartbeats uncommitted, elections). Now a transfer
         goes at the follower's pace, with a bounded buffer.
         """
-        self._SyncObj__newAppendEntriesTime = time.monotonic() + self._SyncObj__conf.appendEntriesPeriod
+        self._SyncObj__newAppendEntriesTime = raft_clock() + self._SyncObj__conf.appendEntriesPeriod
 
-        startTime = time.monotonic()
+        startTime = raft_clock()
 
         batchSizeBytes = self._SyncObj__conf.appendEntriesBatchSizeBytes
 
@@ -1150,7 +1156,7 @@ class ReplicatedState(SyncObj):  # type: ignore[misc]
 
                 sendSingle = False
 
-                delta = time.monotonic() - startTime
+                delta = raft_clock() - startTime
                 if delta > self._SyncObj__conf.appendEntriesPeriod:
                     break
 

@@ -22,6 +22,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from beamflowd import replication
 from beamflowd.core import commands as c
 from beamflowd.core.packed_workflows import PackedWorkflow, summary_of
 from beamflowd.core.state import StateMachine, encode_plain
@@ -151,6 +152,31 @@ async def _fill_and_snapshot(raft: ReplicatedState, proposer: Proposer) -> str:
     await eventually(lambda: raft.status().applied_index >= raft.status().commit_index, 5, "apply")
     digest, _ = raft.digest_and_owned("n1")
     return digest
+
+
+def test_heartbeat_times_are_set_on_pysyncobjs_clock(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """pysyncobj keeps deadlines on CLOCK_MONOTONIC_RAW, which drifts from time.monotonic() (NTP slews
+    the latter): a next-heartbeat time set on the wrong clock spaced an idle leader's heartbeats by the
+    drift. Here pysyncobj's clock runs 1,000 s ahead, so a time set on time.monotonic() is far off."""
+    import pysyncobj.syncobj
+
+    def ahead() -> float:
+        return time.monotonic() + 1000.0
+
+    monkeypatch.setattr(pysyncobj.syncobj, "monotonicTime", ahead)
+    monkeypatch.setattr(replication, "raft_clock", ahead)
+    raft = one_node(tmp_path)
+    try:
+        period = raft._SyncObj__conf.appendEntriesPeriod
+        deadline = time.monotonic() + 10
+        lead = raft._SyncObj__newAppendEntriesTime - ahead()
+        while lead <= 0:  # the first heartbeat has not been sent yet
+            assert time.monotonic() < deadline, "a leader heartbeats"
+            time.sleep(0.01)
+            lead = raft._SyncObj__newAppendEntriesTime - ahead()
+        assert lead <= period + 0.001, f"next heartbeat {lead:.3f} s away, period {period} s"
+    finally:
+        raft.destroy()
 
 
 def test_background_snapshot_compaction_and_restart(tmp_path: Path) -> None:
