@@ -1187,35 +1187,32 @@ class ReplicatedState(SyncObj):  # type: ignore[misc]
                 self.transferLeadership()
 
     def _SyncObj__connectedToAnyone(self) -> bool:
-        """pysyncobj asks this only when a follower's election timer has run out: stand for election?
+        """pysyncobj asks this only when a follower's election timer has run out: stand for election?"""
+        return self._may_stand() and self._still_unheard() and bool(super()._SyncObj__connectedToAnyone())
 
-        Not while catching up from a snapshot (decoding it, then checking it): this node's tick thread then
-        shares two cores with seconds of decoding and hears its leader late, and without pre-vote in
-        pysyncobj its candidacy deposes a healthy leader (seen: 2-3 elections per catch-up at 100,000
-        workflows; resetting the timer is not enough, pysyncobj rewinds it on every message). The other
-        nodes still elect a leader if the real one dies meanwhile.
+    def _may_stand(self) -> bool:
+        """Not while catching up from a snapshot (decoding it, then checking it).
+
+        This node's tick thread then shares two cores with seconds of decoding and hears its leader late,
+        and without pre-vote in pysyncobj its candidacy deposes a healthy leader (seen: 2-3 elections per
+        catch-up at 100,000 workflows; resetting the timer is not enough, pysyncobj rewinds it on every
+        message). The other nodes still elect a leader if the real one dies meanwhile.
         """
-        if self._pending_load is not None or self._verifiers:
-            return False
-        if not self._still_unheard():
-            return False
-        return bool(super()._SyncObj__connectedToAnyone())
+        return self._pending_load is None and not self._verifiers
 
     def _still_unheard(self) -> bool:
         """Read what has arrived before standing: did nothing reset the election timer meanwhile?
 
-        pysyncobj checks the timer before it reads its sockets, once per tick. A tick held up past the
-        timeout (a journal sync on a stalled disk, a process not scheduled on shared cores) would count the
-        leader silent while its heartbeats wait unread, and depose a healthy leader. Reading them first is
-        what the next tick would have done anyway; a heartbeat, a granted vote or a new leader resets the
-        timer, and this tick does not stand.
+        Tick thread only (pysyncobj's poller is not reentrant). pysyncobj checks the timer before it reads
+        its sockets, once per tick. A tick held up past the timeout (a journal sync on a stalled disk, a
+        process not scheduled on shared cores) would count the leader silent while its heartbeats wait
+        unread, and depose a healthy leader. Reading them first is what the next tick would have done
+        anyway; a heartbeat, a granted vote or a new leader resets the timer, and this tick does not stand.
         """
         deadline = self._SyncObj__raftElectionDeadline
         self._poller.poll(0)
-        return self._SyncObj__raftElectionDeadline == deadline and _ROLES.get(self._SyncObj__raftState) in (
-            "follower",
-            "candidate",
-        )
+        standing = _ROLES.get(self._SyncObj__raftState) in ("follower", "candidate")
+        return standing and self._SyncObj__raftElectionDeadline == deadline
 
 
 def _raft_meta(index: int, raft_addrs: Iterable[str]) -> bytes:

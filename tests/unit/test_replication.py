@@ -260,10 +260,10 @@ def test_status_names_the_leader(tmp_path: Path) -> None:
 
 def test_a_node_catching_up_from_a_snapshot_never_stands_for_election(tmp_path: Path) -> None:
     """pysyncobj asks ``__connectedToAnyone`` when a follower's election timer runs out: while a snapshot
-    decodes or is being checked, the answer is no (a one-node cluster otherwise always says yes)."""
+    decodes or is being checked, the answer is no (``_may_stand``, its first condition)."""
     raft = one_node(tmp_path)
     try:
-        stand = raft._SyncObj__connectedToAnyone
+        stand = raft._may_stand
         assert stand()
         raft._pending_load = PendingLoad(index=1)
         assert not stand(), "decoding a snapshot"
