@@ -10,6 +10,7 @@ its commands, each retried alone.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import pickle
 from collections.abc import Awaitable, Callable, Mapping
@@ -25,6 +26,12 @@ log = logging.getLogger(__name__)
 #: Group commit limits: at most this many commands per Raft entry, this many entries in flight.
 MAX_BATCH_COMMANDS = 1000
 MAX_BATCHES_IN_FLIGHT = 4
+#: A batch waits for the one in flight to settle, at most this long, so that what is queued meanwhile
+#: leaves as one larger entry: every entry costs a sync on each node and a message each way per follower,
+#: so fewer entries per command is what throughput needs (docs/performance.md, "One entry in flight").
+#: A commit slower than this (a lost or stalled batch, a slow disk or network) lets batches overlap, up
+#: to MAX_BATCHES_IN_FLIGHT, so one stuck batch never holds this node's proposals back.
+OVERLAP_AFTER_S = 0.05
 #: Default byte cap of one Raft entry (sum of the commands' pickled sizes).
 RAFT_BATCH_BYTES_MAX = 1 << 20
 #: Bound on the proposer queue: beyond it, proposals fail fast with RESOURCE_EXHAUSTED.
@@ -81,6 +88,8 @@ class Proposer:
         self._queue: list[_Pending] = []
         self._wakeup = asyncio.Event()
         self._slots = asyncio.Semaphore(MAX_BATCHES_IN_FLIGHT)
+        self._in_flight = 0
+        self._settled = asyncio.Event()  # set whenever a batch in flight gets its outcome
         self._task: asyncio.Task[None] | None = None
         self.batches = 0
         self.commands = 0
@@ -188,12 +197,20 @@ class Proposer:
             self._wakeup.clear()
             while self._queue:
                 await self._slots.acquire()
+                if self._in_flight:
+                    await self._settle_or_overlap()
                 try:
                     self._flush_one()
                 except Exception:
                     # Never let the loop die: every later proposal (heartbeats too) would time out.
                     log.exception("proposer flush failed")
                     self._slots.release()
+
+    async def _settle_or_overlap(self) -> None:
+        """Wait until a batch in flight settles or :data:`OVERLAP_AFTER_S` passes, whichever is first."""
+        self._settled.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._settled.wait(), OVERLAP_AFTER_S)
 
     def _flush_one(self) -> None:
         batch = self._take_batch()
@@ -232,6 +249,7 @@ class Proposer:
             self._loop.call_soon_threadsafe(self._resolve, batch, results, outcome, reason, settled)
 
         self._raft.propose_batch([p.command for p in batch], on_done)
+        self._in_flight += 1
         self.batches += 1
         self.commands += len(batch)
         if self.on_batch is not None:
@@ -256,6 +274,8 @@ class Proposer:
             return  # the watchdog already gave up on this batch; a late outcome changes nothing
         settled[0] = True
         self._slots.release()
+        self._in_flight -= 1
+        self._settled.set()
         if outcome is Outcome.COMMITTED and results is not None:
             for p, r in zip(batch, results, strict=True):
                 if not p.future.done():

@@ -210,6 +210,60 @@ class Unpicklable:
         raise TypeError("not plain data")
 
 
+def test_proposals_made_while_a_batch_is_in_flight_leave_as_one_entry(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        raft = one_node(tmp_path, fsync="batch")
+        proposer = Proposer(raft, asyncio.get_running_loop())
+        proposer.start()
+        try:
+            assert (await proposer.propose(c.decode(join_cmd("n1", 1)))).ok
+            before = proposer.batches
+            pending = []
+            for p in _submits(60):  # one at a time, the flush loop free to run between them
+                pending.append(asyncio.ensure_future(proposer.propose(c.decode(p))))
+                await asyncio.sleep(0)
+            assert all(r.ok for r in await asyncio.gather(*pending))
+            # The first submit leaves alone; the rest queue behind it and leave together when it settles
+            # (a batch per free slot would send several small entries instead).
+            assert proposer.batches - before <= 3, f"{proposer.batches - before} entries for 60 submits"
+        finally:
+            await proposer.stop()
+            raft.destroy()
+
+    asyncio.run(asyncio.wait_for(scenario(), 60))
+
+
+def test_a_batch_that_never_settles_does_not_hold_later_proposals_back(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        raft = one_node(tmp_path, fsync="off")
+        proposer = Proposer(raft, asyncio.get_running_loop())
+        real_propose_batch = raft.propose_batch
+        lost: list[int] = []
+
+        def lose_the_first(commands: list[Any], on_done: Any) -> None:
+            if not lost:  # a forwarded entry lost with no leader change: its callback never comes
+                lost.append(len(commands))
+                return
+            real_propose_batch(commands, on_done)
+
+        proposer.start()
+        try:
+            assert (await proposer.propose(c.decode(join_cmd("n1", 1)))).ok
+            raft.propose_batch = lose_the_first  # type: ignore[method-assign]
+            stuck = asyncio.ensure_future(proposer.propose(c.Heartbeat(node="n1", ts=99), timeout=30))
+            await asyncio.sleep(0.01)
+            assert lost == [1]
+            # Held back behind the lost batch, it would time out after 5 s: it overlaps it instead.
+            assert (await proposer.propose(c.decode(_submits(1)[0]), timeout=5)).ok
+            assert not stuck.done()
+            stuck.cancel()
+        finally:
+            await proposer.stop()
+            raft.destroy()
+
+    asyncio.run(asyncio.wait_for(scenario(), 60))
+
+
 def test_proposer_refuses_an_unpicklable_command_and_commits_the_rest(tmp_path: Path) -> None:
     async def scenario() -> None:
         raft = one_node(tmp_path, fsync="off")
