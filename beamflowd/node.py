@@ -245,6 +245,7 @@ class Node:
 
     async def run(self) -> None:
         gc_pauses.watch()
+        gc_pauses.collect_less_often()
         for sig in (signal.SIGTERM, signal.SIGINT):
             self.loop.add_signal_handler(sig, self.stopping.set)
         workflow_pb2_grpc.add_WorkflowServiceServicer_to_server(self.workflows_api, self.server)
