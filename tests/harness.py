@@ -28,6 +28,8 @@ TEST_PYTHON_MODULES = ("tests.fixtures.*",)
 POLL_S = 0.05
 STOP_TIMEOUT_S = 15.0
 LOG_TAIL_LINES = 50
+#: Written to a node's log before each start: a node's log file holds all its runs, one after another.
+START_MARKER = "--- harness: starting "
 
 T = TypeVar("T")
 
@@ -221,7 +223,7 @@ class Cluster:
         node.data_dir.mkdir(parents=True, exist_ok=True)
         log = open(node.log_path, "ab")  # noqa: SIM115 - closed in close(); appends across restarts
         self._logs.append(log)
-        log.write(f"--- harness: starting {node_id}: {' '.join(self.command(node_id))}\n".encode())
+        log.write(f"{START_MARKER}{node_id}: {' '.join(self.command(node_id))}\n".encode())
         log.flush()
         node.proc = subprocess.Popen(
             self.command(node_id),
@@ -393,6 +395,11 @@ class Cluster:
         return self.wait_until(leader, timeout, "a leader")
 
     # -- logs -----------------------------------------------------------------------------------------------
+
+    def current_log(self, node_id: str) -> str:
+        """What ``node_id`` logged since its latest start (its log file is appended across restarts)."""
+        text = self.nodes[node_id].log_path.read_text(encoding="utf-8", errors="replace")
+        return text[text.rfind(START_MARKER) :]
 
     def log_tail(self, node_id: str, n: int = LOG_TAIL_LINES) -> str:
         path = self.nodes[node_id].log_path
