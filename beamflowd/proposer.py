@@ -26,11 +26,12 @@ log = logging.getLogger(__name__)
 #: Group commit limits: at most this many commands per Raft entry, this many entries in flight.
 MAX_BATCH_COMMANDS = 1000
 MAX_BATCHES_IN_FLIGHT = 4
-#: A batch waits for the one in flight to settle, at most this long, so that what is queued meanwhile
-#: leaves as one larger entry: every entry costs a sync on each node and a message each way per follower,
-#: so fewer entries per command is what throughput needs (docs/performance.md, "One entry in flight").
-#: A commit slower than this (a lost or stalled batch, a slow disk or network) lets batches overlap, up
-#: to MAX_BATCHES_IN_FLIGHT, so one stuck batch never holds this node's proposals back.
+#: A batch waits for the newest one in flight to settle, until at most this long after that one left, so
+#: that what is queued meanwhile leaves as one larger entry: every entry costs a sync on each node and a
+#: message each way per follower, so fewer entries per command is what throughput needs
+#: (docs/performance.md, "One entry in flight"). A commit slower than this (a lost or stalled batch, a
+#: slow disk or network) lets batches overlap, up to MAX_BATCHES_IN_FLIGHT: a stuck batch never holds this
+#: node's proposals back.
 OVERLAP_AFTER_S = 0.05
 #: Default byte cap of one Raft entry (sum of the commands' pickled sizes).
 RAFT_BATCH_BYTES_MAX = 1 << 20
@@ -89,6 +90,7 @@ class Proposer:
         self._wakeup = asyncio.Event()
         self._slots = asyncio.Semaphore(MAX_BATCHES_IN_FLIGHT)
         self._in_flight = 0
+        self._newest_sent_at = 0.0  # loop time the newest batch left
         self._settled = asyncio.Event()  # set whenever a batch in flight gets its outcome
         self._task: asyncio.Task[None] | None = None
         self.batches = 0
@@ -207,10 +209,13 @@ class Proposer:
                     self._slots.release()
 
     async def _settle_or_overlap(self) -> None:
-        """Wait until a batch in flight settles or :data:`OVERLAP_AFTER_S` passes, whichever is first."""
+        """Wait until a batch in flight settles or :data:`OVERLAP_AFTER_S` passed since the newest left."""
+        wait_s = self._newest_sent_at + OVERLAP_AFTER_S - self._loop.time()
+        if wait_s <= 0:  # only batches older than that in flight (lost or stalled): no wait
+            return
         self._settled.clear()
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._settled.wait(), OVERLAP_AFTER_S)
+            await asyncio.wait_for(self._settled.wait(), wait_s)
 
     def _flush_one(self) -> None:
         batch = self._take_batch()
@@ -250,6 +255,7 @@ class Proposer:
 
         self._raft.propose_batch([p.command for p in batch], on_done)
         self._in_flight += 1
+        self._newest_sent_at = self._loop.time()
         self.batches += 1
         self.commands += len(batch)
         if self.on_batch is not None:

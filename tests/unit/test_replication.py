@@ -22,6 +22,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from beamflowd import proposer as proposer_module
 from beamflowd import replication
 from beamflowd.core import commands as c
 from beamflowd.core.packed_workflows import PackedWorkflow, summary_of
@@ -233,7 +234,12 @@ def test_proposals_made_while_a_batch_is_in_flight_leave_as_one_entry(tmp_path: 
     asyncio.run(asyncio.wait_for(scenario(), 60))
 
 
-def test_a_batch_that_never_settles_does_not_hold_later_proposals_back(tmp_path: Path) -> None:
+def test_a_batch_that_never_settles_does_not_hold_later_proposals_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    overlap_s = 1.0  # long, so that waiting for it or not is far apart from a commit's few milliseconds
+    monkeypatch.setattr(proposer_module, "OVERLAP_AFTER_S", overlap_s)
+
     async def scenario() -> None:
         raft = one_node(tmp_path, fsync="off")
         proposer = Proposer(raft, asyncio.get_running_loop())
@@ -255,6 +261,12 @@ def test_a_batch_that_never_settles_does_not_hold_later_proposals_back(tmp_path:
             assert lost == [1]
             # Held back behind the lost batch, it would time out after 5 s: it overlaps it instead.
             assert (await proposer.propose(c.decode(_submits(1)[0]), timeout=5)).ok
+            # Once the lost batch is older than the overlap, nothing waits for it any more.
+            await asyncio.sleep(overlap_s)
+            started = time.monotonic()
+            assert (await proposer.propose(c.decode(_submits(1, start=1)[0]), timeout=5)).ok
+            took_s = time.monotonic() - started
+            assert took_s < overlap_s / 2, f"{took_s:.2f} s: it waited for a batch lost long ago"
             assert not stuck.done()
             stuck.cancel()
         finally:
