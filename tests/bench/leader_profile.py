@@ -1,11 +1,12 @@
-"""Benchmark: where the leader's CPU goes under load (a py-spy profile of a real node).
+"""Benchmark: where the leader's (or a follower's) CPU goes under load (a py-spy profile of a real node).
 
     python tests/bench/leader_profile.py --py-spy /work/tools-venv/bin/py-spy --seconds 15
 
 Starts a fresh 3-node cluster (``--fsync batch``), drives it with three-step demo workflows (100 in flight,
 completion polled, as tests/bench/throughput.py does) and, once the load runs, samples the leader with
-py-spy for ``--seconds`` (all threads, idle samples dropped). Prints the share of samples per function
-(self time) and per area of the code, and the throughput of the run. py-spy is a tool, not a project
+py-spy for ``--seconds`` (all threads, idle samples dropped); ``--role follower`` samples a follower
+instead. Prints the share of samples per function (self time), per area of the code and, per beamflowd
+function, inclusive of what it calls, and the throughput of the run. py-spy is a tool, not a project
 dependency: install it anywhere (``pip install py-spy``) and pass its path. Bounded: --total workflows, one
 profile, --deadline for the load.
 """
@@ -62,6 +63,12 @@ def main() -> int:
     ap.add_argument("--nodes", type=int, default=3)
     ap.add_argument("--deadline", type=float, default=120.0)
     ap.add_argument("--top", type=int, default=25)
+    ap.add_argument(
+        "--role",
+        choices=["leader", "follower"],
+        default="leader",
+        help="which node to sample: the Raft leader, or a follower (they apply every command too)",
+    )
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "profile.txt"
@@ -71,7 +78,8 @@ def main() -> int:
             cluster.start()
             cluster.wait_ready()
             leader = cluster.cluster_status("n1").leader_id
-            pid = cluster.nodes[leader].proc.pid  # type: ignore[union-attr]
+            sampled = leader if args.role == "leader" else next(n for n in cluster.nodes if n != leader)
+            pid = cluster.nodes[sampled].proc.pid  # type: ignore[union-attr]
             load = argparse.Namespace(
                 endpoints=cluster.endpoints,
                 workflow=str(REPO / "deploy/workflows/three-step-demo.yaml"),
@@ -114,6 +122,9 @@ def main() -> int:
             return 1
         by_function: collections.Counter[str] = collections.Counter()
         by_area: collections.Counter[str] = collections.Counter()
+        # Inclusive: a sample counts once for every distinct beamflowd function on its stack (what a call
+        # costs with everything below it), where the innermost frame says only where the CPU was spent.
+        inclusive: collections.Counter[str] = collections.Counter()
         total = 0
         for line in out.read_text().splitlines():
             stack, _, count = line.rpartition(" ")
@@ -123,14 +134,19 @@ def main() -> int:
             total += n
             by_function[innermost] += n
             by_area[area_of(innermost)] += n
+            for frame in set(frames):
+                if "beamflowd/" in frame:
+                    inclusive[frame] += n
     result = {
         "leader": leader,
+        "sampled": sampled,
         "nodes": args.nodes,
         "samples": total,
         "workflows_per_s": report.get("workflows_per_s"),
         "succeeded": report.get("statuses"),
         "by_area_pct": {a: round(100 * c / total, 1) for a, c in by_area.most_common()},
         "top_functions_pct": {f: round(100 * c / total, 1) for f, c in by_function.most_common(args.top)},
+        "beamflowd_inclusive_pct": {f: round(100 * c / total, 1) for f, c in inclusive.most_common(args.top)},
     }
     print(json.dumps(result, indent=2))
     return 0
