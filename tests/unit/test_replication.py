@@ -257,8 +257,7 @@ def test_a_batch_that_never_settles_does_not_hold_later_proposals_back(
             assert (await proposer.propose(c.decode(join_cmd("n1", 1)))).ok
             raft.propose_batch = lose_the_first  # type: ignore[method-assign]
             stuck = asyncio.ensure_future(proposer.propose(c.Heartbeat(node="n1", ts=99), timeout=30))
-            await asyncio.sleep(0.01)
-            assert lost == [1]
+            await eventually(lambda: lost == [1], 5, "the heartbeat's batch to leave (and be lost)")
             # Held back behind the lost batch, it would time out after 5 s: it overlaps it instead.
             assert (await proposer.propose(c.decode(_submits(1)[0]), timeout=5)).ok
             # Once the lost batch is older than the overlap, nothing waits for it any more.
